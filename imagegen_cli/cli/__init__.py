@@ -1,0 +1,1 @@
+"""The Typer application: one module per command group, all thin over the core."""

@@ -1,0 +1,46 @@
+"""The ``imagegen`` Typer application and its entry point."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from imagegen_cli import __version__
+from imagegen_cli.cli.config_cmd import config_app
+from imagegen_cli.cli.generate import EXAMPLES, generate
+from imagegen_cli.cli.keys import keys_app
+
+app = typer.Typer(
+    name="imagegen",
+    help="Generate images from a prompt, with a local GPU pipeline or a remote gateway.\n\n"
+    'Example: imagegen generate "a red fox in the snow" -m apimart:z-image-turbo --ratio 16:9',
+    no_args_is_help=True,
+    add_completion=True,
+    # Rich tracebacks print local variables, which can hold API keys: never show them.
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("generate", epilog=EXAMPLES)(generate)
+app.add_typer(keys_app, name="keys")
+app.add_typer(config_app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"imagegen {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Generate images from a prompt, with a local GPU pipeline or a remote gateway."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="imagegen")

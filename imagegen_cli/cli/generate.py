@@ -1,0 +1,217 @@
+"""``imagegen generate``: flags → GenerationRequest → plan → run → output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from imagegen_cli.cli.options import JsonOpt, ModelOpt, ProviderOpt, QuietOpt
+from imagegen_cli.cli.output import Output, reported
+from imagegen_cli.errors import ExitCode, UsageError
+
+EXAMPLES = """
+Examples:
+
+  imagegen generate "a red fox in the snow" -m openai:gpt-image-1 --size 1536x1024
+
+  imagegen generate "a red fox" -m apimart:z-image-turbo --ratio 16:9 --resolution 2K -n 2 -o out/
+
+  echo "a lighthouse at dusk" | imagegen generate - -m kkiai:flux-kontext-pro --ratio 21:9 --json
+
+  imagegen generate "a cat" -m token360:seedream-4.5 --seed 42 --param watermark=false --dry-run
+"""
+
+LOCAL_ONLY = ("--device", "--dtype", "--offload", "--vae-tiling", "--compile")
+
+
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The prompt; - reads it from stdin.", show_default=False)],
+    model: ModelOpt = None,
+    provider: ProviderOpt = None,
+    n: Annotated[int, typer.Option("-n", "--n", min=1, help="Number of images.")] = 1,
+    size: Annotated[str | None, typer.Option("-s", "--size", metavar="WxH", help="Pixel size.")] = None,
+    ratio: Annotated[str | None, typer.Option("-r", "--ratio", metavar="W:H", help="Aspect ratio.")] = None,
+    resolution: Annotated[
+        str | None, typer.Option("--resolution", metavar="1K|2K|4K", help="Size tier, with --ratio.")
+    ] = None,
+    quality: Annotated[
+        str | None, typer.Option("--quality", metavar="LEVEL", help="standard hd low medium high auto.")
+    ] = None,
+    style: Annotated[str | None, typer.Option("--style", metavar="vivid|natural", help="Where supported.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Image i gets seed+i where the backend takes seeds.")] = None,
+    negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", help="Where supported.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Denoising steps, where supported.")] = None,
+    guidance: Annotated[float | None, typer.Option("--guidance", help="Guidance scale, where supported.")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", metavar="KEY=VALUE", help="Provider-specific extra sent as-is; repeatable."),
+    ] = None,
+    response_format: Annotated[
+        str | None, typer.Option("--response-format", metavar="url|b64_json", help="Transport choice.")
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option("-o", "--out", metavar="PATH", help="Directory, file name, or - for stdout.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="TEMPLATE", help="File-name template, e.g. {date}-{slug}-{index}.{ext}")
+    ] = None,
+    fmt: Annotated[str | None, typer.Option("--format", metavar="png|jpeg|webp", help="File format written.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing the file named by -o FILE.")] = False,
+    no_metadata: Annotated[bool, typer.Option("--no-metadata", help="Do not embed generation parameters.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the request(s) and send nothing.")] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Asynchronous providers: submit, print the task ids, return.")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", metavar="SECONDS", help="Overall bound for remote work [default: 300].")
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat dropped or approximated parameters as errors.")] = False,
+    base_url: Annotated[str | None, typer.Option("--base-url", metavar="URL", help="Override the base URL.")] = None,
+    user: Annotated[str | None, typer.Option("--user", metavar="ID", help="End-user id (the body's user field).")] = None,
+    on_behalf_of: Annotated[
+        str | None, typer.Option("--on-behalf-of", metavar="ID", help="End-user id header (MKA1's X-On-Behalf-Of).")
+    ] = None,
+) -> None:
+    """Generate images from a prompt and save them."""
+    output = Output(json_mode=json_out, quiet=quiet)
+    with reported(output):
+        from imagegen_cli.config import load_config
+        from imagegen_cli.request import GenerationRequest, Ratio, Size, parse_param, parse_tier
+
+        config = load_config()
+        text = _read_prompt(prompt)
+        provider_name, model_id, profiles = _resolve_names(model, provider, config)
+        if provider_name == "local":
+            raise UsageError(
+                "the local backend is not part of this build yet",
+                hint="use a remote provider, e.g. -m apimart:z-image-turbo (see imagegen models)",
+            )
+        from imagegen_cli.providers.registry import resolve_provider
+
+        resolved = resolve_provider(profiles, provider_name, model_id, base_url)
+        request = GenerationRequest(
+            prompt=text,
+            provider=provider_name,
+            model=resolved.model,
+            n=n,
+            size=Size.parse(size) if size else None,
+            ratio=Ratio.parse(ratio) if ratio else None,
+            resolution=parse_tier(resolution) if resolution else None,
+            quality=quality,
+            style=style,
+            seed=seed,
+            negative_prompt=negative_prompt,
+            steps=steps,
+            guidance=guidance,
+            params=tuple(parse_param(p) for p in param or []),
+            response_format=response_format,
+            user=user,
+            on_behalf_of=on_behalf_of,
+            strict=strict,
+        )
+        from imagegen_cli.providers.planning import build_plan
+        from imagegen_cli.store.writer import OutputSpec
+
+        fmt = fmt or config.get("format")
+        plan = build_plan(request, resolved, output_format=fmt)
+        notes = list(plan.notes)
+        if no_wait and not resolved.profile.is_async:
+            notes.append(f"--no-wait dropped: {resolved.name} answers synchronously")
+        resolved.check_transport()
+        if dry_run:
+            _print_dry_run(output, plan, notes)
+            return
+        resolved.require_key()
+        spec = OutputSpec.from_args(
+            out, default_dir=config.get("output_dir"), template=name or config.get("name_template"), fmt=fmt,
+            overwrite=overwrite, metadata=not no_metadata and config.get("metadata", True) is not False, n=n,
+        )
+        for note in notes:
+            output.note(note)
+        result = _execute(plan, spec, output, notes, timeout if timeout is not None else float(config.get("timeout", 300)),
+                          no_wait and resolved.profile.is_async, int(config.get("concurrency", 4)))
+        output.generation(result)
+        code = result.exit_code()
+        if code != ExitCode.OK:
+            raise typer.Exit(int(code))
+
+
+def _read_prompt(prompt: str) -> str:
+    if prompt != "-":
+        return prompt
+    if sys.stdin.isatty():
+        raise UsageError("PROMPT is - but stdin is a terminal", hint='pipe the prompt in: echo "a fox" | imagegen generate -')
+    text = sys.stdin.read()
+    return text.strip("\r\n")
+
+
+def _resolve_names(model: str | None, provider: str | None, config: dict[str, Any]) -> tuple[str, str | None, Any]:
+    from imagegen_cli.providers.profiles import LOCAL_PROVIDER
+    from imagegen_cli.providers.registry import load_profiles, split_model
+
+    profiles = load_profiles(config)
+    names = {*profiles, LOCAL_PROVIDER}
+    provider_name, model_id = split_model(model, provider, config, names)
+    return provider_name, model_id, profiles
+
+
+def _print_dry_run(output: Output, plan: Any, notes: list[str]) -> None:
+    method, url = plan.method_url
+    calls = [
+        {"method": method, "url": url, "headers": plan.headers(call, redact_key=True), "body": call.body}
+        for call in plan.calls
+    ]
+    if output.json_mode:
+        output.json({"dry_run": True, "provider": plan.provider.name, "model": plan.provider.model,
+                     "calls": calls, "notes": notes})
+        return
+    for note in notes:
+        output.note(note)
+    for number, call in enumerate(calls, 1):
+        if len(calls) > 1:
+            output.line(f"# call {number} of {len(calls)}")
+        output.line(f"{call['method']} {call['url']}")
+        for key, value in call["headers"].items():
+            output.line(f"{key}: {value}")
+        output.line("")
+        output.line(json.dumps(call["body"], ensure_ascii=False, indent=2))
+        if number < len(calls):
+            output.line("")
+
+
+def _execute(plan: Any, spec: Any, output: Output, notes: list[str], timeout: float, no_wait: bool,
+             concurrency: int) -> Any:
+    from imagegen_cli.generation import GenerationResult, RemoteRun
+    from imagegen_cli.store.writer import ImageWriter
+
+    if timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    request = plan.request
+    result = GenerationResult(plan.provider.name, plan.provider.model, request.n, notes=notes, no_wait=no_wait)
+    writer = ImageWriter(spec, prompt=request.prompt, provider=plan.provider.name, model=plan.provider.model,
+                         n=request.n)
+    reporter = output.reporter()
+    run = RemoteRun(plan, writer, result, reporter, concurrency=concurrency, no_wait=no_wait)
+
+    async def bounded() -> None:
+        # A backstop over the per-request deadlines: nothing outlives --timeout by more than a moment.
+        try:
+            await asyncio.wait_for(run.run(timeout), timeout + 5)
+        except TimeoutError:
+            pass
+
+    try:
+        asyncio.run(bounded())
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        stop = getattr(reporter, "progress", None)
+        if stop is not None:
+            stop.stop()
+    return result

@@ -1,0 +1,258 @@
+"""Settings, environment variables, paths and API keys (config file, keys file, lookup order)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagegen_cli.errors import ConfigError, UsageError, register_secret
+
+APP_NAME = "imagegen"
+
+
+def config_dir() -> Path:
+    """User config dir (``$XDG_CONFIG_HOME/imagegen`` on Linux)."""
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir(APP_NAME, appauthor=False))
+
+
+def data_dir() -> Path:
+    """User data dir (``$XDG_DATA_HOME/imagegen`` on Linux): the task journal lives here."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir(APP_NAME, appauthor=False))
+
+
+def config_path() -> Path:
+    """The config file: ``IMAGEGEN_CONFIG`` if set, else ``config.toml`` in the config dir."""
+    override = os.environ.get("IMAGEGEN_CONFIG")
+    return Path(override).expanduser() if override else config_dir() / "config.toml"
+
+
+def keys_path() -> Path:
+    """The keys file, created with mode 0600."""
+    return config_dir() / "keys.json"
+
+
+def env_name(provider: str) -> str:
+    """Provider name as it appears in environment variable names (``my-gw`` → ``MY_GW``)."""
+    return re.sub(r"[^A-Za-z0-9]", "_", provider).upper()
+
+
+# ---------------------------------------------------------------------------------------------
+# The config file
+
+
+def load_config() -> dict[str, Any]:
+    """Read the config file; a missing file is an empty config, a broken one is exit 4."""
+    path = config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {exc}", hint="fix it, or run: imagegen config path"
+        ) from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise UsageError(f"cannot store {value!r} in the config file")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """Serialise a config dict (scalars, lists and nested tables) as TOML."""
+    lines: list[str] = []
+
+    def table(prefix: list[str], body: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in body.items() if not isinstance(v, dict)}
+        tables = {k: v for k, v in body.items() if isinstance(v, dict)}
+        if prefix and (scalars or not tables):
+            lines.append("[" + ".".join(_toml_key(p) for p in prefix) + "]")
+        for key, value in scalars.items():
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+        if scalars:
+            lines.append("")
+        for key, value in tables.items():
+            table([*prefix, key], value)
+
+    table([], data)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _atomic_write(path: Path, text: str, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_config(data: dict[str, Any]) -> Path:
+    """Write the config file atomically."""
+    path = config_path()
+    _atomic_write(path, dump_toml(data), 0o644)
+    return path
+
+
+def get_dotted(data: dict[str, Any], key: str) -> Any:
+    """``providers.openai.base_url`` → the value, or KeyError."""
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted key, creating tables on the way."""
+    parts = key.split(".")
+    if not all(parts):
+        raise UsageError(f"invalid config key {key!r}", hint="use dotted names such as providers.openai.base_url")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UsageError(f"config key {part!r} is a value, not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def unset_dotted(data: dict[str, Any], key: str) -> bool:
+    """Remove a dotted key; True when something was removed."""
+    parts = key.split(".")
+    node: Any = data
+    for part in parts[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and parts[-1] in node:
+        del node[parts[-1]]
+        return True
+    return False
+
+
+SECRET_KEY_NAMES = re.compile(r"(?i)(api_?key|token|secret|password)$")
+
+
+def redact_config(data: Any) -> Any:
+    """A copy of the config with every key-like value replaced (``config show`` prints this)."""
+    if isinstance(data, dict):
+        return {
+            k: ("***" if SECRET_KEY_NAMES.search(k) and not k.endswith("_env") and v else redact_config(v))
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [redact_config(v) for v in data]
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# API keys
+
+
+def _read_keys_file() -> dict[str, str]:
+    path = keys_path()
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return {}
+    if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"keys file {path} is readable by other users (mode {stat.S_IMODE(info.st_mode):o}); refusing to use it",
+            hint=f"chmod 600 {path}",
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ConfigError(f"keys file {path} is unreadable", hint="re-create it with: imagegen keys set NAME") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"keys file {path} is malformed", hint="re-create it with: imagegen keys set NAME")
+    keys = {str(k): str(v) for k, v in data.items()}
+    for value in keys.values():
+        register_secret(value)
+    return keys
+
+
+def stored_keys() -> dict[str, str]:
+    """Keys saved with ``imagegen keys set``."""
+    return _read_keys_file()
+
+
+def store_key(provider: str, key: str) -> Path:
+    """Save a key in the 0600 keys file."""
+    keys = _read_keys_file()
+    keys[provider] = key
+    path = keys_path()
+    _atomic_write(path, json.dumps(keys, indent=2) + "\n", 0o600)
+    return path
+
+
+def remove_key(provider: str) -> bool:
+    """Remove a stored key; True when one was there."""
+    keys = _read_keys_file()
+    if provider not in keys:
+        return False
+    del keys[provider]
+    _atomic_write(keys_path(), json.dumps(keys, indent=2) + "\n", 0o600)
+    return True
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where a provider's key comes from: ``env`` (with the variable) or ``file``."""
+
+    kind: str
+    name: str
+
+
+def key_env_vars(provider: str, extra: str | None = None) -> list[str]:
+    """Environment variables checked for a provider's key, first wins."""
+    names = [f"IMAGEGEN_{env_name(provider)}_API_KEY"]
+    if extra:
+        names.insert(0, extra)
+    names.append(f"{env_name(provider)}_API_KEY")
+    return list(dict.fromkeys(names))
+
+
+def find_key(provider: str, extra_env: str | None = None) -> tuple[str, KeySource] | None:
+    """The key for a provider: env vars in order, then the keys file."""
+    for var in key_env_vars(provider, extra_env):
+        value = os.environ.get(var, "").strip()
+        if value:
+            register_secret(value)
+            return value, KeySource("env", var)
+    stored = _read_keys_file().get(provider)
+    if stored:
+        return stored, KeySource("file", str(keys_path()))
+    return None

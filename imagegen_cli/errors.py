@@ -1,0 +1,134 @@
+"""Error hierarchy, the exit-code enum, and secret redaction shared by every output path."""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes; scripts depend on these (see README, "Exit codes")."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    PARTIAL = 3
+    AUTH = 4
+    PENDING = 5
+    INTERRUPTED = 130
+
+
+class ImagegenError(Exception):
+    """Base of every error the CLI reports as one line plus an optional hint."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+    code: str = "error"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ImagegenError):
+    """Bad flags or values: nothing was sent."""
+
+    exit_code = ExitCode.USAGE
+    code = "usage"
+
+
+class ConfigError(ImagegenError):
+    """Missing key, unusable configuration, or a key the gateway refused."""
+
+    exit_code = ExitCode.AUTH
+    code = "config"
+
+
+class AuthError(ConfigError):
+    """The gateway answered 401 or 403."""
+
+    code = "auth"
+
+
+class GatewayError(ImagegenError):
+    """The gateway answered with an error, or could not be reached."""
+
+    code = "gateway"
+
+    def __init__(self, message: str, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
+
+
+class InsufficientBalance(GatewayError):
+    """HTTP 402: the account has no credit; never retried."""
+
+    code = "insufficient_balance"
+
+
+class InvalidResponse(GatewayError):
+    """The gateway answered 2xx with something that is not a usable result."""
+
+    code = "invalid_response"
+
+
+class DownloadError(GatewayError):
+    """An image could not be fetched or did not decode."""
+
+    code = "download"
+
+
+class TaskFailed(GatewayError):
+    """A remote task ended failed or cancelled."""
+
+    code = "task_failed"
+
+
+class PendingTimeout(ImagegenError):
+    """``--timeout`` ran out while remote tasks were still running."""
+
+    exit_code = ExitCode.PENDING
+    code = "timeout"
+
+
+class SaveError(ImagegenError):
+    """The output could not be written (permissions, disk full, name taken)."""
+
+    code = "save"
+
+
+# Every secret the process has loaded is registered here, so that any text leaving the process
+# (stdout, stderr, files, metadata) can be scrubbed even when it came from a third-party exception.
+_SECRETS: set[str] = set()
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|signature|sig)=)[^&\s\"']+")
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that :func:`redact` removes it from any later output."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret and key-like URL query value with a placeholder."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return _QUERY_SECRET.sub(r"\1***", text)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(text: str, limit: int = 500) -> str:
+    """Make gateway-provided text safe for one terminal line: no escapes, no controls, bounded."""
+    text = _ANSI.sub("", text)
+    text = _CONTROL.sub(" ", text.replace("\n", " ").replace("\t", " "))
+    text = re.sub(r"\s{2,}", " ", text).strip()
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return redact(text)

@@ -1,0 +1,1 @@
+"""Remote providers: profiles as data, request planning, the HTTP client and the two dialects."""

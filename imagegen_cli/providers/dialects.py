@@ -1,0 +1,156 @@
+"""Response parsing for the two dialects: OpenAI-style synchronous and submit-and-poll tasks.
+
+The parsers are pure functions over decoded JSON so that they can be fuzzed: whatever a gateway
+answers, they return typed results or raise :class:`InvalidResponse` / :class:`TaskFailed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from imagegen_cli.errors import InvalidResponse, TaskFailed, clean_text
+
+
+@dataclass(frozen=True)
+class RemoteImage:
+    """One image as a gateway returned it: a URL or base64 data."""
+
+    url: str | None = None
+    b64: str | None = None
+    revised_prompt: str | None = None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """A synchronous call's images and usage."""
+
+    images: list[RemoteImage]
+    usage: dict[str, Any] | None = None
+
+
+PENDING, SUCCEEDED, FAILED, CANCELLED = "pending", "succeeded", "failed", "cancelled"
+_STATES = {
+    "submitted": PENDING, "pending": PENDING, "queued": PENDING, "processing": PENDING, "running": PENDING,
+    "in_progress": PENDING, "completed": SUCCEEDED, "succeeded": SUCCEEDED, "success": SUCCEEDED,
+    "failed": FAILED, "failure": FAILED, "error": FAILED, "cancelled": CANCELLED, "canceled": CANCELLED,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """One poll of a remote task."""
+
+    state: str
+    raw_status: str
+    progress: int | None = None
+    images: list[RemoteImage] = field(default_factory=list)
+    error: str | None = None
+
+
+def _urls(value: Any) -> list[str]:
+    if isinstance(value, str) and value:
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str) and v]
+    return []
+
+
+def _image_items(items: Any, provider: str) -> list[RemoteImage]:
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, list):
+        raise InvalidResponse(f"{provider}: response has no image list")
+    images: list[RemoteImage] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        revised = item.get("revised_prompt")
+        revised_text = revised if isinstance(revised, str) else None
+        expires = item.get("expires_at")
+        expires_at = float(expires) if isinstance(expires, int | float) and not isinstance(expires, bool) else None
+        b64 = item.get("b64_json")
+        if isinstance(b64, str) and b64:
+            images.append(RemoteImage(b64=b64, revised_prompt=revised_text, expires_at=expires_at))
+            continue
+        for url in _urls(item.get("url")):
+            images.append(RemoteImage(url=url, revised_prompt=revised_text, expires_at=expires_at))
+    return images
+
+
+def parse_images_response(data: Any, provider: str) -> SyncResult:
+    """Parse ``{"created", "data": [{"url"|"b64_json", "revised_prompt"?}], "usage"?}``."""
+    if not isinstance(data, dict) or "data" not in data:
+        raise InvalidResponse(f"{provider}: unexpected response shape (no 'data')", hint="is the base URL right?")
+    images = _image_items(data["data"], provider)
+    if not images:
+        raise InvalidResponse(f"{provider}: the response contained no images")
+    usage = data.get("usage")
+    return SyncResult(images, usage if isinstance(usage, dict) else None)
+
+
+def _envelope(data: Any, provider: str) -> Any:
+    """apimart wraps answers as ``{"code": 200, "data": ...}``; a non-200 code is an error."""
+    if not isinstance(data, dict):
+        raise InvalidResponse(f"{provider}: unexpected response shape")
+    code = data.get("code")
+    if isinstance(code, int) and not isinstance(code, bool) and code not in (0, 200):
+        raise InvalidResponse(f"{provider}: error {code}: {_error_text(data) or 'no message'}")
+    return data.get("data")
+
+
+def _error_text(data: dict[str, Any]) -> str | None:
+    error = data.get("error")
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("msg")
+        if message:
+            return clean_text(str(message), 300)
+    if isinstance(error, str) and error:
+        return clean_text(error, 300)
+    message = data.get("message") or data.get("msg")
+    return clean_text(str(message), 300) if message else None
+
+
+def parse_submit_response(data: Any, provider: str) -> list[str]:
+    """Task ids from either documented submit shape (a list of ``task_id`` or one object ``id``)."""
+    inner = _envelope(data, provider)
+    items = inner if isinstance(inner, list) else [inner]
+    ids: list[str] = []
+    for item in items:
+        if isinstance(item, dict):
+            task_id = item.get("task_id") or item.get("id")
+            if isinstance(task_id, str | int) and not isinstance(task_id, bool) and str(task_id):
+                ids.append(str(task_id))
+    if not ids and isinstance(data, dict) and isinstance(data.get("task_id"), str):
+        ids.append(data["task_id"])
+    if not ids:
+        raise InvalidResponse(f"{provider}: the submission answer carried no task id")
+    return ids
+
+
+def parse_task_status(data: Any, provider: str, task_id: str) -> TaskStatus:
+    """Parse ``GET tasks/{id}``: status, progress, result images or the error."""
+    inner = _envelope(data, provider)
+    if not isinstance(inner, dict):
+        raise InvalidResponse(f"{provider}: task {task_id}: unexpected status shape")
+    raw = str(inner.get("status", "")).lower()
+    state = _STATES.get(raw, PENDING)
+    progress = inner.get("progress")
+    progress_value = int(progress) if isinstance(progress, int | float) and not isinstance(progress, bool) else None
+    if state == SUCCEEDED:
+        result = inner.get("result")
+        images = _image_items(result.get("images", []), provider) if isinstance(result, dict) else []
+        if not images:
+            raise InvalidResponse(f"{provider}: task {task_id} completed without images")
+        return TaskStatus(state, raw, 100, images)
+    if state in (FAILED, CANCELLED):
+        message = _error_text(inner) or "no reason given"
+        return TaskStatus(state, raw, progress_value, error=message)
+    return TaskStatus(state, raw, progress_value)
+
+
+def task_error(provider: str, task_id: str, status: TaskStatus) -> TaskFailed:
+    """The error for a failed or cancelled task, carrying the gateway's own message."""
+    verb = "was cancelled" if status.state == CANCELLED else "failed"
+    return TaskFailed(f"{provider}: task {task_id} {verb}: {status.error}")

@@ -1,0 +1,310 @@
+"""Turn a :class:`GenerationRequest` into the exact calls a provider will receive (the plan).
+
+This is where DESIGN.md's mapping rules live: unsupported flags are dropped with a note, values
+outside what a model accepts are usage errors raised before anything is sent, ratios and sizes are
+converted between pixel and ratio providers, and ``-n`` fans out into several calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from imagegen_cli import __version__
+from imagegen_cli.errors import UsageError
+from imagegen_cli.providers.profiles import ModelCaps
+from imagegen_cli.providers.registry import ResolvedProvider
+from imagegen_cli.request import (
+    GenerationRequest,
+    Ratio,
+    Size,
+    aspect_distance,
+    nearest_ratio,
+    nearest_size,
+    ratio_tier_pixels,
+    size_to_ratio_tier,
+)
+
+
+@dataclass
+class Notes:
+    """Notes about dropped or approximated parameters; under ``--strict`` each one is an error."""
+
+    strict: bool
+    items: list[str] = field(default_factory=list)
+
+    def info(self, text: str) -> None:
+        self.items.append(text)
+
+    def approximated(self, text: str) -> None:
+        if self.strict:
+            raise UsageError(text, hint="drop --strict to accept the approximation")
+        self.items.append(text)
+
+    def dropped(self, flag: str, where: str, why: str = "not supported") -> None:
+        text = f"{flag} dropped: {why} by {where}"
+        if self.strict:
+            raise UsageError(text, hint=f"remove {flag}, or drop --strict")
+        self.items.append(text)
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """One HTTP call of the plan: the body, extra headers, and which images it yields."""
+
+    index: int  # 0-based call number
+    first_image: int  # 1-based index of the first image this call yields
+    count: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run will send, plus the notes the mapping produced."""
+
+    provider: ResolvedProvider
+    request: GenerationRequest
+    calls: tuple[PlannedCall, ...]
+    notes: tuple[str, ...]
+    response_format: str | None
+    expected_size: Size | None
+
+    @property
+    def method_url(self) -> tuple[str, str]:
+        return "POST", self.provider.url(self.provider.profile.generate_path)
+
+    def headers(self, call: PlannedCall, redact_key: bool) -> dict[str, str]:
+        """Headers as sent (or, with ``redact_key``, as shown by ``--dry-run``)."""
+        headers = {"Content-Type": "application/json", "User-Agent": f"imagegen/{__version__}"}
+        key = self.provider.key
+        if key:
+            headers["Authorization"] = "Bearer ***" if redact_key else f"Bearer {key}"
+        elif redact_key:
+            headers["Authorization"] = f"Bearer <missing: set {self.provider.key_vars()[0]}>"
+        headers.update(self.provider.profile.headers)
+        headers.update(call.headers)
+        return headers
+
+
+def _where(provider: ResolvedProvider) -> str:
+    return f"{provider.name}:{provider.model}"
+
+
+def _map_size(request: GenerationRequest, caps: ModelCaps, where: str, notes: Notes) -> tuple[dict[str, Any], Size | None]:
+    """Body fields for the size, and the pixel size expected back when it is known."""
+    mode = caps.size_mode
+    tier = request.resolution
+    if mode == "none":
+        for flag, value in (("--size", request.size), ("--ratio", request.ratio), ("--resolution", tier)):
+            if value:
+                notes.dropped(flag, where)
+        return {}, None
+
+    if mode == "pixels":
+        listed = [Size.parse(s) for s in caps.sizes if s != "auto"]
+        if request.size:
+            if str(request.size) not in caps.sizes:
+                raise UsageError(
+                    f"size {request.size} is not accepted by {where}", hint="accepted sizes: " + ", ".join(caps.sizes)
+                )
+            return {"size": str(request.size)}, request.size
+        if request.ratio or tier:
+            ratio = request.ratio or Ratio(1, 1)
+            target = ratio_tier_pixels(ratio, tier) if tier else None
+            chosen = nearest_size(listed, ratio.aspect, target.width * target.height if target else None)
+            text = f"--ratio {ratio}{' --resolution ' + tier if tier else ''} → size {chosen} for {where}"
+            if aspect_distance(chosen.aspect, ratio.aspect) > 1e-3 or (target and target != chosen):
+                notes.approximated(text + " (nearest supported)")
+            else:
+                notes.info(text)
+            return {"size": str(chosen)}, chosen
+        return {}, None
+
+    if mode == "free":
+        if request.size:
+            _check_free_size(request.size, caps, where)
+            return {"size": str(request.size)}, request.size
+        if request.ratio and caps.ratio_field and not tier:
+            return {caps.ratio_field: str(request.ratio)}, None
+        if request.ratio or tier:
+            ratio = request.ratio or Ratio(1, 1)
+            pixels = ratio_tier_pixels(ratio, tier or "1K")
+            _check_free_size(pixels, caps, where)
+            notes.info(f"--ratio {ratio} --resolution {tier or '1K'} → size {pixels} for {where}")
+            return {"size": str(pixels)}, pixels
+        return {}, None
+
+    # Ratio providers: ratio_size (apimart), aspect_ratio (kkiai flux), ratio_field (token360).
+    field_name = {"ratio_size": "size", "aspect_ratio": "aspect_ratio", "ratio_field": "ratio"}[mode]
+    body: dict[str, Any] = {}
+    expected: Size | None = None
+    ratio_text: str | None = None
+    if request.ratio:
+        ratio_text = str(request.ratio)
+        if ratio_text not in caps.ratios:
+            raise UsageError(
+                f"ratio {ratio_text} is not accepted by {where}", hint="accepted ratios: " + " ".join(caps.ratios)
+            )
+    elif request.size:
+        if caps.tiers:
+            ratio_text, mapped_tier, exact = size_to_ratio_tier(request.size, list(caps.ratios), list(caps.tiers))
+            text = f"--size {request.size} → ratio {ratio_text}, resolution {mapped_tier} for {where}"
+            tier = mapped_tier
+        else:
+            ratio_text = nearest_ratio(list(caps.ratios), request.size.aspect)
+            exact = aspect_distance(Ratio.parse(ratio_text).aspect, request.size.aspect) < 1e-3
+            text = f"--size {request.size} → ratio {ratio_text} for {where}"
+        if exact:
+            notes.info(text)
+        else:
+            notes.approximated(text + " (nearest supported)")
+    elif caps.default_ratio:
+        ratio_text = caps.default_ratio
+    if ratio_text:
+        body[field_name] = ratio_text
+    if tier:
+        if not caps.tiers:
+            if request.resolution:
+                notes.dropped("--resolution", where)
+        elif tier not in caps.tiers:
+            raise UsageError(
+                f"resolution {tier} is not accepted by {where}", hint="accepted: " + ", ".join(caps.tiers)
+            )
+        else:
+            body["resolution"] = tier
+    if mode == "ratio_size" and caps.tiers:
+        pixels_ratio = Ratio.parse(ratio_text or "1:1")
+        expected = ratio_tier_pixels(pixels_ratio, tier or caps.tiers[0])
+    return body, expected
+
+
+def _check_free_size(size: Size, caps: ModelCaps, where: str) -> None:
+    problems = []
+    if caps.size_multiple and (size.width % caps.size_multiple or size.height % caps.size_multiple):
+        problems.append(f"both sides must be multiples of {caps.size_multiple}")
+    if caps.min_aspect and size.aspect < caps.min_aspect - 1e-9:
+        problems.append(f"aspect must be at least {caps.min_aspect:.3g}")
+    if caps.max_aspect and size.aspect > caps.max_aspect + 1e-9:
+        problems.append(f"aspect must be at most {caps.max_aspect:.3g}")
+    if caps.max_pixels and size.width * size.height > caps.max_pixels:
+        problems.append(f"at most {caps.max_pixels} pixels")
+    if caps.max_side and max(size.width, size.height) > caps.max_side:
+        problems.append(f"sides at most {caps.max_side}")
+    if problems:
+        raise UsageError(f"size {size} is not accepted by {where}: " + "; ".join(problems))
+
+
+def _map_quality(request: GenerationRequest, caps: ModelCaps, where: str, notes: Notes) -> dict[str, Any]:
+    quality = request.quality
+    if quality is None:
+        return {}
+    if caps.qualities is None or quality in caps.qualities:
+        return {"quality": quality}
+    if not caps.qualities:
+        notes.dropped("--quality", where)
+        return {}
+    mapped = caps.quality_map.get(quality)
+    if mapped is None:
+        raise UsageError(
+            f"quality {quality} is not accepted by {where}", hint="accepted: " + ", ".join(caps.qualities)
+        )
+    notes.approximated(f"--quality {quality} → {mapped} for {where}")
+    return {"quality": mapped}
+
+
+def _chunks(n: int, caps: ModelCaps, one_per_call: bool) -> list[int]:
+    """Split n images into per-call counts that the model accepts."""
+    if one_per_call or not caps.send_n:
+        return [1] * n
+    allowed = sorted(set(caps.n_values) or range(1, caps.n_max + 1), reverse=True)
+    counts: list[int] = []
+    remaining = n
+    while remaining:
+        step = next((a for a in allowed if a <= remaining), 1)
+        counts.append(step)
+        remaining -= step
+    return counts
+
+
+def build_plan(request: GenerationRequest, provider: ResolvedProvider, output_format: str | None = None) -> Plan:
+    """Validate the request against the model and lay out every call; raises UsageError."""
+    caps = provider.caps
+    where = _where(provider)
+    notes = Notes(request.strict)
+
+    if caps.prompt_max and len(request.prompt) > caps.prompt_max:
+        raise UsageError(
+            f"the prompt is {len(request.prompt)} characters; {where} accepts at most {caps.prompt_max}",
+            hint="shorten the prompt",
+        )
+
+    body: dict[str, Any] = {"model": provider.model, "prompt": request.prompt}
+    size_fields, expected = _map_size(request, caps, where, notes)
+    body.update(size_fields)
+    body.update(_map_quality(request, caps, where, notes))
+
+    response_format = request.response_format
+    if caps.response_formats:
+        if response_format and response_format not in caps.response_formats:
+            raise UsageError(
+                f"--response-format {response_format} is not accepted by {where}",
+                hint="accepted: " + ", ".join(caps.response_formats),
+            )
+        response_format = response_format or caps.default_response_format
+        if response_format:
+            body["response_format"] = response_format
+    elif response_format:
+        notes.dropped("--response-format", where, "chosen by the gateway, not settable")
+        response_format = None
+
+    if output_format and caps.output_formats and output_format in caps.output_formats:
+        body["output_format"] = output_format
+
+    optional = (
+        ("--style", "style", request.style),
+        ("--user", "user", request.user),
+        ("--negative-prompt", "negative_prompt", request.negative_prompt),
+        ("--steps", "steps", request.steps),
+        ("--guidance", "guidance", request.guidance),
+    )
+    for flag, name, value in optional:
+        if value is None:
+            continue
+        if name in caps.params:
+            body[caps.params[name]] = value
+        else:
+            notes.dropped(flag, where)
+
+    headers: dict[str, str] = {}
+    if request.on_behalf_of:
+        if provider.profile.on_behalf_of_header:
+            headers[provider.profile.on_behalf_of_header] = request.on_behalf_of
+        else:
+            notes.dropped("--on-behalf-of", where)
+
+    seed_field = caps.params.get("seed")
+    if request.seed is not None and not seed_field:
+        notes.dropped("--seed", where)
+    per_image_seed = request.seed is not None and seed_field is not None
+
+    counts = _chunks(request.n, caps, one_per_call=per_image_seed)
+    if len(counts) > 1:
+        notes.info(f"-n {request.n} → {len(counts)} calls to {where} (at most {max(counts)} image(s) per call)")
+
+    calls: list[PlannedCall] = []
+    first = 1
+    for number, count in enumerate(counts):
+        call_body = dict(body)
+        if caps.send_n:
+            call_body["n"] = count
+        seed = request.seed_for(first - 1) if per_image_seed else None
+        if seed is not None and seed_field:
+            call_body[seed_field] = seed
+        # --param values are sent as given, last: they are the escape hatch for anything unmodelled.
+        call_body.update(dict(request.params))
+        calls.append(PlannedCall(number, first, count, call_body, dict(headers), seed))
+        first += count
+
+    return Plan(provider, request, tuple(calls), tuple(notes.items), response_format, expected)

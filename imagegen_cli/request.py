@@ -1,0 +1,197 @@
+"""The typed generation request and the size / aspect-ratio / resolution-tier arithmetic."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from imagegen_cli.errors import UsageError
+
+QUALITIES = ("standard", "hd", "low", "medium", "high", "auto")
+STYLES = ("vivid", "natural")
+RESPONSE_FORMATS = ("url", "b64_json")
+TIERS = ("1K", "2K", "4K")
+MAX_IMAGES = 100  # a guard against a typo such as -n 1000 turning into a thousand paid calls
+
+# Output pixels by ratio and tier, as apimart documents them for z-image-turbo; also the table
+# used to turn --ratio/--resolution into pixels for free-size providers.
+TIER_TABLE: dict[str, dict[str, tuple[int, int]]] = {
+    "1:1": {"1K": (1024, 1024), "2K": (2048, 2048)},
+    "4:3": {"1K": (1152, 864), "2K": (2048, 1536)},
+    "3:4": {"1K": (864, 1152), "2K": (1536, 2048)},
+    "16:9": {"1K": (1280, 720), "2K": (2048, 1152)},
+    "9:16": {"1K": (720, 1280), "2K": (1152, 2048)},
+    "3:2": {"1K": (1248, 832), "2K": (2048, 1360)},
+    "2:3": {"1K": (832, 1248), "2K": (1360, 2048)},
+}
+_TIER_LONG_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
+
+
+@dataclass(frozen=True, order=True)
+class Size:
+    """A pixel size, written ``WxH``."""
+
+    width: int
+    height: int
+
+    @classmethod
+    def parse(cls, text: str) -> Size:
+        match = re.fullmatch(r"\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*", text)
+        if not match:
+            raise UsageError(f"invalid size {text!r}", hint="write it as WIDTHxHEIGHT, e.g. 1024x1024")
+        width, height = int(match[1]), int(match[2])
+        if width <= 0 or height <= 0:
+            raise UsageError(f"invalid size {text!r}: both sides must be positive")
+        return cls(width, height)
+
+    @property
+    def aspect(self) -> float:
+        return self.width / self.height
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """An aspect ratio, written ``W:H``."""
+
+    width: int
+    height: int
+
+    @classmethod
+    def parse(cls, text: str) -> Ratio:
+        match = re.fullmatch(r"\s*(\d{1,4})\s*:\s*(\d{1,4})\s*", text)
+        if not match or int(match[1]) == 0 or int(match[2]) == 0:
+            raise UsageError(f"invalid ratio {text!r}", hint="write it as W:H, e.g. 16:9")
+        return cls(int(match[1]), int(match[2]))
+
+    @property
+    def aspect(self) -> float:
+        return self.width / self.height
+
+    def __str__(self) -> str:
+        return f"{self.width}:{self.height}"
+
+
+def parse_tier(text: str) -> str:
+    """Normalise ``1k``/``2K``/``4k`` to the upper-case tier name."""
+    tier = text.strip().upper()
+    if tier not in TIERS:
+        raise UsageError(f"invalid resolution {text!r}", hint="use one of " + ", ".join(TIERS))
+    return tier
+
+
+def aspect_distance(a: float, b: float) -> float:
+    """Distance between two aspects on a log scale, so 2:1 and 1:2 are equally far from 1:1."""
+    return abs(math.log(a) - math.log(b))
+
+
+def nearest_size(sizes: list[Size], aspect: float, area: int | None = None) -> Size:
+    """The size of nearest aspect; ties go to the area nearest ``area`` (else the largest)."""
+
+    def key(size: Size) -> tuple[float, float]:
+        area_key = abs(size.width * size.height - area) if area else -(size.width * size.height)
+        return (round(aspect_distance(size.aspect, aspect), 6), area_key)
+
+    return min(sizes, key=key)
+
+
+def nearest_ratio(ratios: list[str], aspect: float) -> str:
+    """The ratio string of nearest aspect."""
+    return min(ratios, key=lambda text: aspect_distance(Ratio.parse(text).aspect, aspect))
+
+
+def ratio_tier_pixels(ratio: Ratio, tier: str) -> Size:
+    """Pixels for a ratio and tier: the documented table when it has them, else computed."""
+    row = TIER_TABLE.get(str(ratio))
+    if row and tier in row:
+        return Size(*row[tier])
+    long_side = _TIER_LONG_SIDE[tier]
+    if ratio.aspect >= 1:
+        width, height = long_side, long_side / ratio.aspect
+    else:
+        width, height = long_side * ratio.aspect, long_side
+    # Gateways that take free sizes want multiples of 16 (OpenAI's rule for gpt-image-2).
+    return Size(max(16, round(width / 16) * 16), max(16, round(height / 16) * 16))
+
+
+def size_to_ratio_tier(size: Size, ratios: list[str], tiers: list[str]) -> tuple[str, str, bool]:
+    """Map pixels onto a ratio provider: (ratio, tier, exact) where exact means a table match."""
+    for ratio_text, row in TIER_TABLE.items():
+        for tier, pixels in row.items():
+            if pixels == (size.width, size.height) and ratio_text in ratios and tier in tiers:
+                return ratio_text, tier, True
+    ratio_text = nearest_ratio(ratios, size.aspect)
+    long_side = max(size.width, size.height)
+    tier = min(tiers, key=lambda t: abs(_TIER_LONG_SIDE.get(t.upper(), 1024) - long_side))
+    reduced = Ratio.parse(ratio_text)
+    exact = math.isclose(reduced.aspect, size.aspect) and str(ratio_tier_pixels(reduced, tier)) == str(size)
+    return ratio_text, tier, exact
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """Parse ``KEY=VALUE``: the value as JSON when it parses (true, 3, 0.5), else as a string."""
+    import json
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UsageError(f"invalid --param {text!r}", hint="write it as KEY=VALUE, e.g. watermark=false")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What the user asked for, provider-independent; built once from the command line."""
+
+    prompt: str
+    provider: str
+    model: str
+    n: int = 1
+    size: Size | None = None
+    ratio: Ratio | None = None
+    resolution: str | None = None
+    quality: str | None = None
+    style: str | None = None
+    seed: int | None = None
+    negative_prompt: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+    response_format: str | None = None
+    user: str | None = None
+    on_behalf_of: str | None = None
+    strict: bool = False
+    base_url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.prompt.strip():
+            raise UsageError("the prompt is empty", hint='pass a prompt: imagegen generate "a red fox"')
+        if not 1 <= self.n <= MAX_IMAGES:
+            raise UsageError(f"-n {self.n} is out of range", hint=f"ask for 1 to {MAX_IMAGES} images")
+        if self.size and self.ratio:
+            raise UsageError("--size and --ratio both given", hint="give one of them")
+        if self.resolution and self.size:
+            raise UsageError("--resolution goes with --ratio, not --size", hint="drop one of them")
+        if self.quality is not None and self.quality not in QUALITIES:
+            raise UsageError(f"invalid --quality {self.quality!r}", hint="use one of " + ", ".join(QUALITIES))
+        if self.style is not None and self.style not in STYLES:
+            raise UsageError(f"invalid --style {self.style!r}", hint="use vivid or natural")
+        if self.response_format is not None and self.response_format not in RESPONSE_FORMATS:
+            raise UsageError(f"invalid --response-format {self.response_format!r}", hint="use url or b64_json")
+        if self.steps is not None and self.steps < 1:
+            raise UsageError("--steps must be at least 1")
+        if self.seed is not None and self.seed < 0:
+            raise UsageError("--seed must be zero or positive")
+
+    def seed_for(self, index: int) -> int | None:
+        """Image ``index`` (0-based) gets seed+index."""
+        return None if self.seed is None else self.seed + index

@@ -1,0 +1,1 @@
+"""Saving images: naming, embedded metadata and the atomic writer."""
