@@ -83,13 +83,13 @@ class Output:
     def generation(self, result: GenerationResult) -> None:
         if self.json_mode:
             self.json(result_document(result))
-            return
-        for image in result.images:
-            if image.path != "-":
-                self.line(image.path)
-        if result.no_wait:
-            for task in result.tasks:
-                self.line(task.remote_id)
+        else:
+            for image in sorted(result.images, key=lambda i: i.index):
+                if image.path != "-":
+                    self.line(image.path)
+            if result.no_wait:
+                for task in result.tasks:
+                    self.line(task.remote_id)
         for error in result.errors:
             self.error(error)
         if result.pending and not result.no_wait:

@@ -1,0 +1,113 @@
+"""Fixtures: an isolated user world, a fake gateway, the installed CLI, and a secret-leak check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakegateway import PREFIXES, TEST_KEY, FakeGateway
+
+IMAGEGEN = Path(sys.executable).with_name("imagegen")
+PROVIDERS = ("openai", "mka1", "kkiai", "modelmax", "token360", "apimart")
+CAPTURED: list[bytes] = []
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point XDG dirs at a temp dir, drop the user's keys and settings, make output plain."""
+    for name in list(os.environ):
+        if name.startswith("IMAGEGEN_") or name.endswith("_API_KEY") or name.endswith("_BASE_URL"):
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"), ("XDG_CACHE_HOME", "cache")):
+        (home / sub).mkdir(parents=True)
+        monkeypatch.setenv(var, str(home / sub))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("IMAGEGEN_POLL_INTERVAL", "0.02")
+    monkeypatch.setenv("IMAGEGEN_RETRY_BASE_DELAY", "0.01")
+    monkeypatch.delenv("CI", raising=False)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def no_secret_leaks(tmp_path: Path) -> Iterator[None]:
+    """After every test: the test key is in no captured output and no file the test wrote."""
+    CAPTURED.clear()
+    yield
+    needle = TEST_KEY.encode()
+    for blob in CAPTURED:
+        assert needle not in blob, "the test API key leaked into command output"
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.name != "keys.json":
+            assert needle not in path.read_bytes(), f"the test API key leaked into {path}"
+
+
+@pytest.fixture
+def gateway() -> Iterator[FakeGateway]:
+    with FakeGateway() as gw:
+        yield gw
+
+
+@dataclass
+class Result:
+    """A finished CLI run."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    stdout_bytes: bytes
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for line in self.stdout.splitlines() if line]
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, input: bytes | None = None, timeout: float = 60,
+            cwd: Path | None = None) -> Result:
+    """Run the installed ``imagegen`` console script; output is kept for the leak check."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run([str(IMAGEGEN), *args], env=full_env, input=input, capture_output=True,
+                          timeout=timeout, cwd=cwd, check=False)
+    CAPTURED.extend([proc.stdout, proc.stderr])
+    return Result(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"),
+                  proc.stdout)
+
+
+def gateway_env(gw: FakeGateway, *, key: bool = True) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name in PREFIXES:
+        env[f"IMAGEGEN_{name.upper()}_BASE_URL"] = gw.base_url(name)
+        if key:
+            env[f"IMAGEGEN_{name.upper()}_API_KEY"] = TEST_KEY
+    return env
+
+
+@pytest.fixture
+def cli(gateway: FakeGateway, tmp_path: Path) -> Any:
+    """``cli(*args)`` runs imagegen against the fake gateway with output in tmp_path/out."""
+    out = tmp_path / "out"
+
+    def run(*args: str, env: dict[str, str] | None = None, key: bool = True, input: bytes | None = None,
+            timeout: float = 60, out_dir: bool = True) -> Result:
+        extra = ["-o", str(out)] if out_dir and args and args[0] == "generate" and "-o" not in args else []
+        return run_cli(*args, *extra, env={**gateway_env(gateway, key=key), **(env or {})}, input=input,
+                       timeout=timeout)
+
+    run.out = out  # type: ignore[attr-defined]
+    return run

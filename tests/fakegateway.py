@@ -1,0 +1,376 @@
+"""A fake image gateway: real HTTP servers on loopback that speak every provider's dialect.
+
+The API server (127.0.0.1) serves each provider under its own prefix, exactly as providers.md
+documents it; the image host (127.0.0.2) stands in for a CDN. Both record every request, and
+tests queue faults that the next matching requests receive.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+TEST_KEY = "sk-test-SECRET-4f9c2a7e81d0b3c5"
+PREFIXES = {
+    "openai": "/openai/v1",
+    "mka1": "/mka1/api/v1/llm",
+    "kkiai": "/kkiai/v1",
+    "modelmax": "/modelmax/v1",
+    "token360": "/token360/v1",
+    "apimart": "/apimart/v1",
+    "custom": "/custom/v1",
+    "customtasks": "/customtasks/v1",
+}
+TASK_PROVIDERS = {"apimart", "customtasks"}
+RATIO_1K = {
+    "1:1": (1024, 1024), "4:3": (1152, 864), "3:4": (864, 1152), "16:9": (1280, 720), "9:16": (720, 1280),
+    "3:2": (1248, 832), "2:3": (832, 1248), "21:9": (1344, 576), "9:21": (576, 1344),
+}  # fmt: skip
+RATIO_2K = {
+    "1:1": (2048, 2048), "4:3": (2048, 1536), "3:4": (1536, 2048), "16:9": (2048, 1152), "9:16": (1152, 2048),
+    "3:2": (2048, 1360), "2:3": (1360, 2048),
+}  # fmt: skip
+
+
+@dataclass
+class Recorded:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    provider: str | None = None
+
+
+@dataclass
+class Fault:
+    """What the next matching request gets instead of the normal answer."""
+
+    route: str  # generate | poll | image
+    kind: str
+    provider: str | None = None
+    status: int = 500
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    times: int = 1
+
+
+@dataclass
+class Task:
+    """An apimart-style task."""
+
+    id: str
+    width: int
+    height: int
+    polls_left: int
+    outcome: str = "completed"  # completed | failed | cancelled | never
+    url_as_list: bool = False
+    error_shape: str = "object"
+    polls: int = 0
+
+
+def png_bytes(width: int, height: int, color: tuple[int, int, int] = (200, 90, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _size_from_body(body: dict[str, Any], provider: str) -> tuple[int, int]:
+    size = body.get("size")
+    if provider in TASK_PROVIDERS:
+        table = RATIO_2K if str(body.get("resolution", "1K")).upper() == "2K" else RATIO_1K
+        return table.get(str(size or "1:1"), (1024, 1024))
+    if isinstance(size, str) and re.fullmatch(r"\d+x\d+", size):
+        w, h = size.split("x")
+        return int(w), int(h)
+    for key in ("aspect_ratio", "ratio"):
+        if body.get(key) in RATIO_1K:
+            return RATIO_1K[body[key]]
+    return 1024, 1024
+
+
+class FakeGateway:
+    """Start with ``with FakeGateway() as gw:``; point providers at ``gw.base_url(name)``."""
+
+    def __init__(self, host: str = "127.0.0.1", image_host: str = "127.0.0.2") -> None:
+        self.requests: list[Recorded] = []
+        self.image_requests: list[Recorded] = []
+        self.faults: deque[Fault] = deque()
+        self.tasks: dict[str, Task] = {}
+        self.images: dict[str, bytes] = {}
+        self.lock = threading.Lock()
+        self.counter = itertools.count(1)
+        # Behaviour knobs a test may change.
+        self.apimart_shape = "list"  # list | object
+        self.task_polls = 1  # polls answered "processing" before completion
+        self.task_outcome = "completed"
+        self.url_as_list = False
+        self.latency = 0.0
+        self.cross_host_images = True
+        self.image_format = "PNG"
+        self.server = self._serve(host, self._api_handler())
+        self.image_server = self._serve(image_host, self._image_handler())
+
+    # ------------------------------------------------------------------ lifecycle
+    @staticmethod
+    def _serve(host: str, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer((host, 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    def __enter__(self) -> FakeGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for server in (self.server, self.image_server):
+            server.shutdown()
+            server.server_close()
+
+    @property
+    def origin(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def image_origin(self) -> str:
+        host, port = self.image_server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def base_url(self, provider: str) -> str:
+        return self.origin + PREFIXES[provider]
+
+    def fault(self, route: str, kind: str, **kwargs: Any) -> None:
+        self.faults.append(Fault(route, kind, **kwargs))
+
+    def calls(self, provider: str | None = None, route: str = "images/generations") -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith(route) and (provider is None or r.provider == provider)]
+
+    # ------------------------------------------------------------------ helpers
+    def _take_fault(self, route: str, provider: str | None) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.route == route and fault.provider in (None, provider):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                    return fault
+        return None
+
+    def _store_image(self, width: int, height: int) -> str:
+        token = f"img{next(self.counter)}"
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, height), (40, 120, 200)).save(buffer, self.image_format)
+        self.images[token] = buffer.getvalue()
+        origin = self.image_origin if self.cross_host_images else self.origin
+        return f"{origin}/files/{token}.{self.image_format.lower()}"
+
+    # ------------------------------------------------------------------ API server
+    def _api_handler(self) -> type[BaseHTTPRequestHandler]:
+        gateway = self
+
+        class Handler(_BaseHandler):
+            def do_GET(self) -> None:
+                self._handle("GET")
+
+            def do_POST(self) -> None:
+                self._handle("POST")
+
+            def _handle(self, method: str) -> None:
+                body = self._read_json()
+                provider = next((p for p, prefix in PREFIXES.items() if self.path.startswith(prefix + "/")), None)
+                record = Recorded(method, self.path, dict(self.headers), body, provider)
+                with gateway.lock:
+                    gateway.requests.append(record)
+                if self.path.startswith("/files/"):
+                    gateway._serve_file(self, self.path)
+                    return
+                if provider is None:
+                    self._send_json(404, {"error": {"message": "no such route", "type": "not_found"}})
+                    return
+                if gateway.latency:
+                    time.sleep(gateway.latency)
+                rest = self.path[len(PREFIXES[provider]) :]
+                if self.headers.get("Authorization") != f"Bearer {TEST_KEY}":
+                    self._send_json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_api_key",
+                                                    "param": None, "code": "invalid_api_key"}})
+                    return
+                if method == "POST" and rest == "/images/generations":
+                    fault = gateway._take_fault("generate", provider)
+                    if fault and self._apply_fault(fault):
+                        return
+                    gateway._generate(self, provider, body if isinstance(body, dict) else {}, fault)
+                    return
+                match = re.fullmatch(r"/tasks/([^/?]+)(\?.*)?", rest)
+                if method == "GET" and match and provider in TASK_PROVIDERS:
+                    fault = gateway._take_fault("poll", provider)
+                    if fault and self._apply_fault(fault):
+                        return
+                    gateway._poll(self, match[1])
+                    return
+                self._send_json(404, {"error": {"message": f"unknown route {rest}", "type": "not_found"}})
+
+        return Handler
+
+    def _generate(self, handler: _BaseHandler, provider: str, body: dict[str, Any], fault: Fault | None) -> None:
+        width, height = _size_from_body(body, provider)
+        if provider in TASK_PROVIDERS:
+            task_id = f"task_{next(self.counter):04d}"
+            outcome = fault.kind if fault and fault.kind in ("failed", "cancelled", "never") else self.task_outcome
+            self.tasks[task_id] = Task(task_id, width, height, self.task_polls, outcome, self.url_as_list)
+            if self.apimart_shape == "list":
+                handler._send_json(200, {"code": 200, "data": [{"status": "submitted", "task_id": task_id}]})
+            else:
+                handler._send_json(200, {"code": 200, "data": {"id": task_id, "status": "pending", "progress": 0,
+                                                               "object": "image.generation.task"}})
+            return
+        count = int(body.get("n") or 1)
+        model = str(body.get("model", ""))
+        b64 = body.get("response_format") == "b64_json" or (provider == "openai" and model.startswith("gpt-image"))
+        if fault and fault.kind == "fewer":
+            count = max(0, count - 1)
+        data: list[dict[str, Any]] = []
+        for _ in range(count):
+            if b64:
+                item: dict[str, Any] = {"b64_json": base64.b64encode(png_bytes(width, height)).decode()}
+                if fault and fault.kind == "bad_b64":
+                    item["b64_json"] = "%%%not-base64%%%"
+                elif fault and fault.kind == "not_image_b64":
+                    item["b64_json"] = base64.b64encode(b"hello, not an image").decode()
+            else:
+                item = {"url": self._store_image(width, height)}
+            if provider in ("openai", "mka1", "modelmax"):
+                item["revised_prompt"] = "revised: " + str(body.get("prompt", ""))[:50]
+            data.append(item)
+        answer: dict[str, Any] = {"created": int(time.time()), "data": data}
+        if provider == "modelmax":
+            answer["usage"] = {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3}
+        if provider in ("token360", "kkiai"):
+            answer["usage"] = {"generated_images": count, "output_tokens": 10 * count, "total_tokens": 10 * count}
+            if provider == "token360":
+                answer["model"] = model
+        handler._send_json(200, answer)
+
+    def _poll(self, handler: _BaseHandler, task_id: str) -> None:
+        task = self.tasks.get(task_id)
+        if task is None:
+            handler._send_json(404, {"code": 404, "error": {"message": f"task {task_id} not found"}})
+            return
+        task.polls += 1
+        data: dict[str, Any] = {"id": task_id, "created": 1700000000}
+        if task.outcome == "never" or task.polls <= task.polls_left:
+            data.update(status="processing", progress=min(90, 30 * task.polls))
+        elif task.outcome == "failed":
+            data.update(status="failed", progress=0, error={"message": "content policy violation", "code": "policy"})
+        elif task.outcome == "cancelled":
+            data.update(status="cancelled", progress=0, error="cancelled by operator")
+        else:
+            url = self._store_image(task.width, task.height)
+            data.update(status="completed", progress=100, completed=1700000010,
+                        result={"images": [{"url": [url] if task.url_as_list else url,
+                                            "expires_at": int(time.time()) + 86400}]})
+        handler._send_json(200, {"code": 200, "data": data})
+
+    # ------------------------------------------------------------------ image host
+    def _image_handler(self) -> type[BaseHTTPRequestHandler]:
+        gateway = self
+
+        class Handler(_BaseHandler):
+            def do_GET(self) -> None:
+                with gateway.lock:
+                    gateway.image_requests.append(Recorded("GET", self.path, dict(self.headers), None))
+                gateway._serve_file(self, self.path)
+
+        return Handler
+
+    def _serve_file(self, handler: _BaseHandler, path: str) -> None:
+        fault = self._take_fault("image", None)
+        if fault and handler._apply_fault(fault):
+            return
+        token = path.rsplit("/", 1)[-1].split(".")[0]
+        data = self.images.get(token)
+        if data is None:
+            handler._send(404, b"<html><body>Not Found</body></html>", "text/html")
+            return
+        if fault and fault.kind == "truncated":
+            data = data[: len(data) // 2]
+        if fault and fault.kind == "not_image":
+            data = b"<html>this is not an image</html>"
+        handler._send(200, data, f"image/{self.image_format.lower()}")
+
+
+class _BaseHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def _read_json(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw.decode("utf-8", "replace")
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(data).encode(), "application/json", headers)
+
+    def _apply_fault(self, fault: Fault) -> bool:
+        """Answer with the fault; False when the fault only alters the normal answer."""
+        if fault.delay:
+            time.sleep(fault.delay)
+        kind = fault.kind
+        if kind == "status":
+            body = fault.body if fault.body is not None else json.dumps(
+                {"error": {"message": f"injected {fault.status}", "type": "api_error"}}).encode()
+            self._send(fault.status, body, "application/json" if body[:1] in b"{[" else "text/html", fault.headers)
+            return True
+        if kind == "drop":
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return True
+        if kind == "invalid_json":
+            self._send(200, b'{"created": 1, "data": [', "application/json")
+            return True
+        if kind == "html":
+            self._send(fault.status, b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+                       b"<body><h1>Bad Gateway</h1></body></html>", "text/html")
+            return True
+        if kind == "wrong_shape":
+            self._send_json(200, {"result": "ok"})
+            return True
+        if kind == "empty_data":
+            self._send_json(200, {"created": 1, "data": []})
+            return True
+        if kind == "redirect":
+            self._send(302, b"", "text/plain", {"Location": fault.headers["Location"]})
+            return True
+        return False
