@@ -206,6 +206,10 @@ class RemoteRun:
                     PendingTimeout(f"{self.provider.name}: no answer within --timeout for {span}")
                 )
         except ImagegenError as exc:
+            for task in tasks:
+                if task.status == PENDING:  # the gateway refused to tell us more: not resumable as is
+                    task.status = FAILED
+                    task.error = exc.message
             self.result.errors.append(exc)
         finally:
             self.reporter.finish(key)
