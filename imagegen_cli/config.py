@@ -162,7 +162,7 @@ def unset_dotted(data: dict[str, Any], key: str) -> bool:
     return False
 
 
-SECRET_KEY_NAMES = re.compile(r"(?i)(api_?key|token|secret|password)$")
+SECRET_KEY_NAMES = re.compile(r"(?i)(api[_-]?key|token|secret|password|authorization|cookie)$")
 
 
 def redact_config(data: Any) -> Any:

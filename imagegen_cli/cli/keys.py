@@ -28,7 +28,10 @@ def _known_providers() -> set[str]:
 
 
 @keys_app.command("set")
-def set_key(name: NameArg) -> None:
+def set_key(
+    name: NameArg,
+    value: Annotated[str | None, typer.Argument(hidden=True, show_default=False)] = None,
+) -> None:
     """Save a provider's key: read from a hidden prompt, or from stdin when piped.
 
     Example: imagegen keys set apimart
@@ -36,6 +39,11 @@ def set_key(name: NameArg) -> None:
     output = Output()
     with reported(output):
         from imagegen_cli.config import store_key
+
+        if value is not None:
+            # Accepted only to refuse it without echoing it: argv lands in shell history and `ps`.
+            raise UsageError("keys are never taken from the command line",
+                             hint=f"type it at the prompt, or pipe it: printf %s \"$KEY\" | imagegen keys set {name}")
 
         if name not in _known_providers():
             raise UsageError(f"unknown provider {name!r}", hint="known: " + ", ".join(sorted(_known_providers())))
