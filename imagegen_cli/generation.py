@@ -136,8 +136,16 @@ class GenerationResult:
 class RemoteRun:
     """Executes one plan against its provider."""
 
-    def __init__(self, plan: Plan, writer: ImageWriter, result: GenerationResult, reporter: Reporter,
-                 *, concurrency: int = DEFAULT_CONCURRENCY, no_wait: bool = False) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        writer: ImageWriter,
+        result: GenerationResult,
+        reporter: Reporter,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        no_wait: bool = False,
+    ) -> None:
         self.plan = plan
         self.writer = writer
         self.result = result
@@ -181,7 +189,11 @@ class RemoteRun:
 
         key = f"call{call.index}"
         label = f"{self.provider.name}:{self.provider.model}"
-        span = f"image {call.first_image}" if call.count == 1 else f"images {call.first_image}-{call.first_image + call.count - 1}"
+        span = (
+            f"image {call.first_image}"
+            if call.count == 1
+            else f"images {call.first_image}-{call.first_image + call.count - 1}"
+        )
         self.reporter.start(key, f"{label} {span}", 100 if self.provider.profile.is_async else None)
         tasks: list[TaskRecord] = []
         try:
@@ -258,8 +270,14 @@ class RemoteRun:
             )
 
     async def _save_one(self, client: GatewayClient, image: RemoteImage, index: int, seed: int | None) -> SavedImage:
-        meta = build_metadata(self.meta_base, index=index, seed=seed, width=0, height=0,
-                              revised_prompt=clean_text(image.revised_prompt, 2000) if image.revised_prompt else None)
+        meta = build_metadata(
+            self.meta_base,
+            index=index,
+            seed=seed,
+            width=0,
+            height=0,
+            revised_prompt=clean_text(image.revised_prompt, 2000) if image.revised_prompt else None,
+        )
         try:
             if image.b64 is not None:
                 try:
@@ -277,7 +295,17 @@ class RemoteRun:
                 finally:
                     tmp.unlink(missing_ok=True)
         except OSError as exc:
-            raise SaveError(f"cannot save image {index}: {exc.strerror or exc}",
-                            hint="check free space and permissions of the output directory") from None
-        return SavedImage(saved.path, saved.index, saved.width, saved.height, saved.fmt, seed,
-                          url=image.url, revised_prompt=meta.get("revised_prompt"))
+            raise SaveError(
+                f"cannot save image {index}: {exc.strerror or exc}",
+                hint="check free space and permissions of the output directory",
+            ) from None
+        return SavedImage(
+            saved.path,
+            saved.index,
+            saved.width,
+            saved.height,
+            saved.fmt,
+            seed,
+            url=image.url,
+            revised_prompt=meta.get("revised_prompt"),
+        )

@@ -109,7 +109,7 @@ def ratio_tier_pixels(ratio: Ratio, tier: str) -> Size:
     row = TIER_TABLE.get(str(ratio))
     if row and tier in row:
         return Size(*row[tier])
-    long_side = _TIER_LONG_SIDE[tier]
+    long_side = float(_TIER_LONG_SIDE[tier])
     if ratio.aspect >= 1:
         width, height = long_side, long_side / ratio.aspect
     else:

@@ -77,16 +77,32 @@ class Result:
         return json.loads(self.stdout)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, input: bytes | None = None, timeout: float = 60,
-            cwd: Path | None = None) -> Result:
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
+) -> Result:
     """Run the installed ``imagegen`` console script; output is kept for the leak check."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    proc = subprocess.run([str(IMAGEGEN), *args], env=full_env, input=input, capture_output=True,
-                          timeout=timeout, cwd=cwd, check=False)
+    proc = subprocess.run(
+        [str(IMAGEGEN), *args],
+        env=full_env,
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
     CAPTURED.extend([proc.stdout, proc.stderr])
-    return Result(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"),
-                  proc.stdout)
+    return Result(
+        proc.returncode,
+        proc.stdout.decode("utf-8", "replace"),
+        proc.stderr.decode("utf-8", "replace"),
+        proc.stdout,
+    )
 
 
 def gateway_env(gw: FakeGateway, *, key: bool = True) -> dict[str, str]:
@@ -103,11 +119,18 @@ def cli(gateway: FakeGateway, tmp_path: Path) -> Any:
     """``cli(*args)`` runs imagegen against the fake gateway with output in tmp_path/out."""
     out = tmp_path / "out"
 
-    def run(*args: str, env: dict[str, str] | None = None, key: bool = True, input: bytes | None = None,
-            timeout: float = 60, out_dir: bool = True) -> Result:
+    def run(
+        *args: str,
+        env: dict[str, str] | None = None,
+        key: bool = True,
+        input: bytes | None = None,
+        timeout: float = 60,
+        out_dir: bool = True,
+    ) -> Result:
         extra = ["-o", str(out)] if out_dir and args and args[0] == "generate" and "-o" not in args else []
-        return run_cli(*args, *extra, env={**gateway_env(gateway, key=key), **(env or {})}, input=input,
-                       timeout=timeout)
+        return run_cli(
+            *args, *extra, env={**gateway_env(gateway, key=key), **(env or {})}, input=input, timeout=timeout
+        )
 
     run.out = out  # type: ignore[attr-defined]
     return run

@@ -208,8 +208,17 @@ class FakeGateway:
                     time.sleep(gateway.latency)
                 rest = self.path[len(PREFIXES[provider]) :]
                 if self.headers.get("Authorization") != f"Bearer {TEST_KEY}":
-                    self._send_json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_api_key",
-                                                    "param": None, "code": "invalid_api_key"}})
+                    self._send_json(
+                        401,
+                        {
+                            "error": {
+                                "message": "Incorrect API key provided",
+                                "type": "invalid_api_key",
+                                "param": None,
+                                "code": "invalid_api_key",
+                            }
+                        },
+                    )
                     return
                 if method == "POST" and rest == "/images/generations":
                     fault = gateway._take_fault("generate", provider)
@@ -237,8 +246,18 @@ class FakeGateway:
             if self.apimart_shape == "list":
                 handler._send_json(200, {"code": 200, "data": [{"status": "submitted", "task_id": task_id}]})
             else:
-                handler._send_json(200, {"code": 200, "data": {"id": task_id, "status": "pending", "progress": 0,
-                                                               "object": "image.generation.task"}})
+                handler._send_json(
+                    200,
+                    {
+                        "code": 200,
+                        "data": {
+                            "id": task_id,
+                            "status": "pending",
+                            "progress": 0,
+                            "object": "image.generation.task",
+                        },
+                    },
+                )
             return
         count = int(body.get("n") or 1)
         model = str(body.get("model", ""))
@@ -262,7 +281,11 @@ class FakeGateway:
         if provider == "modelmax":
             answer["usage"] = {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3}
         if provider in ("token360", "kkiai"):
-            answer["usage"] = {"generated_images": count, "output_tokens": 10 * count, "total_tokens": 10 * count}
+            answer["usage"] = {
+                "generated_images": count,
+                "output_tokens": 10 * count,
+                "total_tokens": 10 * count,
+            }
             if provider == "token360":
                 answer["model"] = model
         handler._send_json(200, answer)
@@ -282,9 +305,14 @@ class FakeGateway:
             data.update(status="cancelled", progress=0, error="cancelled by operator")
         else:
             url = self._store_image(task.width, task.height)
-            data.update(status="completed", progress=100, completed=1700000010,
-                        result={"images": [{"url": [url] if task.url_as_list else url,
-                                            "expires_at": int(time.time()) + 86400}]})
+            data.update(
+                status="completed",
+                progress=100,
+                completed=1700000010,
+                result={
+                    "images": [{"url": [url] if task.url_as_list else url, "expires_at": int(time.time()) + 86400}]
+                },
+            )
         handler._send_json(200, {"code": 200, "data": data})
 
     # ------------------------------------------------------------------ image host
@@ -303,7 +331,7 @@ class FakeGateway:
         fault = self._take_fault("image", None)
         if fault and handler._apply_fault(fault):
             return
-        token = path.rsplit("/", 1)[-1].split(".")[0]
+        token = path.rsplit("/", 1)[-1].split(".", maxsplit=1)[0]
         data = self.images.get(token)
         if data is None:
             handler._send(404, b"<html><body>Not Found</body></html>", "text/html")
@@ -355,8 +383,11 @@ class _BaseHandler(BaseHTTPRequestHandler):
             time.sleep(fault.delay)
         kind = fault.kind
         if kind == "status":
-            body = fault.body if fault.body is not None else json.dumps(
-                {"error": {"message": f"injected {fault.status}", "type": "api_error"}}).encode()
+            body = (
+                fault.body
+                if fault.body is not None
+                else json.dumps({"error": {"message": f"injected {fault.status}", "type": "api_error"}}).encode()
+            )
             self._send(fault.status, body, "application/json" if body[:1] in b"{[" else "text/html", fault.headers)
             return True
         if kind == "drop":
@@ -367,8 +398,12 @@ class _BaseHandler(BaseHTTPRequestHandler):
             self._send(200, b'{"created": 1, "data": [', "application/json")
             return True
         if kind == "html":
-            self._send(fault.status, b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
-                       b"<body><h1>Bad Gateway</h1></body></html>", "text/html")
+            self._send(
+                fault.status,
+                b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+                b"<body><h1>Bad Gateway</h1></body></html>",
+                "text/html",
+            )
             return True
         if kind == "wrong_shape":
             self._send_json(200, {"result": "ok"})

@@ -25,7 +25,10 @@ from tests.fakegateway import FakeGateway
     [
         (["-m", "openai:dall-e-3", "--size", "800x600"], "accepted sizes: 1024x1024, 1792x1024, 1024x1792"),
         (["-m", "apimart:z-image-turbo", "--ratio", "5:4"], "accepted ratios: 1:1 4:3 3:4 16:9 9:16 3:2 2:3"),
-        (["-m", "apimart:z-image-turbo", "--resolution", "4K", "--ratio", "1:1"], "resolution 4K is not accepted"),
+        (
+            ["-m", "apimart:z-image-turbo", "--resolution", "4K", "--ratio", "1:1"],
+            "resolution 4K is not accepted",
+        ),
         (["-m", "openai:gpt-image-2", "--size", "1000x1000"], "multiples of 16"),
         (["-m", "openai:dall-e-2", "--quality", "hd"], "quality hd is not accepted"),
         (["-m", "openai:dall-e-2", "--size", "big"], "invalid size 'big'"),
@@ -71,7 +74,12 @@ def test_missing_key_exit_4(cli, gateway: FakeGateway) -> None:
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_rejected_key_exit_4(cli, gateway: FakeGateway, status: int) -> None:
-    gateway.fault("generate", "status", status=status, body=b'{"error": {"message": "bad key", "type": "invalid_api_key", "code": "401"}}')
+    gateway.fault(
+        "generate",
+        "status",
+        status=status,
+        body=b'{"error": {"message": "bad key", "type": "invalid_api_key", "code": "401"}}',
+    )
     result = cli("generate", "x", "-m", "token360:seedream-4.5", "--json")
     assert result.returncode == 4
     assert result.json()["errors"][0]["code"] == "auth"
@@ -121,8 +129,12 @@ def test_ctrl_c_exits_130_and_keeps_finished_images(gateway: FakeGateway, tmp_pa
     gateway.fault("generate", "never")
     out = tmp_path / "out"
     env = {**os.environ, **gateway_env(gateway)}
-    proc = subprocess.Popen([str(IMAGEGEN), "generate", "x", "-m", "apimart:z-image-turbo", "-n", "2", "-o",
-                             str(out), "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(IMAGEGEN), "generate", "x", "-m", "apimart:z-image-turbo", "-n", "2", "-o", str(out), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 20
     while not list(out.glob("*.png")) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -213,8 +225,18 @@ def test_name_template_and_file_output(cli, gateway: FakeGateway, tmp_path: Path
 
 
 def test_png_metadata_a1111_and_json(cli, gateway: FakeGateway) -> None:
-    result = cli("generate", "a koi pond", "-m", "token360:seedream-4.5", "--seed", "5", "--size", "640x640",
-                 "--negative-prompt", "blur")
+    result = cli(
+        "generate",
+        "a koi pond",
+        "-m",
+        "token360:seedream-4.5",
+        "--seed",
+        "5",
+        "--size",
+        "640x640",
+        "--negative-prompt",
+        "blur",
+    )
     with Image.open(result.lines[0]) as img:
         parameters = img.text["parameters"]
         record = json.loads(img.text["imagegen"])
@@ -279,10 +301,10 @@ def write_config(text: str) -> Path:
 def test_user_defined_openai_and_tasks_providers(gateway: FakeGateway, tmp_path: Path) -> None:
     write_config(f"""
 default_model = "custom:my-model"
-output_dir = "{tmp_path / 'cfg-out'}"
+output_dir = "{tmp_path / "cfg-out"}"
 
 [providers.custom]
-base_url = "{gateway.base_url('custom')}"
+base_url = "{gateway.base_url("custom")}"
 dialect = "openai"
 api_key_env = "CUSTOM_GW_TOKEN"
 
@@ -292,7 +314,7 @@ sizes = ["512x512", "768x768"]
 n_max = 2
 
 [providers.customtasks]
-base_url = "{gateway.base_url('customtasks')}"
+base_url = "{gateway.base_url("customtasks")}"
 dialect = "tasks"
 api_key_env = "TASKS_GW_TOKEN"
 capabilities = {{ size_mode = "ratio_size", ratios = ["1:1", "16:9"], tiers = ["1K", "2K"], send_n = false }}
@@ -356,8 +378,9 @@ def test_model_precedence_env_over_config(gateway: FakeGateway) -> None:
 
 
 def test_python_dash_m_works() -> None:
-    proc = subprocess.run([sys.executable, "-m", "imagegen_cli", "--version"], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "imagegen_cli", "--version"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("imagegen ")
 
 
@@ -383,9 +406,18 @@ def test_help_and_dry_run_import_no_heavy_modules() -> None:
 
 
 def test_every_command_help_shows_an_example() -> None:
-    for args in (["--help"], ["generate", "--help"], ["keys", "--help"], ["keys", "set", "--help"],
-                 ["keys", "list", "--help"], ["keys", "rm", "--help"], ["config", "--help"],
-                 ["config", "set", "--help"], ["config", "get", "--help"], ["config", "show", "--help"]):
+    for args in (
+        ["--help"],
+        ["generate", "--help"],
+        ["keys", "--help"],
+        ["keys", "set", "--help"],
+        ["keys", "list", "--help"],
+        ["keys", "rm", "--help"],
+        ["config", "--help"],
+        ["config", "set", "--help"],
+        ["config", "get", "--help"],
+        ["config", "show", "--help"],
+    ):
         result = run_cli(*args)
         assert result.returncode == 0
         assert "Example" in result.stdout, args

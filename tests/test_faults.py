@@ -28,8 +28,14 @@ def leftovers(out: Path) -> list[Path]:
 @pytest.mark.parametrize("provider", list(ALL_MODELS))
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
 def test_transient_statuses_are_retried(cli, gateway: FakeGateway, provider: str, status: int) -> None:
-    gateway.fault("generate", "status", provider=provider, status=status, times=2,
-                  headers={"Retry-After": "0"} if status == 429 else {})
+    gateway.fault(
+        "generate",
+        "status",
+        provider=provider,
+        status=status,
+        times=2,
+        headers={"Retry-After": "0"} if status == 429 else {},
+    )
     result = cli("generate", "retry me", "-m", ALL_MODELS[provider])
     assert result.returncode == 0, result.stderr
     assert len(gateway.calls(provider)) == 3
@@ -45,8 +51,15 @@ def test_retry_after_is_honoured(cli, gateway: FakeGateway) -> None:
 
 
 def test_retry_after_beyond_timeout_fails_fast(cli, gateway: FakeGateway) -> None:
-    gateway.fault("generate", "status", status=429, headers={"Retry-After": "120"}, body=json.dumps(
-        {"error": {"message": "Rate limit reached", "type": "rate_limit_error", "code": "429"}}).encode())
+    gateway.fault(
+        "generate",
+        "status",
+        status=429,
+        headers={"Retry-After": "120"},
+        body=json.dumps(
+            {"error": {"message": "Rate limit reached", "type": "rate_limit_error", "code": "429"}}
+        ).encode(),
+    )
     result = cli("generate", "slow down", "-m", "token360:seedream-4.5", "--timeout", "5")
     assert result.returncode == 1
     assert "rate limited (HTTP 429)" in result.stderr and "Rate limit reached" in result.stderr
@@ -119,8 +132,13 @@ def test_download_404(cli, gateway: FakeGateway) -> None:
 
 
 def test_html_error_page_is_one_line(cli, gateway: FakeGateway) -> None:
-    gateway.fault("generate", "status", status=500, body=b"<!DOCTYPE html><html><head><title>Internal oops</title>"
-                  b"</head><body><pre>trace\nback</pre></body></html>")
+    gateway.fault(
+        "generate",
+        "status",
+        status=500,
+        body=b"<!DOCTYPE html><html><head><title>Internal oops</title>"
+        b"</head><body><pre>trace\nback</pre></body></html>",
+    )
     result = cli("generate", "x", "-m", "openai:dall-e-2")
     assert result.returncode == 1
     assert "error: openai: HTTP 500: Internal oops" in result.stderr
@@ -142,8 +160,10 @@ def test_slow_sync_response_times_out(cli, gateway: FakeGateway) -> None:
     assert result.json()["errors"][0]["code"] == "timeout"
 
 
-@pytest.mark.parametrize(("kind", "text"), [("failed", "failed: content policy violation"),
-                                            ("cancelled", "was cancelled: cancelled by operator")])
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [("failed", "failed: content policy violation"), ("cancelled", "was cancelled: cancelled by operator")],
+)
 def test_failed_and_cancelled_tasks(cli, gateway: FakeGateway, kind: str, text: str) -> None:
     gateway.fault("generate", kind)
     result = cli("generate", "x", "-m", "apimart:z-image-turbo", "--json")

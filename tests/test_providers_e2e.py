@@ -9,7 +9,6 @@ import pytest
 from jsonschema import Draft202012Validator
 from PIL import Image
 
-from tests.conftest import TEST_KEY
 from tests.fakegateway import FakeGateway
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "openai-images.schema.json").read_text())
@@ -32,8 +31,18 @@ def assert_images(paths: list[str], size: tuple[int, int], fmt: str = "PNG") -> 
 
 
 def test_apimart_ratio_resolution_two_tasks(cli, gateway: FakeGateway) -> None:
-    result = cli("generate", "a red fox", "-m", "apimart:z-image-turbo", "--ratio", "16:9", "--resolution", "2K",
-                 "-n", "2")
+    result = cli(
+        "generate",
+        "a red fox",
+        "-m",
+        "apimart:z-image-turbo",
+        "--ratio",
+        "16:9",
+        "--resolution",
+        "2K",
+        "-n",
+        "2",
+    )
     assert result.returncode == 0, result.stderr
     assert len(result.lines) == 2
     assert_images(result.lines, (2048, 1152))
@@ -64,8 +73,19 @@ def test_apimart_both_submit_shapes_and_url_forms(cli, gateway: FakeGateway, sha
 
 
 def test_openai_dalle3_fans_out(cli, gateway: FakeGateway) -> None:
-    result = cli("generate", "a lighthouse", "-m", "openai:dall-e-3", "-n", "3", "--ratio", "16:9", "--style",
-                 "natural", "--json")
+    result = cli(
+        "generate",
+        "a lighthouse",
+        "-m",
+        "openai:dall-e-3",
+        "-n",
+        "3",
+        "--ratio",
+        "16:9",
+        "--style",
+        "natural",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     calls = gateway.calls("openai")
     assert len(calls) == 3
@@ -83,8 +103,21 @@ def test_openai_dalle3_fans_out(cli, gateway: FakeGateway) -> None:
 
 
 def test_openai_gpt_image_has_no_response_format(cli, gateway: FakeGateway) -> None:
-    result = cli("generate", "a cat", "-m", "openai:gpt-image-1", "-n", "2", "--size", "1536x1024", "--quality",
-                 "hd", "--response-format", "url", "--json")
+    result = cli(
+        "generate",
+        "a cat",
+        "-m",
+        "openai:gpt-image-1",
+        "-n",
+        "2",
+        "--size",
+        "1536x1024",
+        "--quality",
+        "hd",
+        "--response-format",
+        "url",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     (call,) = gateway.calls("openai")
     openai_request_validator().validate(call.body)
@@ -122,8 +155,21 @@ def test_kkiai_aspect_ratio_is_always_sent(cli, gateway: FakeGateway) -> None:
 
 
 def test_token360_seed_watermark_ratio(cli, gateway: FakeGateway) -> None:
-    result = cli("generate", "a koi", "-m", "token360:seedream-4.5", "-n", "2", "--seed", "42", "--param",
-                 "watermark=false", "--size", "1024x1024", "--json")
+    result = cli(
+        "generate",
+        "a koi",
+        "-m",
+        "token360:seedream-4.5",
+        "-n",
+        "2",
+        "--seed",
+        "42",
+        "--param",
+        "watermark=false",
+        "--size",
+        "1024x1024",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     calls = gateway.calls("token360")
     assert [c.body["seed"] for c in calls] == [42, 43]
@@ -143,8 +189,22 @@ def test_token360_seed_watermark_ratio(cli, gateway: FakeGateway) -> None:
 
 
 def test_mka1_on_behalf_of_header(cli, gateway: FakeGateway) -> None:
-    result = cli("generate", "a serene lake", "-m", "mka1:meetkai:z-image-turbo", "--on-behalf-of", "user-7",
-                 "--user", "abuse-id", "--size", "512x512", "--quality", "hd", "--style", "vivid")
+    result = cli(
+        "generate",
+        "a serene lake",
+        "-m",
+        "mka1:meetkai:z-image-turbo",
+        "--on-behalf-of",
+        "user-7",
+        "--user",
+        "abuse-id",
+        "--size",
+        "512x512",
+        "--quality",
+        "hd",
+        "--style",
+        "vivid",
+    )
     assert result.returncode == 0, result.stderr
     (call,) = gateway.calls("mka1")
     assert call.path == "/mka1/api/v1/llm/images/generations"
@@ -162,8 +222,12 @@ def test_mka1_default_model(cli, gateway: FakeGateway) -> None:
 
 
 def test_modelmax_402(cli, gateway: FakeGateway) -> None:
-    gateway.fault("generate", "status", status=402, body=json.dumps(
-        {"error": {"message": "Insufficient balance", "type": "insufficient_balance"}}).encode())
+    gateway.fault(
+        "generate",
+        "status",
+        status=402,
+        body=json.dumps({"error": {"message": "Insufficient balance", "type": "insufficient_balance"}}).encode(),
+    )
     result = cli("generate", "a city", "-m", "modelmax:imagen-3", "--json")
     assert result.returncode == 1
     assert len(gateway.calls("modelmax")) == 1  # 402 is never retried

@@ -17,8 +17,16 @@ config_app = typer.Typer(
 )
 
 KeyArg = Annotated[str, typer.Argument(metavar="KEY", help="Dotted key, e.g. providers.openai.base_url.")]
-KNOWN_TOP = {"default_model", "output_dir", "name_template", "format", "timeout", "concurrency", "metadata",
-             "providers"}
+KNOWN_TOP = {
+    "default_model",
+    "output_dir",
+    "name_template",
+    "format",
+    "timeout",
+    "concurrency",
+    "metadata",
+    "providers",
+}
 
 
 @config_app.command("show")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from typing import Annotated, Any
@@ -42,7 +43,9 @@ def generate(
         str | None, typer.Option("--quality", metavar="LEVEL", help="standard hd low medium high auto.")
     ] = None,
     style: Annotated[str | None, typer.Option("--style", metavar="vivid|natural", help="Where supported.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Image i gets seed+i where the backend takes seeds.")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Image i gets seed+i where the backend takes seeds.")
+    ] = None,
     negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", help="Where supported.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Denoising steps, where supported.")] = None,
     guidance: Annotated[float | None, typer.Option("--guidance", help="Guidance scale, where supported.")] = None,
@@ -57,7 +60,8 @@ def generate(
         str | None, typer.Option("-o", "--out", metavar="PATH", help="Directory, file name, or - for stdout.")
     ] = None,
     name: Annotated[
-        str | None, typer.Option("--name", metavar="TEMPLATE", help="File-name template, e.g. {date}-{slug}-{index}.{ext}")
+        str | None,
+        typer.Option("--name", metavar="TEMPLATE", help="File-name template, e.g. {date}-{slug}-{index}.{ext}"),
     ] = None,
     fmt: Annotated[str | None, typer.Option("--format", metavar="png|jpeg|webp", help="File format written.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing the file named by -o FILE.")] = False,
@@ -69,13 +73,19 @@ def generate(
         bool, typer.Option("--no-wait", help="Asynchronous providers: submit, print the task ids, return.")
     ] = False,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", metavar="SECONDS", help="Overall bound for remote work [default: 300].")
+        float | None,
+        typer.Option("--timeout", metavar="SECONDS", help="Overall bound for remote work [default: 300]."),
     ] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Treat dropped or approximated parameters as errors.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Treat dropped or approximated parameters as errors.")
+    ] = False,
     base_url: Annotated[str | None, typer.Option("--base-url", metavar="URL", help="Override the base URL.")] = None,
-    user: Annotated[str | None, typer.Option("--user", metavar="ID", help="End-user id (the body's user field).")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", metavar="ID", help="End-user id (the body's user field).")
+    ] = None,
     on_behalf_of: Annotated[
-        str | None, typer.Option("--on-behalf-of", metavar="ID", help="End-user id header (MKA1's X-On-Behalf-Of).")
+        str | None,
+        typer.Option("--on-behalf-of", metavar="ID", help="End-user id header (MKA1's X-On-Behalf-Of)."),
     ] = None,
 ) -> None:
     """Generate images from a prompt and save them."""
@@ -129,13 +139,25 @@ def generate(
             return
         resolved.require_key()
         spec = OutputSpec.from_args(
-            out, default_dir=config.get("output_dir"), template=name or config.get("name_template"), fmt=fmt,
-            overwrite=overwrite, metadata=not no_metadata and config.get("metadata", True) is not False, n=n,
+            out,
+            default_dir=config.get("output_dir"),
+            template=name or config.get("name_template"),
+            fmt=fmt,
+            overwrite=overwrite,
+            metadata=not no_metadata and config.get("metadata", True) is not False,
+            n=n,
         )
         for note in notes:
             output.note(note)
-        result = _execute(plan, spec, output, notes, timeout if timeout is not None else float(config.get("timeout", 300)),
-                          no_wait and resolved.profile.is_async, int(config.get("concurrency", 4)))
+        result = _execute(
+            plan,
+            spec,
+            output,
+            notes,
+            timeout if timeout is not None else float(config.get("timeout", 300)),
+            no_wait and resolved.profile.is_async,
+            int(config.get("concurrency", 4)),
+        )
         output.generation(result)
         code = result.exit_code()
         if code != ExitCode.OK:
@@ -146,7 +168,10 @@ def _read_prompt(prompt: str) -> str:
     if prompt != "-":
         return prompt
     if sys.stdin.isatty():
-        raise UsageError("PROMPT is - but stdin is a terminal", hint='pipe the prompt in: echo "a fox" | imagegen generate -')
+        raise UsageError(
+            "PROMPT is - but stdin is a terminal",
+            hint='pipe the prompt in: echo "a fox" | imagegen generate -',
+        )
     text = sys.stdin.read()
     return text.strip("\r\n")
 
@@ -168,8 +193,15 @@ def _print_dry_run(output: Output, plan: Any, notes: list[str]) -> None:
         for call in plan.calls
     ]
     if output.json_mode:
-        output.json({"dry_run": True, "provider": plan.provider.name, "model": plan.provider.model,
-                     "calls": calls, "notes": notes})
+        output.json(
+            {
+                "dry_run": True,
+                "provider": plan.provider.name,
+                "model": plan.provider.model,
+                "calls": calls,
+                "notes": notes,
+            }
+        )
         return
     for note in notes:
         output.note(note)
@@ -185,8 +217,9 @@ def _print_dry_run(output: Output, plan: Any, notes: list[str]) -> None:
             output.line("")
 
 
-def _execute(plan: Any, spec: Any, output: Output, notes: list[str], timeout: float, no_wait: bool,
-             concurrency: int) -> Any:
+def _execute(
+    plan: Any, spec: Any, output: Output, notes: list[str], timeout: float, no_wait: bool, concurrency: int
+) -> Any:
     from imagegen_cli.generation import GenerationResult, RemoteRun
     from imagegen_cli.store.writer import ImageWriter
 
@@ -194,17 +227,16 @@ def _execute(plan: Any, spec: Any, output: Output, notes: list[str], timeout: fl
         raise UsageError("--timeout must be positive")
     request = plan.request
     result = GenerationResult(plan.provider.name, plan.provider.model, request.n, notes=notes, no_wait=no_wait)
-    writer = ImageWriter(spec, prompt=request.prompt, provider=plan.provider.name, model=plan.provider.model,
-                         n=request.n)
+    writer = ImageWriter(
+        spec, prompt=request.prompt, provider=plan.provider.name, model=plan.provider.model, n=request.n
+    )
     reporter = output.reporter()
     run = RemoteRun(plan, writer, result, reporter, concurrency=concurrency, no_wait=no_wait)
 
     async def bounded() -> None:
         # A backstop over the per-request deadlines: nothing outlives --timeout by more than a moment.
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(run.run(timeout), timeout + 5)
-        except TimeoutError:
-            pass
 
     try:
         asyncio.run(bounded())

@@ -13,7 +13,7 @@ from imagegen_cli.cli.output import Output, reported
 from imagegen_cli.errors import UsageError
 
 keys_app = typer.Typer(
-    help="Store, list and remove API keys.\n\nExample: printf %s \"$KEY\" | imagegen keys set openai",
+    help='Store, list and remove API keys.\n\nExample: printf %s "$KEY" | imagegen keys set openai',
     no_args_is_help=True,
 )
 
@@ -42,8 +42,10 @@ def set_key(
 
         if value is not None:
             # Accepted only to refuse it without echoing it: argv lands in shell history and `ps`.
-            raise UsageError("keys are never taken from the command line",
-                             hint=f"type it at the prompt, or pipe it: printf %s \"$KEY\" | imagegen keys set {name}")
+            raise UsageError(
+                "keys are never taken from the command line",
+                hint=f'type it at the prompt, or pipe it: printf %s "$KEY" | imagegen keys set {name}',
+            )
 
         if name not in _known_providers():
             raise UsageError(f"unknown provider {name!r}", hint="known: " + ", ".join(sorted(_known_providers())))
@@ -53,7 +55,10 @@ def set_key(
             key = sys.stdin.readline()
         key = key.strip()
         if not key:
-            raise UsageError("no key given", hint=f"type it at the prompt, or pipe it: printf %s \"$KEY\" | imagegen keys set {name}")
+            raise UsageError(
+                "no key given",
+                hint=f'type it at the prompt, or pipe it: printf %s "$KEY" | imagegen keys set {name}',
+            )
         if any(c.isspace() for c in key):
             raise UsageError("the key contains whitespace", hint="paste the key alone")
         path = store_key(name, key)
@@ -75,8 +80,13 @@ def list_keys(json_out: JsonOpt = False) -> None:
         for name, profile in sorted(load_profiles(load_config()).items()):
             extra = profile.key_env[0] if profile.key_env and not profile.builtin else None
             found = find_key(name, extra)
-            rows.append({"provider": name, "source": found[1].kind if found else None,
-                         "where": found[1].name if found else None})
+            rows.append(
+                {
+                    "provider": name,
+                    "source": found[1].kind if found else None,
+                    "where": found[1].name if found else None,
+                }
+            )
         if json_out:
             output.json(rows)
             return

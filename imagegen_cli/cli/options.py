@@ -13,7 +13,11 @@ ProviderOpt = Annotated[
 ]
 ModelOpt = Annotated[
     str | None,
-    typer.Option("-m", "--model", metavar="[PROVIDER:]MODEL",
-                 help="Model, optionally prefixed by its provider (apimart:z-image-turbo)."),
+    typer.Option(
+        "-m",
+        "--model",
+        metavar="[PROVIDER:]MODEL",
+        help="Model, optionally prefixed by its provider (apimart:z-image-turbo).",
+    ),
 ]
 YesOpt = Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")]

@@ -38,8 +38,13 @@ class Output:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True,
-                                    no_color=bool(os.environ.get("NO_COLOR")) or None)
+            self._console = Console(
+                stderr=True,
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+                no_color=bool(os.environ.get("NO_COLOR")) or None,
+            )
         return self._console
 
     # ---- stdout: results only
@@ -116,7 +121,12 @@ def result_document(result: GenerationResult) -> dict[str, Any]:
         "model": result.model,
         "images": images,
         "tasks": [
-            {"id": t.remote_id, "remote_id": t.remote_id, "status": t.status, **({"error": t.error} if t.error else {})}
+            {
+                "id": t.remote_id,
+                "remote_id": t.remote_id,
+                "status": t.status,
+                **({"error": t.error} if t.error else {}),
+            }
             for t in result.tasks
         ],
         "notes": list(result.notes),
@@ -134,11 +144,23 @@ class RichReporter:
     """A rich progress display on stderr, one row per call."""
 
     def __init__(self, console: Console) -> None:
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.progress: Progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-            TimeElapsedColumn(), console=console, transient=True,
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
         )
         self.rows: dict[str, TaskID] = {}
 
@@ -156,8 +178,11 @@ class RichReporter:
 
     def update(self, key: str, completed: int | None = None, description: str | None = None) -> None:
         if key in self.rows:
-            self.progress.update(self.rows[key], completed=completed,
-                                 description=clean_text(description, 80) if description else None)
+            self.progress.update(
+                self.rows[key],
+                completed=completed,
+                description=clean_text(description, 80) if description else None,
+            )
 
     def finish(self, key: str) -> None:
         if key in self.rows:
@@ -179,9 +204,13 @@ def reported(output: Output) -> Iterator[None]:
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except (typer.Exit, typer.Abort, SystemExit):
         raise
-    except Exception as exc:  # a bug: one line unless IMAGEGEN_DEBUG asks for the traceback
+    except Exception as exc:  # noqa: BLE001 - a bug: one line unless IMAGEGEN_DEBUG asks for the traceback
         if os.environ.get("IMAGEGEN_DEBUG"):
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
-        output.error(ImagegenError(f"internal error: {type(exc).__name__}: {exc}",
-                                   hint="rerun with IMAGEGEN_DEBUG=1 for the traceback, and report it"))
+        output.error(
+            ImagegenError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                hint="rerun with IMAGEGEN_DEBUG=1 for the traceback, and report it",
+            )
+        )
         raise typer.Exit(int(ExitCode.FAILURE)) from None

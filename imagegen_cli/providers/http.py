@@ -113,10 +113,11 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
-    parsed = email.utils.parsedate_to_datetime(value) if value else None
-    if parsed is None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
-    return max(0.0, parsed.timestamp() - time.time())
+    return max(0.0, float(parsed.timestamp()) - time.time())
 
 
 def same_origin(url_a: str, url_b: str) -> bool:
@@ -147,15 +148,22 @@ class GatewayClient:
         return {}
 
     def _backoff(self, attempt: int) -> float:
-        delay = min(self.max_delay, self.base_delay * (2**attempt))
+        delay: float = min(self.max_delay, self.base_delay * 2.0**attempt)
         return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not cryptography
 
     def _timeout(self) -> httpx.Timeout:
         left = self.deadline.check()
-        return httpx.Timeout(connect=min(10.0, left), read=min(120.0, left), write=min(60.0, left), pool=min(10.0, left))
+        return httpx.Timeout(
+            connect=min(10.0, left), read=min(120.0, left), write=min(60.0, left), pool=min(10.0, left)
+        )
 
     async def request_json(
-        self, method: str, url: str, *, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one request, retrying transient failures; return the decoded JSON body."""
         response = await self._send(method, url, body=body, headers=headers)
@@ -218,11 +226,17 @@ class GatewayClient:
                 hint=f"check the key in {self.provider.key_vars()[0]} or run: imagegen keys set {name}",
             )
         if status == 402:
-            return InsufficientBalance(f"{name}: insufficient balance (HTTP 402): {message}", status=status,
-                                       hint="top up the account; nothing was charged")
+            return InsufficientBalance(
+                f"{name}: insufficient balance (HTTP 402): {message}",
+                status=status,
+                hint="top up the account; nothing was charged",
+            )
         if status == 429:
-            return GatewayError(f"{name}: rate limited (HTTP 429): {message}", status=status,
-                                hint="wait and retry, or raise --timeout")
+            return GatewayError(
+                f"{name}: rate limited (HTTP 429): {message}",
+                status=status,
+                hint="wait and retry, or raise --timeout",
+            )
         if status == 502:
             return GatewayError(f"{name}: upstream provider error (HTTP 502): {message}", status=status)
         return GatewayError(f"{name}: HTTP {status}: {message}", status=status)
@@ -239,8 +253,11 @@ class GatewayClient:
             try:
                 # Redirects are followed by httpx, which drops Authorization when the origin changes.
                 async with self.client.stream(
-                    "GET", url, headers={"User-Agent": f"imagegen/{__version__}", **self._auth_headers(url)},
-                    timeout=self._timeout(), follow_redirects=True,
+                    "GET",
+                    url,
+                    headers={"User-Agent": f"imagegen/{__version__}", **self._auth_headers(url)},
+                    timeout=self._timeout(),
+                    follow_redirects=True,
                 ) as response:
                     if response.status_code in RETRY_STATUSES and attempt < self.max_retries:
                         wait = _retry_after(response)
@@ -249,7 +266,9 @@ class GatewayClient:
                         continue
                     if response.status_code >= 400:
                         body = await response.aread()
-                        reason = "the link has expired or is not allowed" if response.status_code in (403, 404, 410) else ""
+                        reason = (
+                            "the link has expired or is not allowed" if response.status_code in (403, 404, 410) else ""
+                        )
                         raise DownloadError(
                             f"{self.provider.name}: image download failed (HTTP {response.status_code} from "
                             f"{parts.hostname}): {error_message(body, response.headers.get('content-type', ''))}",

@@ -92,7 +92,9 @@ def _where(provider: ResolvedProvider) -> str:
     return f"{provider.name}:{provider.model}"
 
 
-def _map_size(request: GenerationRequest, caps: ModelCaps, where: str, notes: Notes) -> tuple[dict[str, Any], Size | None]:
+def _map_size(
+    request: GenerationRequest, caps: ModelCaps, where: str, notes: Notes
+) -> tuple[dict[str, Any], Size | None]:
     """Body fields for the size, and the pixel size expected back when it is known."""
     mode = caps.size_mode
     tier = request.resolution
@@ -107,7 +109,8 @@ def _map_size(request: GenerationRequest, caps: ModelCaps, where: str, notes: No
         if request.size:
             if str(request.size) not in caps.sizes:
                 raise UsageError(
-                    f"size {request.size} is not accepted by {where}", hint="accepted sizes: " + ", ".join(caps.sizes)
+                    f"size {request.size} is not accepted by {where}",
+                    hint="accepted sizes: " + ", ".join(caps.sizes),
                 )
             return {"size": str(request.size)}, request.size
         if request.ratio or tier:
@@ -145,7 +148,8 @@ def _map_size(request: GenerationRequest, caps: ModelCaps, where: str, notes: No
         ratio_text = str(request.ratio)
         if ratio_text not in caps.ratios:
             raise UsageError(
-                f"ratio {ratio_text} is not accepted by {where}", hint="accepted ratios: " + " ".join(caps.ratios)
+                f"ratio {ratio_text} is not accepted by {where}",
+                hint="accepted ratios: " + " ".join(caps.ratios),
             )
     elif request.size:
         if caps.tiers:
@@ -169,9 +173,7 @@ def _map_size(request: GenerationRequest, caps: ModelCaps, where: str, notes: No
             if request.resolution:
                 notes.dropped("--resolution", where)
         elif tier not in caps.tiers:
-            raise UsageError(
-                f"resolution {tier} is not accepted by {where}", hint="accepted: " + ", ".join(caps.tiers)
-            )
+            raise UsageError(f"resolution {tier} is not accepted by {where}", hint="accepted: " + ", ".join(caps.tiers))
         else:
             body["resolution"] = tier
     if mode == "ratio_size" and caps.tiers:
@@ -207,9 +209,7 @@ def _map_quality(request: GenerationRequest, caps: ModelCaps, where: str, notes:
         return {}
     mapped = caps.quality_map.get(quality)
     if mapped is None:
-        raise UsageError(
-            f"quality {quality} is not accepted by {where}", hint="accepted: " + ", ".join(caps.qualities)
-        )
+        raise UsageError(f"quality {quality} is not accepted by {where}", hint="accepted: " + ", ".join(caps.qualities))
     notes.approximated(f"--quality {quality} → {mapped} for {where}")
     return {"quality": mapped}
 

@@ -282,7 +282,12 @@ TOKEN360 = ProviderProfile(
             _SEEDREAM, id="dola-seedream-5.0-lite", response_formats=(), summary="seed, watermark"
         ),
         "kling-image-o1": ModelCaps(
-            id="kling-image-o1", size_mode="free", n_max=10, qualities=(), response_formats=(), summary="n, size"
+            id="kling-image-o1",
+            size_mode="free",
+            n_max=10,
+            qualities=(),
+            response_formats=(),
+            summary="n, size",
         ),
         "nano-banana-pro": ModelCaps(
             id="nano-banana-pro",
@@ -337,7 +342,12 @@ APIMART = ProviderProfile(
             summary="exactly one image per call; prompt_extend via --param",
         ),
         "gpt-4o-image": replace(
-            _APIMART_BASE, id="gpt-4o-image", ratios=("1:1", "2:3", "3:2"), tiers=(), n_max=4, n_values=(1, 2, 4),
+            _APIMART_BASE,
+            id="gpt-4o-image",
+            ratios=("1:1", "2:3", "3:2"),
+            tiers=(),
+            n_max=4,
+            n_values=(1, 2, 4),
             send_n=True,
         ),
         "gpt-image-1-official": replace(

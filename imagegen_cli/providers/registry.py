@@ -40,7 +40,8 @@ def load_profiles(config: dict[str, Any]) -> dict[str, ProviderProfile]:
         unknown = set(table) - _PROFILE_KEYS
         if unknown:
             raise ConfigError(
-                f"unknown setting {sorted(unknown)[0]!r} in {where}", hint="known: " + ", ".join(sorted(_PROFILE_KEYS))
+                f"unknown setting {sorted(unknown)[0]!r} in {where}",
+                hint="known: " + ", ".join(sorted(_PROFILE_KEYS)),
             )
         base = profiles.get(name)
         if base is None:
@@ -190,7 +191,7 @@ def resolve_provider(
     )
     extra = profile.key_env[0] if profile.key_env and not profile.builtin else None
     found = find_key(name, extra)
-    key, source = (found if found else (None, None))
+    key, source = found if found else (None, None)
     return ResolvedProvider(profile, model_id, profile.caps_for(model_id), url, key, source)
 
 

@@ -10,8 +10,15 @@ from imagegen_cli import __version__
 from imagegen_cli.errors import redact
 
 
-def build_metadata(base: dict[str, Any], *, index: int, seed: int | None, width: int, height: int,
-                   revised_prompt: str | None = None) -> dict[str, Any]:
+def build_metadata(
+    base: dict[str, Any],
+    *,
+    index: int,
+    seed: int | None,
+    width: int,
+    height: int,
+    revised_prompt: str | None = None,
+) -> dict[str, Any]:
     """The per-image record: the run's parameters plus this image's index, seed and pixels."""
     meta = {k: v for k, v in base.items() if v not in (None, (), [], {})}
     meta.update(index=index, width=width, height=height, generator=f"imagegen {__version__}")

@@ -12,7 +12,19 @@ from typing import Any
 from imagegen_cli.errors import UsageError
 
 DEFAULT_TEMPLATE = "{datetime}-{slug}-{seed}-{index}.{ext}"
-TEMPLATE_FIELDS = ("date", "time", "datetime", "slug", "seed", "index", "n", "provider", "model", "ext", "uid")
+TEMPLATE_FIELDS = (
+    "date",
+    "time",
+    "datetime",
+    "slug",
+    "seed",
+    "index",
+    "n",
+    "provider",
+    "model",
+    "ext",
+    "uid",
+)
 MAX_NAME = 180
 
 
@@ -49,8 +61,18 @@ def safe_component(name: str) -> str:
     return name or "image"
 
 
-def render_name(template: str, *, ext: str, when: datetime, prompt: str, index: int, n: int, seed: int | None,
-                provider: str, model: str) -> str:
+def render_name(
+    template: str,
+    *,
+    ext: str,
+    when: datetime,
+    prompt: str,
+    index: int,
+    n: int,
+    seed: int | None,
+    provider: str,
+    model: str,
+) -> str:
     """Render a template into one safe file name (the extension is added when missing)."""
     values: dict[str, Any] = {
         "date": when.strftime("%Y%m%d"),

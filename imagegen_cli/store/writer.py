@@ -46,13 +46,26 @@ class OutputSpec:
     metadata: bool = True
 
     @classmethod
-    def from_args(cls, out: str | None, *, default_dir: str | None, template: str | None, fmt: str | None,
-                  overwrite: bool, metadata: bool, n: int) -> OutputSpec:
+    def from_args(
+        cls,
+        out: str | None,
+        *,
+        default_dir: str | None,
+        template: str | None,
+        fmt: str | None,
+        overwrite: bool,
+        metadata: bool,
+        n: int,
+    ) -> OutputSpec:
         if fmt is not None and fmt not in FORMATS:
             raise UsageError(f"invalid --format {fmt!r}", hint="use png, jpeg or webp")
         if template is not None:
             check_template(template)
-        common: dict[str, Any] = {"template": template or DEFAULT_TEMPLATE, "overwrite": overwrite, "metadata": metadata}
+        common: dict[str, Any] = {
+            "template": template or DEFAULT_TEMPLATE,
+            "overwrite": overwrite,
+            "metadata": metadata,
+        }
         if out == "-":
             if n != 1:
                 raise UsageError("-o - writes one image to stdout, but -n asks for more", hint="use -n 1 or -o DIR")
@@ -62,14 +75,22 @@ class OutputSpec:
         if out and suffix in _SUFFIX_FORMATS and not target.is_dir() and not out.endswith(("/", os.sep)):
             file_fmt = _SUFFIX_FORMATS[suffix]
             if fmt and fmt != file_fmt:
-                raise UsageError(f"--format {fmt} conflicts with the file name {target.name}",
-                                 hint=f"name the file .{_EXT[fmt]}, or drop --format")
-            spec = cls(_prepare_dir(target.parent.resolve()), file_name=safe_component(target.name), fmt=file_fmt,
-                       **common)
+                raise UsageError(
+                    f"--format {fmt} conflicts with the file name {target.name}",
+                    hint=f"name the file .{_EXT[fmt]}, or drop --format",
+                )
+            spec = cls(
+                _prepare_dir(target.parent.resolve()),
+                file_name=safe_component(target.name),
+                fmt=file_fmt,
+                **common,
+            )
             for index in range(1, n + 1):
                 path = spec.directory / spec.file_name_for(index, n)
                 if path.exists() and not overwrite:
-                    raise UsageError(f"{path} already exists", hint="pass --overwrite to replace it, or choose another -o")
+                    raise UsageError(
+                        f"{path} already exists", hint="pass --overwrite to replace it, or choose another -o"
+                    )
             return spec
         return cls(_prepare_dir(target.resolve()), fmt=fmt, **common)
 
@@ -169,10 +190,15 @@ class ImageWriter:
                     else:
                         encoded = self._encode(img, fmt, source_fmt, meta)
                         final_source = encoded
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            except (
+                UnidentifiedImageError,
+                OSError,
+                SyntaxError,
+                ValueError,
+                Image.DecompressionBombError,
+            ) as exc:
                 raise DownloadError(
-                    f"{self.provider}: image {index} is not a valid image ({type(exc).__name__}: "
-                    f"{str(exc)[:120]})"
+                    f"{self.provider}: image {index} is not a valid image ({type(exc).__name__}: {str(exc)[:120]})"
                 ) from None
             if self.spec.to_stdout:
                 data = final_source.read_bytes()
@@ -205,9 +231,9 @@ class ImageWriter:
                 exif[ExifTags.Base.ImageDescription] = metadata_json(meta)
                 exif[ExifTags.Base.Software] = str(meta.get("generator", "imagegen"))
                 # UserComment in A1111's encoding, which other tools read back as "parameters".
-                exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.UserComment] = (
-                    b"UNICODE\0" + a1111_parameters(meta).encode("utf-16-be")
-                )
+                exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.UserComment] = b"UNICODE\0" + a1111_parameters(
+                    meta
+                ).encode("utf-16-be")
                 options["exif"] = exif
                 options["xmp"] = xmp_packet(meta)
             if fmt == "jpeg":
@@ -231,8 +257,17 @@ class ImageWriter:
         if self.spec.file_name is not None:
             base = self.spec.file_name_for(index, self.n)
         else:
-            base = render_name(self.spec.template, ext=_EXT[fmt], when=self.started, prompt=self.prompt,
-                               index=index, n=self.n, seed=seed, provider=self.provider, model=self.model)
+            base = render_name(
+                self.spec.template,
+                ext=_EXT[fmt],
+                when=self.started,
+                prompt=self.prompt,
+                index=index,
+                n=self.n,
+                seed=seed,
+                provider=self.provider,
+                model=self.model,
+            )
         stem, _, ext = base.rpartition(".")
         return [base] + [f"{stem}-{k}.{ext}" for k in range(2, 1000)]
 
