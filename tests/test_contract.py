@@ -323,7 +323,7 @@ capabilities = {{ size_mode = "ratio_size", ratios = ["1:1", "16:9"], tiers = ["
     result = run_cli("generate", "x", "-n", "3", "--ratio", "1:1", "--json", env=env)
     assert result.returncode == 0, result.stderr
     calls = gateway.calls("custom")
-    assert [c.body["n"] for c in calls] == [2, 1] and calls[0].body["size"] == "768x768"
+    assert sorted(c.body["n"] for c in calls) == [1, 2] and calls[0].body["size"] == "768x768"
     assert all(Path(i["path"]).parent == tmp_path / "cfg-out" for i in result.json()["images"])
     result = run_cli("generate", "x", "-m", "customtasks:anything", "--ratio", "16:9", env=env)
     assert result.returncode == 0, result.stderr
@@ -421,3 +421,12 @@ def test_every_command_help_shows_an_example() -> None:
         result = run_cli(*args)
         assert result.returncode == 0
         assert "Example" in result.stdout, args
+
+
+def test_debug_traceback_is_redacted(cli, gateway: FakeGateway) -> None:
+    gateway.fault(
+        "generate", "status", status=400, body=('{"error": {"message": "bad key ' + TEST_KEY + '"}}').encode()
+    )
+    result = cli("generate", "x", "-m", "openai:dall-e-2", env={"IMAGEGEN_DEBUG": "1"})
+    assert result.returncode == 1
+    assert "bad key ***" in result.stderr

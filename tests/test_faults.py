@@ -206,3 +206,20 @@ def test_unknown_task_id(cli, gateway: FakeGateway) -> None:
     result = cli("generate", "x", "-m", "apimart:z-image-turbo")
     assert result.returncode == 1
     assert "task not found" in result.stderr
+
+
+def test_same_origin_download_carries_key_but_redirect_to_cdn_does_not(cli, gateway: FakeGateway) -> None:
+    gateway.cross_host_images = False  # images served by the API host itself
+    first = cli("generate", "x", "-m", "modelmax:imagen-3")
+    assert first.returncode == 0, first.stderr
+    file_requests = [r for r in gateway.requests if r.path.startswith("/files/")]
+    assert file_requests[0].headers.get("Authorization", "").startswith("Bearer ")
+
+    # Now the API host answers the download with a redirect to the CDN: the key must not follow.
+    token = "img-redirected"
+    gateway.images[token] = gateway.images[next(iter(gateway.images))]
+    gateway.fault("image", "redirect", headers={"Location": f"{gateway.image_origin}/files/{token}.png"})
+    second = cli("generate", "x", "-m", "modelmax:imagen-3")
+    assert second.returncode == 0, second.stderr
+    cdn = [r for r in gateway.image_requests if token in r.path]
+    assert cdn and "Authorization" not in cdn[0].headers

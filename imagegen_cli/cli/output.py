@@ -197,6 +197,8 @@ def reported(output: Output) -> Iterator[None]:
     try:
         yield
     except ImagegenError as exc:
+        if os.environ.get("IMAGEGEN_DEBUG"):
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         output.error(exc)
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:

@@ -291,7 +291,8 @@ def build_plan(request: GenerationRequest, provider: ResolvedProvider, output_fo
 
     counts = _chunks(request.n, caps, one_per_call=per_image_seed)
     if len(counts) > 1:
-        notes.info(f"-n {request.n} → {len(counts)} calls to {where} (at most {max(counts)} image(s) per call)")
+        per_call = "1 image per call" if max(counts) == 1 else f"up to {max(counts)} images per call"
+        notes.info(f"-n {request.n} → {len(counts)} calls to {where} ({per_call})")
 
     calls: list[PlannedCall] = []
     first = 1
