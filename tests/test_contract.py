@@ -263,6 +263,15 @@ def test_format_conversion_with_exif_and_xmp(cli, gateway: FakeGateway, fmt: str
         assert b"imagegen:parameters" in img.info["xmp"]
 
 
+def test_saved_files_follow_the_umask(cli, gateway: FakeGateway) -> None:
+    for args in (["-m", "openai:dall-e-2"], ["-m", "kkiai:flux-kontext-pro", "--format", "jpeg"]):
+        result = cli("generate", "x", *args)
+        mode = stat.S_IMODE(Path(result.lines[0]).stat().st_mode)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        assert mode == 0o666 & ~umask
+
+
 def test_existing_files_are_never_replaced(cli, gateway: FakeGateway) -> None:
     cli.out.mkdir(parents=True)
     result = cli("generate", "cat", "-m", "openai:dall-e-2", "--name", "fixed")

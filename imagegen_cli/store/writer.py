@@ -148,11 +148,16 @@ class ImageWriter:
         self.model = model
         self.n = n
         self.started = datetime.now()
+        # mkstemp makes 0600 files; finished images get the mode any new file would get (umask applies).
+        umask = os.umask(0o022)
+        os.umask(umask)
+        self.file_mode = 0o666 & ~umask
 
     def temp_file(self) -> tuple[IO[bytes], Path]:
         """A hidden temporary file in the output directory, for streaming a download into."""
         try:
             fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=self.spec.directory)
+            os.fchmod(fd, self.file_mode)
         except OSError as exc:
             raise SaveError(f"cannot write in {self.spec.directory}: {exc.strerror}") from None
         return os.fdopen(fd, "w+b"), Path(name)
