@@ -87,6 +87,12 @@ class TaskFailed(GatewayError):
     code = "task_failed"
 
 
+class ImagesExpired(GatewayError):
+    """A task's result images expired before they were fetched."""
+
+    code = "expired"
+
+
 class PendingTimeout(ImagegenError):
     """``--timeout`` ran out while remote tasks were still running."""
 

@@ -192,6 +192,33 @@ class GenerationRequest:
         if self.seed is not None and self.seed < 0:
             raise UsageError("--seed must be zero or positive")
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the journal (no key can be in here: keys never enter a request)."""
+        data: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            if name == "extra":
+                continue
+            value = getattr(self, name)
+            if isinstance(value, Size | Ratio):
+                value = str(value)
+            elif name == "params":
+                value = [[k, v] for k, v in value]
+            if value not in (None, False, (), []) or name in ("prompt", "n"):
+                data[name] = value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
+        """Inverse of :meth:`to_dict`."""
+        values = dict(data)
+        if values.get("size"):
+            values["size"] = Size.parse(values["size"])
+        if values.get("ratio"):
+            values["ratio"] = Ratio.parse(values["ratio"])
+        values["params"] = tuple((str(k), v) for k, v in values.get("params", []))
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
     def seed_for(self, index: int) -> int | None:
         """Image ``index`` (0-based) gets seed+index."""
         return None if self.seed is None else self.seed + index

@@ -110,6 +110,7 @@ class FakeGateway:
         self.image_requests: list[Recorded] = []
         self.faults: deque[Fault] = deque()
         self.tasks: dict[str, Task] = {}
+        self.records: list[dict[str, Any]] = []
         self.images: dict[str, bytes] = {}
         self.lock = threading.Lock()
         self.counter = itertools.count(1)
@@ -121,6 +122,7 @@ class FakeGateway:
         self.latency = 0.0
         self.cross_host_images = True
         self.image_format = "PNG"
+        self.expires_in = 86400
         self.server = self._serve(host, self._api_handler())
         self.image_server = self._serve(image_host, self._image_handler())
 
@@ -192,6 +194,9 @@ class FakeGateway:
             def do_POST(self) -> None:
                 self._handle("POST")
 
+            def do_DELETE(self) -> None:
+                self._handle("DELETE")
+
             def _handle(self, method: str) -> None:
                 body = self._read_json()
                 provider = next((p for p, prefix in PREFIXES.items() if self.path.startswith(prefix + "/")), None)
@@ -225,6 +230,19 @@ class FakeGateway:
                     if fault and self._apply_fault(fault):
                         return
                     gateway._generate(self, provider, body if isinstance(body, dict) else {}, fault)
+                    return
+                if provider == "token360" and rest.startswith("/images"):
+                    gateway._records(self, method, rest)
+                    return
+                cancel = re.fullmatch(r"/tasks/([^/?]+)/cancel", rest)
+                if method == "POST" and cancel and provider == "customtasks":
+                    task = gateway.tasks.get(cancel[1])
+                    if task is None:
+                        self._send_json(404, {"error": {"message": "no such task"}})
+                        return
+                    task.outcome = "cancelled"
+                    task.polls_left = 0
+                    self._send_json(200, {"code": 200, "data": {"id": task.id, "status": "cancelled"}})
                     return
                 match = re.fullmatch(r"/tasks/([^/?]+)(\?.*)?", rest)
                 if method == "GET" and match and provider in TASK_PROVIDERS:
@@ -274,6 +292,20 @@ class FakeGateway:
                     item["b64_json"] = base64.b64encode(b"hello, not an image").decode()
             else:
                 item = {"url": self._store_image(width, height)}
+            if provider == "token360":
+                self.records.append(
+                    {
+                        "id": f"img_{next(self.counter):04d}",
+                        "object": "image",
+                        "status": "completed",
+                        "model": model,
+                        "prompt": body.get("prompt"),
+                        "created_at": int(time.time()),
+                        "url": item.get("url"),
+                        "error": None,
+                        "_bytes": png_bytes(width, height),
+                    }
+                )
             if provider in ("openai", "mka1", "modelmax"):
                 item["revised_prompt"] = "revised: " + str(body.get("prompt", ""))[:50]
             data.append(item)
@@ -289,6 +321,69 @@ class FakeGateway:
             if provider == "token360":
                 answer["model"] = model
         handler._send_json(200, answer)
+
+    def _records(self, handler: _BaseHandler, method: str, rest: str) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(rest)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        segments = parts.path.strip("/").split("/")
+        public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in self.records]
+        if method == "GET" and segments == ["images"]:
+            ordered = sorted(public, key=lambda r: r["id"], reverse=query.get("order", "desc") == "desc")
+            if "after" in query:
+                ids = [r["id"] for r in ordered]
+                ordered = ordered[ids.index(query["after"]) + 1 :] if query["after"] in ids else []
+            limit = min(100, int(query.get("limit", 20)))
+            page = ordered[:limit]
+            handler._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": page,
+                    "has_more": len(ordered) > limit,
+                    "first_id": page[0]["id"] if page else None,
+                    "last_id": page[-1]["id"] if page else None,
+                },
+            )
+            return
+        record = next((r for r in self.records if len(segments) > 1 and r["id"] == segments[1]), None)
+        if record is None:
+            handler._send_json(404, {"error": {"message": "Image not found", "type": "not_found_error"}})
+            return
+        if method == "DELETE" and len(segments) == 2:
+            self.records.remove(record)
+            handler._send_json(200, {"id": record["id"], "object": "image", "deleted": True})
+            return
+        if method == "GET" and segments[2:] == ["content"]:
+            if record["status"] != "completed":
+                handler._send_json(
+                    400,
+                    {
+                        "error": {
+                            "message": "Image is not ready yet. Current status: failed",
+                            "type": "invalid_request_error",
+                        }
+                    },
+                )
+                return
+            token = f"rec{next(self.counter)}"
+            self.images[token] = record["_bytes"]
+            cdn = f"{self.image_origin}/files/{token}.png"
+            form = query.get("format", "redirect")
+            if form == "url":
+                handler._send_json(200, {"url": cdn, "image_id": record["id"], "expires_in": 3600})
+            elif form == "binary":
+                handler._send(
+                    200,
+                    record["_bytes"],
+                    "image/png",
+                    {"Content-Disposition": f'attachment; filename="{record["id"]}.png"'},
+                )
+            else:
+                handler._send(302, b"", "text/plain", {"Location": cdn})
+            return
+        handler._send_json(404, {"error": {"message": "unknown route", "type": "not_found_error"}})
 
     def _poll(self, handler: _BaseHandler, task_id: str) -> None:
         task = self.tasks.get(task_id)
@@ -310,7 +405,9 @@ class FakeGateway:
                 progress=100,
                 completed=1700000010,
                 result={
-                    "images": [{"url": [url] if task.url_as_list else url, "expires_at": int(time.time()) + 86400}]
+                    "images": [
+                        {"url": [url] if task.url_as_list else url, "expires_at": int(time.time()) + self.expires_in}
+                    ]
                 },
             )
         handler._send_json(200, {"code": 200, "data": data})

@@ -146,6 +146,10 @@ def test_ctrl_c_exits_130_and_keeps_finished_images(gateway: FakeGateway, tmp_pa
     assert len(doc["images"]) == 1 and Path(doc["images"][0]["path"]).exists()
     assert [t["status"] for t in doc["tasks"]].count("pending") == 1
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert f"resume with: imagegen tasks wait {doc['job']}" in stderr.decode()
+    (job,) = run_cli("tasks", "list", "--json").json()
+    assert job["status"] == "running" and len(job["paths"]) == 1
+    assert [t["status"] for t in job["tasks"]].count("pending") == 1
 
 
 # ---------------------------------------------------------------- stdout and stdin
@@ -198,7 +202,7 @@ def test_no_wait_prints_task_ids(cli, gateway: FakeGateway) -> None:
     assert [t["status"] for t in doc["tasks"]] == ["pending", "pending"]
     assert not [r for r in gateway.requests if "/tasks/" in r.path]
     plain = cli("generate", "x", "-m", "apimart:z-image-turbo", "--no-wait")
-    assert plain.returncode == 0 and plain.lines[0].startswith("task_")
+    assert plain.returncode == 0 and plain.lines == [run_cli("tasks", "list", "--json").json()[0]["id"]]
 
 
 # ---------------------------------------------------------------- files: names, formats, metadata, overwrite

@@ -197,8 +197,9 @@ def test_never_finishing_task_exits_5_with_the_task_id(cli, gateway: FakeGateway
     doc = result.json()
     assert doc["status"] == "submitted"
     (task,) = doc["tasks"]
-    assert task["status"] == "pending" and task["id"].startswith("task_")
-    assert task["id"] in result.stderr
+    assert task["status"] == "pending" and task["remote_id"].startswith("task_")
+    assert task["id"] == doc["job"]
+    assert task["remote_id"] in result.stderr
 
 
 def test_partial_success_exits_3(cli, gateway: FakeGateway) -> None:

@@ -221,22 +221,45 @@ def _execute(
     plan: Any, spec: Any, output: Output, notes: list[str], timeout: float, no_wait: bool, concurrency: int
 ) -> Any:
     from imagegen_cli.generation import GenerationResult, RemoteRun
+    from imagegen_cli.store.journal import TaskJournal
     from imagegen_cli.store.writer import ImageWriter
 
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
     request = plan.request
-    result = GenerationResult(plan.provider.name, plan.provider.model, request.n, notes=notes, no_wait=no_wait)
-    writer = ImageWriter(
-        spec, prompt=request.prompt, provider=plan.provider.name, model=plan.provider.model, n=request.n
-    )
-    reporter = output.reporter()
-    run = RemoteRun(plan, writer, result, reporter, concurrency=concurrency, no_wait=no_wait)
+    provider = plan.provider
+    with TaskJournal.open() as journal:
+        # The job is on disk before the first call, so a killed process leaves a record to resume from.
+        job_id = journal.create_job(
+            provider=provider.name,
+            model=provider.model,
+            dialect=provider.profile.dialect,
+            base_url=provider.base_url,
+            request=request.to_dict(),
+            calls=[{"first_image": c.first_image, "count": c.count, "seed": c.seed} for c in plan.calls],
+            n=request.n,
+            out_dir=str(spec.directory),
+            output=spec.to_dict(),
+        )
+        result = GenerationResult(provider.name, provider.model, request.n, job_id=job_id, notes=notes, no_wait=no_wait)
+        writer = ImageWriter(spec, prompt=request.prompt, provider=provider.name, model=provider.model, n=request.n)
+        reporter = output.reporter()
+        run = RemoteRun(
+            provider, request, writer, result, reporter, journal=journal, concurrency=concurrency, no_wait=no_wait
+        )
+        _, url = plan.method_url
+        run_async(run.run(plan.calls, url, timeout), timeout, result, reporter)
+        journal.finish_job(job_id, "; ".join(e.message for e in result.errors) or None)
+    return result
+
+
+def run_async(coro: Any, timeout: float, result: Any, reporter: Any) -> None:
+    """Run the remote work; Ctrl-C marks the result interrupted and keeps what was saved."""
 
     async def bounded() -> None:
         # A backstop over the per-request deadlines: nothing outlives --timeout by more than a moment.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(run.run(timeout), timeout + 5)
+            await asyncio.wait_for(coro, timeout + 5)
 
     try:
         asyncio.run(bounded())
@@ -246,4 +269,3 @@ def _execute(
         stop = getattr(reporter, "progress", None)
         if stop is not None:
             stop.stop()
-    return result

@@ -92,14 +92,20 @@ class Output:
             for image in sorted(result.images, key=lambda i: i.index):
                 if image.path != "-":
                     self.line(image.path)
-            if result.no_wait:
-                for task in result.tasks:
-                    self.line(task.remote_id)
+            if result.no_wait and result.job_id:
+                self.line(result.job_id)
         for error in result.errors:
             self.error(error)
-        if result.pending and not result.no_wait:
+        if result.no_wait and result.job_id:
+            self.note(
+                f"submitted {len(result.tasks)} task(s); fetch the images with: imagegen tasks wait {result.job_id}"
+            )
+        elif result.pending:
             ids = " ".join(t.remote_id for t in result.pending)
-            self._err("error", f"timed out; still pending on {result.provider}: {ids}", "bold red")
+            verb = "interrupted" if result.interrupted else "timed out"
+            self._err("error", f"{verb}; still pending on {result.provider}: {ids}", "bold red")
+            if result.job_id:
+                self._err("hint", f"resume with: imagegen tasks wait {result.job_id}", "dim")
 
 
 def result_document(result: GenerationResult) -> dict[str, Any]:
@@ -117,12 +123,13 @@ def result_document(result: GenerationResult) -> dict[str, Any]:
         images.append(entry)
     document: dict[str, Any] = {
         "status": result.status(),
+        "job": result.job_id,
         "provider": result.provider,
         "model": result.model,
         "images": images,
         "tasks": [
             {
-                "id": t.remote_id,
+                "id": result.job_id or t.remote_id,
                 "remote_id": t.remote_id,
                 "status": t.status,
                 **({"error": t.error} if t.error else {}),
@@ -132,7 +139,7 @@ def result_document(result: GenerationResult) -> dict[str, Any]:
         "notes": list(result.notes),
         "errors": [{"code": e.code, "message": clean_text(e.message, 2000)} for e in result.errors],
     }
-    if result.pending and not result.no_wait:
+    if result.pending and not result.no_wait and not result.interrupted:
         document["errors"].append({"code": "timeout", "message": "timed out while tasks were still pending"})
     usage = result.usage_total()
     if usage:

@@ -30,11 +30,12 @@ class SyncResult:
     usage: dict[str, Any] | None = None
 
 
-PENDING, SUCCEEDED, FAILED, CANCELLED = "pending", "succeeded", "failed", "cancelled"
+PENDING, SUCCEEDED, FAILED, CANCELLED, EXPIRED = "pending", "succeeded", "failed", "cancelled", "expired"
 _STATES = {
     "submitted": PENDING, "pending": PENDING, "queued": PENDING, "processing": PENDING, "running": PENDING,
     "in_progress": PENDING, "completed": SUCCEEDED, "succeeded": SUCCEEDED, "success": SUCCEEDED,
     "failed": FAILED, "failure": FAILED, "error": FAILED, "cancelled": CANCELLED, "canceled": CANCELLED,
+    "expired": EXPIRED,
 }  # fmt: skip
 
 
@@ -144,7 +145,7 @@ def parse_task_status(data: Any, provider: str, task_id: str) -> TaskStatus:
         if not images:
             raise InvalidResponse(f"{provider}: task {task_id} completed without images")
         return TaskStatus(state, raw, 100, images)
-    if state in (FAILED, CANCELLED):
+    if state in (FAILED, CANCELLED, EXPIRED):
         message = _error_text(inner) or "no reason given"
         return TaskStatus(state, raw, progress_value, error=message)
     return TaskStatus(state, raw, progress_value)
@@ -152,5 +153,5 @@ def parse_task_status(data: Any, provider: str, task_id: str) -> TaskStatus:
 
 def task_error(provider: str, task_id: str, status: TaskStatus) -> TaskFailed:
     """The error for a failed or cancelled task, carrying the gateway's own message."""
-    verb = "was cancelled" if status.state == CANCELLED else "failed"
+    verb = {CANCELLED: "was cancelled", EXPIRED: "expired"}.get(status.state, "failed")
     return TaskFailed(f"{provider}: task {task_id} {verb}: {status.error}")

@@ -166,7 +166,7 @@ class GatewayClient:
         headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one request, retrying transient failures; return the decoded JSON body."""
-        response = await self._send(method, url, body=body, headers=headers)
+        response = await self.send(method, url, body=body, headers=headers)
         if len(response.content) > MAX_JSON_BYTES:
             raise InvalidResponse(f"{self.provider.name}: response too large ({len(response.content)} bytes)")
         try:
@@ -178,7 +178,7 @@ class GatewayClient:
                 hint="the gateway may be down or the base URL may be wrong",
             ) from None
 
-    async def _send(
+    async def send(
         self, method: str, url: str, *, body: dict[str, Any] | None, headers: dict[str, str] | None
     ) -> httpx.Response:
         sent_headers = {"User-Agent": f"imagegen/{__version__}", "Accept": "application/json"}

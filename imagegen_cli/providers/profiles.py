@@ -78,6 +78,8 @@ class ProviderProfile:
     dialect: Dialect = "openai"
     generate_path: str = "images/generations"
     task_path: str = "tasks/{id}"
+    cancel_path: str | None = None  # POST here to cancel a task, where the gateway documents one
+    records_path: str | None = None  # provider-side image records (Token360's images API)
     models_path: str | None = "models"
     default_model: str | None = None
     models: dict[str, ModelCaps] = field(default_factory=dict)
@@ -275,6 +277,7 @@ TOKEN360 = ProviderProfile(
     default_model="seedream-4.5",
     key_env=("IMAGEGEN_TOKEN360_API_KEY", "TOKEN360_API_KEY"),
     docs="Token360 gateway; OpenAI-style plus seed, watermark and ratio; image records API",
+    records_path="images",
     models={
         "seedream-4.5": _SEEDREAM,
         "seedream-4.0": replace(_SEEDREAM, id="seedream-4.0"),

@@ -21,7 +21,8 @@ from imagegen_cli.providers.profiles import (
 DEFAULT_MODEL = "local:auto"
 _PROFILE_KEYS = {
     "base_url", "dialect", "api_key_env", "default_model", "models", "capabilities", "headers",
-    "generate_path", "task_path", "models_path", "poll_interval", "on_behalf_of_header",
+    "generate_path", "task_path", "cancel_path", "records_path", "models_path", "poll_interval",
+    "on_behalf_of_header",
 }  # fmt: skip
 
 
@@ -73,6 +74,8 @@ def load_profiles(config: dict[str, Any]) -> dict[str, ProviderProfile]:
             headers={**base.headers, **{str(k): str(v) for k, v in (table.get("headers") or {}).items()}},
             generate_path=str(table.get("generate_path", base.generate_path)),
             task_path=str(table.get("task_path", base.task_path)),
+            cancel_path=table.get("cancel_path", base.cancel_path),
+            records_path=table.get("records_path", base.records_path),
             models_path=table.get("models_path", base.models_path),
             poll_interval=float(table.get("poll_interval", base.poll_interval)),
             on_behalf_of_header=table.get("on_behalf_of_header", base.on_behalf_of_header),

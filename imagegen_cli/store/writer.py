@@ -94,6 +94,39 @@ class OutputSpec:
             return spec
         return cls(_prepare_dir(target.resolve()), fmt=fmt, **common)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What the journal keeps to write a resumed job's images the same way."""
+        return {
+            "directory": str(self.directory),
+            "file_name": self.file_name,
+            "to_stdout": self.to_stdout,
+            "template": self.template,
+            "fmt": self.fmt,
+            "overwrite": self.overwrite,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], directory: Path | None = None) -> OutputSpec:
+        """The journalled spec; ``directory`` (``tasks wait -o DIR``) moves it and drops a fixed file name."""
+        if directory is not None:
+            return cls(
+                _prepare_dir(directory.resolve()),
+                template=data.get("template") or DEFAULT_TEMPLATE,
+                fmt=data.get("fmt"),
+                metadata=data.get("metadata", True),
+            )
+        if data.get("to_stdout"):
+            raise UsageError("this job wrote its image to stdout", hint="give an output directory with -o DIR")
+        return cls(
+            _prepare_dir(Path(data["directory"])),
+            file_name=data.get("file_name"),
+            template=data.get("template") or DEFAULT_TEMPLATE,
+            fmt=data.get("fmt"),
+            overwrite=bool(data.get("overwrite")),
+            metadata=data.get("metadata", True),
+        )
+
     def file_name_for(self, index: int, n: int) -> str:
         """``-o out.png`` with several images → out-1.png, out-2.png, ..."""
         assert self.file_name is not None

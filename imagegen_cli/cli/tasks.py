@@ -1,0 +1,336 @@
+"""``imagegen tasks``: the journal of generation jobs, resuming, cancelling, pruning, and remote records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from imagegen_cli.cli.options import JsonOpt, QuietOpt, YesOpt
+from imagegen_cli.cli.output import Output, reported
+from imagegen_cli.errors import ExitCode, UsageError
+
+tasks_app = typer.Typer(
+    help="The journal of generation jobs: list, show, wait for, cancel and prune them.\n\n"
+    "Example: imagegen tasks wait 1m80bnk3kgjv",
+)
+
+
+def _complete_ids(incomplete: str) -> list[str]:
+    from imagegen_cli.store.journal import TaskJournal, journal_path
+
+    if not journal_path().exists():
+        return []
+    with TaskJournal.open() as journal:
+        return journal.task_ids(incomplete)
+
+
+IdsArg = Annotated[
+    list[str], typer.Argument(metavar="ID...", help="Local job ids (or remote task ids).", autocompletion=_complete_ids)
+]
+IdArg = Annotated[
+    str, typer.Argument(metavar="ID", help="Local job id (or remote task id).", autocompletion=_complete_ids)
+]
+
+
+def _age(stamp: str) -> str:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+@tasks_app.callback(invoke_without_command=True)
+def tasks_root(ctx: typer.Context) -> None:
+    """The journal of generation jobs (alone: the same as ``tasks list``)."""
+    if ctx.invoked_subcommand is None:
+        list_tasks(status=None, provider=None, limit=20, json_out=False)
+
+
+@tasks_app.command("list")
+def list_tasks(
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status", metavar="STATUS", help="queued submitted running succeeded partial failed cancelled expired"
+        ),
+    ] = None,
+    provider: Annotated[str | None, typer.Option("--provider", metavar="NAME", help="Only this provider.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first (0: all).")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """List journalled jobs, newest first.
+
+    Example: imagegen tasks list --status submitted --json
+    """
+    output = Output(json_mode=json_out)
+    with reported(output):
+        from imagegen_cli.store.journal import JOB_STATES, TaskJournal, journal_path
+
+        if status and status not in JOB_STATES:
+            raise UsageError(f"invalid --status {status!r}", hint="one of " + ", ".join(JOB_STATES))
+        jobs = []
+        if journal_path().exists():
+            with TaskJournal.open() as journal:
+                jobs = journal.jobs(status=status, provider=provider, limit=limit)
+        if json_out:
+            output.json([job.to_dict() for job in jobs])
+            return
+        for job in jobs:
+            data = job.to_dict()
+            prompt = str(job.request.get("prompt", "")).replace("\n", " ")
+            prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+            output.line(
+                f"{job.id}  {_age(data['created_at'])}  {job.status:<9}  {len(job.saved)}/{job.n}  "
+                f"{job.provider}:{job.model}  {prompt}"
+            )
+
+
+@tasks_app.command("show")
+def show(task_id: IdArg, json_out: JsonOpt = False) -> None:
+    """Show one job: its request, remote tasks, saved paths and error.
+
+    Example: imagegen tasks show 1m80bnk3kgjv --json
+    """
+    output = Output(json_mode=json_out)
+    with reported(output):
+        from imagegen_cli.store.journal import TaskJournal
+
+        with TaskJournal.open() as journal:
+            data = journal.get(task_id).to_dict()
+        if json_out:
+            output.json(data)
+            return
+        for key in (
+            "id",
+            "status",
+            "provider",
+            "model",
+            "n",
+            "out_dir",
+            "name_template",
+            "created_at",
+            "updated_at",
+            "error",
+        ):
+            if data.get(key) is not None:
+                output.line(f"{key + ':':<15}{data[key]}")
+        output.line(f"{'prompt:':<15}{data['request'].get('prompt', '')}")
+        for task in data["tasks"]:
+            output.line(
+                f"{'remote task:':<15}{task['remote_id']}  {task['status']}"
+                + (f"  {task['error']}" if task.get("error") else "")
+            )
+        for path in data["paths"]:
+            output.line(f"{'image:':<15}{path}")
+
+
+@tasks_app.command("wait")
+def wait(
+    task_ids: IdsArg,
+    timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Overall bound.")] = 300,
+    out: Annotated[
+        str | None, typer.Option("-o", "--out", metavar="DIR", help="Save here instead of the job's own output dir.")
+    ] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Resume jobs: poll their tasks and save the images not saved yet (never twice).
+
+    Prints every saved image path of the jobs; with --json one document per job (a list for several ids).
+
+    Example: imagegen tasks wait 1m80bnk3kgjv -o out/
+    """
+    output = Output(json_mode=json_out, quiet=quiet)
+    with reported(output):
+        from imagegen_cli.cli.output import result_document
+        from imagegen_cli.jobs import resume_job
+        from imagegen_cli.store.journal import TaskJournal
+
+        if timeout <= 0:
+            raise UsageError("--timeout must be positive")
+        results = []
+        with TaskJournal.open() as journal:
+            jobs = [journal.get(task_id) for task_id in task_ids]
+            for job in jobs:
+                results.append(
+                    resume_job(
+                        journal, job, out_dir=Path(out) if out else None, timeout=timeout, reporter=output.reporter()
+                    )
+                )
+                if results[-1].interrupted:
+                    break
+        if json_out:
+            documents = [result_document(r) for r in results]
+            output.json(documents[0] if len(documents) == 1 else documents)
+            for result in results:
+                for error in result.errors:
+                    output.error(error)
+        else:
+            for result in results:
+                output.generation(result)
+        codes = [r.exit_code() for r in results]
+        code = max(codes, key=lambda c: (c == ExitCode.INTERRUPTED, c == ExitCode.PENDING, c != ExitCode.OK, c))
+        if code != ExitCode.OK:
+            raise typer.Exit(int(code))
+
+
+@tasks_app.command("cancel")
+def cancel(task_ids: IdsArg) -> None:
+    """Stop tracking jobs, and ask the provider to cancel their pending tasks where it can.
+
+    Example: imagegen tasks cancel 1m80bnk3kgjv
+    """
+    output = Output()
+    with reported(output):
+        from imagegen_cli.jobs import cancel_job
+        from imagegen_cli.store.journal import TaskJournal
+
+        with TaskJournal.open() as journal:
+            for task_id in task_ids:
+                job = journal.get(task_id)
+                if job.status in ("succeeded", "failed", "cancelled", "expired"):
+                    output.note(f"{job.id} is already {job.status}")
+                    continue
+                for note in cancel_job(journal, job):
+                    output.note(note)
+                output.line(job.id)
+
+
+@tasks_app.command("prune")
+def prune(
+    older_than: Annotated[str, typer.Option("--older-than", metavar="AGE", help="30d, 12h, 90m, 2w.")] = "30d",
+    json_out: JsonOpt = False,
+) -> None:
+    """Forget finished jobs older than AGE (open ones are kept; image files are never touched).
+
+    Example: imagegen tasks prune --older-than 7d
+    """
+    output = Output(json_mode=json_out)
+    with reported(output):
+        from imagegen_cli.jobs import parse_duration, prune_jobs
+        from imagegen_cli.store.journal import TaskJournal, journal_path
+
+        parse_duration(older_than)
+        removed = 0
+        if journal_path().exists():
+            with TaskJournal.open() as journal:
+                removed = prune_jobs(journal, older_than)
+        if json_out:
+            output.json({"removed": removed})
+        else:
+            output.line(f"removed {removed} job(s)")
+
+
+def _records_provider(provider: str) -> Any:
+    from imagegen_cli.config import load_config
+    from imagegen_cli.providers.registry import load_profiles, resolve_provider
+
+    profiles = load_profiles(load_config())
+    if provider not in profiles:
+        raise UsageError(f"unknown provider {provider!r}")
+    resolved = resolve_provider(profiles, provider, None, None)
+    if not resolved.profile.records_path:
+        with_records = sorted(name for name, p in profiles.items() if p.records_path)
+        raise UsageError(
+            f"{provider} keeps no image records", hint="providers with records: " + ", ".join(with_records)
+        )
+    resolved.check_transport()
+    resolved.require_key()
+    return resolved
+
+
+records_app = typer.Typer(
+    help="Provider-side image records (Token360's images API): list, download, delete.\n\n"
+    "Example: imagegen tasks records list --provider token360",
+    no_args_is_help=True,
+)
+tasks_app.add_typer(records_app, name="records")
+RecordsProvider = Annotated[str, typer.Option("--provider", metavar="NAME", help="Provider with records.")]
+
+
+@records_app.command("list")
+def records_list(
+    provider: RecordsProvider = "token360",
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="Records per page (1-100).")] = 20,
+    after: Annotated[str | None, typer.Option("--after", metavar="ID", help="Page after this record.")] = None,
+    before: Annotated[str | None, typer.Option("--before", metavar="ID", help="Page before this record.")] = None,
+    order: Annotated[str, typer.Option("--order", metavar="desc|asc", help="Creation order.")] = "desc",
+    all_pages: Annotated[bool, typer.Option("--all", help="Follow has_more through every page.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the provider's image records.
+
+    Example: imagegen tasks records list --provider token360 --limit 50 --all --json
+    """
+    output = Output(json_mode=json_out)
+    with reported(output):
+        from imagegen_cli.providers.records import list_records
+
+        if order not in ("desc", "asc"):
+            raise UsageError("--order must be desc or asc")
+        records = list_records(
+            _records_provider(provider), limit=limit, after=after, before=before, order=order, all_pages=all_pages
+        )
+        if json_out:
+            output.json(records)
+            return
+        for record in records:
+            output.line(
+                f"{record.get('id')}  {record.get('status', '?'):<9}  {record.get('model', '')}  "
+                f"{str(record.get('prompt') or '')[:50]}"
+            )
+
+
+@records_app.command("get")
+def records_get(
+    record_id: Annotated[str, typer.Argument(metavar="ID", help="Image record id.")],
+    provider: RecordsProvider = "token360",
+    out: Annotated[str | None, typer.Option("-o", "--out", metavar="PATH", help="Directory or file name.")] = None,
+    via: Annotated[
+        str, typer.Option("--via", metavar="redirect|url|binary", help="How the gateway hands the image over.")
+    ] = "redirect",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing the file named by -o.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download one image record (saved atomically, never over an existing file).
+
+    Example: imagegen tasks records get img_123 -o out/
+    """
+    output = Output(json_mode=json_out)
+    with reported(output):
+        from imagegen_cli.providers.records import download_record
+
+        if via not in ("redirect", "url", "binary"):
+            raise UsageError("--via must be redirect, url or binary")
+        saved = download_record(_records_provider(provider), record_id, out=out, via=via, overwrite=overwrite)
+        if json_out:
+            output.json({"id": record_id, "path": saved.path, "width": saved.width, "height": saved.height})
+        else:
+            output.line(saved.path)
+
+
+@records_app.command("rm")
+def records_rm(
+    record_id: Annotated[str, typer.Argument(metavar="ID", help="Image record id.")],
+    provider: RecordsProvider = "token360",
+    yes: YesOpt = False,
+) -> None:
+    """Delete one image record at the provider (asks first unless --yes).
+
+    Example: imagegen tasks records rm img_123 --yes
+    """
+    output = Output()
+    with reported(output):
+        import sys
+
+        from imagegen_cli.providers.records import delete_record
+
+        resolved = _records_provider(provider)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("refusing to delete without confirmation", hint="pass --yes")
+            if not typer.confirm(f"Delete image record {record_id} at {provider}?", err=True):
+                raise typer.Exit(int(ExitCode.FAILURE))
+        delete_record(resolved, record_id)
+        output.line(record_id)

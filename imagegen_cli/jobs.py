@@ -1,0 +1,165 @@
+"""Journalled jobs: resume (``tasks wait``), cancel, and prune, on top of the task journal."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.errors import ConfigError, ImagegenError, TaskFailed, UsageError
+from imagegen_cli.providers.dialects import PENDING, SUCCEEDED
+
+if TYPE_CHECKING:
+    from imagegen_cli.generation import GenerationResult, Reporter
+    from imagegen_cli.providers.registry import ResolvedProvider
+    from imagegen_cli.store.journal import Job, TaskJournal
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` (a bare number is days) → seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise UsageError(f"invalid duration {text!r}", hint="write it as 30d, 12h, 90m, 45s or 2w")
+    return float(match[1]) * _UNIT[(match[2] or "d").lower()]
+
+
+def provider_for_job(job: Job) -> ResolvedProvider:
+    """The job's provider as configured now, at the base URL the job was sent to."""
+    from imagegen_cli.config import load_config
+    from imagegen_cli.providers.registry import load_profiles, resolve_provider
+
+    profiles = load_profiles(load_config())
+    if job.provider not in profiles:
+        raise ConfigError(
+            f"provider {job.provider!r} of task {job.id} is no longer configured",
+            hint=f"add [providers.{job.provider}] back to the config file",
+        )
+    provider = resolve_provider(profiles, job.provider, job.model, job.base_url)
+    provider.check_transport()
+    return provider
+
+
+def _saved_result(job: Job, result: GenerationResult) -> None:
+    """Report every image the job has on disk, in index order, whoever saved it."""
+    from imagegen_cli.store.writer import SavedImage
+
+    result.images = [
+        SavedImage(
+            i.path or "", i.index, i.width or 0, i.height or 0, Path(i.path or "").suffix.lstrip("."), i.seed, url=i.url
+        )
+        for i in job.saved
+        if i.path and Path(i.path).exists()
+    ]
+    result.already_saved = 0
+
+
+def resume_job(
+    journal: TaskJournal, job: Job, *, out_dir: Path | None, timeout: float, reporter: Reporter, concurrency: int = 4
+) -> GenerationResult:
+    """Poll a job's unfinished tasks and save the images it is missing; saved images are never redone."""
+    from imagegen_cli.cli.generate import run_async
+    from imagegen_cli.generation import GenerationResult, RemoteRun, TaskRecord
+    from imagegen_cli.request import GenerationRequest
+    from imagegen_cli.store.writer import ImageWriter, OutputSpec
+
+    result = GenerationResult(job.provider, job.model, job.n, job_id=job.id)
+    saved = {i.index for i in job.saved if i.path and Path(i.path).exists()}
+    todo: list[TaskRecord] = []
+    for task in job.tasks:
+        indices = set(range(task.first_image, task.first_image + task.count))
+        record = TaskRecord(
+            task.remote_id, task.status, task.call_index, task.first_image, task.count, task.seed, task.error
+        )
+        result.tasks.append(record)
+        if indices <= saved:
+            continue
+        if task.status in (PENDING, SUCCEEDED):
+            todo.append(record)
+        elif task.status == "expired":
+            result.errors.append(TaskFailed(f"{job.provider}: task {task.remote_id}: {task.error or 'images expired'}"))
+        else:
+            result.errors.append(
+                TaskFailed(f"{job.provider}: task {task.remote_id} {task.status}: {task.error or 'no reason given'}")
+            )
+    if len(saved) < job.n and not todo and not result.errors:
+        if job.dialect != "tasks":
+            result.errors.append(
+                TaskFailed(
+                    f"task {job.id} was a synchronous {job.provider} call that did not finish; there is nothing to "
+                    "resume",
+                    hint="generate it again",
+                )
+            )
+        elif job.status == "cancelled":
+            result.errors.append(TaskFailed(f"task {job.id} was cancelled"))
+        elif not job.tasks:
+            result.errors.append(TaskFailed(f"task {job.id} was never submitted", hint="generate it again"))
+    if todo:
+        provider = provider_for_job(job)
+        provider.require_key()
+        request = GenerationRequest.from_dict(job.request)
+        spec = OutputSpec.from_dict(job.output, out_dir)
+        writer = ImageWriter(spec, prompt=request.prompt, provider=provider.name, model=provider.model, n=job.n)
+        journal.claim_pid(job.id)
+        run = RemoteRun(provider, request, writer, result, reporter, journal=journal, concurrency=concurrency)
+        run_async(run.resume(todo, timeout), timeout, result, reporter)
+        journal.finish_job(job.id, "; ".join(e.message for e in result.errors) or None)
+    _saved_result(journal.get(job.id), result)
+    return result
+
+
+def cancel_job(journal: TaskJournal, job: Job) -> list[str]:
+    """Stop tracking a job; ask the provider to cancel its pending tasks where it documents a way.
+
+    Returns notes on what was done.
+    """
+    notes: list[str] = []
+    pending = [t for t in job.tasks if t.status == PENDING]
+    if pending:
+        provider = provider_for_job(job)
+        path = provider.profile.cancel_path
+        if path and provider.key:
+            notes.extend(_cancel_remote(provider, [t.remote_id for t in pending]))
+        else:
+            notes.append(f"{job.provider} has no cancel API: its task(s) may still finish (and be billed) remotely")
+    for task in pending:
+        journal.update_task(job.id, task.remote_id, "cancelled", "cancelled by the user")
+    journal.set_status(job.id, "cancelled", "cancelled by the user")
+    return notes
+
+
+def _cancel_remote(provider: ResolvedProvider, remote_ids: list[str]) -> list[str]:
+    import asyncio
+
+    from imagegen_cli.providers.http import Deadline, GatewayClient, make_async_client
+
+    notes: list[str] = []
+    cancel_path = provider.profile.cancel_path
+    assert cancel_path is not None
+
+    async def run() -> None:
+        async with make_async_client() as http:
+            client = GatewayClient(provider, Deadline(30), http)
+            for remote_id in remote_ids:
+                try:
+                    await client.request_json("POST", provider.url(cancel_path.format(id=remote_id)), body={})
+                    notes.append(f"asked {provider.name} to cancel {remote_id}")
+                except ImagegenError as exc:
+                    notes.append(f"{provider.name} did not cancel {remote_id}: {exc.message}")
+
+    asyncio.run(run())
+    return notes
+
+
+def prune_jobs(journal: TaskJournal, older_than: str) -> int:
+    """Forget finished jobs older than the given duration."""
+    return journal.prune(time.time() - parse_duration(older_than))
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """The JSON form of one job (``tasks list --json`` and ``tasks show --json``)."""
+    return job.to_dict()

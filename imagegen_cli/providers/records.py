@@ -1,0 +1,120 @@
+"""Provider-side image records (Token360's ``images`` API): list with paging, download, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+from imagegen_cli.errors import DownloadError, InvalidResponse
+from imagegen_cli.providers.registry import ResolvedProvider
+from imagegen_cli.store.writer import MAX_DOWNLOAD_BYTES, ImageWriter, OutputSpec, SavedImage
+
+MAX_PAGES = 1000  # a gateway that always says has_more cannot keep us paging forever
+
+
+def _path(provider: ResolvedProvider, *parts: str) -> str:
+    assert provider.profile.records_path is not None
+    return provider.url("/".join([provider.profile.records_path.strip("/"), *parts]))
+
+
+def _run(provider: ResolvedProvider, work: Any, timeout: float = 120) -> Any:
+    from imagegen_cli.providers.http import Deadline, GatewayClient, make_async_client
+
+    async def main() -> Any:
+        async with make_async_client() as http:
+            return await work(GatewayClient(provider, Deadline(timeout), http))
+
+    return asyncio.run(main())
+
+
+def list_records(
+    provider: ResolvedProvider, *, limit: int, after: str | None, before: str | None, order: str, all_pages: bool
+) -> list[dict[str, Any]]:
+    """``GET images?limit=&after=&before=&order=``, following ``has_more`` when asked."""
+
+    async def work(client: Any) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        cursor = after
+        for _ in range(MAX_PAGES):
+            query = {"limit": limit, "order": order}
+            if cursor:
+                query["after"] = cursor
+            if before:
+                query["before"] = before
+            data = await client.request_json("GET", _path(provider) + "?" + urlencode(query))
+            page = data.get("data") if isinstance(data, dict) else None
+            if not isinstance(page, list):
+                raise InvalidResponse(f"{provider.name}: unexpected image list shape")
+            records.extend(r for r in page if isinstance(r, dict))
+            last = data.get("last_id") or (page[-1].get("id") if page and isinstance(page[-1], dict) else None)
+            if not (all_pages and data.get("has_more") and last and last != cursor):
+                break
+            cursor = str(last)
+        return records
+
+    result: list[dict[str, Any]] = _run(provider, work)
+    return result
+
+
+def delete_record(provider: ResolvedProvider, record_id: str) -> None:
+    """``DELETE images/{id}`` (only the owning key may)."""
+
+    async def work(client: Any) -> None:
+        data = await client.request_json("DELETE", _path(provider, record_id))
+        if isinstance(data, dict) and data.get("deleted") is False:
+            raise InvalidResponse(f"{provider.name}: record {record_id} was not deleted")
+
+    _run(provider, work)
+
+
+def download_record(
+    provider: ResolvedProvider, record_id: str, *, out: str | None, via: str, overwrite: bool
+) -> SavedImage:
+    """``GET images/{id}/content?format=...``: a redirect, a JSON ``url``, or the bytes themselves."""
+    from imagegen_cli.config import load_config
+
+    safe_id = re.sub(r"[^A-Za-z0-9_.-]", "-", record_id)[:80] or "record"
+    spec = OutputSpec.from_args(
+        out,
+        default_dir=load_config().get("output_dir"),
+        template=f"{{provider}}-{safe_id}.{{ext}}",
+        fmt=None,
+        overwrite=overwrite,
+        metadata=True,
+        n=1,
+    )
+    writer = ImageWriter(spec, prompt=record_id, provider=provider.name, model="", n=1)
+    meta = {"provider": provider.name, "record": record_id, "index": 1}
+
+    async def work(client: Any) -> SavedImage:
+        url = _path(provider, record_id, "content") + "?" + urlencode({"format": via})
+        response = await client.send("GET", url, body=None, headers={"Accept": "*/*"})
+        content_type = response.headers.get("content-type", "")
+        target: str | None = None
+        if response.status_code in (301, 302, 303, 307, 308):
+            target = urljoin(url, response.headers.get("location", ""))
+        elif "json" in content_type:
+            try:
+                data = json.loads(response.content)
+            except ValueError:
+                raise InvalidResponse(f"{provider.name}: invalid JSON for record {record_id}") from None
+            target = data.get("url") if isinstance(data, dict) else None
+            if not isinstance(target, str) or not target:
+                raise InvalidResponse(f"{provider.name}: record {record_id} answer carried no url")
+        if target is None:
+            if len(response.content) > MAX_DOWNLOAD_BYTES:
+                raise DownloadError(f"{provider.name}: record {record_id} is too large")
+            return await asyncio.to_thread(writer.save_bytes, response.content, index=1, seed=None, meta=meta)
+        handle, tmp = writer.temp_file()
+        try:
+            with handle:
+                await client.download(target, handle, MAX_DOWNLOAD_BYTES)
+            return await asyncio.to_thread(writer.finish, tmp, index=1, seed=None, meta=meta)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    saved: SavedImage = _run(provider, work)
+    return saved
