@@ -418,22 +418,30 @@ def test_help_and_dry_run_import_no_heavy_modules() -> None:
     assert proc.stdout.strip() == ""
 
 
+def all_command_paths() -> list[list[str]]:
+    """Every command and group of the app, walked from Typer's own command tree (so it cannot drift)."""
+    import typer.main
+
+    from imagegen_cli.cli.app import app
+
+    paths: list[list[str]] = []
+
+    def walk(command, prefix: list[str]) -> None:
+        paths.append(prefix)
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            walk(sub, [*prefix, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
 def test_every_command_help_shows_an_example() -> None:
-    for args in (
-        ["--help"],
-        ["generate", "--help"],
-        ["keys", "--help"],
-        ["keys", "set", "--help"],
-        ["keys", "list", "--help"],
-        ["keys", "rm", "--help"],
-        ["config", "--help"],
-        ["config", "set", "--help"],
-        ["config", "get", "--help"],
-        ["config", "show", "--help"],
-    ):
-        result = run_cli(*args)
-        assert result.returncode == 0
-        assert "Example" in result.stdout, args
+    paths = all_command_paths()
+    assert ["tasks", "records", "get"] in paths and ["keys", "set"] in paths
+    for path in paths:
+        result = run_cli(*path, "--help")
+        assert result.returncode == 0, path
+        assert "Example" in result.stdout, path
 
 
 def test_debug_traceback_is_redacted(cli, gateway: FakeGateway) -> None:
