@@ -111,6 +111,12 @@ class FakeGateway:
         self.faults: deque[Fault] = deque()
         self.tasks: dict[str, Task] = {}
         self.records: list[dict[str, Any]] = []
+        self.live_models: dict[str, list[dict[str, Any]]] = {
+            "openai": [
+                {"id": i, "object": "model", "owned_by": "openai"}
+                for i in ("gpt-4o", "dall-e-3", "gpt-image-1", "gpt-image-9", "whisper-1")
+            ],
+        }
         self.images: dict[str, bytes] = {}
         self.lock = threading.Lock()
         self.counter = itertools.count(1)
@@ -230,6 +236,9 @@ class FakeGateway:
                     if fault and self._apply_fault(fault):
                         return
                     gateway._generate(self, provider, body if isinstance(body, dict) else {}, fault)
+                    return
+                if method == "GET" and rest == "/models" and provider in gateway.live_models:
+                    self._send_json(200, {"object": "list", "data": gateway.live_models[provider]})
                     return
                 if provider == "token360" and rest.startswith("/images"):
                     gateway._records(self, method, rest)

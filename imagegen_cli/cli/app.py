@@ -10,6 +10,7 @@ from imagegen_cli import __version__
 from imagegen_cli.cli.config_cmd import config_app
 from imagegen_cli.cli.generate import EXAMPLES, generate
 from imagegen_cli.cli.keys import keys_app
+from imagegen_cli.cli.models import models_app
 from imagegen_cli.cli.tasks import tasks_app
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("generate", epilog=EXAMPLES)(generate)
+app.add_typer(models_app, name="models")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import sys
 from typing import Annotated, Any
@@ -255,6 +253,8 @@ def _execute(
 
 def run_async(coro: Any, timeout: float, result: Any, reporter: Any) -> None:
     """Run the remote work; Ctrl-C marks the result interrupted and keeps what was saved."""
+    import asyncio
+    import contextlib
 
     async def bounded() -> None:
         # A backstop over the per-request deadlines: nothing outlives --timeout by more than a moment.

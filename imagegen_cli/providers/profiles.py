@@ -210,6 +210,7 @@ _FLUX = ModelCaps(
 )
 
 KKIAI = ProviderProfile(
+    models_path=None,
     name="kkiai",
     base_url="https://www.kkiai.com/v1",
     default_model="flux-kontext-pro",
@@ -233,6 +234,7 @@ KKIAI = ProviderProfile(
 )
 
 MODELMAX = ProviderProfile(
+    models_path=None,
     name="modelmax",
     base_url="https://api.modelmax.io/v1",
     default_model="imagen-3",
@@ -272,6 +274,7 @@ _SEEDREAM = ModelCaps(
 )
 
 TOKEN360 = ProviderProfile(
+    models_path=None,
     name="token360",
     base_url="https://api.token360.ai/v1",
     default_model="seedream-4.5",
@@ -330,6 +333,7 @@ _APIMART_BASE = ModelCaps(
 )
 
 APIMART = ProviderProfile(
+    models_path=None,
     name="apimart",
     base_url="https://api.apimart.ai/v1",
     dialect="tasks",

@@ -103,7 +103,11 @@ def split_model(
         return prefix, rest or None
     if provider_arg:
         return _check_provider(provider_arg, names), model
+    from imagegen_cli.local.catalog import LOCAL_MODELS
+
     owners = sorted(name for name, profile in BUILTIN_PROFILES.items() if model in profile.models)
+    if model in LOCAL_MODELS:
+        owners.append(LOCAL_PROVIDER)
     if len(owners) == 1:
         return owners[0], model
     if owners:

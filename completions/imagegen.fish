@@ -1,0 +1,1 @@
+complete --command imagegen --no-files --arguments "(env _IMAGEGEN_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) imagegen)" --condition "env _IMAGEGEN_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) imagegen"

@@ -1,0 +1,237 @@
+"""``imagegen models``: what can I use, what is downloaded, what does each model accept."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from imagegen_cli.cli.options import JsonOpt, YesOpt, complete_model, complete_provider
+from imagegen_cli.cli.output import Output, reported
+from imagegen_cli.errors import ExitCode, ImagegenError, UsageError
+
+models_app = typer.Typer(
+    help="List models and what each accepts; download or remove local weights.\n\n"
+    "Example: imagegen models show apimart:z-image-turbo",
+)
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="[PROVIDER:]MODEL", autocompletion=complete_model)]
+
+
+def _profiles() -> Any:
+    from imagegen_cli.config import load_config
+    from imagegen_cli.providers.registry import load_profiles
+
+    return load_profiles(load_config())
+
+
+ListProvider = Annotated[
+    str | None, typer.Option("--provider", metavar="NAME", help="Only this provider.", autocompletion=complete_provider)
+]
+ListLocal = Annotated[bool, typer.Option("--local", help="Only local models.")]
+ListRemote = Annotated[bool, typer.Option("--remote", help="Only remote models.")]
+ListLive = Annotated[bool, typer.Option("--live", help="Ask the provider's models endpoint (needs --provider).")]
+
+
+@models_app.callback(invoke_without_command=True)
+def models_root(
+    ctx: typer.Context,
+    provider: ListProvider = None,
+    local: ListLocal = False,
+    remote: ListRemote = False,
+    live: ListLive = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List models; ``imagegen models [OPTIONS]`` alone is ``imagegen models list [OPTIONS]``."""
+    if ctx.invoked_subcommand is None:
+        list_models(provider=provider, local=local, remote=remote, live=live, json_out=json_out)
+
+
+def _sizes(model: dict[str, Any]) -> str:
+    if model["mode"] == "local":
+        return f"{model['native_size']} (×{model['size_multiple']})"
+    if model["size_mode"] == "pixels":
+        return " ".join(model["sizes"])
+    if model["size_mode"] == "free":
+        limits = model["size_limits"]
+        return "any WxH" + (f" (×{limits['multiple']})" if "multiple" in limits else "")
+    if model["size_mode"] == "none":
+        return "-"
+    tiers = f" @{'/'.join(model['tiers'])}" if model["tiers"] else ""
+    return " ".join(model["ratios"]) + tiers
+
+
+def _row(model: dict[str, Any]) -> list[str]:
+    if model["mode"] == "local":
+        state = "downloaded" if model["downloaded"] else "not downloaded"
+        if model["repo"] and model["size_on_disk"]:
+            from imagegen_cli.local.catalog import human_size
+
+            state += f" ({human_size(model['size_on_disk'])})"
+        steps = f"{model['steps']} step{'s' if model['steps'] != 1 else ''}"
+        notes = f"{steps}, guidance {model['guidance']:g}, ~{model['memory_gb']:g} GB; {state}"
+        return [model["provider"], model["id"], "local", _sizes(model), "1+", notes]
+    return [model["provider"], model["id"], model["mode"], _sizes(model), model["n"], ", ".join(model["notable"])]
+
+
+def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    return [
+        "  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]]).rstrip() for r in [header, *rows]
+    ]
+
+
+@models_app.command("list")
+def list_models(
+    provider: ListProvider = None,
+    local: ListLocal = False,
+    remote: ListRemote = False,
+    live: ListLive = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List every model: provider, id, sync/async/local, sizes, n per call, notable parameters.
+
+    Example: imagegen models list --provider apimart --json
+    """
+    output = Output(json_mode=json_out)
+    with reported(output):
+        from imagegen_cli.model_catalog import catalog
+
+        if local and remote:
+            raise UsageError("--local and --remote exclude each other")
+        profiles = _profiles()
+        if live:
+            _list_live(output, profiles, provider, json_out)
+            return
+        entries = catalog(profiles, provider=provider, local=not remote, remote=not local)
+        if json_out:
+            output.json({"providers": entries})
+            return
+        rows = [_row(model) for entry in entries for model in entry["models"]]
+        for line in _table(rows, ["PROVIDER", "MODEL", "MODE", "SIZES", "N/CALL", "NOTES"]):
+            output.line(line)
+
+
+def _list_live(output: Output, profiles: Any, provider: str | None, json_out: bool) -> None:
+    from imagegen_cli.model_catalog import remote_model_info
+    from imagegen_cli.providers.registry import resolve_provider
+
+    if provider is None:
+        raise UsageError("--live needs --provider", hint="e.g. imagegen models list --live --provider openai")
+    if provider not in profiles:
+        raise UsageError(
+            f"{provider} has no live model list" if provider == "local" else f"unknown provider {provider!r}"
+        )
+    profile = profiles[provider]
+    models: list[dict[str, Any]] = []
+    live_ids: list[str] = []
+    reason: str | None = None
+    if profile.models_path is None:
+        reason = f"{provider} has no usable live model list; showing the built-in models"
+    else:
+        from imagegen_cli.providers.live_models import fetch_live_models
+
+        resolved = resolve_provider(profiles, provider, None, None)
+        resolved.check_transport()
+        resolved.require_key()
+        try:
+            live_ids = [str(item["id"]) for item in fetch_live_models(resolved)]
+        except ImagegenError as exc:
+            if exc.exit_code == ExitCode.AUTH:
+                raise
+            reason = f"{provider}'s live model list is not available ({exc.message}); showing the built-in models"
+    for model_id in dict.fromkeys([*live_ids, *profile.models]):
+        info = remote_model_info(profile, profile.caps_for(model_id))
+        info["live"] = model_id in live_ids if reason is None else None
+        info["builtin"] = model_id in profile.models
+        if info["live"] is False:
+            info["notable"] = ["not listed by the provider", *info["notable"]]
+        elif not info["builtin"]:
+            info["notable"] = ["provider-level limits", *info["notable"]]
+        models.append(info)
+    if reason:
+        output.note(reason)
+    if json_out:
+        output.json({"provider": provider, "live": reason is None, "note": reason, "models": models})
+        return
+    for line in _table([_row(m) for m in models], ["PROVIDER", "MODEL", "MODE", "SIZES", "N/CALL", "NOTES"]):
+        output.line(line)
+
+
+@models_app.command("show")
+def show(model: ModelArg, json_out: JsonOpt = False) -> None:
+    """Everything about one model, how each flag maps for it, and an example command.
+
+    Example: imagegen models show openai:dall-e-3
+    """
+    output = Output(json_mode=json_out)
+    with reported(output):
+        from imagegen_cli.model_catalog import example_command, find_model, flag_mapping
+
+        profiles = _profiles()
+        provider, info = find_model(profiles, model)
+        if info["mode"] != "local":
+            profile = profiles[provider]
+            info["flags"] = flag_mapping(profile, profile.caps_for(info["id"]))
+            info["base_url"] = profile.base_url
+            info["key_env"] = list(profile.key_env)
+        info["example"] = example_command(info)
+        if json_out:
+            output.json(info)
+            return
+        skip = {"flags", "example", "ref", "notable", "quality_map", "size_on_disk"}
+        for key, value in info.items():
+            if key in skip or value in (None, "", [], {}):
+                continue
+            text = " ".join(map(str, value)) if isinstance(value, list) else value
+            output.line(f"{key + ':':<18}{text}")
+        if info["mode"] == "local" and info["size_on_disk"]:
+            from imagegen_cli.local.catalog import human_size
+
+            output.line(f"{'size_on_disk:':<18}{human_size(info['size_on_disk'])}")
+        if info.get("flags"):
+            output.line("")
+            output.line("How the flags map:")
+            for flag, text in info["flags"].items():
+                output.line(f"  {flag:<19}{text}")
+        output.line("")
+        output.line("Example:")
+        output.line(f"  {info['example']}")
+
+
+@models_app.command("pull")
+def pull(model: ModelArg) -> None:
+    """Download a local model's weights into the Hugging Face cache (resumable).
+
+    Example: imagegen models pull sd-turbo
+    """
+    output = Output()
+    with reported(output):
+        from imagegen_cli.local.hub import pull as pull_weights
+
+        output.line(pull_weights(model))
+
+
+@models_app.command("rm")
+def remove(model: ModelArg, yes: YesOpt = False) -> None:
+    """Remove a local model's weights from the Hugging Face cache (asks first unless --yes).
+
+    Example: imagegen models rm sd-turbo --yes
+    """
+    output = Output()
+    with reported(output):
+        from imagegen_cli.local.catalog import cache_state, human_size, repo_cache_dir
+        from imagegen_cli.local.hub import remove as remove_weights
+        from imagegen_cli.local.hub import repo_for
+
+        repo = repo_for(model)
+        if not repo_cache_dir(repo).exists():
+            raise UsageError(f"{repo} is not in the Hugging Face cache", hint="see: imagegen models list --local")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("refusing to delete without confirmation", hint="pass --yes")
+            size = human_size(cache_state(repo).size_bytes)
+            if not typer.confirm(f"Remove {repo} ({size}) from {repo_cache_dir(repo).parent}?", err=True):
+                raise typer.Exit(int(ExitCode.FAILURE))
+        remove_weights(model)
+        output.line(repo)

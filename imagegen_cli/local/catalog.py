@@ -1,0 +1,180 @@
+"""Local models as data, and what the Hugging Face cache holds of them (read without huggingface_hub)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A diffusers text-to-image model the local backend knows by name."""
+
+    id: str
+    repo: str | None
+    pipeline: str
+    steps: int
+    guidance: float
+    native_size: tuple[int, int]
+    size_multiple: int
+    dtype: str
+    licence: str
+    memory_gb: float
+    negative_prompt: bool = True
+    summary: str = ""
+
+    @property
+    def native(self) -> str:
+        return f"{self.native_size[0]}x{self.native_size[1]}"
+
+
+LOCAL_MODELS: dict[str, LocalModel] = {
+    m.id: m
+    for m in (
+        LocalModel(
+            "z-image-turbo",
+            "Tongyi-MAI/Z-Image-Turbo",
+            "ZImagePipeline",
+            8,
+            0.0,
+            (1024, 1024),
+            16,
+            "bf16",
+            "apache-2.0",
+            21,
+            negative_prompt=False,
+            summary="6B DiT, distilled; best quality per second",
+        ),
+        LocalModel(
+            "flux-schnell",
+            "black-forest-labs/FLUX.1-schnell",
+            "FluxPipeline",
+            4,
+            0.0,
+            (1024, 1024),
+            16,
+            "bf16",
+            "apache-2.0",
+            34,
+            negative_prompt=False,
+            summary="12B rectified flow, 4 steps",
+        ),
+        LocalModel(
+            "sdxl-turbo",
+            "stabilityai/sdxl-turbo",
+            "StableDiffusionXLPipeline",
+            1,
+            0.0,
+            (512, 512),
+            8,
+            "fp16",
+            "sai-nc-community (non-commercial)",
+            7,
+            summary="SDXL distilled to one step",
+        ),
+        LocalModel(
+            "sd-turbo",
+            "stabilityai/sd-turbo",
+            "StableDiffusionPipeline",
+            1,
+            0.0,
+            (512, 512),
+            8,
+            "fp16",
+            "sai-nc-community (non-commercial)",
+            3,
+            summary="SD 2.1 distilled to one step; runs anywhere",
+        ),
+        LocalModel(
+            "sd-1.5",
+            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+            "StableDiffusionPipeline",
+            25,
+            7.5,
+            (512, 512),
+            8,
+            "fp16",
+            "creativeml-openrail-m",
+            4,
+            summary="the classic",
+        ),
+        LocalModel(
+            "qwen-image",
+            "Qwen/Qwen-Image",
+            "QwenImagePipeline",
+            50,
+            4.0,
+            (1328, 1328),
+            16,
+            "bf16",
+            "apache-2.0",
+            58,
+            summary="20B MMDiT; strong text rendering",
+        ),
+        LocalModel(
+            "tiny",
+            None,
+            "StableDiffusionPipeline",
+            4,
+            0.0,
+            (64, 64),
+            8,
+            "fp32",
+            "test fixture",
+            0.1,
+            summary="random weights, built offline: draws noise, for smoke tests",
+        ),
+    )
+}
+AUTO_ID = "auto"
+
+
+def hf_cache_dir() -> Path:
+    """The hub cache: ``HF_HUB_CACHE``, else ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "huggingface" / "hub"
+
+
+def repo_cache_dir(repo: str) -> Path:
+    """Where huggingface_hub keeps a model repo: ``models--org--name``."""
+    return hf_cache_dir() / ("models--" + repo.replace("/", "--"))
+
+
+@dataclass(frozen=True)
+class CacheState:
+    """Whether a repo's weights are in the cache, and how much disk they take."""
+
+    downloaded: bool
+    size_bytes: int
+
+
+def cache_state(repo: str | None) -> CacheState:
+    """A repo counts as downloaded when a snapshot holds a ``model_index.json`` (a complete diffusers layout)."""
+    if repo is None:
+        return CacheState(False, 0)
+    root = repo_cache_dir(repo)
+    snapshots = root / "snapshots"
+    downloaded = snapshots.is_dir() and any((snap / "model_index.json").exists() for snap in snapshots.iterdir())
+    size = 0
+    blobs = root / "blobs"
+    if blobs.is_dir():
+        for blob in blobs.iterdir():
+            if blob.is_file() and not blob.name.endswith(".incomplete"):
+                size += blob.stat().st_size
+    return CacheState(downloaded, size)
+
+
+def human_size(size: int) -> str:
+    """1536 → ``1.5 KB``."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"

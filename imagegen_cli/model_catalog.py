@@ -1,0 +1,278 @@
+"""What every model accepts, as plain data for ``imagegen models`` (list, show) and shell completion.
+
+Reads profiles and the local catalog only: no network, no torch, no httpx.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from imagegen_cli.errors import UsageError
+from imagegen_cli.local.catalog import AUTO_ID, LOCAL_MODELS, LocalModel, cache_state, repo_cache_dir
+from imagegen_cli.providers.profiles import LOCAL_PROVIDER, ModelCaps, ProviderProfile
+
+COMMON_FLAGS = (
+    "-n",
+    "--size",
+    "--ratio",
+    "--resolution",
+    "--quality",
+    "--style",
+    "--seed",
+    "--negative-prompt",
+    "--steps",
+    "--guidance",
+    "--user",
+    "--on-behalf-of",
+    "--response-format",
+)
+_PARAM_FLAGS = {
+    "style": "--style",
+    "seed": "--seed",
+    "negative_prompt": "--negative-prompt",
+    "steps": "--steps",
+    "guidance": "--guidance",
+    "user": "--user",
+}
+
+
+def n_range(caps: ModelCaps) -> str:
+    if not caps.send_n:
+        return "1"
+    if caps.n_values:
+        return ",".join(str(v) for v in caps.n_values)
+    return "1" if caps.n_max == 1 else f"1-{caps.n_max}"
+
+
+def notable_params(caps: ModelCaps, profile: ProviderProfile) -> list[str]:
+    """seed, style, negative prompt, quality values, ... in one short list."""
+    notes = [_PARAM_FLAGS[p].lstrip("-") for p in caps.params if p in _PARAM_FLAGS and p != "user"]
+    if caps.qualities:
+        notes.append("quality " + "|".join(caps.qualities))
+    elif caps.qualities is None:
+        notes.append("quality (as given)")
+    if caps.prompt_max:
+        notes.append(f"prompt ≤ {caps.prompt_max}")
+    if profile.on_behalf_of_header:
+        notes.append("on-behalf-of")
+    if caps.size_mode == "aspect_ratio":
+        notes.append("aspect_ratio required")
+    return notes
+
+
+def remote_model_info(profile: ProviderProfile, caps: ModelCaps) -> dict[str, Any]:
+    return {
+        "provider": profile.name,
+        "id": caps.id,
+        "ref": f"{profile.name}:{caps.id}",
+        "mode": "async" if profile.is_async else "sync",
+        "size_mode": caps.size_mode,
+        "sizes": list(caps.sizes),
+        "ratios": list(caps.ratios),
+        "tiers": list(caps.tiers),
+        "size_limits": {
+            k: v
+            for k, v in (
+                ("multiple", caps.size_multiple),
+                ("min_aspect", caps.min_aspect),
+                ("max_aspect", caps.max_aspect),
+                ("max_pixels", caps.max_pixels),
+                ("max_side", caps.max_side),
+            )
+            if v
+        },
+        "n": n_range(caps),
+        "n_max_per_call": caps.n_max if caps.send_n else 1,
+        "n_values": list(caps.n_values),
+        "prompt_max": caps.prompt_max,
+        "qualities": None if caps.qualities is None else list(caps.qualities),
+        "quality_map": dict(caps.quality_map),
+        "response_formats": list(caps.response_formats),
+        "params": sorted(caps.params),
+        "notable": notable_params(caps, profile),
+        "summary": caps.summary,
+        "default": caps.id == profile.default_model,
+    }
+
+
+def local_model_info(model: LocalModel) -> dict[str, Any]:
+    state = cache_state(model.repo)
+    return {
+        "provider": LOCAL_PROVIDER,
+        "id": model.id,
+        "ref": f"{LOCAL_PROVIDER}:{model.id}",
+        "mode": "local",
+        "repo": model.repo,
+        "pipeline": model.pipeline,
+        "steps": model.steps,
+        "guidance": model.guidance,
+        "native_size": model.native,
+        "size_multiple": model.size_multiple,
+        "dtype": model.dtype,
+        "licence": model.licence,
+        "memory_gb": model.memory_gb,
+        "negative_prompt": model.negative_prompt,
+        "downloaded": model.repo is None or state.downloaded,
+        "size_on_disk": state.size_bytes,
+        "cache_dir": str(repo_cache_dir(model.repo)) if model.repo else None,
+        "summary": model.summary,
+    }
+
+
+def provider_info(profile: ProviderProfile) -> dict[str, Any]:
+    return {
+        "name": profile.name,
+        "base_url": profile.base_url,
+        "dialect": profile.dialect,
+        "mode": "async" if profile.is_async else "sync",
+        "key_env": list(profile.key_env) or [f"IMAGEGEN_{profile.name.upper()}_API_KEY"],
+        "default_model": profile.default_model,
+        "builtin": profile.builtin,
+        "models": [remote_model_info(profile, caps) for caps in profile.models.values()],
+    }
+
+
+def local_provider_info() -> dict[str, Any]:
+    return {
+        "name": LOCAL_PROVIDER,
+        "base_url": None,
+        "dialect": "diffusers",
+        "mode": "local",
+        "key_env": [],
+        "default_model": AUTO_ID,
+        "builtin": True,
+        "models": [local_model_info(m) for m in LOCAL_MODELS.values()],
+    }
+
+
+def catalog(
+    profiles: dict[str, ProviderProfile], *, provider: str | None = None, local: bool = True, remote: bool = True
+) -> list[dict[str, Any]]:
+    """Every provider with its models, as ``imagegen models --json`` prints them."""
+    names = [*profiles, LOCAL_PROVIDER]
+    if provider is not None and provider not in names:
+        raise UsageError(f"unknown provider {provider!r}", hint="known providers: " + ", ".join(sorted(names)))
+    entries: list[dict[str, Any]] = []
+    if remote:
+        entries.extend(provider_info(p) for name, p in profiles.items() if provider in (None, name))
+    if local and provider in (None, LOCAL_PROVIDER):
+        entries.append(local_provider_info())
+    return entries
+
+
+def model_refs(profiles: dict[str, ProviderProfile]) -> list[str]:
+    """``provider:model`` for every known model: what ``-m`` completes to."""
+    refs = [f"{name}:{model}" for name, p in profiles.items() for model in p.models]
+    refs += [f"{LOCAL_PROVIDER}:{m}" for m in (*LOCAL_MODELS, AUTO_ID)]
+    return refs
+
+
+def find_model(profiles: dict[str, ProviderProfile], ref: str) -> tuple[str, dict[str, Any]]:
+    """Resolve ``provider:model`` or a bare id that names exactly one model."""
+    prefix, sep, rest = ref.partition(":")
+    if sep and prefix == LOCAL_PROVIDER:
+        if rest in LOCAL_MODELS:
+            return LOCAL_PROVIDER, local_model_info(LOCAL_MODELS[rest])
+        raise UsageError(f"unknown local model {rest!r}", hint="local models: " + ", ".join(LOCAL_MODELS))
+    if sep and prefix in profiles:
+        profile = profiles[prefix]
+        caps = profile.models.get(rest)
+        if caps is None:
+            caps = profile.caps_for(rest)
+            info = remote_model_info(profile, caps)
+            info["summary"] = "not a built-in model: passed through with the provider's general limits"
+            return prefix, info
+        return prefix, remote_model_info(profile, caps)
+    owners = [name for name, p in profiles.items() if ref in p.models]
+    if ref in LOCAL_MODELS:
+        owners.append(LOCAL_PROVIDER)
+    if len(owners) == 1:
+        return find_model(profiles, f"{owners[0]}:{ref}")
+    if owners:
+        raise UsageError(
+            f"{ref!r} is offered by several providers: {', '.join(owners)}", hint=f"name one, e.g. {owners[0]}:{ref}"
+        )
+    raise UsageError(f"unknown model {ref!r}", hint="see: imagegen models")
+
+
+def flag_mapping(profile: ProviderProfile, caps: ModelCaps) -> dict[str, str]:
+    """How each common flag of ``generate`` maps onto this model."""
+    field = {"ratio_size": "size", "aspect_ratio": "aspect_ratio", "ratio_field": "ratio"}.get(caps.size_mode)
+    mapping: dict[str, str] = {}
+    if caps.send_n:
+        mapping["-n"] = f"sent as n ({n_range(caps)} per call); more → several calls"
+    else:
+        mapping["-n"] = "one image per call, n not sent; -n K → K calls"
+    if caps.size_mode == "pixels":
+        mapping["--size"] = "sent as size; one of " + " ".join(caps.sizes)
+        mapping["--ratio"] = "→ the listed size of nearest aspect (with a note)"
+        mapping["--resolution"] = "with --ratio: the nearest size to the tier's area"
+    elif caps.size_mode == "free":
+        mapping["--size"] = "sent as size (" + caps.describe_sizes() + ")"
+        mapping["--ratio"] = (
+            f"sent as {caps.ratio_field}" if caps.ratio_field else "→ pixels from the ratio/tier table (with a note)"
+        )
+        mapping["--resolution"] = "with --ratio: picks the tier of the table (default 1K)"
+    elif caps.size_mode == "none":
+        for flag in ("--size", "--ratio", "--resolution"):
+            mapping[flag] = "dropped (with a note)"
+    else:
+        mapping["--ratio"] = f"sent as {field}; one of " + " ".join(caps.ratios)
+        mapping["--size"] = f"→ the nearest ratio{' and tier' if caps.tiers else ''}, sent as {field} (with a note)"
+        mapping["--resolution"] = (
+            "sent as resolution; one of " + " ".join(caps.tiers) if caps.tiers else "dropped (with a note)"
+        )
+    if caps.qualities is None:
+        mapping["--quality"] = "sent as given"
+    elif not caps.qualities:
+        mapping["--quality"] = "dropped (with a note)"
+    else:
+        aliases = ", ".join(f"{k}→{v}" for k, v in caps.quality_map.items())
+        mapping["--quality"] = "one of " + " ".join(caps.qualities) + (f"; approximated: {aliases}" if aliases else "")
+    for param, flag in _PARAM_FLAGS.items():
+        if param in caps.params:
+            extra = ", one call per image (seed, seed+1, …)" if param == "seed" else ""
+            mapping[flag] = f"sent as {caps.params[param]}{extra}"
+        else:
+            mapping[flag] = "dropped (with a note)"
+    mapping["--on-behalf-of"] = (
+        f"sent as the {profile.on_behalf_of_header} header" if profile.on_behalf_of_header else "dropped (with a note)"
+    )
+    mapping["--response-format"] = (
+        "one of " + " ".join(caps.response_formats)
+        if caps.response_formats
+        else "chosen by the gateway (dropped with a note)"
+    )
+    return {flag: mapping[flag] for flag in COMMON_FLAGS if flag in mapping}
+
+
+def example_command(info: dict[str, Any]) -> str:
+    """A ready-to-copy ``imagegen generate`` line for a model."""
+    parts = ['imagegen generate "a red fox in the snow"', f"-m {info['ref']}"]
+    if info["mode"] == "local":
+        parts.append(f"--size {info['native_size']} --seed 7")
+    elif info.get("ratios"):
+        ratio = "16:9" if "16:9" in info["ratios"] else info["ratios"][0]
+        parts.append(f"--ratio {ratio}")
+        if info.get("tiers"):
+            parts.append(f"--resolution {info['tiers'][-1] if '2K' not in info['tiers'] else '2K'}")
+    elif info.get("size_mode") == "none":
+        pass
+    elif info.get("sizes"):
+        sizes = [s for s in info["sizes"] if s != "auto"]
+        parts.append(f"--size {sizes[-1] if sizes else 'auto'}")
+    else:
+        parts.append("--size 1024x1024")
+    if "seed" in info.get("params", []):
+        parts.append("--seed 42")
+    parts.append("-o out/")
+    return " ".join(parts)
+
+
+def live_filter(item: dict[str, Any]) -> bool:
+    """Keep image models from a provider's whole model list."""
+    model_type = item.get("model_type")
+    if model_type is not None:
+        return str(model_type) == "images"
+    return bool(re.search(r"image|dall-e|flux|imagen|seedream|diffusion", str(item.get("id", "")), re.IGNORECASE))

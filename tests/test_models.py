@@ -1,0 +1,225 @@
+"""``imagegen models`` (list, live, show, pull, rm) and shell completion."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import gateway_env, run_cli
+from tests.fakegateway import FakeGateway
+
+DESIGN_PROVIDERS = {"openai", "mka1", "kkiai", "modelmax", "token360", "apimart", "local"}
+
+
+def test_models_json_lists_every_provider_with_capabilities() -> None:
+    result = run_cli("models", "--json")
+    assert result.returncode == 0, result.stderr
+    providers = {p["name"]: p for p in result.json()["providers"]}
+    assert set(providers) == DESIGN_PROVIDERS
+    for name, provider in providers.items():
+        assert provider["models"], name
+        for model in provider["models"]:
+            assert {"id", "ref", "mode"} <= set(model)
+    z = next(m for m in providers["apimart"]["models"] if m["id"] == "z-image-turbo")
+    assert z["mode"] == "async" and z["ratios"][:2] == ["1:1", "4:3"] and z["tiers"] == ["1K", "2K"] and z["n"] == "1"
+    dalle3 = next(m for m in providers["openai"]["models"] if m["id"] == "dall-e-3")
+    assert dalle3["sizes"] == ["1024x1024", "1792x1024", "1024x1792"] and dalle3["n"] == "1"
+    assert "style" in dalle3["params"]
+    seedream = next(m for m in providers["token360"]["models"] if m["id"] == "seedream-4.5")
+    assert "seed" in seedream["params"]
+    local = {m["id"]: m for m in providers["local"]["models"]}
+    assert local["z-image-turbo"]["repo"] == "Tongyi-MAI/Z-Image-Turbo" and local["z-image-turbo"]["steps"] == 8
+    assert local["sdxl-turbo"]["native_size"] == "512x512"
+
+
+def place_in_cache(cache: Path, repo: str, size: int = 2048) -> None:
+    root = cache / ("models--" + repo.replace("/", "--"))
+    snapshot = root / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (root / "blobs").mkdir()
+    (root / "blobs" / "deadbeef").write_bytes(b"\0" * size)
+    (snapshot / "model_index.json").write_text("{}")
+
+
+def test_downloaded_flag_follows_the_hf_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "hf"
+    env = {"HF_HUB_CACHE": str(cache)}
+
+    def sd_turbo() -> dict:
+        doc = run_cli("models", "list", "--local", "--json", env=env).json()
+        return next(m for m in doc["providers"][0]["models"] if m["id"] == "sd-turbo")
+
+    assert sd_turbo()["downloaded"] is False
+    place_in_cache(cache, "stabilityai/sd-turbo")
+    model = sd_turbo()
+    assert model["downloaded"] is True and model["size_on_disk"] == 2048
+    assert "downloaded (2.0 KB)" in run_cli("models", "list", "--local", env=env).stdout
+    # HF_HOME works as well
+    assert run_cli("models", "list", "--local", "--json", env={"HF_HOME": str(tmp_path / "home")}).returncode == 0
+
+
+def test_models_rm(tmp_path: Path) -> None:
+    cache = tmp_path / "hf"
+    env = {"HF_HUB_CACHE": str(cache)}
+    place_in_cache(cache, "stabilityai/sd-turbo")
+    refused = run_cli("models", "rm", "sd-turbo", env=env)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    removed = run_cli("models", "rm", "sd-turbo", "--yes", env=env)
+    assert removed.returncode == 0 and removed.stdout.strip() == "stabilityai/sd-turbo"
+    assert not (cache / "models--stabilityai--sd-turbo").exists()
+    again = run_cli("models", "rm", "sd-turbo", "--yes", env=env)
+    assert again.returncode == 2 and "not in the Hugging Face cache" in again.stderr
+
+
+def test_models_pull_errors() -> None:
+    tiny = run_cli("models", "pull", "tiny")
+    assert tiny.returncode == 2 and "built on this machine" in tiny.stderr
+    unknown = run_cli("models", "pull", "nonsense")
+    assert unknown.returncode == 2
+    result = run_cli("models", "pull", "sd-turbo", env={"HF_HUB_OFFLINE": "1"})
+    try:
+        import huggingface_hub  # noqa: F401
+    except ImportError:
+        assert result.returncode == 4
+        assert "pip install 'imagegen-cli[local]'" in result.stderr
+    else:
+        assert result.returncode == 1
+        assert "offline" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_models_table_is_human_readable() -> None:
+    result = run_cli("models")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["PROVIDER", "MODEL", "MODE", "SIZES", "N/CALL", "NOTES"]
+    assert any(line.startswith("apimart") and "async" in line and "z-image-turbo" in line for line in lines)
+    assert run_cli("models", "list", "--provider", "kkiai").stdout.count("kkiai") == 3
+    assert run_cli("models", "list", "--provider", "nope").returncode == 2
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "openai:dall-e-3",
+        "openai:gpt-image-2",
+        "mka1:meetkai:z-image-turbo",
+        "kkiai:flux-kontext-pro",
+        "kkiai:grok-3-image",
+        "modelmax:imagen-3",
+        "token360:seedream-4.5",
+        "token360:nano-banana-pro",
+        "token360:glm-image",
+        "apimart:z-image-turbo",
+        "apimart:gpt-4o-image",
+        "apimart:qwen-image-2.0",
+    ],
+)
+def test_models_show_example_is_a_working_command(ref: str, gateway: FakeGateway) -> None:
+    shown = run_cli("models", "show", ref, "--json")
+    assert shown.returncode == 0, shown.stderr
+    info = shown.json()
+    assert set(info["flags"]) >= {"-n", "--size", "--ratio", "--quality", "--seed", "--response-format"}
+    args = shlex.split(info["example"])
+    assert args[:2] == ["imagegen", "generate"]
+    dry = run_cli(*args[1:], "--dry-run", "--strict", env=gateway_env(gateway))
+    assert dry.returncode == 0, (info["example"], dry.stderr)
+
+
+def test_models_show_human() -> None:
+    result = run_cli("models", "show", "dall-e-3")
+    assert result.returncode == 0
+    assert "How the flags map:" in result.stdout
+    assert "--style" in result.stdout and "sent as style" in result.stdout
+    assert 'imagegen generate "a red fox in the snow" -m openai:dall-e-3' in result.stdout
+    local = run_cli("models", "show", "local:sd-turbo")
+    assert "stabilityai/sd-turbo" in local.stdout and "Example:" in local.stdout
+    assert run_cli("models", "show", "z-image-turbo").returncode == 2  # apimart and local both have it
+
+
+def test_models_live(gateway: FakeGateway) -> None:
+    env = gateway_env(gateway)
+    live = run_cli("models", "list", "--live", "--provider", "openai", "--json", env=env)
+    assert live.returncode == 0, live.stderr
+    doc = live.json()
+    assert doc["live"] is True
+    by_id = {m["id"]: m for m in doc["models"]}
+    assert "gpt-4o" not in by_id and "whisper-1" not in by_id  # not image models
+    assert by_id["dall-e-3"]["live"] is True and by_id["dall-e-3"]["builtin"] is True
+    assert by_id["gpt-image-9"]["builtin"] is False
+    assert by_id["dall-e-2"]["live"] is False
+    mka1 = run_cli("models", "list", "--live", "--provider", "mka1", env=env)
+    assert mka1.returncode == 0 and "live model list is not available" in mka1.stderr
+    kkiai = run_cli("models", "list", "--live", "--provider", "kkiai", env=env)
+    assert kkiai.returncode == 0 and "kkiai has no usable live model list" in kkiai.stderr
+    assert "flux-kontext-pro" in kkiai.stdout
+    assert run_cli("models", "list", "--live").returncode == 2
+    nokey = run_cli("models", "list", "--live", "--provider", "openai", env={**env, "IMAGEGEN_OPENAI_API_KEY": ""})
+    assert nokey.returncode == 4
+
+
+def complete(line: str, env: dict[str, str] | None = None) -> list[str]:
+    words = line.split(" ")
+    result = run_cli(
+        env={
+            "_IMAGEGEN_COMPLETE": "complete_bash",
+            "COMP_WORDS": line,
+            "COMP_CWORD": str(len(words) - 1),
+            **(env or {}),
+        }
+    )
+    assert result.returncode == 0
+    return result.stdout.split()
+
+
+def test_completion_offers_models_providers_and_task_ids(cli, gateway: FakeGateway) -> None:
+    assert "apimart:z-image-turbo" in complete("imagegen generate -m apim")
+    assert "dall-e-3" in complete("imagegen models show dall")
+    assert complete("imagegen generate --provider tok") == ["token360"]
+    job_id = cli("generate", "x", "-m", "apimart:z-image-turbo", "--no-wait").lines[0]
+    assert complete(f"imagegen tasks wait {job_id[:6]}") == [job_id]
+    assert complete(f"imagegen tasks show {job_id[:3]}") == [job_id]
+
+
+COMPLETION_PROBE = """
+import os, sys
+os.environ.update(_IMAGEGEN_COMPLETE="complete_bash", COMP_WORDS="imagegen generate -m apim", COMP_CWORD="3")
+from imagegen_cli.cli.app import main
+try:
+    main()
+except SystemExit:
+    pass
+sys.stderr.write(",".join(sorted(m for m in ("torch", "diffusers", "httpx") if m in sys.modules)))
+"""
+
+
+def test_completion_and_models_import_nothing_heavy() -> None:
+    proc = subprocess.run([sys.executable, "-c", COMPLETION_PROBE], capture_output=True, text=True, check=False)
+    assert "apimart:z-image-turbo" in proc.stdout
+    assert proc.stderr == ""
+    probe = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom imagegen_cli.cli.app import app\n"
+        "assert CliRunner().invoke(app, ['models', '--json']).exit_code == 0\n"
+        "print(','.join(m for m in ('torch', 'diffusers', 'httpx', 'huggingface_hub') if m in sys.modules))"
+    )
+    models = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert models.returncode == 0, models.stderr
+    assert models.stdout.strip() == ""
+
+
+def test_completion_scripts_are_fresh() -> None:
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "scripts"))
+    try:
+        import generate_completions
+    finally:
+        sys.path.pop(0)
+    for shell, name in generate_completions.FILES.items():
+        committed = (root / "completions" / name).read_text()
+        assert committed == generate_completions.render(shell), (
+            f"completions/{name} is stale: run python scripts/generate_completions.py"
+        )
