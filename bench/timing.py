@@ -9,8 +9,9 @@ import time
 from collections.abc import Sequence
 
 
-def time_commands(commands: dict[str, Sequence[str]], runs: int, env: dict[str, str] | None = None,
-                  warmup: int = 2) -> dict[str, list[float]]:
+def time_commands(
+    commands: dict[str, Sequence[str]], runs: int, env: dict[str, str] | None = None, warmup: int = 2
+) -> dict[str, list[float]]:
     """Wall times per command; runs alternate so machine noise hits every command alike."""
     full_env = {**os.environ, **(env or {})}
     times: dict[str, list[float]] = {name: [] for name in commands}
