@@ -137,6 +137,8 @@ class GenerationResult:
     def _failure_code(self) -> ExitCode:
         if any(isinstance(e, AuthError | ConfigError) for e in self.errors):
             return ExitCode.AUTH
+        if self.errors and all(e.exit_code == ExitCode.USAGE for e in self.errors):
+            return ExitCode.USAGE  # found only once the run started (e.g. --device cuda without CUDA)
         return ExitCode.FAILURE
 
     def usage_total(self) -> dict[str, Any] | None:

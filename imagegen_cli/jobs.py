@@ -12,8 +12,11 @@ from imagegen_cli.providers.dialects import PENDING, SUCCEEDED
 
 if TYPE_CHECKING:
     from imagegen_cli.generation import GenerationResult, Reporter
+    from imagegen_cli.local.planning import LocalPlan
+    from imagegen_cli.providers.planning import Plan
     from imagegen_cli.providers.registry import ResolvedProvider
     from imagegen_cli.store.journal import Job, TaskJournal
+    from imagegen_cli.store.writer import OutputSpec
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -57,11 +60,102 @@ def _saved_result(job: Job, result: GenerationResult) -> None:
     result.already_saved = 0
 
 
+def run_async(coro: Any, timeout: float, result: GenerationResult, reporter: Reporter) -> None:
+    """Run remote work; Ctrl-C marks the result interrupted and keeps what was saved."""
+    import asyncio
+    import contextlib
+
+    async def bounded() -> None:
+        # A backstop over the per-request deadlines: nothing outlives --timeout by more than a moment.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(coro, timeout + 5)
+
+    try:
+        asyncio.run(bounded())
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        stop = getattr(reporter, "progress", None)
+        if stop is not None:
+            stop.stop()
+
+
+def run_remote_job(
+    plan: Plan,
+    spec: OutputSpec,
+    reporter: Reporter,
+    *,
+    notes: list[str],
+    timeout: float,
+    no_wait: bool,
+    concurrency: int,
+) -> GenerationResult:
+    """A fresh remote generation, journalled from before its first call."""
+    from imagegen_cli.generation import GenerationResult, RemoteRun
+    from imagegen_cli.store.journal import TaskJournal
+    from imagegen_cli.store.writer import ImageWriter
+
+    request, provider = plan.request, plan.provider
+    with TaskJournal.open() as journal:
+        # The job is on disk before the first call, so a killed process leaves a record to resume from.
+        job_id = journal.create_job(
+            provider=provider.name,
+            model=provider.model,
+            dialect=provider.profile.dialect,
+            base_url=provider.base_url,
+            request=request.to_dict(),
+            calls=[{"first_image": c.first_image, "count": c.count, "seed": c.seed} for c in plan.calls],
+            n=request.n,
+            out_dir=str(spec.directory),
+            output=spec.to_dict(),
+        )
+        result = GenerationResult(provider.name, provider.model, request.n, job_id=job_id, notes=notes, no_wait=no_wait)
+        writer = ImageWriter(spec, prompt=request.prompt, provider=provider.name, model=provider.model, n=request.n)
+        run = RemoteRun(
+            provider, request, writer, result, reporter, journal=journal, concurrency=concurrency, no_wait=no_wait
+        )
+        _, url = plan.method_url
+        run_async(run.run(plan.calls, url, timeout), timeout, result, reporter)
+        journal.finish_job(job_id, "; ".join(e.message for e in result.errors) or None)
+    return result
+
+
+def run_local_job(plan: LocalPlan, spec: OutputSpec, reporter: Reporter, *, notes: list[str]) -> GenerationResult:
+    """A local generation, journalled like any other."""
+    from imagegen_cli.generation import GenerationResult
+    from imagegen_cli.local.runner import run_local
+    from imagegen_cli.store.journal import TaskJournal
+    from imagegen_cli.store.writer import ImageWriter
+
+    request = plan.request
+    with TaskJournal.open() as journal:
+        job_id = journal.create_job(
+            provider="local",
+            model=plan.source.name,
+            dialect="local",
+            base_url=plan.source.location,
+            request=request.to_dict(),
+            calls=[{"first_image": b.first, "count": len(b.seeds)} for b in plan.batches],
+            n=request.n,
+            out_dir=str(spec.directory),
+            output=spec.to_dict(),
+        )
+        result = GenerationResult("local", plan.source.name, request.n, job_id=job_id, notes=list(notes))
+        writer = ImageWriter(spec, prompt=request.prompt, provider="local", model=plan.source.name, n=request.n)
+        try:
+            run_local(plan, writer, result, reporter, journal)
+        finally:
+            stop = getattr(reporter, "progress", None)
+            if stop is not None:
+                stop.stop()
+            journal.finish_job(job_id, "; ".join(e.message for e in result.errors) or None)
+    return result
+
+
 def resume_job(
     journal: TaskJournal, job: Job, *, out_dir: Path | None, timeout: float, reporter: Reporter, concurrency: int = 4
 ) -> GenerationResult:
     """Poll a job's unfinished tasks and save the images it is missing; saved images are never redone."""
-    from imagegen_cli.cli.generate import run_async
     from imagegen_cli.generation import GenerationResult, RemoteRun, TaskRecord
     from imagegen_cli.request import GenerationRequest
     from imagegen_cli.store.writer import ImageWriter, OutputSpec

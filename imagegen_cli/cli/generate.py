@@ -85,50 +85,99 @@ def generate(
         str | None,
         typer.Option("--on-behalf-of", metavar="ID", help="End-user id header (MKA1's X-On-Behalf-Of)."),
     ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", metavar="auto|cuda|mps|cpu", help="Local only: where to run.")
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option("--dtype", metavar="auto|bf16|fp16|fp32", help="Local only: precision.")
+    ] = None,
+    offload: Annotated[
+        str | None,
+        typer.Option("--offload", metavar="none|model|sequential", help="Local only: CPU offloading to save memory."),
+    ] = None,
+    vae_tiling: Annotated[
+        bool, typer.Option("--vae-tiling", help="Local only: decode in tiles (large images).")
+    ] = False,
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="Local only: regional torch.compile of the repeated blocks.")
+    ] = False,
 ) -> None:
     """Generate images from a prompt and save them."""
     output = Output(json_mode=json_out, quiet=quiet)
     with reported(output):
         from imagegen_cli.config import load_config
         from imagegen_cli.request import GenerationRequest, Ratio, Size, parse_param, parse_tier
+        from imagegen_cli.store.writer import OutputSpec
 
         config = load_config()
         text = _read_prompt(prompt)
         provider_name, model_id, profiles = _resolve_names(model, provider, config)
-        if provider_name == "local":
-            raise UsageError(
-                "the local backend is not part of this build yet",
-                hint="use a remote provider, e.g. -m apimart:z-image-turbo (see imagegen models)",
+        local_flags = {
+            "--device": device,
+            "--dtype": dtype,
+            "--offload": offload,
+            "--vae-tiling": vae_tiling,
+            "--compile": compile_model,
+        }
+        fields: dict[str, Any] = {
+            "prompt": text,
+            "n": n,
+            "size": Size.parse(size) if size else None,
+            "ratio": Ratio.parse(ratio) if ratio else None,
+            "resolution": parse_tier(resolution) if resolution else None,
+            "quality": quality,
+            "style": style,
+            "seed": seed,
+            "negative_prompt": negative_prompt,
+            "steps": steps,
+            "guidance": guidance,
+            "params": tuple(parse_param(p) for p in param or []),
+            "response_format": response_format,
+            "user": user,
+            "on_behalf_of": on_behalf_of,
+            "strict": strict,
+        }
+        fmt = fmt or config.get("format")
+        run_timeout = timeout if timeout is not None else float(config.get("timeout", 300))
+        if run_timeout <= 0:
+            raise UsageError("--timeout must be positive")
+
+        def output_spec() -> OutputSpec:
+            return OutputSpec.from_args(
+                out,
+                default_dir=config.get("output_dir"),
+                template=name or config.get("name_template"),
+                fmt=fmt,
+                overwrite=overwrite,
+                metadata=not no_metadata and config.get("metadata", True) is not False,
+                n=n,
             )
+
+        if provider_name == "local":
+            _generate_local(
+                output,
+                model_id,
+                fields,
+                local_flags,
+                output_spec,
+                dry_run,
+                {"--no-wait": no_wait, "--base-url": base_url, "--timeout": timeout},
+            )
+            return
+
+        from imagegen_cli.jobs import run_remote_job
+        from imagegen_cli.providers.planning import build_plan
         from imagegen_cli.providers.registry import resolve_provider
 
         resolved = resolve_provider(profiles, provider_name, model_id, base_url)
-        request = GenerationRequest(
-            prompt=text,
-            provider=provider_name,
-            model=resolved.model,
-            n=n,
-            size=Size.parse(size) if size else None,
-            ratio=Ratio.parse(ratio) if ratio else None,
-            resolution=parse_tier(resolution) if resolution else None,
-            quality=quality,
-            style=style,
-            seed=seed,
-            negative_prompt=negative_prompt,
-            steps=steps,
-            guidance=guidance,
-            params=tuple(parse_param(p) for p in param or []),
-            response_format=response_format,
-            user=user,
-            on_behalf_of=on_behalf_of,
-            strict=strict,
-        )
-        from imagegen_cli.providers.planning import build_plan
-        from imagegen_cli.store.writer import OutputSpec
-
-        fmt = fmt or config.get("format")
+        request = GenerationRequest(provider=provider_name, model=resolved.model, **fields)
         plan = build_plan(request, resolved, output_format=fmt)
         notes = list(plan.notes)
+        for flag, value in local_flags.items():
+            if value:
+                if strict:
+                    raise UsageError(f"{flag} dropped: local only", hint=f"remove {flag}, or drop --strict")
+                notes.append(f"{flag} dropped: local only (not used by {provider_name})")
         if no_wait and not resolved.profile.is_async:
             notes.append(f"--no-wait dropped: {resolved.name} answers synchronously")
         resolved.check_transport()
@@ -136,30 +185,74 @@ def generate(
             _print_dry_run(output, plan, notes)
             return
         resolved.require_key()
-        spec = OutputSpec.from_args(
-            out,
-            default_dir=config.get("output_dir"),
-            template=name or config.get("name_template"),
-            fmt=fmt,
-            overwrite=overwrite,
-            metadata=not no_metadata and config.get("metadata", True) is not False,
-            n=n,
-        )
+        spec = output_spec()
         for note in notes:
             output.note(note)
-        result = _execute(
+        result = run_remote_job(
             plan,
             spec,
-            output,
-            notes,
-            timeout if timeout is not None else float(config.get("timeout", 300)),
-            no_wait and resolved.profile.is_async,
-            int(config.get("concurrency", 4)),
+            output.reporter(),
+            notes=notes,
+            timeout=run_timeout,
+            no_wait=no_wait and resolved.profile.is_async,
+            concurrency=int(config.get("concurrency", 4)),
         )
         output.generation(result)
         code = result.exit_code()
         if code != ExitCode.OK:
             raise typer.Exit(int(code))
+
+
+def _generate_local(
+    output: Output,
+    model_id: str | None,
+    fields: dict[str, Any],
+    local_flags: dict[str, Any],
+    output_spec: Any,
+    dry_run: bool,
+    ignored: dict[str, object],
+) -> None:
+    from imagegen_cli.jobs import run_local_job
+    from imagegen_cli.local.planning import LocalOptions, build_local_plan, resolve_source
+    from imagegen_cli.request import GenerationRequest
+
+    options = LocalOptions(
+        device=local_flags["--device"] or "auto",
+        dtype=local_flags["--dtype"] or "auto",
+        offload=local_flags["--offload"] or "none",
+        vae_tiling=local_flags["--vae-tiling"],
+        compile=local_flags["--compile"],
+    )
+    name = model_id or "auto"
+    notes: list[str] = []
+    if name == "auto":
+        from imagegen_cli.local.runner import choose_auto, import_stack
+
+        torch, _ = import_stack()
+        name, why = choose_auto(torch)
+        notes.append(f"local:auto → local:{name} ({why})")
+    source = resolve_source(name)
+    request = GenerationRequest(provider="local", model=name, **fields)
+    plan = build_local_plan(request, source, options, ignored=ignored)
+    notes.extend(plan.notes)
+    if dry_run:
+        if output.json_mode:
+            output.json({"dry_run": True, "provider": "local", "model": name, "local": plan.describe(), "notes": notes})
+        else:
+            for note in notes:
+                output.note(note)
+            output.line(json.dumps(plan.describe(), indent=2, ensure_ascii=False))
+        return
+    spec = output_spec()
+    for note in notes:
+        output.note(note)
+    result = run_local_job(plan, spec, output.reporter(), notes=notes)
+    for note in result.notes[len(notes) :]:
+        output.note(note)
+    output.generation(result)
+    code = result.exit_code()
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
 
 
 def _read_prompt(prompt: str) -> str:
@@ -213,59 +306,3 @@ def _print_dry_run(output: Output, plan: Any, notes: list[str]) -> None:
         output.line(json.dumps(call["body"], ensure_ascii=False, indent=2))
         if number < len(calls):
             output.line("")
-
-
-def _execute(
-    plan: Any, spec: Any, output: Output, notes: list[str], timeout: float, no_wait: bool, concurrency: int
-) -> Any:
-    from imagegen_cli.generation import GenerationResult, RemoteRun
-    from imagegen_cli.store.journal import TaskJournal
-    from imagegen_cli.store.writer import ImageWriter
-
-    if timeout <= 0:
-        raise UsageError("--timeout must be positive")
-    request = plan.request
-    provider = plan.provider
-    with TaskJournal.open() as journal:
-        # The job is on disk before the first call, so a killed process leaves a record to resume from.
-        job_id = journal.create_job(
-            provider=provider.name,
-            model=provider.model,
-            dialect=provider.profile.dialect,
-            base_url=provider.base_url,
-            request=request.to_dict(),
-            calls=[{"first_image": c.first_image, "count": c.count, "seed": c.seed} for c in plan.calls],
-            n=request.n,
-            out_dir=str(spec.directory),
-            output=spec.to_dict(),
-        )
-        result = GenerationResult(provider.name, provider.model, request.n, job_id=job_id, notes=notes, no_wait=no_wait)
-        writer = ImageWriter(spec, prompt=request.prompt, provider=provider.name, model=provider.model, n=request.n)
-        reporter = output.reporter()
-        run = RemoteRun(
-            provider, request, writer, result, reporter, journal=journal, concurrency=concurrency, no_wait=no_wait
-        )
-        _, url = plan.method_url
-        run_async(run.run(plan.calls, url, timeout), timeout, result, reporter)
-        journal.finish_job(job_id, "; ".join(e.message for e in result.errors) or None)
-    return result
-
-
-def run_async(coro: Any, timeout: float, result: Any, reporter: Any) -> None:
-    """Run the remote work; Ctrl-C marks the result interrupted and keeps what was saved."""
-    import asyncio
-    import contextlib
-
-    async def bounded() -> None:
-        # A backstop over the per-request deadlines: nothing outlives --timeout by more than a moment.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(coro, timeout + 5)
-
-    try:
-        asyncio.run(bounded())
-    except KeyboardInterrupt:
-        result.interrupted = True
-    finally:
-        stop = getattr(reporter, "progress", None)
-        if stop is not None:
-            stop.stop()

@@ -49,6 +49,9 @@ def a1111_parameters(meta: dict[str, Any]) -> str:
         ("Quality", meta.get("quality")),
         ("Style", meta.get("style")),
         ("Ratio", meta.get("ratio")),
+        ("Sampler", meta.get("scheduler")),
+        ("Device", meta.get("device")),
+        ("Dtype", meta.get("dtype")),
         ("Version", meta.get("generator")),
     ]
     lines.append(", ".join(f"{name}: {_one_line(value)}" for name, value in fields if value is not None))

@@ -238,17 +238,28 @@ class ImageWriter:
                 raise DownloadError(
                     f"{self.provider}: image {index} is not a valid image ({type(exc).__name__}: {str(exc)[:120]})"
                 ) from None
-            if self.spec.to_stdout:
-                data = final_source.read_bytes()
-                sys.stdout.buffer.write(data)
-                sys.stdout.buffer.flush()
-                return SavedImage("-", index, width, height, fmt, seed)
-            path = self._place(final_source, index, seed, fmt)
-            return SavedImage(str(path), index, width, height, fmt, seed)
+            return self._deliver(final_source, index=index, seed=seed, fmt=fmt, size=(width, height))
         finally:
             tmp.unlink(missing_ok=True)
             if encoded is not None:
                 encoded.unlink(missing_ok=True)
+
+    def save_pil(self, img: Any, *, index: int, seed: int | None, meta: dict[str, Any]) -> SavedImage:
+        """Save an image made in this process (local pipelines): encoded once, straight to a temp file."""
+        fmt = self.spec.fmt or "png"
+        encoded = self._encode(img, fmt, "", {**meta, "width": img.width, "height": img.height})
+        try:
+            return self._deliver(encoded, index=index, seed=seed, fmt=fmt, size=(img.width, img.height))
+        finally:
+            encoded.unlink(missing_ok=True)
+
+    def _deliver(self, source: Path, *, index: int, seed: int | None, fmt: str, size: tuple[int, int]) -> SavedImage:
+        if self.spec.to_stdout:
+            sys.stdout.buffer.write(source.read_bytes())
+            sys.stdout.buffer.flush()
+            return SavedImage("-", index, size[0], size[1], fmt, seed)
+        path = self._place(source, index, seed, fmt)
+        return SavedImage(str(path), index, size[0], size[1], fmt, seed)
 
     def _encode(self, img: Any, fmt: str, source_fmt: str, meta: dict[str, Any]) -> Path:
         from PIL import ExifTags, Image, PngImagePlugin

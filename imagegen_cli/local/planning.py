@@ -1,0 +1,232 @@
+"""Plan a local generation: model, pixels, steps, guidance, seeds and batches; no torch here.
+
+The same mapping rules as for gateways apply: flags the pipeline cannot use are dropped with a note
+(an error under ``--strict``), sizes are rounded to the model's multiple with a note, and the plan is
+what ``--dry-run`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imagegen_cli.errors import UsageError
+from imagegen_cli.local.catalog import AUTO_ID, LOCAL_MODELS, LocalModel
+from imagegen_cli.providers.planning import Notes
+from imagegen_cli.request import TIER_TABLE, GenerationRequest, Ratio, Size, ratio_tier_pixels
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+OFFLOADS = ("none", "model", "sequential")
+# --quality as a scale on the model's default steps (documented in the README).
+QUALITY_STEPS = {"low": 0.5, "standard": 1.0, "medium": 1.0, "auto": 1.0, "high": 1.5, "hd": 2.0}
+DEFAULT_BATCH = 4  # images per pipeline call before out-of-memory backoff halves it
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """The local-only flags."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    offload: str = "none"
+    vae_tiling: bool = False
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("--device", self.device, DEVICES),
+            ("--dtype", self.dtype, DTYPES),
+            ("--offload", self.offload, OFFLOADS),
+        ):
+            if value not in allowed:
+                raise UsageError(f"invalid {name} {value!r}", hint="use one of " + ", ".join(allowed))
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What to load: a catalog entry, a Hub repo, or a pipeline directory."""
+
+    name: str  # as the user wrote it (after local:)
+    location: str  # repo id or directory path; "tiny" for the built-in tiny pipeline
+    pipeline: str | None  # class name when known
+    model: LocalModel | None  # catalog entry, when there is one
+    is_dir: bool = False
+
+
+@dataclass(frozen=True)
+class LocalBatch:
+    """One pipeline call: images ``first .. first+len(seeds)-1`` with one seed each."""
+
+    first: int
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """Everything a local run will do."""
+
+    request: GenerationRequest
+    source: ModelSource
+    options: LocalOptions
+    width: int | None
+    height: int | None
+    steps: int | None
+    guidance: float | None
+    negative_prompt: str | None
+    batches: tuple[LocalBatch, ...]
+    extra: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def call_kwargs(self, batch: LocalBatch) -> dict[str, Any]:
+        """The keyword arguments of the pipeline call for one batch (generators added by the runner)."""
+        kwargs: dict[str, Any] = {"prompt": self.request.prompt, "num_images_per_prompt": len(batch.seeds)}
+        if self.width and self.height:
+            kwargs.update(width=self.width, height=self.height)
+        if self.steps is not None:
+            kwargs["num_inference_steps"] = self.steps
+        if self.guidance is not None:
+            kwargs["guidance_scale"] = self.guidance
+        if self.negative_prompt:
+            kwargs["negative_prompt"] = self.negative_prompt
+        kwargs.update(self.extra)
+        return kwargs
+
+    def describe(self) -> dict[str, Any]:
+        """The ``--dry-run`` form."""
+        return {
+            "model": self.source.name,
+            "source": self.source.location,
+            "pipeline": self.source.pipeline,
+            "device": self.options.device,
+            "dtype": self.options.dtype,
+            "offload": self.options.offload,
+            "vae_tiling": self.options.vae_tiling,
+            "compile": self.options.compile,
+            "calls": [{**self.call_kwargs(b), "seeds": list(b.seeds), "first_image": b.first} for b in self.batches],
+        }
+
+
+def resolve_source(name: str) -> ModelSource:
+    """``tiny``, a catalog name, a pipeline directory, or an ``org/name`` repo."""
+    if name in LOCAL_MODELS:
+        model = LOCAL_MODELS[name]
+        return ModelSource(name, model.repo or "tiny", model.pipeline, model)
+    path = Path(name).expanduser()
+    if name.startswith(("/", ".", "~")) or path.exists():
+        index = path / "model_index.json"
+        if not index.is_file():
+            raise UsageError(
+                f"{path} is not a diffusers pipeline directory (no model_index.json)",
+                hint="point -m local:PATH at a folder saved with save_pretrained()",
+            )
+        try:
+            pipeline = json.loads(index.read_text()).get("_class_name")
+        except ValueError:
+            raise UsageError(f"{index} is not valid JSON") from None
+        return ModelSource(name, str(path.resolve()), str(pipeline) if pipeline else None, None, is_dir=True)
+    if name.count("/") == 1 and all(name.split("/")):
+        return ModelSource(name, name, None, None)
+    raise UsageError(
+        f"unknown local model {name!r}",
+        hint="use one of " + ", ".join([*LOCAL_MODELS, AUTO_ID]) + ", ORG/NAME, or a directory",
+    )
+
+
+def _round(value: int, multiple: int) -> int:
+    return max(multiple, round(value / multiple) * multiple)
+
+
+def _pixels(
+    request: GenerationRequest, model: LocalModel | None, notes: Notes, where: str
+) -> tuple[int | None, int | None]:
+    multiple = model.size_multiple if model else 8
+    if request.size:
+        width, height = _round(request.size.width, multiple), _round(request.size.height, multiple)
+        if (width, height) != (request.size.width, request.size.height):
+            notes.approximated(f"--size {request.size} → {width}x{height} (multiples of {multiple} for {where})")
+        return width, height
+    if request.ratio or request.resolution:
+        ratio = request.ratio or Ratio(1, 1)
+        if request.resolution:
+            target = ratio_tier_pixels(ratio, request.resolution)
+        elif model:
+            # No tier: keep the model's native pixel count, at the asked aspect.
+            area = model.native_size[0] * model.native_size[1]
+            target = Size(int(math.sqrt(area * ratio.aspect)), int(math.sqrt(area / ratio.aspect)))
+        else:
+            target = ratio_tier_pixels(ratio, "1K")
+        width, height = _round(target.width, multiple), _round(target.height, multiple)
+        text = f"--ratio {ratio}" + (f" --resolution {request.resolution}" if request.resolution else "")
+        exact = str(ratio) in TIER_TABLE and (width, height) == (target.width, target.height)
+        (notes.info if exact or not request.resolution else notes.approximated)(
+            f"{text} → {width}x{height} for {where}"
+        )
+        return width, height
+    if model:
+        return model.native_size
+    return None, None
+
+
+def build_local_plan(
+    request: GenerationRequest, source: ModelSource, options: LocalOptions, *, ignored: dict[str, object] | None = None
+) -> LocalPlan:
+    """Validate and lay out a local run; ``ignored`` holds remote-only flags the user gave."""
+    notes = Notes(request.strict)
+    where = f"local:{source.name}"
+    model = source.model
+    for flag, value in (
+        ("--style", request.style),
+        ("--user", request.user),
+        ("--on-behalf-of", request.on_behalf_of),
+        ("--response-format", request.response_format),
+        *((ignored or {}).items()),
+    ):
+        if value not in (None, False):
+            notes.dropped(flag, where, "not used")
+    width, height = _pixels(request, model, notes, where)
+
+    steps = request.steps
+    if steps is None and model:
+        scale = QUALITY_STEPS[request.quality or "standard"]
+        steps = max(1, math.ceil(model.steps * scale))
+        if request.quality and scale != 1.0:
+            notes.info(f"--quality {request.quality} → {steps} steps for {where}")
+    elif request.quality and request.steps is not None:
+        notes.dropped("--quality", where, "overridden by --steps")
+    elif request.quality and steps is None:
+        notes.dropped("--quality", where, "no default step count known")
+    guidance = request.guidance if request.guidance is not None else (model.guidance if model else None)
+
+    negative = request.negative_prompt
+    if negative and model and not model.negative_prompt:
+        notes.dropped("--negative-prompt", where, "not supported")
+        negative = None
+    elif negative and guidance is not None and guidance <= 1.0:
+        notes.info(f"--negative-prompt has no effect at guidance {guidance:g} on {where}")
+
+    base_seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+    seeds = [base_seed + i for i in range(request.n)]
+    batches = tuple(
+        LocalBatch(start + 1, tuple(seeds[start : start + DEFAULT_BATCH]))
+        for start in range(0, request.n, DEFAULT_BATCH)
+    )
+    if options.offload != "none" and options.device == "cpu":
+        notes.dropped(f"--offload {options.offload}", where, "no accelerator (--device cpu); skipped")
+    return LocalPlan(
+        request,
+        source,
+        options,
+        width,
+        height,
+        steps,
+        guidance,
+        negative,
+        batches,
+        dict(request.params),
+        tuple(notes.items),
+    )

@@ -1,0 +1,329 @@
+"""Run a local plan with diffusers: load, place on the device, denoise with progress, save as images finish.
+
+torch and diffusers are imported here, inside functions, and nowhere else in the package.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
+from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
+from imagegen_cli.local.planning import LocalBatch, LocalPlan
+
+if TYPE_CHECKING:
+    from imagegen_cli.generation import GenerationResult, Reporter
+    from imagegen_cli.store.journal import TaskJournal
+    from imagegen_cli.store.writer import ImageWriter
+
+AUTO_GPU_MEMORY_GB = 20  # a CUDA GPU with this much memory gets z-image-turbo under local:auto
+
+
+class LocalError(ImagegenError):
+    """A local generation failed (weights missing, out of memory, a pipeline error)."""
+
+    code = "local"
+
+
+class OutOfMemory(LocalError):
+    """The device ran out of memory even at one image per call."""
+
+    code = "out_of_memory"
+
+
+class _Interrupted(Exception):
+    """Raised from the step callback after Ctrl-C, so the pipeline stops between steps."""
+
+
+def import_stack() -> tuple[Any, Any]:
+    """torch and diffusers, quietly; a missing ``local`` extra is a one-line error with the pip command."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import diffusers
+        import torch
+    except ImportError as exc:
+        raise ConfigError(
+            f"local generation needs the local extra ({exc.name} is not installed)", hint=LOCAL_EXTRA_HINT
+        ) from None
+    diffusers.utils.logging.disable_progress_bar()
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"(diffusers|transformers|torch)\..*")
+    return torch, diffusers
+
+
+def choose_auto(torch: Any) -> tuple[str, str]:
+    """local:auto → (model, why): z-image-turbo on a big enough CUDA GPU, else sd-turbo at its native size."""
+    if torch.cuda.is_available():
+        memory = torch.cuda.get_device_properties(0).total_memory / 2**30
+        name = torch.cuda.get_device_name(0)
+        if memory >= AUTO_GPU_MEMORY_GB:
+            return "z-image-turbo", f"{name} with {memory:.0f} GB"
+        return "sd-turbo", f"{name} has {memory:.0f} GB, under the {AUTO_GPU_MEMORY_GB} GB z-image-turbo needs"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "sd-turbo", "Apple GPU (MPS)"
+    return "sd-turbo", "no GPU"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and in what precision the pipeline runs."""
+
+    device: str
+    dtype_name: str
+    dtype: Any
+
+
+def resolve_placement(torch: Any, device: str, dtype: str) -> Placement:
+    """--device/--dtype auto → CUDA bf16 (fp16 without bf16 support), then MPS fp16, then CPU fp32."""
+    has_cuda = torch.cuda.is_available()
+    has_mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if device == "auto":
+        device = "cuda" if has_cuda else "mps" if has_mps else "cpu"
+    elif device == "cuda" and not has_cuda:
+        raise UsageError("--device cuda: no CUDA device is available", hint="use --device cpu, or drop --device")
+    elif device == "mps" and not has_mps:
+        raise UsageError("--device mps: no Apple GPU is available", hint="use --device cpu, or drop --device")
+    if dtype == "auto":
+        if device == "cuda":
+            dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            dtype = "fp16" if device == "mps" else "fp32"
+    if dtype == "fp16" and device == "cpu":
+        raise UsageError("--dtype fp16 is not supported on the CPU", hint="use --dtype fp32 (or bf16)")
+    if dtype == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError("--dtype bf16 is not supported by this GPU", hint="use --dtype fp16")
+    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    return Placement(device, dtype, table[dtype])
+
+
+def _is_oom(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def load_pipeline(diffusers: Any, plan: LocalPlan, placement: Placement) -> Any:
+    """``DiffusionPipeline.from_pretrained`` for every source, with its failures as one-line errors."""
+    from imagegen_cli.local.tiny import ensure_tiny_pipeline
+
+    source = plan.source
+    location = str(ensure_tiny_pipeline()) if source.location == "tiny" else source.location
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    try:
+        from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+    except ImportError:  # pragma: no cover - huggingface_hub ships with diffusers
+        raise ConfigError("huggingface_hub is missing", hint=LOCAL_EXTRA_HINT) from None
+    try:
+        pipe = diffusers.DiffusionPipeline.from_pretrained(location, dtype=placement.dtype)
+    except GatedRepoError:
+        raise ConfigError(
+            f"{location} is gated: accept its licence on its Hugging Face page",
+            hint=f"then log in with `hf auth login` or set HF_TOKEN, and run: imagegen models pull {source.name}",
+        ) from None
+    except RepositoryNotFoundError:
+        raise UsageError(f"no model {location} on the Hugging Face Hub (or it is private)") from None
+    except (LocalEntryNotFoundError, OSError) as exc:
+        if source.is_dir:
+            raise LocalError(f"cannot load the pipeline in {location}: {str(exc).splitlines()[0][:200]}") from None
+        why = "offline (HF_HUB_OFFLINE is set)" if offline else "and it could not be downloaded"
+        raise LocalError(
+            f"the weights of {source.name} are not downloaded {why}", hint=f"run: imagegen models pull {source.name}"
+        ) from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise LocalError(f"cannot load {location} as a diffusers pipeline: {str(exc).splitlines()[0][:200]}") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def place(torch: Any, pipe: Any, plan: LocalPlan, placement: Placement, notes: list[str]) -> None:
+    """Device placement or offloading, VAE tiling and regional compilation."""
+    offload = plan.options.offload
+    if offload != "none" and placement.device == "cpu":
+        if plan.options.device != "cpu":  # with --device cpu the planner already said so
+            notes.append(f"--offload {offload} skipped: no accelerator")
+        offload = "none"
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=placement.device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=placement.device)
+    else:
+        pipe.to(placement.device)
+    if plan.options.vae_tiling:
+        vae = getattr(pipe, "vae", None)
+        if vae is not None and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()
+        else:
+            notes.append("--vae-tiling skipped: this pipeline's VAE cannot tile")
+    if plan.options.compile:
+        denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+        if denoiser is None:
+            notes.append("--compile skipped: no transformer or UNet to compile")
+        elif getattr(denoiser, "_repeated_blocks", None):
+            # Regional compilation: compile the repeated block once, reuse it for every layer.
+            denoiser.compile_repeated_blocks(fullgraph=True)
+        else:
+            notes.append("--compile: this model declares no repeated blocks; compiling it whole")
+            denoiser.compile(fullgraph=False)
+
+
+class LocalRun:
+    """Executes a :class:`LocalPlan`; images are saved as each pipeline call finishes."""
+
+    def __init__(
+        self,
+        plan: LocalPlan,
+        writer: ImageWriter,
+        result: GenerationResult,
+        reporter: Reporter,
+        journal: TaskJournal | None = None,
+    ) -> None:
+        self.plan = plan
+        self.writer = writer
+        self.result = result
+        self.reporter = reporter
+        self.journal = journal
+        self.stop_requested = False
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop_requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.stop_requested = True
+
+    def run(self) -> None:
+        torch, diffusers = import_stack()
+        placement = resolve_placement(torch, self.plan.options.device, self.plan.options.dtype)
+        self.reporter.start("load", f"loading {self.plan.source.name}", None)
+        try:
+            pipe = load_pipeline(diffusers, self.plan, placement)
+            place(torch, pipe, self.plan, placement, self.result.notes)
+        finally:
+            self.reporter.finish("load")
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
+        try:
+            self._generate(torch, pipe, placement, diffusers.__version__)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def _generate(self, torch: Any, pipe: Any, placement: Placement, diffusers_version: str) -> None:
+        from imagegen_cli.store.metadata import build_metadata
+
+        plan = self.plan
+        base = {
+            "prompt": plan.request.prompt,
+            "negative_prompt": plan.negative_prompt,
+            "provider": "local",
+            "model": plan.source.name,
+            "source": plan.source.location if plan.source.location != "tiny" else "imagegen tiny pipeline",
+            "steps": plan.steps,
+            "guidance": plan.guidance,
+            "scheduler": type(getattr(pipe, "scheduler", None)).__name__,
+            "pipeline": type(pipe).__name__,
+            "dtype": placement.dtype_name,
+            "device": placement.device,
+            "diffusers": diffusers_version,
+            "torch": torch.__version__,
+            "params": dict(plan.extra) or None,
+            "job": self.result.job_id,
+        }
+        queue = list(plan.batches)
+        while queue:
+            batch = queue.pop(0)
+            try:
+                images = self._call(torch, pipe, batch)
+            except _Interrupted:
+                self.result.interrupted = True
+                return
+            except Exception as exc:  # noqa: BLE001 - any pipeline failure becomes one line; OOM is retried
+                if not _is_oom(exc):
+                    raise LocalError(
+                        f"the {type(pipe).__name__} failed: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                    ) from None
+                if placement.device == "cuda":
+                    torch.cuda.empty_cache()
+                if len(batch.seeds) == 1:
+                    size = f"{plan.width}x{plan.height}" if plan.width else "this size"
+                    raise OutOfMemory(
+                        f"out of memory on {placement.device} generating one {size} image with {plan.source.name}",
+                        hint="try --offload model (or sequential), a smaller --size, or fewer images at once",
+                    ) from None
+                # Halve the batch and try again: -n is batched as memory allows.
+                half = len(batch.seeds) // 2
+                queue[:0] = [
+                    LocalBatch(batch.first, batch.seeds[:half]),
+                    LocalBatch(batch.first + half, batch.seeds[half:]),
+                ]
+                self.result.notes.append(f"out of memory at {len(batch.seeds)} images per call; trying {half}")
+                continue
+            for offset, image in enumerate(images):
+                index, seed = batch.first + offset, batch.seeds[offset]
+                meta = build_metadata(base, index=index, seed=seed, width=image.width, height=image.height)
+                saved = self.writer.save_pil(image, index=index, seed=seed, meta=meta)
+                self.result.images.append(saved)
+                if self.journal is not None and self.result.job_id:
+                    self.journal.record_image(
+                        self.result.job_id,
+                        index=index,
+                        path=saved.path,
+                        url=None,
+                        seed=seed,
+                        width=saved.width,
+                        height=saved.height,
+                        remote_id=None,
+                    )
+            if self.stop_requested:
+                self.result.interrupted = bool(queue)
+                return
+
+    def _call(self, torch: Any, pipe: Any, batch: LocalBatch) -> list[Any]:
+        key = f"batch{batch.first}"
+        last = batch.first + len(batch.seeds) - 1
+        label = f"image {batch.first}" if last == batch.first else f"images {batch.first}-{last}"
+        total = self.plan.steps
+        self.reporter.start(key, f"{self.plan.source.name} {label}", total)
+
+        def on_step_end(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            self.reporter.update(key, completed=step + 1)
+            if self.stop_requested:
+                raise _Interrupted
+            return kwargs
+
+        # One CPU generator per image: image i's pixels depend on seed+i alone, whatever the batch.
+        generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in batch.seeds]
+        try:
+            output = pipe(**self.plan.call_kwargs(batch), generator=generators, callback_on_step_end=on_step_end)
+        finally:
+            self.reporter.finish(key)
+        return list(output.images)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def run_local(
+    plan: LocalPlan,
+    writer: ImageWriter,
+    result: GenerationResult,
+    reporter: Reporter,
+    journal: TaskJournal | None = None,
+) -> None:
+    """Entry point used by ``generate``."""
+    try:
+        LocalRun(plan, writer, result, reporter, journal).run()
+    except KeyboardInterrupt:
+        result.interrupted = True
+    except ImagegenError as exc:
+        result.errors.append(exc)
+    sys.stderr.flush()
