@@ -218,7 +218,7 @@ def test_out_of_memory_halves_the_batch(tmp_path: Path) -> None:
 def test_out_of_memory_at_one_image_is_a_clear_error(tmp_path: Path) -> None:
     from imagegen_cli.local.runner import OutOfMemory
 
-    run, result = make_run(tmp_path, n=2)
+    run, _ = make_run(tmp_path, n=2)
     with pytest.raises(OutOfMemory) as caught:
         run._generate(torch, FakePipe(oom_above=0), placement(), "test")
     assert "out of memory on cpu generating one 64x64 image" in caught.value.message
@@ -246,7 +246,7 @@ def test_compile_uses_regional_compilation(tmp_path: Path) -> None:
     from imagegen_cli.request import GenerationRequest
 
     class Denoiser:
-        _repeated_blocks = ["Block"]
+        _repeated_blocks = ("Block",)
         compiled: Any = None
 
         def compile_repeated_blocks(self, **kwargs: Any) -> None:
