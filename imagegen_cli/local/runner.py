@@ -46,6 +46,11 @@ def import_stack() -> tuple[Any, Any]:
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import gc
+
+    # torch and diffusers create millions of long-lived objects while importing; the cyclic collector would
+    # walk them again and again (most of a second here), and none of them are garbage.
+    gc.disable()
     try:
         import diffusers
         import torch
@@ -53,6 +58,9 @@ def import_stack() -> tuple[Any, Any]:
         raise ConfigError(
             f"local generation needs the local extra ({exc.name} is not installed)", hint=LOCAL_EXTRA_HINT
         ) from None
+    finally:
+        gc.enable()
+    gc.freeze()
     diffusers.utils.logging.disable_progress_bar()
     import warnings
 
@@ -121,6 +129,9 @@ def load_pipeline(diffusers: Any, plan: LocalPlan, placement: Placement) -> Any:
         from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
     except ImportError:  # pragma: no cover - huggingface_hub ships with diffusers
         raise ConfigError("huggingface_hub is missing", hint=LOCAL_EXTRA_HINT) from None
+    import gc
+
+    gc.disable()  # as in import_stack: loading imports most of diffusers and transformers
     try:
         pipe = diffusers.DiffusionPipeline.from_pretrained(location, dtype=placement.dtype)
     except GatedRepoError:
@@ -139,6 +150,9 @@ def load_pipeline(diffusers: Any, plan: LocalPlan, placement: Placement) -> Any:
         ) from None
     except (ValueError, TypeError, AttributeError) as exc:
         raise LocalError(f"cannot load {location} as a diffusers pipeline: {str(exc).splitlines()[0][:200]}") from None
+    finally:
+        gc.enable()
+    gc.freeze()
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
