@@ -156,6 +156,15 @@ def _format_time(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+@dataclass
+class SharedTransport:
+    """What the lines of a batch share: one HTTP client, a bound on calls in flight, a provider throttle."""
+
+    http: Any
+    limiter: asyncio.Semaphore
+    throttle: Any
+
+
 class RemoteRun:
     """Executes calls against one provider (fresh, or resuming a journalled job)."""
 
@@ -170,6 +179,8 @@ class RemoteRun:
         journal: TaskJournal | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         no_wait: bool = False,
+        shared: SharedTransport | None = None,
+        on_image: Any = None,
     ) -> None:
         self.provider = provider
         self.request = request
@@ -180,6 +191,8 @@ class RemoteRun:
         self.job_id = result.job_id
         self.concurrency = max(1, concurrency)
         self.no_wait = no_wait
+        self.shared = shared
+        self.on_image = on_image
         self.meta_base: dict[str, Any] = {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
@@ -224,19 +237,26 @@ class RemoteRun:
 
     async def _with_client(self, timeout: float, jobs: list[tuple[Any, Any]]) -> None:
         from imagegen_cli.providers.http import Deadline, DeadlineExceeded, GatewayClient, make_async_client
+        from imagegen_cli.providers.throttle import ProviderThrottle
 
         deadline = Deadline(timeout)
-        semaphore = asyncio.Semaphore(self.concurrency)
-        async with make_async_client() as http:
-            client = GatewayClient(self.provider, deadline, http)
+
+        async def drive(http: Any, limiter: asyncio.Semaphore, throttle: Any) -> None:
+            client = GatewayClient(self.provider, deadline, http, throttle)
 
             async def guarded(func: Any, item: Any) -> None:
                 # On DeadlineExceeded the task's own state tells the story: pending tasks stay pending.
-                async with semaphore:
+                async with limiter:
                     with contextlib.suppress(DeadlineExceeded):
                         await func(client, item)
 
             await asyncio.gather(*(guarded(func, item) for func, item in jobs))
+
+        if self.shared is not None:
+            await drive(self.shared.http, self.shared.limiter, self.shared.throttle)
+            return
+        async with make_async_client() as http:
+            await drive(http, asyncio.Semaphore(self.concurrency), ProviderThrottle(self.concurrency))
 
     # ------------------------------------------------------------------ one call
     async def _run_call(self, client: GatewayClient, call: PlannedCall, generate_url: str) -> None:
@@ -356,6 +376,8 @@ class RemoteRun:
                     self.journal.release_image(self.job_id, index)
                 raise
             self.result.images.append(saved)
+            if self.on_image is not None:
+                self.on_image(saved)
             if self.journal is not None and self.job_id:
                 self.journal.record_image(
                     self.job_id,

@@ -129,6 +129,8 @@ class FakeGateway:
         self.cross_host_images = True
         self.image_format = "PNG"
         self.expires_in = 86400
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.server = self._serve(host, self._api_handler())
         self.image_server = self._serve(image_host, self._image_handler())
 
@@ -204,6 +206,16 @@ class FakeGateway:
                 self._handle("DELETE")
 
             def _handle(self, method: str) -> None:
+                with gateway.lock:
+                    gateway.in_flight += 1
+                    gateway.max_in_flight = max(gateway.max_in_flight, gateway.in_flight)
+                try:
+                    self._route(method)
+                finally:
+                    with gateway.lock:
+                        gateway.in_flight -= 1
+
+            def _route(self, method: str) -> None:
                 body = self._read_json()
                 provider = next((p for p, prefix in PREFIXES.items() if self.path.startswith(prefix + "/")), None)
                 record = Recorded(method, self.path, dict(self.headers), body, provider)

@@ -199,7 +199,7 @@ def test_prune(cli, gateway: FakeGateway) -> None:
 def test_journal_schema_is_versioned(cli, gateway: FakeGateway) -> None:
     cli("generate", "x", "-m", "openai:dall-e-2")
     with sqlite3.connect(journal_file()) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.execute("PRAGMA user_version = 99")
     result = run_cli("tasks", "list")

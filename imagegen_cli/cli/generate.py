@@ -28,7 +28,7 @@ LOCAL_ONLY = ("--device", "--dtype", "--offload", "--vae-tiling", "--compile")
 
 
 def generate(
-    prompt: Annotated[str, typer.Argument(help="The prompt; - reads it from stdin.", show_default=False)],
+    prompt: Annotated[str | None, typer.Argument(help="The prompt; - reads it from stdin.", show_default=False)] = None,
     model: ModelOpt = None,
     provider: ProviderOpt = None,
     n: Annotated[int, typer.Option("-n", "--n", min=1, help="Number of images.")] = 1,
@@ -101,6 +101,20 @@ def generate(
     compile_model: Annotated[
         bool, typer.Option("--compile", help="Local only: regional torch.compile of the repeated blocks.")
     ] = False,
+    prompt_file: Annotated[
+        str | None,
+        typer.Option(
+            "--prompt-file",
+            metavar="FILE",
+            help="Batch: one prompt per line, or JSON Lines with per-line options; - reads stdin.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, metavar="K", help="Calls in flight (default per provider).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Batch: skip lines whose images are already saved (via the journal).")
+    ] = False,
 ) -> None:
     """Generate images from a prompt and save them."""
     output = Output(json_mode=json_out, quiet=quiet)
@@ -110,8 +124,17 @@ def generate(
         from imagegen_cli.store.writer import OutputSpec
 
         config = load_config()
-        text = _read_prompt(prompt)
-        provider_name, model_id, profiles = _resolve_names(model, provider, config)
+        if prompt_file is not None and prompt is not None:
+            raise UsageError("give a PROMPT or --prompt-file, not both")
+        if prompt_file is None and prompt is None:
+            raise UsageError("no prompt given", hint='imagegen generate "a red fox", or --prompt-file FILE')
+        if resume and prompt_file is None:
+            raise UsageError("--resume goes with --prompt-file")
+        text = _read_prompt(prompt) if prompt is not None else ""
+        profiles: Any = None
+        provider_name, model_id = "", None
+        if prompt_file is None:
+            provider_name, model_id, profiles = _resolve_names(model, provider, config)
         local_flags = {
             "--device": device,
             "--dtype": dtype,
@@ -153,6 +176,32 @@ def generate(
                 n=n,
             )
 
+        if prompt_file is not None:
+            batch_args = {
+                "model": model,
+                "provider": provider,
+                "out": out,
+                "name": name,
+                "fmt": fmt,
+                "overwrite": overwrite,
+                "metadata": not no_metadata and config.get("metadata", True) is not False,
+                "base_url": base_url,
+                "local_flags": local_flags,
+                "strict": strict,
+            }
+            _generate_batch(
+                output,
+                config,
+                prompt_file,
+                fields,
+                batch_args,
+                dry_run=dry_run,
+                timeout=run_timeout,
+                concurrency=concurrency,
+                no_wait=no_wait,
+                resume=resume,
+            )
+            return
         if provider_name == "local":
             _generate_local(
                 output,
@@ -195,7 +244,7 @@ def generate(
             notes=notes,
             timeout=run_timeout,
             no_wait=no_wait and resolved.profile.is_async,
-            concurrency=int(config.get("concurrency", 4)),
+            concurrency=concurrency or int(config.get("concurrency", 4)),
         )
         output.generation(result)
         code = result.exit_code()
@@ -251,6 +300,144 @@ def _generate_local(
         output.note(note)
     output.generation(result)
     code = result.exit_code()
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
+
+
+def _generate_batch(
+    output: Output,
+    config: dict[str, Any],
+    prompt_file: str,
+    base: dict[str, Any],
+    args: dict[str, Any],
+    *,
+    dry_run: bool,
+    timeout: float,
+    concurrency: int | None,
+    no_wait: bool,
+    resume: bool,
+) -> None:
+    import sys
+
+    from imagegen_cli.batch import BatchProgress, LineJob, assign_keys, line_fields, read_prompt_file, run_batch
+    from imagegen_cli.errors import ImagegenError
+    from imagegen_cli.local.planning import LocalOptions, build_local_plan, resolve_source
+    from imagegen_cli.providers.planning import build_plan
+    from imagegen_cli.providers.profiles import LOCAL_PROVIDER
+    from imagegen_cli.providers.registry import load_profiles, resolve_provider, split_model
+    from imagegen_cli.request import GenerationRequest
+    from imagegen_cli.store.writer import OutputSpec
+
+    if args["out"] == "-":
+        raise UsageError("-o - writes one image to stdout; a batch writes many", hint="use -o DIR")
+    profiles = load_profiles(config)
+    names = {*profiles, LOCAL_PROVIDER}
+    local_flags = args["local_flags"]
+    options = LocalOptions(
+        device=local_flags["--device"] or "auto",
+        dtype=local_flags["--dtype"] or "auto",
+        offload=local_flags["--offload"] or "none",
+        vae_tiling=local_flags["--vae-tiling"],
+        compile=local_flags["--compile"],
+    )
+    auto_choice: str | None = None
+    jobs: list[LineJob] = []
+    for line in read_prompt_file(prompt_file):
+        values = line.values
+        try:
+            fields = line_fields(base, values)
+            model_arg = values.get("model", args["model"])
+            provider_arg = values.get("provider", None if "model" in values else args["provider"])
+            provider_name, model_id = split_model(model_arg, provider_arg, config, names)
+            spec = OutputSpec.from_args(
+                values.get("out", args["out"]),
+                default_dir=config.get("output_dir"),
+                template=values.get("name", args["name"]) or config.get("name_template"),
+                fmt=values.get("format", args["fmt"]),
+                overwrite=args["overwrite"],
+                metadata=args["metadata"],
+                n=fields["n"],
+            )
+            if spec.file_name is not None:
+                raise UsageError("-o names one file; a batch writes many", hint="use -o DIR (and --name)")
+            if provider_name == LOCAL_PROVIDER:
+                name = model_id or "auto"
+                if name == "auto":
+                    if auto_choice is None:
+                        from imagegen_cli.local.runner import choose_auto, import_stack
+
+                        auto_choice, why = choose_auto(import_stack()[0])
+                        output.note(f"local:auto → local:{auto_choice} ({why})")
+                    name = auto_choice
+                request = GenerationRequest(provider="local", model=name, **fields)
+                plan: Any = build_local_plan(
+                    request,
+                    resolve_source(name),
+                    options,
+                    ignored={"--no-wait": no_wait, "--base-url": args["base_url"]},
+                )
+                jobs.append(LineJob(line, plan, spec, "", local=True))
+                continue
+            resolved = resolve_provider(profiles, provider_name, model_id, args["base_url"])
+            request = GenerationRequest(provider=provider_name, model=resolved.model, **fields)
+            plan = build_plan(request, resolved, output_format=spec.fmt)
+            for flag, value in local_flags.items():
+                if value and args["strict"]:
+                    raise UsageError(f"{flag} dropped: local only", hint=f"remove {flag}, or drop --strict")
+            resolved.check_transport()
+            if not dry_run:
+                resolved.require_key()
+            jobs.append(LineJob(line, plan, spec, "", local=False))
+        except ImagegenError as exc:
+            exc.message = f"line {line.number}: {exc.message}"
+            raise
+    assign_keys(jobs)
+    if dry_run:
+        described = []
+        for job in jobs:
+            if job.local:
+                described.append({"line": job.line.number, "provider": "local", "local": job.plan.describe()})
+                continue
+            method, url = job.plan.method_url
+            described.append(
+                {
+                    "line": job.line.number,
+                    "provider": job.plan.provider.name,
+                    "model": job.plan.provider.model,
+                    "notes": list(job.plan.notes),
+                    "calls": [
+                        {"method": method, "url": url, "headers": job.plan.headers(c, redact_key=True), "body": c.body}
+                        for c in job.plan.calls
+                    ],
+                }
+            )
+        if output.json_mode:
+            output.json({"dry_run": True, "lines": described})
+        else:
+            for item in described:
+                output.line(json.dumps(item, ensure_ascii=False))
+        return
+    live = sys.stderr.isatty() and not __import__("os").environ.get("CI")
+    progress = BatchProgress(
+        len(jobs), live=live, quiet=output.quiet, emit_path=None if output.json_mode else output.line
+    )
+    outcome = run_batch(
+        jobs,
+        progress,
+        timeout=timeout,
+        concurrency=concurrency,
+        config_concurrency=config.get("concurrency"),
+        no_wait=no_wait,
+        resume=resume,
+    )
+    if output.json_mode:
+        output.json(outcome.document())
+    elif no_wait:
+        for job in jobs:
+            if job.result is not None and job.result.job_id:
+                output.line(job.result.job_id)
+    output.note(outcome.summary)
+    code = outcome.exit_code()
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
 

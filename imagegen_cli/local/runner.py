@@ -188,6 +188,10 @@ def place(torch: Any, pipe: Any, plan: LocalPlan, placement: Placement, notes: l
             denoiser.compile(fullgraph=False)
 
 
+# The pipeline of the last run, kept for the next one in the same process (the lines of a batch).
+_LOADED: dict[tuple[Any, ...], Any] = {}
+
+
 class LocalRun:
     """Executes a :class:`LocalPlan`; images are saved as each pipeline call finishes."""
 
@@ -214,12 +218,25 @@ class LocalRun:
     def run(self) -> None:
         torch, diffusers = import_stack()
         placement = resolve_placement(torch, self.plan.options.device, self.plan.options.dtype)
-        self.reporter.start("load", f"loading {self.plan.source.name}", None)
-        try:
-            pipe = load_pipeline(diffusers, self.plan, placement)
-            place(torch, pipe, self.plan, placement, self.result.notes)
-        finally:
-            self.reporter.finish("load")
+        options = self.plan.options
+        key = (
+            self.plan.source.location,
+            placement.device,
+            placement.dtype_name,
+            options.offload,
+            options.vae_tiling,
+            options.compile,
+        )
+        pipe = _LOADED.get(key)
+        if pipe is None:
+            self.reporter.start("load", f"loading {self.plan.source.name}", None)
+            try:
+                pipe = load_pipeline(diffusers, self.plan, placement)
+                place(torch, pipe, self.plan, placement, self.result.notes)
+            finally:
+                self.reporter.finish("load")
+            _LOADED.clear()  # one model in memory at a time
+            _LOADED[key] = pipe
         previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
         try:
             self._generate(torch, pipe, placement, diffusers.__version__)

@@ -29,6 +29,7 @@ from imagegen_cli.errors import (
     clean_text,
 )
 from imagegen_cli.providers.registry import ResolvedProvider
+from imagegen_cli.providers.throttle import ProviderThrottle
 
 RETRY_STATUSES = {429, 502, 503, 504}
 MAX_JSON_BYTES = 256 * 1024 * 1024  # a b64_json answer with 10 large PNGs stays far below this
@@ -133,10 +134,17 @@ def same_origin(url_a: str, url_b: str) -> bool:
 class GatewayClient:
     """Calls one provider with retries inside a shared deadline; turns failures into typed errors."""
 
-    def __init__(self, provider: ResolvedProvider, deadline: Deadline, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        provider: ResolvedProvider,
+        deadline: Deadline,
+        client: httpx.AsyncClient,
+        throttle: ProviderThrottle | None = None,
+    ) -> None:
         self.provider = provider
         self.deadline = deadline
         self.client = client
+        self.throttle = throttle
         self.max_retries = int(_env_float("IMAGEGEN_MAX_RETRIES", 4))
         self.base_delay = _env_float("IMAGEGEN_RETRY_BASE_DELAY", 0.5)
         self.max_delay = 20.0
@@ -178,38 +186,57 @@ class GatewayClient:
                 hint="the gateway may be down or the base URL may be wrong",
             ) from None
 
+    async def _attempt(
+        self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str]
+    ) -> httpx.Response | httpx.TransportError:
+        """One request, inside the provider's throttle; a transport error is returned, not raised."""
+        if self.throttle is not None:
+            await self.throttle.acquire()
+        status: int | None = None
+        retry_after: float | None = None
+        try:
+            response = await self.client.request(method, url, json=body, headers=headers, timeout=self._timeout())
+            status, retry_after = response.status_code, _retry_after(response)
+            return response
+        except httpx.TimeoutException:
+            raise DeadlineExceeded from None
+        except httpx.TransportError as exc:
+            return exc
+        finally:
+            if self.throttle is not None:
+                await self.throttle.release(status, retry_after)
+
     async def send(
         self, method: str, url: str, *, body: dict[str, Any] | None, headers: dict[str, str] | None
     ) -> httpx.Response:
+        """Send with retries (connection errors, 429, 502-504) inside the deadline; raise typed errors."""
         sent_headers = {"User-Agent": f"imagegen/{__version__}", "Accept": "application/json"}
         sent_headers.update(self.provider.profile.headers)
         sent_headers.update(headers or {})
         sent_headers.update(self._auth_headers(url))
         attempt = 0
         while True:
-            try:
-                response = await self.client.request(
-                    method, url, json=body, headers=sent_headers, timeout=self._timeout()
-                )
-            except httpx.TimeoutException:
-                raise DeadlineExceeded from None
-            except httpx.TransportError as exc:
+            outcome = await self._attempt(method, url, body, sent_headers)
+            if isinstance(outcome, httpx.TransportError):
                 if attempt >= self.max_retries:
                     host = urlsplit(url).netloc
+                    reason = clean_text(str(outcome) or type(outcome).__name__, 200)
                     raise GatewayError(
-                        f"{self.provider.name}: cannot reach {host}: {clean_text(str(exc) or type(exc).__name__, 200)}",
+                        f"{self.provider.name}: cannot reach {host}: {reason}",
                         hint="check the network and the base URL (--base-url)",
                     ) from None
                 await self.deadline.sleep(self._backoff(attempt))
                 attempt += 1
                 continue
-            if response.status_code in RETRY_STATUSES and attempt < self.max_retries:
+            response = outcome
+            # A rate limit is worth a few more tries than an outage: the throttle is already slowing down.
+            retries = max(self.max_retries, 8) if response.status_code == 429 and self.throttle else self.max_retries
+            if response.status_code in RETRY_STATUSES and attempt < retries:
                 wait = _retry_after(response)
-                delay = wait if wait is not None else self._backoff(attempt)
                 if wait is not None and wait > self.deadline.remaining():
                     # Sleeping past the deadline helps nobody: report the rate limit now.
                     raise self._error(response)
-                await self.deadline.sleep(delay)
+                await self.deadline.sleep(wait if wait is not None else self._backoff(attempt))
                 attempt += 1
                 continue
             if response.status_code >= 400:

@@ -228,8 +228,13 @@ def _chunks(n: int, caps: ModelCaps, one_per_call: bool) -> list[int]:
     return counts
 
 
-def build_plan(request: GenerationRequest, provider: ResolvedProvider, output_format: str | None = None) -> Plan:
-    """Validate the request against the model and lay out every call; raises UsageError."""
+def build_plan(
+    request: GenerationRequest, provider: ResolvedProvider, output_format: str | None = None, first_image: int = 1
+) -> Plan:
+    """Validate the request against the model and lay out every call; raises UsageError.
+
+    ``first_image`` numbers the images from there (a resumed batch line making only its missing images).
+    """
     caps = provider.caps
     where = _where(provider)
     notes = Notes(request.strict)
@@ -295,7 +300,7 @@ def build_plan(request: GenerationRequest, provider: ResolvedProvider, output_fo
         notes.info(f"-n {request.n} → {len(counts)} calls to {where} ({per_call})")
 
     calls: list[PlannedCall] = []
-    first = 1
+    first = first_image
     for number, count in enumerate(counts):
         call_body = dict(body)
         if caps.send_n:

@@ -24,7 +24,7 @@ from imagegen_cli.errors import ConfigError, UsageError, redact
 
 JOB_STATES = ("queued", "submitted", "running", "succeeded", "partial", "failed", "cancelled", "expired")
 OPEN_STATES = ("queued", "submitted", "running")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: sortable, no look-alikes
 
 MIGRATIONS: dict[int, str] = {
@@ -77,6 +77,11 @@ MIGRATIONS: dict[int, str] = {
         updated_at REAL NOT NULL,
         PRIMARY KEY (job_id, image_index)
     );
+    """,
+    # v2: batch lines carry a key (their normalised request and output) so --resume can find them again.
+    2: """
+    ALTER TABLE jobs ADD COLUMN batch_key TEXT;
+    CREATE INDEX jobs_batch_key ON jobs(batch_key);
     """,
 }
 
@@ -286,13 +291,14 @@ class TaskJournal:
         n: int,
         out_dir: str,
         output: dict[str, Any],
+        batch_key: str | None = None,
     ) -> str:
         job_id = new_job_id()
         now = time.time()
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO jobs (id, provider, model, dialect, base_url, request, calls, n, status, out_dir, output,"
-                " pid, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                " pid, created_at, updated_at, batch_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     provider,
@@ -307,6 +313,7 @@ class TaskJournal:
                     os.getpid(),
                     now,
                     now,
+                    batch_key,
                 ),
             )
         return job_id
@@ -519,6 +526,11 @@ class TaskJournal:
         if status:
             jobs = [job for job in jobs if job.status == status]
         return jobs[:limit] if limit > 0 else jobs
+
+    def by_batch_key(self, key: str) -> Job | None:
+        """The newest job of a batch line, for ``--resume``."""
+        row = self.conn.execute("SELECT * FROM jobs WHERE batch_key = ? ORDER BY id DESC LIMIT 1", (key,)).fetchone()
+        return self._job(row) if row is not None else None
 
     def task_ids(self, prefix: str = "") -> list[str]:
         """Job ids for shell completion."""
