@@ -16,11 +16,13 @@ from imagegen_cli.cli.tasks import tasks_app
 app = typer.Typer(
     name="imagegen",
     help="Generate images from a prompt, with a local GPU pipeline or a remote gateway.\n\n"
-    'Example: imagegen generate "a red fox in the snow" -m apimart:z-image-turbo --ratio 16:9',
+    "Example:\n\n\b\n"
+    '  imagegen generate "a red fox in the snow" -m apimart:z-image-turbo --ratio 16:9',
     no_args_is_help=True,
     add_completion=True,
     # Rich tracebacks print local variables, which can hold API keys: never show them.
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("generate", epilog=EXAMPLES)(generate)

@@ -12,16 +12,16 @@ from imagegen_cli.cli.options import JsonOpt, ModelOpt, ProviderOpt, QuietOpt
 from imagegen_cli.cli.output import Output, reported
 from imagegen_cli.errors import ExitCode, UsageError
 
-EXAMPLES = """
-Examples:
+# "\b" tells Click not to rewrap the paragraph that follows: examples stay copy-pasteable.
+EXAMPLES = """Examples:
 
+\b
   imagegen generate "a red fox in the snow" -m openai:gpt-image-1 --size 1536x1024
-
   imagegen generate "a red fox" -m apimart:z-image-turbo --ratio 16:9 --resolution 2K -n 2 -o out/
-
-  echo "a lighthouse at dusk" | imagegen generate - -m kkiai:flux-kontext-pro --ratio 21:9 --json
-
+  echo "a lighthouse" | imagegen generate - -m kkiai:flux-kontext-pro --ratio 21:9 --json
   imagegen generate "a cat" -m token360:seedream-4.5 --seed 42 --param watermark=false --dry-run
+  imagegen generate "a lighthouse" -m local:tiny -n 2 --seed 7 -o out/
+  imagegen generate --prompt-file prompts.txt -m openai:dall-e-3 --concurrency 8 --resume -o out/
 """
 
 LOCAL_ONLY = ("--device", "--dtype", "--offload", "--vae-tiling", "--compile")
