@@ -37,7 +37,9 @@ def main() -> None:
     )
     ratios = report(times, "llm --help")
     ratio = ratios["imagegen --help"]
-    print(f"target: imagegen --help / llm --help <= 0.30   measured: {ratio:.2f}   {'PASS' if ratio <= 0.3 else 'FAIL'}")
+    print(
+        f"target: imagegen --help / llm --help <= 0.30   measured: {ratio:.2f}   {'PASS' if ratio <= 0.3 else 'FAIL'}"
+    )
 
 
 if __name__ == "__main__":

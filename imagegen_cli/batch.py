@@ -483,7 +483,8 @@ async def _run_remote(
     shared_limit = asyncio.Semaphore(concurrency) if concurrency else None
     limiters = {name: shared_limit or asyncio.Semaphore(bound(name)) for name in names}
     throttles = {name: ProviderThrottle(bound(name)) for name in names}
-    workers = concurrency or sum(bound(name) for name in names)
+    # Twice the call slots: while one line's images are decoded and written, another line's call is out.
+    workers = 2 * (concurrency or sum(bound(name) for name in names))
     queue: asyncio.Queue[LineJob] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)

@@ -193,6 +193,7 @@ class RemoteRun:
         self.no_wait = no_wait
         self.shared = shared
         self.on_image = on_image
+        self.limiter = asyncio.Semaphore(self.concurrency)
         self.meta_base: dict[str, Any] = {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
@@ -226,7 +227,8 @@ class RemoteRun:
             key = f"task:{task.remote_id}"
             self.reporter.start(key, f"{self.provider.name} {task.remote_id}", 100)
             try:
-                images = await self._poll(client, task, key)
+                async with self.limiter:
+                    images = await self._poll(client, task, key)
                 await self._save_all(client, task.first_image, task.count, task.seed, images, task.remote_id)
             except ImagegenError as exc:
                 self._task_failed([task], exc)
@@ -244,11 +246,12 @@ class RemoteRun:
         async def drive(http: Any, limiter: asyncio.Semaphore, throttle: Any) -> None:
             client = GatewayClient(self.provider, deadline, http, throttle)
 
+            self.limiter = limiter
+
             async def guarded(func: Any, item: Any) -> None:
                 # On DeadlineExceeded the task's own state tells the story: pending tasks stay pending.
-                async with limiter:
-                    with contextlib.suppress(DeadlineExceeded):
-                        await func(client, item)
+                with contextlib.suppress(DeadlineExceeded):
+                    await func(client, item)
 
             await asyncio.gather(*(guarded(func, item) for func, item in jobs))
 
@@ -269,27 +272,35 @@ class RemoteRun:
         self.reporter.start(key, f"{label} {span}", 100 if self.provider.profile.is_async else None)
         tasks: list[TaskRecord] = []
         try:
-            data = await client.request_json("POST", generate_url, body=call.body, headers=call.headers)
-            if self.provider.profile.is_async:
-                remote_ids = parse_submit_response(data, self.provider.name)
-                # One task per id; when a gateway returns several ids for one call, each yields one image.
-                per_task = 1 if len(remote_ids) > 1 else call.count
-                for number, remote_id in enumerate(remote_ids):
-                    first = call.first_image + number * per_task
-                    task = TaskRecord(remote_id, PENDING, call.index, first, per_task, call.seed)
-                    tasks.append(task)
-                    self.result.tasks.append(task)
-                    self._journal("add_task", task)
-                if self.no_wait:
-                    return
-                for task in tasks:
-                    images = await self._poll(client, task, key)
-                    await self._save_all(client, task.first_image, task.count, task.seed, images, task.remote_id)
-            else:
-                parsed = parse_images_response(data, self.provider.name)
-                if parsed.usage:
-                    self.result.usage.append(parsed.usage)
-                await self._save_all(client, call.first_image, call.count, call.seed, parsed.images, None)
+            # The limiter bounds calls to the gateway (a task's polling included), not the downloads and
+            # saving that follow: the next call starts while this one's images are written.
+            finished: list[tuple[TaskRecord | None, list[RemoteImage]]] = []
+            async with self.limiter:
+                data = await client.request_json("POST", generate_url, body=call.body, headers=call.headers)
+                if self.provider.profile.is_async:
+                    remote_ids = parse_submit_response(data, self.provider.name)
+                    # One task per id; when a gateway returns several ids for one call, each yields one image.
+                    per_task = 1 if len(remote_ids) > 1 else call.count
+                    for number, remote_id in enumerate(remote_ids):
+                        first = call.first_image + number * per_task
+                        task = TaskRecord(remote_id, PENDING, call.index, first, per_task, call.seed)
+                        tasks.append(task)
+                        self.result.tasks.append(task)
+                        self._journal("add_task", task)
+                    if self.no_wait:
+                        return
+                    for task in tasks:
+                        finished.append((task, await self._poll(client, task, key)))
+                else:
+                    parsed = parse_images_response(data, self.provider.name)
+                    if parsed.usage:
+                        self.result.usage.append(parsed.usage)
+                    finished.append((None, parsed.images))
+            for done, images in finished:
+                if done is None:
+                    await self._save_all(client, call.first_image, call.count, call.seed, images, None)
+                else:
+                    await self._save_all(client, done.first_image, done.count, done.seed, images, done.remote_id)
         except DeadlineExceeded:
             if not any(t.status == PENDING for t in tasks):
                 self.result.errors.append(

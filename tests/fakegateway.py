@@ -8,6 +8,7 @@ tests queue faults that the next matching requests receive.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import itertools
 import json
@@ -82,6 +83,7 @@ class Task:
     polls: int = 0
 
 
+@functools.lru_cache(maxsize=64)
 def png_bytes(width: int, height: int, color: tuple[int, int, int] = (200, 90, 40)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buffer, "PNG", compress_level=1)
@@ -463,6 +465,9 @@ class FakeGateway:
 
 class _BaseHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, a kept-alive client's delayed ACK would stall
+    # every answer by 40 ms (real servers set TCP_NODELAY too).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
