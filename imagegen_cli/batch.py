@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.errors import ExitCode, ImagegenError, UsageError, clean_text
+from imagegen_cli.errors import ExitCode, ImagegenError, UsageError, clean_text, interrupted_code
 
 if TYPE_CHECKING:
     from imagegen_cli.generation import GenerationResult, TaskRecord
@@ -286,7 +286,7 @@ class BatchOutcome:
 
     def exit_code(self) -> ExitCode:
         if self.interrupted:
-            return ExitCode.INTERRUPTED
+            return interrupted_code()
         results = [j.result for j in self.jobs if j.result is not None]
         if any(r.pending and not r.no_wait for r in results):
             return ExitCode.PENDING

@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     AUTH = 4
     PENDING = 5
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class ImagegenError(Exception):
@@ -104,6 +105,17 @@ class SaveError(ImagegenError):
     """The output could not be written (permissions, disk full, name taken)."""
 
     code = "save"
+
+
+class Stop:
+    """Which signal stopped the run: SIGTERM is handled like Ctrl-C, but exits 143 instead of 130."""
+
+    terminated = False
+
+
+def interrupted_code() -> ExitCode:
+    """130 after Ctrl-C, 143 after SIGTERM."""
+    return ExitCode.TERMINATED if Stop.terminated else ExitCode.INTERRUPTED
 
 
 # Every secret the process has loaded is registered here, so that any text leaving the process

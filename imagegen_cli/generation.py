@@ -27,6 +27,7 @@ from imagegen_cli.errors import (
     PendingTimeout,
     SaveError,
     clean_text,
+    interrupted_code,
 )
 from imagegen_cli.providers.dialects import (
     FAILED,
@@ -123,7 +124,7 @@ class GenerationResult:
 
     def exit_code(self) -> ExitCode:
         if self.interrupted:
-            return ExitCode.INTERRUPTED
+            return interrupted_code()
         if self.no_wait:
             return ExitCode.OK if self.tasks and not self.errors else self._failure_code()
         if self.pending:

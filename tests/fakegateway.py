@@ -90,6 +90,22 @@ def png_bytes(width: int, height: int, color: tuple[int, int, int] = (200, 90, 4
     return buffer.getvalue()
 
 
+@functools.lru_cache(maxsize=1)
+def noise_png() -> bytes:
+    """A noisy PNG: cut in half, it really misses half its pixels (a solid one would still decode)."""
+    buffer = io.BytesIO()
+    Image.effect_noise((128, 128), 80).convert("RGB").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=1)
+def bomb_png() -> bytes:
+    """A 12000x12000 PNG (144 megapixels) that compresses to a few kilobytes: a decompression bomb."""
+    buffer = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def _size_from_body(body: dict[str, Any], provider: str) -> tuple[int, int]:
     size = body.get("size")
     if provider in TASK_PROVIDERS:
@@ -311,6 +327,10 @@ class FakeGateway:
                 item: dict[str, Any] = {"b64_json": base64.b64encode(png_bytes(width, height)).decode()}
                 if fault and fault.kind == "bad_b64":
                     item["b64_json"] = "%%%not-base64%%%"
+                elif fault and fault.kind == "truncated_b64":
+                    item["b64_json"] = base64.b64encode(noise_png()[: len(noise_png()) // 2]).decode()
+                elif fault and fault.kind == "bomb_b64":
+                    item["b64_json"] = base64.b64encode(bomb_png()).decode()
                 elif fault and fault.kind == "not_image_b64":
                     item["b64_json"] = base64.b64encode(b"hello, not an image").decode()
             else:
@@ -457,9 +477,11 @@ class FakeGateway:
             handler._send(404, b"<html><body>Not Found</body></html>", "text/html")
             return
         if fault and fault.kind == "truncated":
-            data = data[: len(data) // 2]
+            data = noise_png()[: len(noise_png()) // 2]
         if fault and fault.kind == "not_image":
             data = b"<html>this is not an image</html>"
+        if fault and fault.kind == "bomb":
+            data = bomb_png()
         handler._send(200, data, f"image/{self.image_format.lower()}")
 
 
@@ -512,6 +534,17 @@ class _BaseHandler(BaseHTTPRequestHandler):
                 else json.dumps({"error": {"message": f"injected {fault.status}", "type": "api_error"}}).encode()
             )
             self._send(fault.status, body, "application/json" if body[:1] in b"{[" else "text/html", fault.headers)
+            return True
+        if kind == "reset":
+            # Promise a body, send a few bytes of it, hang up.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "4096")
+            self.end_headers()
+            self.wfile.write(b'{"created": 1, "da')
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
             return True
         if kind == "drop":
             self.close_connection = True

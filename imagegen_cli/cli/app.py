@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -12,6 +14,7 @@ from imagegen_cli.cli.generate import EXAMPLES, generate
 from imagegen_cli.cli.keys import keys_app
 from imagegen_cli.cli.models import models_app
 from imagegen_cli.cli.tasks import tasks_app
+from imagegen_cli.errors import Stop
 
 app = typer.Typer(
     name="imagegen",
@@ -47,6 +50,13 @@ def root(
     """Generate images from a prompt, with a local GPU pipeline or a remote gateway."""
 
 
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # The same orderly stop as Ctrl-C (temporary files removed, pending tasks recorded), then exit 143.
+    Stop.terminated = True
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     app(prog_name="imagegen")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagegen_cli.errors import ExitCode, ImagegenError, clean_text, redact
+from imagegen_cli.errors import ExitCode, ImagegenError, Stop, clean_text, interrupted_code, redact
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -102,7 +102,7 @@ class Output:
             )
         elif result.pending:
             ids = " ".join(t.remote_id for t in result.pending)
-            verb = "interrupted" if result.interrupted else "timed out"
+            verb = ("terminated" if Stop.terminated else "interrupted") if result.interrupted else "timed out"
             self._err("error", f"{verb}; still pending on {result.provider}: {ids}", "bold red")
             if result.job_id:
                 self._err("hint", f"resume with: imagegen tasks wait {result.job_id}", "dim")
@@ -209,8 +209,8 @@ def reported(output: Output) -> Iterator[None]:
         output.error(exc)
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        sys.stderr.write("terminated\n" if Stop.terminated else "interrupted\n")
+        raise typer.Exit(int(interrupted_code())) from None
     except (typer.Exit, typer.Abort, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - a bug: one line unless IMAGEGEN_DEBUG asks for the traceback

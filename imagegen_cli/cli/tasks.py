@@ -170,7 +170,7 @@ def wait(
             for result in results:
                 output.generation(result)
         codes = [r.exit_code() for r in results]
-        code = max(codes, key=lambda c: (c == ExitCode.INTERRUPTED, c == ExitCode.PENDING, c != ExitCode.OK, c))
+        code = max(codes, key=lambda c: (c >= ExitCode.INTERRUPTED, c == ExitCode.PENDING, c != ExitCode.OK, c))
         if code != ExitCode.OK:
             raise typer.Exit(int(code))
 

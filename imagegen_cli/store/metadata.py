@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,15 +31,23 @@ def build_metadata(
     return meta
 
 
+_CONTROLS = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
+def _text(value: Any) -> str:
+    """PNG text may hold no NUL, and terminal escapes have no place in metadata: keep newlines only."""
+    return _CONTROLS.sub(" ", str(value))
+
+
 def _one_line(value: Any) -> str:
-    return str(value).replace("\n", " ").replace(",", ";")
+    return _text(value).replace("\n", " ").replace(",", ";")
 
 
 def a1111_parameters(meta: dict[str, Any]) -> str:
     """The A1111-style ``parameters`` text that other image tools read."""
-    lines = [str(meta.get("prompt", ""))]
+    lines = [_text(meta.get("prompt", ""))]
     if meta.get("negative_prompt"):
-        lines.append(f"Negative prompt: {meta['negative_prompt']}")
+        lines.append(f"Negative prompt: {_one_line(meta['negative_prompt'])}")
     fields: list[tuple[str, Any]] = [
         ("Steps", meta.get("steps")),
         ("CFG scale", meta.get("guidance")),

@@ -1,0 +1,1 @@
+"""The fault matrix: every dialect against every fault, through the real CLI."""

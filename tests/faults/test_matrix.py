@@ -1,0 +1,139 @@
+"""Every dialect × every fault: exit code, a one-line error naming the cause, no partial file, a true journal.
+
+Dialects: OpenAI-style answering base64 (openai:dall-e-2), OpenAI-style answering URLs on a CDN
+(modelmax:imagen-3), and submit-and-poll tasks (apimart:z-image-turbo).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import gateway_env, run_cli
+from tests.fakegateway import FakeGateway
+
+DIALECTS = {"sync-b64": "openai:dall-e-2", "sync-url": "modelmax:imagen-3", "tasks": "apimart:z-image-turbo"}
+URL_DIALECTS = ("sync-url", "tasks")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One row of the matrix."""
+
+    name: str
+    setup: Callable[[FakeGateway], None]
+    exit_code: int
+    message: str | dict[str, str]  # one text, or per dialect
+    dialects: tuple[str, ...] = tuple(DIALECTS)
+    args: tuple[str, ...] = ()
+
+
+def gen(kind: str, **kw: object) -> Callable[[FakeGateway], None]:
+    return lambda gw: gw.fault("generate", kind, **kw)  # type: ignore[arg-type]
+
+
+def image(kind: str, **kw: object) -> Callable[[FakeGateway], None]:
+    return lambda gw: gw.fault("image", kind, **kw)  # type: ignore[arg-type]
+
+
+def status_body(message: str) -> bytes:
+    return json.dumps({"error": {"message": message, "type": "api_error"}}).encode()
+
+
+def redirect_generate(gw: FakeGateway) -> None:
+    gw.fault("generate", "redirect", headers={"Location": f"{gw.image_origin}/files/elsewhere.png"})
+
+
+def redirect_download(gw: FakeGateway) -> None:
+    gw.cross_host_images = False  # the API host serves the image... by redirecting to the CDN
+    gw.images["moved"] = __import__("tests.fakegateway", fromlist=["png_bytes"]).png_bytes(64, 64)
+    gw.fault("image", "redirect", headers={"Location": f"{gw.image_origin}/files/moved.png"})
+
+
+def expire(gw: FakeGateway) -> None:
+    gw.expires_in = -3600
+
+
+NO_TASK = "carried no task id"
+FAULTS = [
+    Fault("connection refused", lambda gw: None, 1, "cannot reach 127.0.0.1:9", args=("--base-url", "http://127.0.0.1:9/v1")),
+    Fault("reset mid-body, once", gen("reset"), 0, ""),
+    Fault("reset mid-body, always", gen("reset", times=99), 1, "cannot reach"),
+    Fault("429 with Retry-After, twice", gen("status", status=429, times=2, headers={"Retry-After": "0"}), 0, ""),
+    Fault("429 without Retry-After, twice", gen("status", status=429, times=2), 0, ""),
+    Fault("429 always", gen("status", status=429, times=99, body=status_body("slow down")), 1,
+          "rate limited (HTTP 429): api_error: slow down"),
+    Fault("500", gen("status", status=500, body=status_body("boom")), 1, "HTTP 500: api_error: boom"),
+    Fault("502 always", gen("status", status=502, times=99, body=status_body("upstream")), 1,
+          "upstream provider error (HTTP 502)"),
+    Fault("503 always", gen("status", status=503, times=99), 1, "HTTP 503"),
+    Fault("504 always", gen("status", status=504, times=99), 1, "HTTP 504"),
+    Fault("invalid JSON", gen("invalid_json"), 1, "invalid JSON in response"),
+    Fault("JSON of the wrong shape", gen("wrong_shape"), 1,
+          {"sync-b64": "unexpected response shape", "sync-url": "unexpected response shape", "tasks": NO_TASK}),
+    Fault("HTML error page", gen("html", status=500), 1, "HTTP 500: 502 Bad Gateway"),
+    Fault("empty data", gen("empty_data"), 1,
+          {"sync-b64": "contained no images", "sync-url": "contained no images", "tasks": NO_TASK}),
+    Fault("invalid base64", gen("bad_b64"), 1, "invalid base64", dialects=("sync-b64",)),
+    Fault("truncated PNG", gen("truncated_b64"), 1, "is not a valid image", dialects=("sync-b64",)),
+    Fault("truncated PNG download", image("truncated"), 1, "is not a valid image", dialects=URL_DIALECTS),
+    Fault("non-image bytes", gen("not_image_b64"), 1, "is not a valid image", dialects=("sync-b64",)),
+    Fault("non-image download", image("not_image"), 1, "is not a valid image", dialects=URL_DIALECTS),
+    Fault("decompression bomb", gen("bomb_b64"), 1, "possible decompression bomb", dialects=("sync-b64",)),
+    Fault("decompression bomb download", image("bomb"), 1, "possible decompression bomb", dialects=URL_DIALECTS),
+    Fault("download 404", image("status", status=404, body=b"<html><title>Not Found</title></html>"), 1,
+          "image download failed (HTTP 404", dialects=URL_DIALECTS),
+    Fault("download 403", image("status", status=403, body=b"AccessDenied"), 1, "image download failed (HTTP 403",
+          dialects=URL_DIALECTS),
+    Fault("download reset, always", image("reset", times=99), 1, "image download from", dialects=URL_DIALECTS),
+    Fault("expired result", expire, 1, "expired at", dialects=("tasks",)),
+    Fault("download redirected to another host", redirect_download, 0, "", dialects=("sync-url",)),
+    Fault("API answer redirected to another host", redirect_generate, 1, "invalid JSON in response (HTTP 302)"),
+    Fault("slower than --timeout", gen("slow", delay=4), 1, "no answer within --timeout", args=("--timeout", "1")),
+    Fault("task failed", gen("failed"), 1, "task task_", dialects=("tasks",)),
+    Fault("task cancelled", gen("cancelled"), 1, "was cancelled: cancelled by operator", dialects=("tasks",)),
+    Fault("task never finishes", gen("never"), 5, "timed out; still pending", dialects=("tasks",),
+          args=("--timeout", "1")),
+    Fault("unknown task id", lambda gw: gw.fault("poll", "status", status=404,
+                                                 body=b'{"code": 404, "error": {"message": "task not found"}}'),
+          1, "task not found", dialects=("tasks",)),
+]
+CASES = [pytest.param(f, d, id=f"{d}-{f.name.replace(' ', '_')}") for f in FAULTS for d in f.dialects]
+
+
+@pytest.mark.parametrize(("fault", "dialect"), CASES)
+def test_fault(fault: Fault, dialect: str, gateway: FakeGateway, tmp_path: Path) -> None:
+    fault.setup(gateway)
+    out = tmp_path / "out"
+    result = run_cli("generate", "a lighthouse", "-m", DIALECTS[dialect], "-o", str(out), *fault.args,
+                     env=gateway_env(gateway), timeout=60)
+    assert result.returncode == fault.exit_code, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    if fault.exit_code == 0:
+        assert errors == []
+        assert len(result.lines) == 1 and Path(result.lines[0]).is_file()
+    else:
+        assert len(errors) == 1, result.stderr
+        expected = fault.message[dialect] if isinstance(fault.message, dict) else fault.message
+        assert expected in errors[0], errors[0]
+    # Nothing half-written: only finished images, under their real names.
+    files = list(out.iterdir()) if out.exists() else []
+    assert all(not f.name.startswith(".") for f in files), files
+    assert sorted(str(f) for f in files) == sorted(result.lines)
+    # The journal tells the same story.
+    (job,) = run_cli("tasks", "list", "--json").json()
+    expected_status = {0: {"succeeded"}, 1: {"failed", "expired", "cancelled"}, 5: {"submitted"}}[fault.exit_code]
+    assert job["status"] in expected_status, job
+    assert job["paths"] == result.lines
+    if fault.exit_code == 5:
+        assert [t["status"] for t in job["tasks"]] == ["pending"]
+    if fault.name.startswith("download redirected"):
+        cdn = [r for r in gateway.image_requests if "moved" in r.path]
+        assert cdn and all("Authorization" not in r.headers for r in cdn)
+    if fault.name.startswith("API answer redirected"):
+        assert gateway.image_requests == []  # the redirect was not followed, so the key went nowhere
