@@ -482,6 +482,18 @@ class FakeGateway:
             data = b"<html>this is not an image</html>"
         if fault and fault.kind == "bomb":
             data = bomb_png()
+        if fault and fault.kind == "slow_body":
+            # Half the image now, the rest much later: the client is mid-download for a while.
+            data = noise_png()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "image/png")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data[: len(data) // 2])
+            handler.wfile.flush()
+            time.sleep(fault.delay or 10)
+            handler.wfile.write(data[len(data) // 2 :])
+            return
         handler._send(200, data, f"image/{self.image_format.lower()}")
 
 

@@ -14,6 +14,7 @@ import io
 import os
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -207,42 +208,53 @@ class ImageWriter:
 
     def finish(self, tmp: Path, *, index: int, seed: int | None, meta: dict[str, Any]) -> SavedImage:
         """Decode ``tmp``, convert and tag it, and move it into place; ``tmp`` is always consumed."""
-        from PIL import Image, UnidentifiedImageError
-
         encoded: Path | None = None
         try:
-            try:
-                with Image.open(tmp) as img:
-                    if img.width * img.height > PIXEL_LIMIT:
-                        raise DownloadError(
-                            f"{self.provider}: image {index} is {img.width}x{img.height}, over the "
-                            f"{PIXEL_LIMIT // 1_000_000} MP limit (refused as a possible decompression bomb)"
-                        )
-                    img.load()
-                    source_fmt = (img.format or "").lower()
-                    fmt = self.spec.fmt or (source_fmt if source_fmt in FORMATS else "png")
-                    width, height = img.size
-                    meta = {**meta, "width": width, "height": height}
-                    if fmt == source_fmt and not self.spec.metadata:
-                        final_source = tmp  # exact bytes as received: nothing to add or change
-                    else:
-                        encoded = self._encode(img, fmt, source_fmt, meta)
-                        final_source = encoded
-            except (
-                UnidentifiedImageError,
-                OSError,
-                SyntaxError,
-                ValueError,
-                Image.DecompressionBombError,
-            ) as exc:
-                raise DownloadError(
-                    f"{self.provider}: image {index} is not a valid image ({type(exc).__name__}: {str(exc)[:120]})"
-                ) from None
+            img = self._decode(tmp, index)
+            with img:
+                source_fmt = (img.format or "").lower()
+                fmt = self.spec.fmt or (source_fmt if source_fmt in FORMATS else "png")
+                width, height = img.size
+                meta = {**meta, "width": width, "height": height}
+                if fmt == source_fmt and not self.spec.metadata:
+                    final_source = tmp  # exact bytes as received: nothing to add or change
+                else:
+                    # A write error here (a full disk) is an OSError for the caller, not a bad image.
+                    encoded = self._encode(img, fmt, source_fmt, meta)
+                    final_source = encoded
             return self._deliver(final_source, index=index, seed=seed, fmt=fmt, size=(width, height))
         finally:
             tmp.unlink(missing_ok=True)
             if encoded is not None:
                 encoded.unlink(missing_ok=True)
+
+    def _decode(self, tmp: Path, index: int) -> Any:
+        """Open and fully decode an image file, refusing decompression bombs; errors become one line."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with warnings.catch_warnings():
+                # Pillow warns from 89 MP on; our own limit below decides, with a one-line error.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(tmp)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise DownloadError(
+                f"{self.provider}: image {index} is not a valid image ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
+        if img.width * img.height > PIXEL_LIMIT:
+            img.close()
+            raise DownloadError(
+                f"{self.provider}: image {index} is {img.width}x{img.height}, over the "
+                f"{PIXEL_LIMIT // 1_000_000} MP limit (refused as a possible decompression bomb)"
+            )
+        try:
+            img.load()
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            img.close()
+            raise DownloadError(
+                f"{self.provider}: image {index} is not a valid image ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
+        return img
 
     def save_pil(self, img: Any, *, index: int, seed: int | None, meta: dict[str, Any]) -> SavedImage:
         """Save an image made in this process (local pipelines): encoded once, straight to a temp file."""
