@@ -351,6 +351,8 @@ class FakeGateway:
                 )
             if provider in ("openai", "mka1", "modelmax"):
                 item["revised_prompt"] = "revised: " + str(body.get("prompt", ""))[:50]
+                if fault and fault.kind == "evil_text":
+                    item["revised_prompt"] = "\x1b[2J\x1b[31mred\x1b[0m\x07\u202eevil\x1b]0;title\x07 " + "x" * 5000
             data.append(item)
         answer: dict[str, Any] = {"created": int(time.time()), "data": data}
         if provider == "modelmax":

@@ -6,6 +6,7 @@ answers, they return typed results or raise :class:`InvalidResponse` / :class:`T
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,13 @@ class TaskStatus:
     error: str | None = None
 
 
+def _finite(value: Any) -> float | None:
+    """A JSON number as a float; booleans, strings, Infinity and NaN (json.loads accepts them) are None."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 def _urls(value: Any) -> list[str]:
     if isinstance(value, str) and value:
         return [value]
@@ -69,8 +77,7 @@ def _image_items(items: Any, provider: str) -> list[RemoteImage]:
             continue
         revised = item.get("revised_prompt")
         revised_text = revised if isinstance(revised, str) else None
-        expires = item.get("expires_at")
-        expires_at = float(expires) if isinstance(expires, int | float) and not isinstance(expires, bool) else None
+        expires_at = _finite(item.get("expires_at"))
         b64 = item.get("b64_json")
         if isinstance(b64, str) and b64:
             images.append(RemoteImage(b64=b64, revised_prompt=revised_text, expires_at=expires_at))
@@ -138,7 +145,8 @@ def parse_task_status(data: Any, provider: str, task_id: str) -> TaskStatus:
     raw = str(inner.get("status", "")).lower()
     state = _STATES.get(raw, PENDING)
     progress = inner.get("progress")
-    progress_value = int(progress) if isinstance(progress, int | float) and not isinstance(progress, bool) else None
+    finite = _finite(progress)
+    progress_value = int(finite) if finite is not None else None
     if state == SUCCEEDED:
         result = inner.get("result")
         images = _image_items(result.get("images", []), provider) if isinstance(result, dict) else []

@@ -89,6 +89,7 @@ def render_name(
     }
     name = template.format_map(values)
     name = re.sub(r"-{2,}", "-", name).replace("-.", ".")
-    if not name.lower().endswith("." + ext):
-        name = f"{name}.{ext}"
-    return safe_component(name)
+    stem = name[: -len(ext) - 1] if name.lower().endswith("." + ext) else name
+    # The stem is cleaned on its own, so a template such as ".." cannot leave a file named just "png".
+    stem = safe_component(stem)[: MAX_NAME - len(ext) - 1] if stem.strip(" .-") else "image"
+    return safe_component(f"{stem}.{ext}")

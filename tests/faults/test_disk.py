@@ -16,7 +16,7 @@ from tests.fakegateway import FakeGateway
 
 # Loaded by the imagegen process through PYTHONPATH: every temporary image file it opens reports a full
 # disk after the first few kilobytes, as a real ENOSPC would.
-ENOSPC_HOOK = '''
+ENOSPC_HOOK = """
 import errno, os
 import imagegen_cli.store.writer as writer
 
@@ -40,7 +40,7 @@ def temp_file(self):
     handle, path = original(self)
     return FullDisk(handle), path
 writer.ImageWriter.temp_file = temp_file
-'''
+"""
 
 
 def test_output_dir_that_cannot_be_created(cli, gateway: FakeGateway) -> None:
@@ -58,11 +58,32 @@ def test_output_dir_not_writable(gateway: FakeGateway) -> None:
         home.chmod(0o777)
         locked = home / "locked"
         locked.mkdir(mode=0o755)  # owned by root: nobody cannot write here
-        env = {**os.environ, **gateway_env(gateway), "XDG_CONFIG_HOME": str(home / "c"),
-               "XDG_DATA_HOME": str(home / "d"), "XDG_CACHE_HOME": str(home / "k"), "HOME": str(home)}
-        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(IMAGEGEN),
-                               "generate", "x", "-m", "openai:dall-e-2", "-o", str(locked)],
-                              env=env, capture_output=True, check=False)
+        env = {
+            **os.environ,
+            **gateway_env(gateway),
+            "XDG_CONFIG_HOME": str(home / "c"),
+            "XDG_DATA_HOME": str(home / "d"),
+            "XDG_CACHE_HOME": str(home / "k"),
+            "HOME": str(home),
+        }
+        proc = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                str(IMAGEGEN),
+                "generate",
+                "x",
+                "-m",
+                "openai:dall-e-2",
+                "-o",
+                str(locked),
+            ],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
         CAPTURED.extend([proc.stdout, proc.stderr])
         assert proc.returncode == 2, proc.stderr
         assert f"output directory {locked} is not writable" in proc.stderr.decode()
@@ -78,8 +99,18 @@ def test_disk_full(model: str, gateway: FakeGateway, tmp_path: Path) -> None:
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(ENOSPC_HOOK)
     out = tmp_path / "out"
-    result = run_cli("generate", "x", "-m", model, "--size", "512x512", "-o", str(out), "--json",
-                     env={**gateway_env(gateway), "PYTHONPATH": str(hook)})
+    result = run_cli(
+        "generate",
+        "x",
+        "-m",
+        model,
+        "--size",
+        "512x512",
+        "-o",
+        str(out),
+        "--json",
+        env={**gateway_env(gateway), "PYTHONPATH": str(hook)},
+    )
     assert result.returncode == 1, result.stderr
     assert "cannot save image 1: No space left on device" in result.stderr
     assert "free space" in result.stderr  # the hint

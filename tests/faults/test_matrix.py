@@ -60,24 +60,46 @@ def expire(gw: FakeGateway) -> None:
 
 NO_TASK = "carried no task id"
 FAULTS = [
-    Fault("connection refused", lambda gw: None, 1, "cannot reach 127.0.0.1:9", args=("--base-url", "http://127.0.0.1:9/v1")),
+    Fault(
+        "connection refused",
+        lambda gw: None,
+        1,
+        "cannot reach 127.0.0.1:9",
+        args=("--base-url", "http://127.0.0.1:9/v1"),
+    ),
     Fault("reset mid-body, once", gen("reset"), 0, ""),
     Fault("reset mid-body, always", gen("reset", times=99), 1, "cannot reach"),
     Fault("429 with Retry-After, twice", gen("status", status=429, times=2, headers={"Retry-After": "0"}), 0, ""),
     Fault("429 without Retry-After, twice", gen("status", status=429, times=2), 0, ""),
-    Fault("429 always", gen("status", status=429, times=99, body=status_body("slow down")), 1,
-          "rate limited (HTTP 429): api_error: slow down"),
+    Fault(
+        "429 always",
+        gen("status", status=429, times=99, body=status_body("slow down")),
+        1,
+        "rate limited (HTTP 429): api_error: slow down",
+    ),
     Fault("500", gen("status", status=500, body=status_body("boom")), 1, "HTTP 500: api_error: boom"),
-    Fault("502 always", gen("status", status=502, times=99, body=status_body("upstream")), 1,
-          "upstream provider error (HTTP 502)"),
+    Fault(
+        "502 always",
+        gen("status", status=502, times=99, body=status_body("upstream")),
+        1,
+        "upstream provider error (HTTP 502)",
+    ),
     Fault("503 always", gen("status", status=503, times=99), 1, "HTTP 503"),
     Fault("504 always", gen("status", status=504, times=99), 1, "HTTP 504"),
     Fault("invalid JSON", gen("invalid_json"), 1, "invalid JSON in response"),
-    Fault("JSON of the wrong shape", gen("wrong_shape"), 1,
-          {"sync-b64": "unexpected response shape", "sync-url": "unexpected response shape", "tasks": NO_TASK}),
+    Fault(
+        "JSON of the wrong shape",
+        gen("wrong_shape"),
+        1,
+        {"sync-b64": "unexpected response shape", "sync-url": "unexpected response shape", "tasks": NO_TASK},
+    ),
     Fault("HTML error page", gen("html", status=500), 1, "HTTP 500: 502 Bad Gateway"),
-    Fault("empty data", gen("empty_data"), 1,
-          {"sync-b64": "contained no images", "sync-url": "contained no images", "tasks": NO_TASK}),
+    Fault(
+        "empty data",
+        gen("empty_data"),
+        1,
+        {"sync-b64": "contained no images", "sync-url": "contained no images", "tasks": NO_TASK},
+    ),
     Fault("invalid base64", gen("bad_b64"), 1, "invalid base64", dialects=("sync-b64",)),
     Fault("truncated PNG", gen("truncated_b64"), 1, "is not a valid image", dialects=("sync-b64",)),
     Fault("truncated PNG download", image("truncated"), 1, "is not a valid image", dialects=URL_DIALECTS),
@@ -85,10 +107,20 @@ FAULTS = [
     Fault("non-image download", image("not_image"), 1, "is not a valid image", dialects=URL_DIALECTS),
     Fault("decompression bomb", gen("bomb_b64"), 1, "possible decompression bomb", dialects=("sync-b64",)),
     Fault("decompression bomb download", image("bomb"), 1, "possible decompression bomb", dialects=URL_DIALECTS),
-    Fault("download 404", image("status", status=404, body=b"<html><title>Not Found</title></html>"), 1,
-          "image download failed (HTTP 404", dialects=URL_DIALECTS),
-    Fault("download 403", image("status", status=403, body=b"AccessDenied"), 1, "image download failed (HTTP 403",
-          dialects=URL_DIALECTS),
+    Fault(
+        "download 404",
+        image("status", status=404, body=b"<html><title>Not Found</title></html>"),
+        1,
+        "image download failed (HTTP 404",
+        dialects=URL_DIALECTS,
+    ),
+    Fault(
+        "download 403",
+        image("status", status=403, body=b"AccessDenied"),
+        1,
+        "image download failed (HTTP 403",
+        dialects=URL_DIALECTS,
+    ),
     Fault("download reset, always", image("reset", times=99), 1, "image download from", dialects=URL_DIALECTS),
     Fault("expired result", expire, 1, "expired at", dialects=("tasks",)),
     Fault("download redirected to another host", redirect_download, 0, "", dialects=("sync-url",)),
@@ -96,11 +128,18 @@ FAULTS = [
     Fault("slower than --timeout", gen("slow", delay=4), 1, "no answer within --timeout", args=("--timeout", "1")),
     Fault("task failed", gen("failed"), 1, "task task_", dialects=("tasks",)),
     Fault("task cancelled", gen("cancelled"), 1, "was cancelled: cancelled by operator", dialects=("tasks",)),
-    Fault("task never finishes", gen("never"), 5, "timed out; still pending", dialects=("tasks",),
-          args=("--timeout", "1")),
-    Fault("unknown task id", lambda gw: gw.fault("poll", "status", status=404,
-                                                 body=b'{"code": 404, "error": {"message": "task not found"}}'),
-          1, "task not found", dialects=("tasks",)),
+    Fault(
+        "task never finishes", gen("never"), 5, "timed out; still pending", dialects=("tasks",), args=("--timeout", "1")
+    ),
+    Fault(
+        "unknown task id",
+        lambda gw: gw.fault(
+            "poll", "status", status=404, body=b'{"code": 404, "error": {"message": "task not found"}}'
+        ),
+        1,
+        "task not found",
+        dialects=("tasks",),
+    ),
 ]
 CASES = [pytest.param(f, d, id=f"{d}-{f.name.replace(' ', '_')}") for f in FAULTS for d in f.dialects]
 
@@ -109,8 +148,17 @@ CASES = [pytest.param(f, d, id=f"{d}-{f.name.replace(' ', '_')}") for f in FAULT
 def test_fault(fault: Fault, dialect: str, gateway: FakeGateway, tmp_path: Path) -> None:
     fault.setup(gateway)
     out = tmp_path / "out"
-    result = run_cli("generate", "a lighthouse", "-m", DIALECTS[dialect], "-o", str(out), *fault.args,
-                     env=gateway_env(gateway), timeout=60)
+    result = run_cli(
+        "generate",
+        "a lighthouse",
+        "-m",
+        DIALECTS[dialect],
+        "-o",
+        str(out),
+        *fault.args,
+        env=gateway_env(gateway),
+        timeout=60,
+    )
     assert result.returncode == fault.exit_code, result.stderr
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -16,12 +16,21 @@ from tests.fakegateway import FakeGateway
 
 PHASES = {
     # phase: (model, fault setup, how to know the process is in that phase)
-    "submit": ("openai:dall-e-2", lambda gw: gw.fault("generate", "slow", delay=20),
-               lambda gw: bool(gw.calls("openai"))),
-    "poll": ("apimart:z-image-turbo", lambda gw: gw.fault("generate", "never"),
-             lambda gw: any("/tasks/" in r.path for r in gw.requests)),
-    "download": ("modelmax:imagen-3", lambda gw: gw.fault("image", "slow_body", delay=20),
-                 lambda gw: bool(gw.image_requests)),
+    "submit": (
+        "openai:dall-e-2",
+        lambda gw: gw.fault("generate", "slow", delay=20),
+        lambda gw: bool(gw.calls("openai")),
+    ),
+    "poll": (
+        "apimart:z-image-turbo",
+        lambda gw: gw.fault("generate", "never"),
+        lambda gw: any("/tasks/" in r.path for r in gw.requests),
+    ),
+    "download": (
+        "modelmax:imagen-3",
+        lambda gw: gw.fault("image", "slow_body", delay=20),
+        lambda gw: bool(gw.image_requests),
+    ),
 }
 
 
@@ -31,9 +40,12 @@ def test_signal_during(phase: str, sig: signal.Signals, gateway: FakeGateway, tm
     model, setup, reached = PHASES[phase]
     setup(gateway)
     out = tmp_path / "out"
-    proc = subprocess.Popen([str(IMAGEGEN), "generate", "a lighthouse", "-m", model, "-o", str(out), "--json"],
-                            env={**os.environ, **gateway_env(gateway)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(IMAGEGEN), "generate", "a lighthouse", "-m", model, "-o", str(out), "--json"],
+        env={**os.environ, **gateway_env(gateway)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 20
     while not reached(gateway):
         assert time.monotonic() < deadline, "never reached the phase"
@@ -61,8 +73,9 @@ def test_interrupt_while_saving_leaves_no_partial_file(tmp_path: Path, monkeypat
     from imagegen_cli.store.writer import ImageWriter, OutputSpec
 
     out = tmp_path / "out"
-    spec = OutputSpec.from_args(str(out), default_dir=None, template=None, fmt=None, overwrite=False,
-                                metadata=True, n=1)
+    spec = OutputSpec.from_args(
+        str(out), default_dir=None, template=None, fmt=None, overwrite=False, metadata=True, n=1
+    )
     writer = ImageWriter(spec, prompt="x", provider="test", model="m", n=1)
     original = Image.Image.save
 

@@ -1,0 +1,164 @@
+"""Hostile input: prompts, templates and gateway text that try to escape the output dir or the terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import gateway_env, run_cli
+from tests.fakegateway import TEST_KEY, FakeGateway
+
+ESCAPES = ("\x1b", "\x07", "\x00", "\u202e", "\u2066")
+HOSTILE_PROMPTS = {
+    "newlines": "a fox\nin the\r\nsnow",
+    "ansi": "\x1b[2J\x1b[31ma red fox\x1b[0m\x07",
+    "rtl": "a fox \u202egpj.exe\u202c and \u2066more\u2069",
+    "separators": "../../etc/passwd/..\\windows\\system32",
+    "dots": "...",
+    "huge": "fox " * 25_000,  # 100k characters
+    "unicode only": "狐狸 在雪中 🦊",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_PROMPTS))
+def test_hostile_prompts_make_safe_names(name: str, gateway: FakeGateway, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    prompt = HOSTILE_PROMPTS[name]
+    result = run_cli(
+        "generate",
+        "-",
+        "-m",
+        "modelmax:imagen-3",
+        "--size",
+        "64x64",
+        "-o",
+        str(out),
+        "--json",
+        input=prompt.encode(),
+        env=gateway_env(gateway),
+    )
+    assert result.returncode == 0, result.stderr
+    (image,) = result.json()["images"]
+    path = Path(image["path"])
+    assert path.parent == out.resolve()
+    assert len(path.name) <= 180 and path.name.endswith(".png")
+    assert not any(ch in path.name for ch in ("/", "\\", *ESCAPES)) and not path.name.startswith(".")
+    with Image.open(path) as img:
+        parameters = img.text["parameters"]
+        record = json.loads(img.text["imagegen"])
+    assert "\x00" not in parameters and "\x1b" not in parameters
+    assert record["prompt"] == prompt.strip("\r\n")  # the JSON record keeps the exact prompt
+    assert not any(ch in result.stderr for ch in ESCAPES)
+
+
+def test_nul_in_a_prompt_file(gateway: FakeGateway, tmp_path: Path) -> None:
+    prompts = tmp_path / "p.txt"
+    prompts.write_bytes(b"a fox\x00with a nul\n" + json.dumps({"prompt": "b", "name": "../x\x00y"}).encode() + b"\n")
+    result = run_cli(
+        "generate",
+        "--prompt-file",
+        str(prompts),
+        "-m",
+        "modelmax:imagen-3",
+        "--size",
+        "64x64",
+        "-o",
+        str(tmp_path / "out"),
+        env=gateway_env(gateway),
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.lines) == 2
+    for path in result.lines:
+        assert "\x00" not in path and Path(path).parent == (tmp_path / "out").resolve()
+
+
+@pytest.mark.parametrize(
+    "template", ["../../{slug}", "/etc/{slug}", "{slug}/../../x", "..", "\x1b[31m{slug}", "{slug}\u202e"]
+)
+def test_name_templates_cannot_escape(template: str, gateway: FakeGateway, tmp_path: Path) -> None:
+    out = tmp_path / "deep" / "out"
+    result = run_cli(
+        "generate",
+        "fox",
+        "-m",
+        "openai:dall-e-2",
+        "--size",
+        "256x256",
+        "-o",
+        str(out),
+        "--name",
+        template,
+        env=gateway_env(gateway),
+    )
+    assert result.returncode == 0, result.stderr
+    (path,) = result.lines
+    assert Path(path).parent == out.resolve()
+    assert not any(ch in Path(path).name for ch in ESCAPES)
+    assert sorted(p.name for p in tmp_path.rglob("*.png")) == [Path(path).name]
+
+
+def test_gateway_text_is_stripped_of_terminal_escapes(gateway: FakeGateway, tmp_path: Path) -> None:
+    gateway.fault("generate", "evil_text")
+    result = run_cli(
+        "generate",
+        "fox",
+        "-m",
+        "modelmax:imagen-3",
+        "--size",
+        "64x64",
+        "-o",
+        str(tmp_path / "o"),
+        "--json",
+        env=gateway_env(gateway),
+    )
+    assert result.returncode == 0
+    revised = result.json()["images"][0]["revised_prompt"]
+    assert not any(ch in revised for ch in ESCAPES) and "red" in revised and len(revised) <= 2000
+    evil_error = json.dumps({"error": {"message": "\x1b[2J\x1b[31mboom\x1b[0m\x07\nsecond line " + TEST_KEY}})
+    gateway.fault("generate", "status", status=400, body=evil_error.encode())
+    failed = run_cli("generate", "fox", "-m", "modelmax:imagen-3", "-o", str(tmp_path / "o"), env=gateway_env(gateway))
+    assert failed.returncode == 1
+    assert not any(ch in failed.stderr for ch in ESCAPES)
+    (line,) = [x for x in failed.stderr.splitlines() if x.startswith("error:")]
+    assert "boom second line ***" in line  # one line, escapes gone, the echoed key redacted
+
+
+def test_keys_in_url_query_strings_are_redacted(gateway: FakeGateway, tmp_path: Path) -> None:
+    secret = "qs-SECRET-value-123456"
+    result = run_cli(
+        "generate",
+        "x",
+        "-m",
+        "openai:dall-e-2",
+        "--base-url",
+        f"http://127.0.0.1:9/v1?api_key={secret}",
+        "-o",
+        str(tmp_path),
+        env={**gateway_env(gateway), "IMAGEGEN_DEBUG": "1"},
+    )
+    assert result.returncode == 1
+    assert secret not in result.stderr and secret not in result.stdout
+    journal = Path(os.environ["XDG_DATA_HOME"]) / "imagegen" / "journal.sqlite3"
+    assert secret.encode() not in journal.read_bytes()
+
+
+def test_internal_error_traceback_is_redacted(gateway: FakeGateway, tmp_path: Path) -> None:
+    # A bug inside the process (simulated through a sitecustomize hook) prints a traceback only with
+    # IMAGEGEN_DEBUG=1, and even then without the key.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import imagegen_cli.providers.planning as p\n"
+        "def boom(request, provider, *a, **k):\n"
+        "    raise RuntimeError('bug while holding ' + str(provider.key))\n"
+        "p.build_plan = boom\n"
+    )
+    env = {**gateway_env(gateway), "PYTHONPATH": str(hook)}
+    quiet = run_cli("generate", "x", "-m", "openai:dall-e-2", env=env)
+    assert quiet.returncode == 1 and "internal error: RuntimeError" in quiet.stderr and "Traceback" not in quiet.stderr
+    loud = run_cli("generate", "x", "-m", "openai:dall-e-2", env={**env, "IMAGEGEN_DEBUG": "1"})
+    assert "Traceback" in loud.stderr and "bug while holding ***" in loud.stderr
