@@ -42,57 +42,13 @@ TINY = {
 
 def build(config: dict[str, Any], device: str, dtype: Any) -> Any:
     import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
-    from transformers import Qwen2Tokenizer, Qwen3Config, Qwen3Model
+    from diffusers import ZImagePipeline
 
-    from imagegen_cli.local.tiny import byte_level_vocab
-    from tests.tiny_zimage import CHAT_TEMPLATE
+    from tests.tiny_zimage import tiny_parts, transformer
 
-    torch.manual_seed(0)
-    vocab = byte_level_vocab(("<|endoftext|>", "<|im_start|>", "<|im_end|>"))
-    tokenizer = Qwen2Tokenizer(
-        vocab=vocab,
-        merges=[],
-        unk_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-        eos_token="<|im_end|>",
-        model_max_length=512,
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    text_encoder = Qwen3Model(
-        Qwen3Config(
-            hidden_size=config["cap_feat_dim"],
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            head_dim=16,
-            vocab_size=len(vocab),
-            max_position_embeddings=512,
-        )
-    )
-    with torch.device(device):
-        transformer = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, **config)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        block_out_channels=[32, 32, 32, 32],
-        latent_channels=16,
-        norm_num_groups=32,
-        scaling_factor=0.3611,
-        shift_factor=0.1159,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-    )
-    pipe = ZImagePipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        transformer=transformer,
-    )
+    with torch.device(device):  # a 6B transformer is built where it runs, not first in CPU memory
+        denoiser = transformer(config).to(dtype)
+    pipe = ZImagePipeline(**tiny_parts(cap_dim=config["cap_feat_dim"], vae_levels=4), transformer=denoiser)
     pipe.to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
