@@ -246,10 +246,35 @@ def generate(
             no_wait=no_wait and resolved.profile.is_async,
             concurrency=concurrency or int(config.get("concurrency", 4)),
         )
-        output.generation(result)
-        code = result.exit_code()
-        if code != ExitCode.OK:
-            raise typer.Exit(int(code))
+        _print_and_exit(output, result)
+
+
+def _print_and_exit(output: Output, result: Any) -> None:
+    """Print a generation's result and exit with its code (0 returns normally)."""
+    output.generation(result)
+    code = result.exit_code()
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
+
+
+def _local_options(local_flags: dict[str, Any]) -> Any:
+    from imagegen_cli.local.planning import LocalOptions
+
+    return LocalOptions(
+        device=local_flags["--device"] or "auto",
+        dtype=local_flags["--dtype"] or "auto",
+        offload=local_flags["--offload"] or "none",
+        vae_tiling=local_flags["--vae-tiling"],
+        compile=local_flags["--compile"],
+    )
+
+
+def _choose_auto() -> tuple[str, str]:
+    """local:auto → (model, the note that says what was chosen and why); imports torch."""
+    from imagegen_cli.local.runner import choose_auto, import_stack
+
+    name, why = choose_auto(import_stack()[0])
+    return name, f"local:auto → local:{name} ({why})"
 
 
 def _generate_local(
@@ -262,24 +287,15 @@ def _generate_local(
     ignored: dict[str, object],
 ) -> None:
     from imagegen_cli.jobs import run_local_job
-    from imagegen_cli.local.planning import LocalOptions, build_local_plan, resolve_source
+    from imagegen_cli.local.planning import build_local_plan, resolve_source
     from imagegen_cli.request import GenerationRequest
 
-    options = LocalOptions(
-        device=local_flags["--device"] or "auto",
-        dtype=local_flags["--dtype"] or "auto",
-        offload=local_flags["--offload"] or "none",
-        vae_tiling=local_flags["--vae-tiling"],
-        compile=local_flags["--compile"],
-    )
+    options = _local_options(local_flags)
     name = model_id or "auto"
     notes: list[str] = []
     if name == "auto":
-        from imagegen_cli.local.runner import choose_auto, import_stack
-
-        torch, _ = import_stack()
-        name, why = choose_auto(torch)
-        notes.append(f"local:auto → local:{name} ({why})")
+        name, note = _choose_auto()
+        notes.append(note)
     source = resolve_source(name)
     request = GenerationRequest(provider="local", model=name, **fields)
     plan = build_local_plan(request, source, options, ignored=ignored)
@@ -298,10 +314,7 @@ def _generate_local(
     result = run_local_job(plan, spec, output.reporter(), notes=notes)
     for note in result.notes[len(notes) :]:
         output.note(note)
-    output.generation(result)
-    code = result.exit_code()
-    if code != ExitCode.OK:
-        raise typer.Exit(int(code))
+    _print_and_exit(output, result)
 
 
 def _generate_batch(
@@ -321,7 +334,7 @@ def _generate_batch(
 
     from imagegen_cli.batch import BatchProgress, LineJob, assign_keys, line_fields, read_prompt_file, run_batch
     from imagegen_cli.errors import ImagegenError
-    from imagegen_cli.local.planning import LocalOptions, build_local_plan, resolve_source
+    from imagegen_cli.local.planning import build_local_plan, resolve_source
     from imagegen_cli.providers.planning import build_plan
     from imagegen_cli.providers.profiles import LOCAL_PROVIDER
     from imagegen_cli.providers.registry import load_profiles, resolve_provider, split_model
@@ -333,13 +346,7 @@ def _generate_batch(
     profiles = load_profiles(config)
     names = {*profiles, LOCAL_PROVIDER}
     local_flags = args["local_flags"]
-    options = LocalOptions(
-        device=local_flags["--device"] or "auto",
-        dtype=local_flags["--dtype"] or "auto",
-        offload=local_flags["--offload"] or "none",
-        vae_tiling=local_flags["--vae-tiling"],
-        compile=local_flags["--compile"],
-    )
+    options = _local_options(local_flags)
     auto_choice: str | None = None
     jobs: list[LineJob] = []
     for line in read_prompt_file(prompt_file):
@@ -364,10 +371,8 @@ def _generate_batch(
                 name = model_id or "auto"
                 if name == "auto":
                     if auto_choice is None:
-                        from imagegen_cli.local.runner import choose_auto, import_stack
-
-                        auto_choice, why = choose_auto(import_stack()[0])
-                        output.note(f"local:auto → local:{auto_choice} ({why})")
+                        auto_choice, note = _choose_auto()
+                        output.note(note)
                     name = auto_choice
                 request = GenerationRequest(provider="local", model=name, **fields)
                 plan: Any = build_local_plan(
