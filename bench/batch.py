@@ -13,35 +13,18 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from timing import run_child  # noqa: E402
+
 from tests.fakegateway import TEST_KEY, FakeGateway  # noqa: E402
 
 IMAGEGEN = str(Path(sys.executable).with_name("imagegen"))
-
-
-def run(argv: list[str], env: dict[str, str], stdin: bytes | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one child."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        argv, env=env, stdin=subprocess.PIPE if stdin else None, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    if stdin:
-        assert proc.stdin is not None
-        proc.stdin.write(stdin)
-        proc.stdin.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{argv[:4]} failed: {proc.stderr.read().decode()[-800:] if proc.stderr else ''}")
-    return elapsed, usage.ru_maxrss
 
 
 def main() -> None:
@@ -61,7 +44,7 @@ def main() -> None:
 
         # 1 + 3: 200 prompts at 0.5 s latency, and one image, for peak memory.
         gateway.latency = 0.5
-        batch_t, batch_rss = run(
+        batch_t, batch_rss = run_child(
             [
                 IMAGEGEN,
                 "generate",
@@ -75,7 +58,7 @@ def main() -> None:
             ],
             env,
         )
-        _, single_rss = run([IMAGEGEN, "generate", "one lighthouse", *common, "-o", str(work / "one")], env)
+        _, single_rss = run_child([IMAGEGEN, "generate", "one lighthouse", *common, "-o", str(work / "one")], env)
         ideal = math.ceil(200 / 16) * 0.5
         print(
             f"throughput: 200 prompts in {batch_t:.2f} s; ideal {ideal:.2f} s; ratio {batch_t / ideal:.2f} "
@@ -90,7 +73,7 @@ def main() -> None:
         gateway.latency = 0.0
         small = work / "fifty.txt"
         small.write_text("\n".join(f"a koi number {i}" for i in range(50)) + "\n")
-        ig_t, _ = run(
+        ig_t, _ = run_child(
             [
                 IMAGEGEN,
                 "generate",
@@ -112,7 +95,7 @@ def main() -> None:
             '\\"response_format\\": \\"b64_json\\"}" '
             f'| sed -E \'s/.*"b64_json": *"([^"]+)".*/\\1/\' | base64 -d > {work}/curl/$i.png; done'
         )
-        curl_t, _ = run(["bash", "-c", loop], {**env, "KEY": TEST_KEY})
+        curl_t, _ = run_child(["bash", "-c", loop], {**env, "KEY": TEST_KEY})
         print(
             f"overhead: imagegen {ig_t / 50 * 1000:.1f} ms per image, curl + base64 loop {curl_t / 50 * 1000:.1f} ms "
             f"per image; ratio {ig_t / curl_t:.2f} (imagegen also checks, tags and journals every image)"

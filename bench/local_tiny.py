@@ -10,25 +10,14 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import run_child
 
 HERE = Path(__file__).resolve().parent
 IMAGEGEN = str(Path(sys.executable).with_name("imagegen"))
-
-
-def run(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{argv[:3]} failed: {proc.stderr.read().decode()[:500] if proc.stderr else ''}")
-    return elapsed, usage.ru_maxrss
 
 
 def main() -> None:
@@ -73,7 +62,7 @@ def main() -> None:
     peaks: dict[str, list[int]] = {name: [] for name in commands}
     for round_number in range(runs + 1):  # the first round warms the page cache and is not counted
         for name, argv in commands.items():
-            elapsed, peak = run(argv, env)
+            elapsed, peak = run_child(argv, env)
             if round_number:
                 times[name].append(elapsed)
                 peaks[name].append(peak)

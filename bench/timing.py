@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -36,3 +37,16 @@ def report(times: dict[str, list[float]], baseline: str) -> dict[str, float]:
         ratios[name] = median / base
         print(f"{name:<28} median {median * 1000:8.1f} ms   ratio vs {baseline}: {median / base:5.2f}")
     return ratios
+
+
+def run_child(argv: Sequence[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one child process; exits with its stderr if it fails."""
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty child cannot block on it
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            errors.seek(0)
+            raise SystemExit(f"{list(argv)[:4]} failed: {errors.read().decode(errors='replace')[-800:]}")
+    return elapsed, usage.ru_maxrss

@@ -204,11 +204,6 @@ def _read_keys_file() -> dict[str, str]:
     return keys
 
 
-def stored_keys() -> dict[str, str]:
-    """Keys saved with ``imagegen keys set``."""
-    return _read_keys_file()
-
-
 def store_key(provider: str, key: str) -> Path:
     """Save a key in the 0600 keys file."""
     keys = _read_keys_file()

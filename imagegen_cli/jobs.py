@@ -252,8 +252,3 @@ def _cancel_remote(provider: ResolvedProvider, remote_ids: list[str]) -> list[st
 def prune_jobs(journal: TaskJournal, older_than: str) -> int:
     """Forget finished jobs older than the given duration."""
     return journal.prune(time.time() - parse_duration(older_than))
-
-
-def job_summary(job: Job) -> dict[str, Any]:
-    """The JSON form of one job (``tasks list --json`` and ``tasks show --json``)."""
-    return job.to_dict()

@@ -126,6 +126,7 @@ def provider_info(profile: ProviderProfile) -> dict[str, Any]:
         "base_url": profile.base_url,
         "dialect": profile.dialect,
         "mode": "async" if profile.is_async else "sync",
+        "description": profile.docs,
         "key_env": list(profile.key_env) or [f"IMAGEGEN_{profile.name.upper()}_API_KEY"],
         "default_model": profile.default_model,
         "builtin": profile.builtin,

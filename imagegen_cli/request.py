@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from imagegen_cli.errors import UsageError
@@ -170,7 +170,6 @@ class GenerationRequest:
     on_behalf_of: str | None = None
     strict: bool = False
     base_url: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not self.prompt.strip():
@@ -196,8 +195,6 @@ class GenerationRequest:
         """JSON-ready form for the journal (no key can be in here: keys never enter a request)."""
         data: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
-            if name == "extra":
-                continue
             value = getattr(self, name)
             if isinstance(value, Size | Ratio):
                 value = str(value)

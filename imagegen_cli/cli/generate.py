@@ -24,8 +24,6 @@ EXAMPLES = """Examples:
   imagegen generate --prompt-file prompts.txt -m openai:dall-e-3 --concurrency 8 --resume -o out/
 """
 
-LOCAL_ONLY = ("--device", "--dtype", "--offload", "--vae-tiling", "--compile")
-
 
 def generate(
     prompt: Annotated[str | None, typer.Argument(help="The prompt; - reads it from stdin.", show_default=False)] = None,

@@ -69,9 +69,6 @@ class Output:
         if not self.quiet:
             self._err("note", text, "yellow")
 
-    def warn(self, text: str) -> None:
-        self._err("warning", text, "yellow")
-
     def error(self, exc: ImagegenError) -> None:
         self._err("error", exc.message, "bold red")
         if exc.hint:
@@ -170,13 +167,6 @@ class RichReporter:
             transient=True,
         )
         self.rows: dict[str, TaskID] = {}
-
-    def __enter__(self) -> RichReporter:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
 
     def start(self, key: str, description: str, total: int | None) -> None:
         if not self.rows:

@@ -69,7 +69,6 @@ class Plan:
     calls: tuple[PlannedCall, ...]
     notes: tuple[str, ...]
     response_format: str | None
-    expected_size: Size | None
 
     @property
     def method_url(self) -> tuple[str, str]:
@@ -92,17 +91,15 @@ def _where(provider: ResolvedProvider) -> str:
     return f"{provider.name}:{provider.model}"
 
 
-def _map_size(
-    request: GenerationRequest, caps: ModelCaps, where: str, notes: Notes
-) -> tuple[dict[str, Any], Size | None]:
-    """Body fields for the size, and the pixel size expected back when it is known."""
+def _map_size(request: GenerationRequest, caps: ModelCaps, where: str, notes: Notes) -> dict[str, Any]:
+    """The body fields that carry the size, in the form the model takes."""
     mode = caps.size_mode
     tier = request.resolution
     if mode == "none":
         for flag, value in (("--size", request.size), ("--ratio", request.ratio), ("--resolution", tier)):
             if value:
                 notes.dropped(flag, where)
-        return {}, None
+        return {}
 
     if mode == "pixels":
         listed = [Size.parse(s) for s in caps.sizes if s != "auto"]
@@ -112,7 +109,7 @@ def _map_size(
                     f"size {request.size} is not accepted by {where}",
                     hint="accepted sizes: " + ", ".join(caps.sizes),
                 )
-            return {"size": str(request.size)}, request.size
+            return {"size": str(request.size)}
         if request.ratio or tier:
             ratio = request.ratio or Ratio(1, 1)
             target = ratio_tier_pixels(ratio, tier) if tier else None
@@ -122,27 +119,26 @@ def _map_size(
                 notes.approximated(text + " (nearest supported)")
             else:
                 notes.info(text)
-            return {"size": str(chosen)}, chosen
-        return {}, None
+            return {"size": str(chosen)}
+        return {}
 
     if mode == "free":
         if request.size:
             _check_free_size(request.size, caps, where)
-            return {"size": str(request.size)}, request.size
+            return {"size": str(request.size)}
         if request.ratio and caps.ratio_field and not tier:
-            return {caps.ratio_field: str(request.ratio)}, None
+            return {caps.ratio_field: str(request.ratio)}
         if request.ratio or tier:
             ratio = request.ratio or Ratio(1, 1)
             pixels = ratio_tier_pixels(ratio, tier or "1K")
             _check_free_size(pixels, caps, where)
             notes.info(f"--ratio {ratio} --resolution {tier or '1K'} → size {pixels} for {where}")
-            return {"size": str(pixels)}, pixels
-        return {}, None
+            return {"size": str(pixels)}
+        return {}
 
     # Ratio providers: ratio_size (apimart), aspect_ratio (kkiai flux), ratio_field (token360).
     field_name = {"ratio_size": "size", "aspect_ratio": "aspect_ratio", "ratio_field": "ratio"}[mode]
     body: dict[str, Any] = {}
-    expected: Size | None = None
     ratio_text: str | None = None
     if request.ratio:
         ratio_text = str(request.ratio)
@@ -176,10 +172,7 @@ def _map_size(
             raise UsageError(f"resolution {tier} is not accepted by {where}", hint="accepted: " + ", ".join(caps.tiers))
         else:
             body["resolution"] = tier
-    if mode == "ratio_size" and caps.tiers:
-        pixels_ratio = Ratio.parse(ratio_text or "1:1")
-        expected = ratio_tier_pixels(pixels_ratio, tier or caps.tiers[0])
-    return body, expected
+    return body
 
 
 def _check_free_size(size: Size, caps: ModelCaps, where: str) -> None:
@@ -246,8 +239,7 @@ def build_plan(
         )
 
     body: dict[str, Any] = {"model": provider.model, "prompt": request.prompt}
-    size_fields, expected = _map_size(request, caps, where, notes)
-    body.update(size_fields)
+    body.update(_map_size(request, caps, where, notes))
     body.update(_map_quality(request, caps, where, notes))
 
     response_format = request.response_format
@@ -313,4 +305,4 @@ def build_plan(
         calls.append(PlannedCall(number, first, count, call_body, dict(headers), seed))
         first += count
 
-    return Plan(provider, request, tuple(calls), tuple(notes.items), response_format, expected)
+    return Plan(provider, request, tuple(calls), tuple(notes.items), response_format)

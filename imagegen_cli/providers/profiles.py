@@ -396,7 +396,6 @@ for _profile in (OPENAI, MKA1, KKIAI, MODELMAX, TOKEN360, APIMART):
     register_profile(_profile, BUILTIN_PROFILES)
 
 LOCAL_PROVIDER = "local"
-PROVIDER_NAMES = (*BUILTIN_PROFILES, LOCAL_PROVIDER)
 
 _CAPS_FIELDS = {f.name for f in fields(ModelCaps)} - {"id"}
 _TUPLE_FIELDS = {"sizes", "ratios", "tiers", "n_values", "qualities", "response_formats", "output_formats"}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from imagegen_cli.config import KeySource, env_name, find_key, key_env_vars, keys_path
+from imagegen_cli.config import KeySource, env_name, find_key, key_env_vars
 from imagegen_cli.errors import ConfigError, UsageError
 from imagegen_cli.providers.profiles import (
     BUILTIN_PROFILES,
@@ -200,8 +200,3 @@ def resolve_provider(
     found = find_key(name, extra)
     key, source = found if found else (None, None)
     return ResolvedProvider(profile, model_id, profile.caps_for(model_id), url, key, source)
-
-
-def describe_key_lookup(name: str) -> str:
-    """Human text for where a provider's key is looked for."""
-    return " or ".join(key_env_vars(name)) + f", then {keys_path()}"

@@ -21,7 +21,6 @@ class ProviderThrottle:
         self.in_flight = 0
         self.not_before = 0.0
         self.successes = 0
-        self.rate_limited = 0
         self._cond = asyncio.Condition()
 
     async def acquire(self) -> None:
@@ -37,7 +36,6 @@ class ProviderThrottle:
         async with self._cond:
             self.in_flight -= 1
             if status == 429:
-                self.rate_limited += 1
                 self.allowed = max(1, self.allowed // 2)
                 self.successes = 0
                 if retry_after:

@@ -434,10 +434,6 @@ class TaskJournal:
         self.set_status(job_id, status, error if status != "succeeded" else None)
         return status
 
-    def delete(self, job_id: str) -> None:
-        with self._tx() as conn:
-            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-
     def prune(self, older_than: float) -> int:
         """Forget finished jobs created before ``older_than`` (a timestamp); open jobs are kept."""
         with self._tx() as conn:
