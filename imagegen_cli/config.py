@@ -105,7 +105,8 @@ def dump_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _atomic_write(path: Path, text: str, mode: int) -> None:
+def atomic_write(path: Path, text: str, mode: int) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -117,13 +118,6 @@ def _atomic_write(path: Path, text: str, mode: int) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def save_config(data: dict[str, Any]) -> Path:
-    """Write the config file atomically."""
-    path = config_path()
-    _atomic_write(path, dump_toml(data), 0o644)
-    return path
 
 
 def get_dotted(data: dict[str, Any], key: str) -> Any:
@@ -209,7 +203,7 @@ def store_key(provider: str, key: str) -> Path:
     keys = _read_keys_file()
     keys[provider] = key
     path = keys_path()
-    _atomic_write(path, json.dumps(keys, indent=2) + "\n", 0o600)
+    atomic_write(path, json.dumps(keys, indent=2) + "\n", 0o600)
     return path
 
 
@@ -219,7 +213,7 @@ def remove_key(provider: str) -> bool:
     if provider not in keys:
         return False
     del keys[provider]
-    _atomic_write(keys_path(), json.dumps(keys, indent=2) + "\n", 0o600)
+    atomic_write(keys_path(), json.dumps(keys, indent=2) + "\n", 0o600)
     return True
 
 
@@ -240,9 +234,9 @@ def key_env_vars(provider: str, extra: str | None = None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def find_key(provider: str, extra_env: str | None = None) -> tuple[str, KeySource] | None:
-    """The key for a provider: env vars in order, then the keys file."""
-    for var in key_env_vars(provider, extra_env):
+def find_key(provider: str, env_vars: list[str]) -> tuple[str, KeySource] | None:
+    """The key for a provider: ``env_vars`` in order (``registry.profile_key_vars``), then the keys file."""
+    for var in env_vars:
         value = os.environ.get(var, "").strip()
         if value:
             register_secret(value)

@@ -107,17 +107,6 @@ class SaveError(ImagegenError):
     code = "save"
 
 
-class Stop:
-    """Which signal stopped the run: SIGTERM is handled like Ctrl-C, but exits 143 instead of 130."""
-
-    terminated = False
-
-
-def interrupted_code() -> ExitCode:
-    """130 after Ctrl-C, 143 after SIGTERM."""
-    return ExitCode.TERMINATED if Stop.terminated else ExitCode.INTERRUPTED
-
-
 # Every secret the process has loaded is registered here, so that any text leaving the process
 # (stdout, stderr, files, metadata) can be scrubbed even when it came from a third-party exception.
 _SECRETS: set[str] = set()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from imagegen_cli.errors import UsageError
@@ -219,3 +219,25 @@ class GenerationRequest:
     def seed_for(self, index: int) -> int | None:
         """Image ``index`` (0-based) gets seed+index."""
         return None if self.seed is None else self.seed + index
+
+
+@dataclass
+class Notes:
+    """Notes about dropped or approximated parameters; under ``--strict`` each one is an error."""
+
+    strict: bool
+    items: list[str] = field(default_factory=list)
+
+    def info(self, text: str) -> None:
+        self.items.append(text)
+
+    def approximated(self, text: str) -> None:
+        if self.strict:
+            raise UsageError(text, hint="drop --strict to accept the approximation")
+        self.items.append(text)
+
+    def dropped(self, flag: str, where: str, why: str = "not supported") -> None:
+        text = f"{flag} dropped: {why} by {where}"
+        if self.strict:
+            raise UsageError(text, hint=f"remove {flag}, or drop --strict")
+        self.items.append(text)

@@ -34,7 +34,7 @@ from tests.fakegateway import FakeGateway
         (["-m", "openai:dall-e-2", "--size", "big"], "invalid size 'big'"),
         (["-m", "openai:dall-e-2", "--quality", "ultra"], "invalid --quality 'ultra'"),
         (["-m", "openai:dall-e-2", "-n", "101"], "-n 101 is out of range"),
-        (["-m", "nosuch:model"], "unknown model 'nosuch:model'"),
+        (["-m", "nosuch:model"], "unknown provider 'nosuch'"),
         (["--provider", "nosuch"], "unknown provider 'nosuch'"),
         (["-m", "z-image-turbo"], "offered by several providers: apimart, local"),
         (["-m", "openai:dall-e-2", "--size", "512x512", "--ratio", "1:1"], "--size and --ratio both given"),

@@ -14,7 +14,7 @@ from imagegen_cli.cli.generate import EXAMPLES, generate
 from imagegen_cli.cli.keys import keys_app
 from imagegen_cli.cli.models import models_app
 from imagegen_cli.cli.tasks import tasks_app
-from imagegen_cli.errors import Stop
+from imagegen_cli.signals import StopSignal
 
 app = typer.Typer(
     name="imagegen",
@@ -51,9 +51,10 @@ def root(
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # The same orderly stop as Ctrl-C (temporary files removed, pending tasks recorded), then exit 143.
-    Stop.terminated = True
-    raise KeyboardInterrupt
+    # The same orderly stop as Ctrl-C, then exit 143: SIGTERM is delivered again as SIGINT, so whoever handles
+    # Ctrl-C at this moment (asyncio's runner, a local run between steps, Python's default) handles it.
+    StopSignal.terminated = True
+    signal.raise_signal(signal.SIGINT)
 
 
 def main() -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from imagegen_cli.cli.options import JsonOpt
-from imagegen_cli.cli.output import Output, reported
+from imagegen_cli.cli.render import Output, reported
 from imagegen_cli.errors import UsageError
 
 config_app = typer.Typer(
@@ -17,16 +19,6 @@ config_app = typer.Typer(
 )
 
 KeyArg = Annotated[str, typer.Argument(metavar="KEY", help="Dotted key, e.g. providers.openai.base_url.")]
-KNOWN_TOP = {
-    "default_model",
-    "output_dir",
-    "name_template",
-    "format",
-    "timeout",
-    "concurrency",
-    "metadata",
-    "providers",
-}
 
 
 @config_app.command("show")
@@ -85,42 +77,85 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
-@config_app.command("set")
-def set_value(key: KeyArg, value: Annotated[str, typer.Argument(help="Value; JSON when it parses (true, 3).")]) -> None:
-    """Change one setting.
+def _checked(key: str, value: Any, where: str) -> Any:
+    """Check a value before it is written: settings by their spec, provider tables by loading them."""
+    from imagegen_cli.settings import PROVIDERS_KEY, check_setting
+
+    top = key.split(".", 1)[0]
+    if top == PROVIDERS_KEY:
+        return value
+    if "." in key:
+        raise UsageError(f"{top} is a value, not a table", hint=f"write: imagegen config set {top} VALUE")
+    return check_setting(key, value, where)
+
+
+# ignore_unknown_options lets a value start with "-" (config set concurrency -1 is then refused as a value,
+# not mistaken for an option).
+@config_app.command("set", context_settings={"ignore_unknown_options": True})
+def set_value(
+    key: KeyArg,
+    value: Annotated[str, typer.Argument(metavar="VALUE", help="Value; JSON when it parses (true, 3).")],
+) -> None:
+    """Change one setting (checked before it is written; comments in the file are kept).
 
     Example: imagegen config set providers.apimart.base_url https://my-proxy.example/v1
     """
     output = Output()
     with reported(output):
-        from imagegen_cli.config import SECRET_KEY_NAMES, load_config, save_config, set_dotted
+        from imagegen_cli.config import SECRET_KEY_NAMES, config_path, load_config, set_dotted
         from imagegen_cli.providers.registry import load_profiles
+        from imagegen_cli.settings import KNOWN_KEYS, SettingError
 
         top = key.split(".", 1)[0]
-        if top not in KNOWN_TOP:
-            raise UsageError(f"unknown setting {top!r}", hint="known: " + ", ".join(sorted(KNOWN_TOP)))
+        if top not in KNOWN_KEYS:
+            raise SettingError(f"unknown setting {top!r}", hint="known: " + ", ".join(sorted(KNOWN_KEYS)))
         if SECRET_KEY_NAMES.search(key.rsplit(".", 1)[-1]) and not key.endswith("_env"):
             raise UsageError("keys do not belong in the config file", hint="use: imagegen keys set PROVIDER")
+        path = config_path()
+        checked = _checked(key, _parse_value(value), "the value given")
         data = load_config()
-        set_dotted(data, key, _parse_value(value))
-        load_profiles(data)  # validate provider tables before writing anything
-        saved = save_config(data)
-        import sys
-
-        sys.stderr.write(f"set {key} in {saved}\n")
+        set_dotted(data, key, checked)
+        load_profiles(data, source=str(path))  # validate provider tables before writing anything
+        _edit_file(path, key, checked)
+        sys.stderr.write(f"set {key} in {path}\n")
 
 
 @config_app.command("unset")
 def unset(key: KeyArg) -> None:
-    """Remove one setting.
+    """Remove one setting (comments in the file are kept).
 
     Example: imagegen config unset default_model
     """
     output = Output()
     with reported(output):
-        from imagegen_cli.config import load_config, save_config, unset_dotted
+        from imagegen_cli.config import config_path, load_config, unset_dotted
 
-        data = load_config()
-        if not unset_dotted(data, key):
+        if not unset_dotted(load_config(), key):
             raise UsageError(f"{key} is not set")
-        save_config(data)
+        _edit_file(config_path(), key, None)
+
+
+def _edit_file(path: Path, key: str, value: Any) -> None:
+    """Set (or, with ``None``, remove) a dotted key in the TOML file, keeping its comments and layout."""
+    import tomlkit
+
+    from imagegen_cli.config import atomic_write
+
+    try:
+        document = tomlkit.parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        document = tomlkit.document()
+    parts = key.split(".")
+    node: Any = document
+    for part in parts[:-1]:
+        if part not in node:
+            if value is None:
+                return
+            # Provider tables are written as [providers.NAME] sections, as a person would write them.
+            node[part] = tomlkit.table(is_super_table=len(parts) > 2 and part == parts[0])
+        node = node[part]
+    if value is None:
+        del node[parts[-1]]
+    else:
+        node[parts[-1]] = value
+    atomic_write(path, tomlkit.dumps(document), 0o644)

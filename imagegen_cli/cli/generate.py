@@ -1,16 +1,20 @@
-"""``imagegen generate``: flags → GenerationRequest → plan → run → output."""
+"""``imagegen generate``: flags → typed options → the core (``api``) → output. No logic of its own."""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from imagegen_cli.cli.options import JsonOpt, ModelOpt, ProviderOpt, QuietOpt
-from imagegen_cli.cli.output import Output, reported
+from imagegen_cli.cli.render import Output, reported
 from imagegen_cli.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from imagegen_cli.options import GenerateOptions, PromptLine
+    from imagegen_cli.settings import Settings
 
 # "\b" tells Click not to rewrap the paragraph that follows: examples stay copy-pasteable.
 EXAMPLES = """Examples:
@@ -117,375 +121,123 @@ def generate(
     """Generate images from a prompt and save them."""
     output = Output(json_mode=json_out, quiet=quiet)
     with reported(output):
-        from imagegen_cli.config import load_config
-        from imagegen_cli.request import GenerationRequest, Ratio, Size, parse_param, parse_tier
-        from imagegen_cli.store.writer import OutputSpec
+        from imagegen_cli.local.planning import LocalOptions
+        from imagegen_cli.options import (
+            GenerateOptions,
+            OutputOptions,
+            PromptLine,
+            RequestOptions,
+            RunOptions,
+            read_prompt,
+            read_prompt_file,
+        )
+        from imagegen_cli.request import Ratio, Size, parse_param, parse_tier
+        from imagegen_cli.settings import load_settings
 
-        config = load_config()
         if prompt_file is not None and prompt is not None:
             raise UsageError("give a PROMPT or --prompt-file, not both")
         if prompt_file is None and prompt is None:
             raise UsageError("no prompt given", hint='imagegen generate "a red fox", or --prompt-file FILE')
         if resume and prompt_file is None:
             raise UsageError("--resume goes with --prompt-file")
-        text = _read_prompt(prompt) if prompt is not None else ""
-        profiles: Any = None
-        provider_name, model_id = "", None
-        if prompt_file is None:
-            provider_name, model_id, profiles = _resolve_names(model, provider, config)
-        local_flags = {
-            "--device": device,
-            "--dtype": dtype,
-            "--offload": offload,
-            "--vae-tiling": vae_tiling,
-            "--compile": compile_model,
-        }
-        fields: dict[str, Any] = {
-            "prompt": text,
-            "n": n,
-            "size": Size.parse(size) if size else None,
-            "ratio": Ratio.parse(ratio) if ratio else None,
-            "resolution": parse_tier(resolution) if resolution else None,
-            "quality": quality,
-            "style": style,
-            "seed": seed,
-            "negative_prompt": negative_prompt,
-            "steps": steps,
-            "guidance": guidance,
-            "params": tuple(parse_param(p) for p in param or []),
-            "response_format": response_format,
-            "user": user,
-            "on_behalf_of": on_behalf_of,
-            "strict": strict,
-        }
-        fmt = fmt or config.get("format")
-        run_timeout = timeout if timeout is not None else float(config.get("timeout", 300))
-        if run_timeout <= 0:
-            raise UsageError("--timeout must be positive")
-
-        def output_spec() -> OutputSpec:
-            return OutputSpec.from_args(
-                out,
-                default_dir=config.get("output_dir"),
-                template=name or config.get("name_template"),
-                fmt=fmt,
-                overwrite=overwrite,
-                metadata=not no_metadata and config.get("metadata", True) is not False,
-                n=n,
+        if out == "-" and json_out:
+            raise UsageError("-o - writes the image to stdout, where --json would go", hint="drop one of them")
+        if out == "-" and sys.stdout.isatty() and not dry_run:
+            raise UsageError(
+                "-o - would write binary image data to the terminal", hint="redirect it: ... -o - > image.png"
             )
-
-        if prompt_file is not None:
-            batch_args = {
-                "model": model,
-                "provider": provider,
-                "out": out,
-                "name": name,
-                "fmt": fmt,
-                "overwrite": overwrite,
-                "metadata": not no_metadata and config.get("metadata", True) is not False,
-                "base_url": base_url,
-                "local_flags": local_flags,
-                "strict": strict,
-            }
-            _generate_batch(
-                output,
-                config,
-                prompt_file,
-                fields,
-                batch_args,
-                dry_run=dry_run,
-                timeout=run_timeout,
+        settings = load_settings()
+        given = {"--device": device, "--dtype": dtype, "--offload": offload, "--vae-tiling": vae_tiling,
+                 "--compile": compile_model}  # fmt: skip
+        options = GenerateOptions(
+            model=model,
+            provider=provider,
+            request=RequestOptions(
+                n=n,
+                size=Size.parse(size) if size else None,
+                ratio=Ratio.parse(ratio) if ratio else None,
+                resolution=parse_tier(resolution) if resolution else None,
+                quality=quality,
+                style=style,
+                seed=seed,
+                negative_prompt=negative_prompt,
+                steps=steps,
+                guidance=guidance,
+                params=tuple(parse_param(p) for p in param or []),
+                response_format=response_format,
+                user=user,
+                on_behalf_of=on_behalf_of,
+                strict=strict,
+            ),
+            output=OutputOptions(out=out, name=name, format=fmt, overwrite=overwrite, metadata=not no_metadata),
+            local=LocalOptions(
+                device=device or "auto",
+                dtype=dtype or "auto",
+                offload=offload or "none",
+                vae_tiling=vae_tiling,
+                compile=compile_model,
+            ),
+            run=RunOptions(
+                timeout=timeout if timeout is not None else settings.timeout,
                 concurrency=concurrency,
                 no_wait=no_wait,
+                base_url=base_url,
                 resume=resume,
-            )
-            return
-        if provider_name == "local":
-            _generate_local(
-                output,
-                model_id,
-                fields,
-                local_flags,
-                output_spec,
-                dry_run,
-                {"--no-wait": no_wait, "--base-url": base_url, "--timeout": timeout},
-            )
-            return
-
-        from imagegen_cli.jobs import run_remote_job
-        from imagegen_cli.providers.planning import build_plan
-        from imagegen_cli.providers.registry import resolve_provider
-
-        resolved = resolve_provider(profiles, provider_name, model_id, base_url)
-        request = GenerationRequest(provider=provider_name, model=resolved.model, **fields)
-        plan = build_plan(request, resolved, output_format=fmt)
-        notes = list(plan.notes)
-        for flag, value in local_flags.items():
-            if value:
-                if strict:
-                    raise UsageError(f"{flag} dropped: local only", hint=f"remove {flag}, or drop --strict")
-                notes.append(f"{flag} dropped: local only (not used by {provider_name})")
-        if no_wait and not resolved.profile.is_async:
-            notes.append(f"--no-wait dropped: {resolved.name} answers synchronously")
-        resolved.check_transport()
-        if dry_run:
-            _print_dry_run(output, plan, notes)
-            return
-        resolved.require_key()
-        spec = output_spec()
-        for note in notes:
-            output.note(note)
-        result = run_remote_job(
-            plan,
-            spec,
-            output.reporter(),
-            notes=notes,
-            timeout=run_timeout,
-            no_wait=no_wait and resolved.profile.is_async,
-            concurrency=concurrency or int(config.get("concurrency", 4)),
+            ),
+            local_flags_given=tuple(flag for flag, value in given.items() if value),
         )
-        _print_and_exit(output, result)
+        batch = prompt_file is not None
+        lines = (
+            read_prompt_file(prompt_file) if prompt_file is not None else [PromptLine(None, read_prompt(prompt or ""))]
+        )
+        run_generate(output, lines, options, settings, dry_run=dry_run, batch=batch)
 
 
-def _print_and_exit(output: Output, result: Any) -> None:
-    """Print a generation's result and exit with its code (0 returns normally)."""
-    output.generation(result)
-    code = result.exit_code()
+def run_generate(
+    output: Output, lines: list[PromptLine], options: GenerateOptions, settings: Settings, *, dry_run: bool, batch: bool
+) -> None:
+    """Plan every line, then print the dry run, or run and print the result; exits with the run's code."""
+    from imagegen_cli import api
+    from imagegen_cli.batch import describe_jobs
+
+    jobs = api.plan(lines, options, settings=settings)
+    if dry_run:
+        print_dry_run(output, describe_jobs(jobs), batch=batch)
+        return
+    notes: dict[str, list[str]] = {}
+    for job in jobs:
+        for note in job.plan.notes:
+            notes.setdefault(note, []).append(str(job.line.number))
+    for note, where in notes.items():
+        # A note shared by every line of a batch is said once, not once per line.
+        output.note(note if not batch else f"line{'s' if len(where) > 1 else ''} {_span(where)}: {note}")
+    run = api.run_batch(lines, options, settings=settings, sink=output.sink(batch=batch), jobs=jobs)
+    output.run_result(run, batch=batch)
+    code = run.exit_code()
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
 
 
-def _local_options(local_flags: dict[str, Any]) -> Any:
-    from imagegen_cli.local.planning import LocalOptions
-
-    return LocalOptions(
-        device=local_flags["--device"] or "auto",
-        dtype=local_flags["--dtype"] or "auto",
-        offload=local_flags["--offload"] or "none",
-        vae_tiling=local_flags["--vae-tiling"],
-        compile=local_flags["--compile"],
-    )
+def _span(numbers: list[str]) -> str:
+    return numbers[0] if len(numbers) == 1 else f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 4 else ",".join(numbers)
 
 
-def _choose_auto() -> tuple[str, str]:
-    """local:auto → (model, the note that says what was chosen and why); imports torch."""
-    from imagegen_cli.local.runner import choose_auto, import_stack
-
-    name, why = choose_auto(import_stack()[0])
-    return name, f"local:auto → local:{name} ({why})"
-
-
-def _generate_local(
-    output: Output,
-    model_id: str | None,
-    fields: dict[str, Any],
-    local_flags: dict[str, Any],
-    output_spec: Any,
-    dry_run: bool,
-    ignored: dict[str, object],
-) -> None:
-    from imagegen_cli.jobs import run_local_job
-    from imagegen_cli.local.planning import build_local_plan, resolve_source
-    from imagegen_cli.request import GenerationRequest
-
-    options = _local_options(local_flags)
-    name = model_id or "auto"
-    notes: list[str] = []
-    if name == "auto":
-        name, note = _choose_auto()
-        notes.append(note)
-    source = resolve_source(name)
-    request = GenerationRequest(provider="local", model=name, **fields)
-    plan = build_local_plan(request, source, options, ignored=ignored)
-    notes.extend(plan.notes)
-    if dry_run:
-        if output.json_mode:
-            output.json({"dry_run": True, "provider": "local", "model": name, "local": plan.describe(), "notes": notes})
-        else:
-            for note in notes:
-                output.note(note)
-            output.line(json.dumps(plan.describe(), indent=2, ensure_ascii=False))
-        return
-    spec = output_spec()
-    for note in notes:
-        output.note(note)
-    result = run_local_job(plan, spec, output.reporter(), notes=notes)
-    for note in result.notes[len(notes) :]:
-        output.note(note)
-    _print_and_exit(output, result)
-
-
-def _generate_batch(
-    output: Output,
-    config: dict[str, Any],
-    prompt_file: str,
-    base: dict[str, Any],
-    args: dict[str, Any],
-    *,
-    dry_run: bool,
-    timeout: float,
-    concurrency: int | None,
-    no_wait: bool,
-    resume: bool,
-) -> None:
-    import sys
-
-    from imagegen_cli.batch import BatchProgress, LineJob, assign_keys, line_fields, read_prompt_file, run_batch
-    from imagegen_cli.errors import ImagegenError
-    from imagegen_cli.local.planning import build_local_plan, resolve_source
-    from imagegen_cli.providers.planning import build_plan
-    from imagegen_cli.providers.profiles import LOCAL_PROVIDER
-    from imagegen_cli.providers.registry import load_profiles, resolve_provider, split_model
-    from imagegen_cli.request import GenerationRequest
-    from imagegen_cli.store.writer import OutputSpec
-
-    if args["out"] == "-":
-        raise UsageError("-o - writes one image to stdout; a batch writes many", hint="use -o DIR")
-    profiles = load_profiles(config)
-    names = {*profiles, LOCAL_PROVIDER}
-    local_flags = args["local_flags"]
-    options = _local_options(local_flags)
-    auto_choice: str | None = None
-    jobs: list[LineJob] = []
-    for line in read_prompt_file(prompt_file):
-        values = line.values
-        try:
-            fields = line_fields(base, values)
-            model_arg = values.get("model", args["model"])
-            provider_arg = values.get("provider", None if "model" in values else args["provider"])
-            provider_name, model_id = split_model(model_arg, provider_arg, config, names)
-            spec = OutputSpec.from_args(
-                values.get("out", args["out"]),
-                default_dir=config.get("output_dir"),
-                template=values.get("name", args["name"]) or config.get("name_template"),
-                fmt=values.get("format", args["fmt"]),
-                overwrite=args["overwrite"],
-                metadata=args["metadata"],
-                n=fields["n"],
-            )
-            if spec.file_name is not None:
-                raise UsageError("-o names one file; a batch writes many", hint="use -o DIR (and --name)")
-            if provider_name == LOCAL_PROVIDER:
-                name = model_id or "auto"
-                if name == "auto":
-                    if auto_choice is None:
-                        auto_choice, note = _choose_auto()
-                        output.note(note)
-                    name = auto_choice
-                request = GenerationRequest(provider="local", model=name, **fields)
-                plan: Any = build_local_plan(
-                    request,
-                    resolve_source(name),
-                    options,
-                    ignored={"--no-wait": no_wait, "--base-url": args["base_url"]},
-                )
-                jobs.append(LineJob(line, plan, spec, "", local=True))
-                continue
-            resolved = resolve_provider(profiles, provider_name, model_id, args["base_url"])
-            request = GenerationRequest(provider=provider_name, model=resolved.model, **fields)
-            plan = build_plan(request, resolved, output_format=spec.fmt)
-            for flag, value in local_flags.items():
-                if value and args["strict"]:
-                    raise UsageError(f"{flag} dropped: local only", hint=f"remove {flag}, or drop --strict")
-            resolved.check_transport()
-            if not dry_run:
-                resolved.require_key()
-            jobs.append(LineJob(line, plan, spec, "", local=False))
-        except ImagegenError as exc:
-            exc.message = f"line {line.number}: {exc.message}"
-            raise
-    assign_keys(jobs)
-    if dry_run:
-        described = []
-        for job in jobs:
-            if job.local:
-                described.append({"line": job.line.number, "provider": "local", "local": job.plan.describe()})
-                continue
-            method, url = job.plan.method_url
-            described.append(
-                {
-                    "line": job.line.number,
-                    "provider": job.plan.provider.name,
-                    "model": job.plan.provider.model,
-                    "notes": list(job.plan.notes),
-                    "calls": [
-                        {"method": method, "url": url, "headers": job.plan.headers(c, redact_key=True), "body": c.body}
-                        for c in job.plan.calls
-                    ],
-                }
-            )
-        if output.json_mode:
-            output.json({"dry_run": True, "lines": described})
-        else:
-            for item in described:
-                output.line(json.dumps(item, ensure_ascii=False))
-        return
-    live = sys.stderr.isatty() and not __import__("os").environ.get("CI")
-    progress = BatchProgress(
-        len(jobs), live=live, quiet=output.quiet, emit_path=None if output.json_mode else output.line
-    )
-    outcome = run_batch(
-        jobs,
-        progress,
-        timeout=timeout,
-        concurrency=concurrency,
-        config_concurrency=config.get("concurrency"),
-        no_wait=no_wait,
-        resume=resume,
-    )
+def print_dry_run(output: Output, described: list[dict[str, Any]], *, batch: bool) -> None:
+    """The requests exactly as they would be sent (key redacted), or the pipeline calls of a local model."""
     if output.json_mode:
-        output.json(outcome.document())
-    elif no_wait:
-        for job in jobs:
-            if job.result is not None and job.result.job_id:
-                output.line(job.result.job_id)
-    output.note(outcome.summary)
-    code = outcome.exit_code()
-    if code != ExitCode.OK:
-        raise typer.Exit(int(code))
-
-
-def _read_prompt(prompt: str) -> str:
-    if prompt != "-":
-        return prompt
-    if sys.stdin.isatty():
-        raise UsageError(
-            "PROMPT is - but stdin is a terminal",
-            hint='pipe the prompt in: echo "a fox" | imagegen generate -',
-        )
-    text = sys.stdin.read()
-    return text.strip("\r\n")
-
-
-def _resolve_names(model: str | None, provider: str | None, config: dict[str, Any]) -> tuple[str, str | None, Any]:
-    from imagegen_cli.providers.profiles import LOCAL_PROVIDER
-    from imagegen_cli.providers.registry import load_profiles, split_model
-
-    profiles = load_profiles(config)
-    names = {*profiles, LOCAL_PROVIDER}
-    provider_name, model_id = split_model(model, provider, config, names)
-    return provider_name, model_id, profiles
-
-
-def _print_dry_run(output: Output, plan: Any, notes: list[str]) -> None:
-    method, url = plan.method_url
-    calls = [
-        {"method": method, "url": url, "headers": plan.headers(call, redact_key=True), "body": call.body}
-        for call in plan.calls
-    ]
-    if output.json_mode:
-        output.json(
-            {
-                "dry_run": True,
-                "provider": plan.provider.name,
-                "model": plan.provider.model,
-                "calls": calls,
-                "notes": notes,
-            }
-        )
+        output.json({"dry_run": True, "lines": described} if batch else {"dry_run": True, **described[0]})
         return
-    for note in notes:
+    if batch:
+        for document in described:
+            output.line(json.dumps(document, ensure_ascii=False))
+        return
+    document = described[0]
+    for note in document["notes"]:
         output.note(note)
+    calls = document["calls"]
+    if document["provider"] == "local":
+        output.line(json.dumps({k: v for k, v in document.items() if k != "notes"}, indent=2, ensure_ascii=False))
+        return
     for number, call in enumerate(calls, 1):
         if len(calls) > 1:
             output.line(f"# call {number} of {len(calls)}")

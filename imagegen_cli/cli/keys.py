@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from imagegen_cli.cli.options import JsonOpt
-from imagegen_cli.cli.output import Output, reported
+from imagegen_cli.cli.render import Output, reported
 from imagegen_cli.errors import UsageError
 
 keys_app = typer.Typer(
@@ -21,10 +21,9 @@ NameArg = Annotated[str, typer.Argument(metavar="PROVIDER", help="Provider name,
 
 
 def _known_providers() -> set[str]:
-    from imagegen_cli.config import load_config
-    from imagegen_cli.providers.registry import load_profiles
+    from imagegen_cli.settings import load_settings
 
-    return set(load_profiles(load_config()))
+    return set(load_settings().profiles())
 
 
 @keys_app.command("set")
@@ -73,13 +72,13 @@ def list_keys(json_out: JsonOpt = False) -> None:
     """
     output = Output(json_mode=json_out)
     with reported(output):
-        from imagegen_cli.config import find_key, load_config
-        from imagegen_cli.providers.registry import load_profiles
+        from imagegen_cli.config import find_key
+        from imagegen_cli.providers.registry import profile_key_vars
+        from imagegen_cli.settings import load_settings
 
         rows = []
-        for name, profile in sorted(load_profiles(load_config()).items()):
-            extra = profile.key_env[0] if profile.key_env and not profile.builtin else None
-            found = find_key(name, extra)
+        for name, profile in sorted(load_settings().profiles().items()):
+            found = find_key(name, profile_key_vars(profile))
             rows.append(
                 {
                     "provider": name,

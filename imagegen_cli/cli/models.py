@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from imagegen_cli.cli.options import JsonOpt, YesOpt, complete_model, complete_provider
-from imagegen_cli.cli.output import Output, reported
+from imagegen_cli.cli.render import Output, reported
 from imagegen_cli.errors import ExitCode, ImagegenError, UsageError
 
 models_app = typer.Typer(
@@ -19,10 +19,9 @@ ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="[PROVIDER:]MODEL
 
 
 def _profiles() -> Any:
-    from imagegen_cli.config import load_config
-    from imagegen_cli.providers.registry import load_profiles
+    from imagegen_cli.settings import load_settings
 
-    return load_profiles(load_config())
+    return load_settings().profiles()
 
 
 ListProvider = Annotated[

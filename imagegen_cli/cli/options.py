@@ -8,12 +8,11 @@ import typer
 
 
 def _profiles_for_completion() -> dict[str, object]:
-    from imagegen_cli.config import load_config
     from imagegen_cli.errors import ImagegenError
-    from imagegen_cli.providers.registry import load_profiles
+    from imagegen_cli.settings import load_settings
 
     try:
-        return dict(load_profiles(load_config()))
+        return dict(load_settings().profiles())
     except ImagegenError:  # a broken config must not break the shell's completion
         from imagegen_cli.providers.profiles import BUILTIN_PROFILES
 

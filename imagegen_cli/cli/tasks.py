@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from imagegen_cli.cli.options import JsonOpt, QuietOpt, YesOpt
-from imagegen_cli.cli.output import Output, reported
+from imagegen_cli.cli.render import Output, reported
 from imagegen_cli.errors import ExitCode, UsageError
 
 tasks_app = typer.Typer(
@@ -128,7 +127,9 @@ def show(task_id: IdArg, json_out: JsonOpt = False) -> None:
 @tasks_app.command("wait")
 def wait(
     task_ids: IdsArg,
-    timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Overall bound.")] = 300,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", metavar="SECONDS", help="Overall bound [default: config timeout, 300].")
+    ] = None,
     out: Annotated[
         str | None, typer.Option("-o", "--out", metavar="DIR", help="Save here instead of the job's own output dir.")
     ] = None,
@@ -143,34 +144,18 @@ def wait(
     """
     output = Output(json_mode=json_out, quiet=quiet)
     with reported(output):
-        from imagegen_cli.cli.output import result_document
-        from imagegen_cli.jobs import resume_job
-        from imagegen_cli.store.journal import TaskJournal
+        from imagegen_cli import api
 
-        if timeout <= 0:
-            raise UsageError("--timeout must be positive")
-        results = []
-        with TaskJournal.open() as journal:
-            jobs = [journal.get(task_id) for task_id in task_ids]
-            for job in jobs:
-                results.append(
-                    resume_job(
-                        journal, job, out_dir=Path(out) if out else None, timeout=timeout, reporter=output.reporter()
-                    )
-                )
-                if results[-1].interrupted:
-                    break
+        run = api.resume(task_ids, out_dir=out, timeout=timeout, sink=output.sink(batch=False))
         if json_out:
-            documents = [result_document(r) for r in results]
+            documents = [job.document() for job in run.jobs]
             output.json(documents[0] if len(documents) == 1 else documents)
-            for result in results:
-                for error in result.errors:
+            for job in run.jobs:
+                for error in job.errors:
                     output.error(error)
         else:
-            for result in results:
-                output.generation(result)
-        codes = [r.exit_code() for r in results]
-        code = max(codes, key=lambda c: (c >= ExitCode.INTERRUPTED, c == ExitCode.PENDING, c != ExitCode.OK, c))
+            output.run_result(run, batch=False)
+        code = run.exit_code()
         if code != ExitCode.OK:
             raise typer.Exit(int(code))
 
@@ -183,18 +168,13 @@ def cancel(task_ids: IdsArg) -> None:
     """
     output = Output()
     with reported(output):
-        from imagegen_cli.jobs import cancel_job
-        from imagegen_cli.store.journal import TaskJournal
+        from imagegen_cli import api
 
-        with TaskJournal.open() as journal:
-            for task_id in task_ids:
-                job = journal.get(task_id)
-                if job.status in ("succeeded", "failed", "cancelled", "expired"):
-                    output.note(f"{job.id} is already {job.status}")
-                    continue
-                for note in cancel_job(journal, job):
-                    output.note(note)
-                output.line(job.id)
+        cancelled, notes = api.cancel(task_ids)
+        for note in notes:
+            output.note(note)
+        for job_id in cancelled:
+            output.line(job_id)
 
 
 @tasks_app.command("prune")
@@ -208,14 +188,9 @@ def prune(
     """
     output = Output(json_mode=json_out)
     with reported(output):
-        from imagegen_cli.jobs import parse_duration, prune_jobs
-        from imagegen_cli.store.journal import TaskJournal, journal_path
+        from imagegen_cli import api
 
-        parse_duration(older_than)
-        removed = 0
-        if journal_path().exists():
-            with TaskJournal.open() as journal:
-                removed = prune_jobs(journal, older_than)
+        removed = api.prune(older_than)
         if json_out:
             output.json({"removed": removed})
         else:
@@ -223,10 +198,10 @@ def prune(
 
 
 def _records_provider(provider: str) -> Any:
-    from imagegen_cli.config import load_config
-    from imagegen_cli.providers.registry import load_profiles, resolve_provider
+    from imagegen_cli.providers.registry import resolve_provider
+    from imagegen_cli.settings import load_settings
 
-    profiles = load_profiles(load_config())
+    profiles = load_settings().profiles()
     if provider not in profiles:
         raise UsageError(f"unknown provider {provider!r}")
     resolved = resolve_provider(profiles, provider, None, None)
@@ -303,7 +278,16 @@ def records_get(
 
         if via not in ("redirect", "url", "binary"):
             raise UsageError("--via must be redirect, url or binary")
-        saved = download_record(_records_provider(provider), record_id, out=out, via=via, overwrite=overwrite)
+        from imagegen_cli.settings import load_settings
+
+        saved = download_record(
+            _records_provider(provider),
+            record_id,
+            out=out,
+            via=via,
+            overwrite=overwrite,
+            default_dir=load_settings().output_dir,
+        )
         if json_out:
             output.json({"id": record_id, "path": saved.path, "width": saved.width, "height": saved.height})
         else:

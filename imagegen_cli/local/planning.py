@@ -16,8 +16,8 @@ from typing import Any
 
 from imagegen_cli.errors import UsageError
 from imagegen_cli.local.catalog import AUTO_ID, LOCAL_MODELS, LocalModel
-from imagegen_cli.providers.planning import Notes
-from imagegen_cli.request import TIER_TABLE, GenerationRequest, Ratio, Size, ratio_tier_pixels
+from imagegen_cli.request import TIER_TABLE, GenerationRequest, Notes, Ratio, Size, ratio_tier_pixels
+from imagegen_cli.store.journal import JournalEntry
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
@@ -96,9 +96,22 @@ class LocalPlan:
         kwargs.update(self.extra)
         return kwargs
 
+    @property
+    def provider_name(self) -> str:
+        return "local"
+
+    @property
+    def model_name(self) -> str:
+        return self.source.name
+
+    def journal_entry(self) -> JournalEntry:
+        calls = [{"first_image": b.first, "count": len(b.seeds)} for b in self.batches]
+        return JournalEntry("local", self.source.location, calls)
+
     def describe(self) -> dict[str, Any]:
-        """The ``--dry-run`` form."""
+        """The ``--dry-run`` form: the pipeline calls as they will be made."""
         return {
+            "provider": "local",
             "model": self.source.name,
             "source": self.source.location,
             "pipeline": self.source.pipeline,

@@ -17,11 +17,9 @@ from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
 from imagegen_cli.local.planning import LocalBatch, LocalPlan
 
 if TYPE_CHECKING:
-    from imagegen_cli.generation import GenerationResult, Reporter
-    from imagegen_cli.store.journal import TaskJournal
+    from imagegen_cli.result import JobResult, ProgressSink
+    from imagegen_cli.saving import JobRecorder
     from imagegen_cli.store.writer import ImageWriter
-
-AUTO_GPU_MEMORY_GB = 20  # a CUDA GPU with this much memory gets z-image-turbo under local:auto
 
 
 class LocalError(ImagegenError):
@@ -66,19 +64,6 @@ def import_stack() -> tuple[Any, Any]:
 
     warnings.filterwarnings("ignore", module=r"(diffusers|transformers|torch)\..*")
     return torch, diffusers
-
-
-def choose_auto(torch: Any) -> tuple[str, str]:
-    """local:auto → (model, why): z-image-turbo on a big enough CUDA GPU, else sd-turbo at its native size."""
-    if torch.cuda.is_available():
-        memory = torch.cuda.get_device_properties(0).total_memory / 2**30
-        name = torch.cuda.get_device_name(0)
-        if memory >= AUTO_GPU_MEMORY_GB:
-            return "z-image-turbo", f"{name} with {memory:.0f} GB"
-        return "sd-turbo", f"{name} has {memory:.0f} GB, under the {AUTO_GPU_MEMORY_GB} GB z-image-turbo needs"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "sd-turbo", "Apple GPU (MPS)"
-    return "sd-turbo", "no GPU"
 
 
 @dataclass(frozen=True)
@@ -195,19 +180,12 @@ _LOADED: dict[tuple[Any, ...], Any] = {}
 class LocalRun:
     """Executes a :class:`LocalPlan`; images are saved as each pipeline call finishes."""
 
-    def __init__(
-        self,
-        plan: LocalPlan,
-        writer: ImageWriter,
-        result: GenerationResult,
-        reporter: Reporter,
-        journal: TaskJournal | None = None,
-    ) -> None:
+    def __init__(self, plan: LocalPlan, writer: ImageWriter, recorder: JobRecorder, reporter: ProgressSink) -> None:
         self.plan = plan
         self.writer = writer
-        self.result = result
+        self.recorder = recorder
+        self.result: JobResult = recorder.result
         self.reporter = reporter
-        self.journal = journal
         self.stop_requested = False
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
@@ -245,6 +223,9 @@ class LocalRun:
                 signal.signal(signal.SIGINT, previous)
 
     def _generate(self, torch: Any, pipe: Any, placement: Placement, diffusers_version: str) -> None:
+        from functools import partial
+
+        from imagegen_cli.store.journal import Claim
         from imagegen_cli.store.metadata import build_metadata
 
         plan = self.plan
@@ -297,20 +278,10 @@ class LocalRun:
                 continue
             for offset, image in enumerate(images):
                 index, seed = batch.first + offset, batch.seeds[offset]
+                if self.recorder.claim(index) != Claim.CLAIMED:
+                    continue  # saved already (or being saved by another process)
                 meta = build_metadata(base, index=index, seed=seed, width=image.width, height=image.height)
-                saved = self.writer.save_pil(image, index=index, seed=seed, meta=meta)
-                self.result.images.append(saved)
-                if self.journal is not None and self.result.job_id:
-                    self.journal.record_image(
-                        self.result.job_id,
-                        index=index,
-                        path=saved.path,
-                        url=None,
-                        seed=seed,
-                        width=saved.width,
-                        height=saved.height,
-                        remote_id=None,
-                    )
+                self.recorder.save(index, partial(self.writer.save_pil, image, index=index, seed=seed, meta=meta))
             if self.stop_requested:
                 self.result.interrupted = bool(queue)
                 return
@@ -343,18 +314,10 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def run_local(
-    plan: LocalPlan,
-    writer: ImageWriter,
-    result: GenerationResult,
-    reporter: Reporter,
-    journal: TaskJournal | None = None,
-) -> None:
-    """Entry point used by ``generate``."""
+def run_local(plan: LocalPlan, writer: ImageWriter, recorder: JobRecorder, reporter: ProgressSink) -> None:
+    """Run one job's plan; its errors are recorded on the job's result."""
     try:
-        LocalRun(plan, writer, result, reporter, journal).run()
-    except KeyboardInterrupt:
-        result.interrupted = True
+        LocalRun(plan, writer, recorder, reporter).run()
     except ImagegenError as exc:
-        result.errors.append(exc)
+        recorder.result.errors.append(exc)
     sys.stderr.flush()

@@ -28,7 +28,7 @@ from imagegen_cli.errors import (
     InvalidResponse,
     clean_text,
 )
-from imagegen_cli.providers.registry import ResolvedProvider
+from imagegen_cli.providers.registry import ResolvedProvider, same_origin
 from imagegen_cli.providers.throttle import ProviderThrottle
 
 RETRY_STATUSES = {429, 502, 503, 504}
@@ -121,16 +121,6 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, float(parsed.timestamp()) - time.time())
 
 
-def same_origin(url_a: str, url_b: str) -> bool:
-    """Scheme, host and port equal: the only case in which a key may be sent."""
-    a, b = urlsplit(url_a), urlsplit(url_b)
-
-    def port(parts: Any) -> int | None:
-        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-
-    return (a.scheme, a.hostname, port(a)) == (b.scheme, b.hostname, port(b))
-
-
 class GatewayClient:
     """Calls one provider with retries inside a shared deadline; turns failures into typed errors."""
 
@@ -210,10 +200,7 @@ class GatewayClient:
         self, method: str, url: str, *, body: dict[str, Any] | None, headers: dict[str, str] | None
     ) -> httpx.Response:
         """Send with retries (connection errors, 429, 502-504) inside the deadline; raise typed errors."""
-        sent_headers = {"User-Agent": f"imagegen/{__version__}", "Accept": "application/json"}
-        sent_headers.update(self.provider.profile.headers)
-        sent_headers.update(headers or {})
-        sent_headers.update(self._auth_headers(url))
+        sent_headers = self.provider.headers_for(url, headers if body is not None else None)
         attempt = 0
         while True:
             outcome = await self._attempt(method, url, body, sent_headers)

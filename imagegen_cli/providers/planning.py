@@ -7,15 +7,15 @@ converted between pixel and ratio providers, and ``-n`` fans out into several ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from imagegen_cli import __version__
 from imagegen_cli.errors import UsageError
 from imagegen_cli.providers.profiles import ModelCaps
 from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.request import (
     GenerationRequest,
+    Notes,
     Ratio,
     Size,
     aspect_distance,
@@ -24,28 +24,7 @@ from imagegen_cli.request import (
     ratio_tier_pixels,
     size_to_ratio_tier,
 )
-
-
-@dataclass
-class Notes:
-    """Notes about dropped or approximated parameters; under ``--strict`` each one is an error."""
-
-    strict: bool
-    items: list[str] = field(default_factory=list)
-
-    def info(self, text: str) -> None:
-        self.items.append(text)
-
-    def approximated(self, text: str) -> None:
-        if self.strict:
-            raise UsageError(text, hint="drop --strict to accept the approximation")
-        self.items.append(text)
-
-    def dropped(self, flag: str, where: str, why: str = "not supported") -> None:
-        text = f"{flag} dropped: {why} by {where}"
-        if self.strict:
-            raise UsageError(text, hint=f"remove {flag}, or drop --strict")
-        self.items.append(text)
+from imagegen_cli.store.journal import JournalEntry
 
 
 @dataclass(frozen=True)
@@ -74,17 +53,27 @@ class Plan:
     def method_url(self) -> tuple[str, str]:
         return "POST", self.provider.url(self.provider.profile.generate_path)
 
-    def headers(self, call: PlannedCall, redact_key: bool) -> dict[str, str]:
-        """Headers as sent (or, with ``redact_key``, as shown by ``--dry-run``)."""
-        headers = {"Content-Type": "application/json", "User-Agent": f"imagegen/{__version__}"}
-        key = self.provider.key
-        if key:
-            headers["Authorization"] = "Bearer ***" if redact_key else f"Bearer {key}"
-        elif redact_key:
-            headers["Authorization"] = f"Bearer <missing: set {self.provider.key_vars()[0]}>"
-        headers.update(self.provider.profile.headers)
-        headers.update(call.headers)
-        return headers
+    @property
+    def provider_name(self) -> str:
+        return self.provider.name
+
+    @property
+    def model_name(self) -> str:
+        return self.provider.model
+
+    def describe(self) -> dict[str, Any]:
+        """The ``--dry-run`` form: each call exactly as it is sent (the same header builder), key redacted."""
+        method, url = self.method_url
+        calls = [
+            {"method": method, "url": url, "headers": self.provider.headers_for(url, call.headers, redact=True),
+             "body": call.body}
+            for call in self.calls
+        ]  # fmt: skip
+        return {"provider": self.provider.name, "model": self.provider.model, "calls": calls}
+
+    def journal_entry(self) -> JournalEntry:
+        calls = [{"first_image": c.first_image, "count": c.count, "seed": c.seed} for c in self.calls]
+        return JournalEntry(self.provider.profile.dialect, self.provider.base_url, calls)
 
 
 def _where(provider: ResolvedProvider) -> str:

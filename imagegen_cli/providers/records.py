@@ -71,15 +71,19 @@ def delete_record(provider: ResolvedProvider, record_id: str) -> None:
 
 
 def download_record(
-    provider: ResolvedProvider, record_id: str, *, out: str | None, via: str, overwrite: bool
+    provider: ResolvedProvider,
+    record_id: str,
+    *,
+    out: str | None,
+    via: str,
+    overwrite: bool,
+    default_dir: str | None = None,
 ) -> SavedImage:
     """``GET images/{id}/content?format=...``: a redirect, a JSON ``url``, or the bytes themselves."""
-    from imagegen_cli.config import load_config
-
     safe_id = re.sub(r"[^A-Za-z0-9_.-]", "-", record_id)[:80] or "record"
     spec = OutputSpec.from_args(
         out,
-        default_dir=load_config().get("output_dir"),
+        default_dir=default_dir,
         template=f"{{provider}}-{safe_id}.{{ext}}",
         fmt=None,
         overwrite=overwrite,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
+from imagegen_cli import __version__
 from imagegen_cli.config import KeySource, env_name, find_key, key_env_vars
 from imagegen_cli.errors import ConfigError, UsageError
 from imagegen_cli.providers.profiles import (
@@ -18,7 +20,6 @@ from imagegen_cli.providers.profiles import (
     caps_from_config,
 )
 
-DEFAULT_MODEL = "local:auto"
 _PROFILE_KEYS = {
     "base_url", "dialect", "api_key_env", "default_model", "models", "capabilities", "headers",
     "generate_path", "task_path", "cancel_path", "records_path", "models_path", "poll_interval",
@@ -26,14 +27,14 @@ _PROFILE_KEYS = {
 }  # fmt: skip
 
 
-def load_profiles(config: dict[str, Any]) -> dict[str, ProviderProfile]:
+def load_profiles(config: dict[str, Any], source: str = "the config file") -> dict[str, ProviderProfile]:
     """Built-in profiles, with ``[providers.NAME]`` tables from the config applied or added."""
     profiles = dict(BUILTIN_PROFILES)
     tables = config.get("providers", {})
     if not isinstance(tables, dict):
-        raise ConfigError("config key 'providers' must be a table of [providers.NAME] tables")
+        raise ConfigError(f"config key 'providers' in {source} must be a table of [providers.NAME] tables")
     for name, table in tables.items():
-        where = f"[providers.{name}]"
+        where = f"[providers.{name}] in {source}"
         if not isinstance(table, dict):
             raise ConfigError(f"{where} must be a table")
         if name == LOCAL_PROVIDER:
@@ -83,48 +84,20 @@ def load_profiles(config: dict[str, Any]) -> dict[str, ProviderProfile]:
     return profiles
 
 
-def split_model(
-    model_arg: str | None, provider_arg: str | None, config: dict[str, Any], names: set[str]
-) -> tuple[str, str | None]:
-    """Resolve ``-m``/``--provider``/defaults into (provider, model or None for its default)."""
-    model = model_arg or os.environ.get("IMAGEGEN_MODEL") or None
-    if model is None and provider_arg is None:
-        model = str(config.get("default_model") or DEFAULT_MODEL)
-    if model is None:
-        assert provider_arg is not None
-        return _check_provider(provider_arg, names), None
-    prefix, sep, rest = model.partition(":")
-    if sep and prefix in names:
-        if provider_arg and provider_arg != prefix:
-            raise UsageError(
-                f"--provider {provider_arg} conflicts with model {model!r}",
-                hint=f"drop --provider, or write -m {provider_arg}:{rest}",
-            )
-        return prefix, rest or None
-    if provider_arg:
-        return _check_provider(provider_arg, names), model
-    from imagegen_cli.local.catalog import LOCAL_MODELS
-
-    owners = sorted(name for name, profile in BUILTIN_PROFILES.items() if model in profile.models)
-    if model in LOCAL_MODELS:
-        owners.append(LOCAL_PROVIDER)
-    if len(owners) == 1:
-        return owners[0], model
-    if owners:
-        raise UsageError(
-            f"model {model!r} is offered by several providers: {', '.join(owners)}",
-            hint=f"name one, e.g. -m {owners[0]}:{model}",
-        )
-    raise UsageError(
-        f"unknown model {model!r} and no provider given",
-        hint="prefix it with a provider (" + ", ".join(sorted(names)) + "), e.g. -m openai:" + model,
-    )
+SECRET_HEADER = re.compile(r"(?i)(auth|key|token|secret|password|cookie|signature)")
 
 
-def _check_provider(name: str, names: set[str]) -> str:
-    if name not in names:
-        raise UsageError(f"unknown provider {name!r}", hint="known providers: " + ", ".join(sorted(names)))
-    return name
+def same_origin(url_a: str, url_b: str) -> bool:
+    """Scheme, host and port equal: the only case in which a key may be sent."""
+    a, b = urlsplit(url_a), urlsplit(url_b)
+
+    def port(parts: SplitResult) -> int | None:
+        try:
+            return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        except ValueError:  # a port out of range: not the provider's origin
+            return None
+
+    return (a.scheme, a.hostname, port(a)) == (b.scheme, b.hostname, port(b))
 
 
 def is_loopback(host: str) -> bool:
@@ -135,6 +108,15 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def profile_key_vars(profile: ProviderProfile) -> list[str]:
+    """The one key-lookup rule: environment variables checked for a provider's key, first wins.
+
+    A user-defined provider's ``api_key_env`` comes first; built-in profiles use the documented names.
+    """
+    extra = profile.key_env[0] if profile.key_env and not profile.builtin else None
+    return key_env_vars(profile.name, extra)
 
 
 @dataclass(frozen=True)
@@ -155,9 +137,25 @@ class ResolvedProvider:
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
 
+    def headers_for(self, url: str, extra: dict[str, str] | None = None, *, redact: bool = False) -> dict[str, str]:
+        """The one header builder: what a request to ``url`` carries (``redact``: as ``--dry-run`` shows it).
+
+        Profile headers, then the call's own, then the key last; the key goes only to the provider's own
+        origin, never to a CDN or any other host. Secret-looking configured header values are redacted too.
+        """
+        headers = {"User-Agent": f"imagegen/{__version__}", "Accept": "application/json"}
+        if extra is not None:
+            headers["Content-Type"] = "application/json"  # calls with a body
+        for name, value in {**self.profile.headers, **(extra or {})}.items():
+            headers[name] = "***" if redact and SECRET_HEADER.search(name) else value
+        if self.key and same_origin(url, self.base_url):
+            headers["Authorization"] = "Bearer ***" if redact else f"Bearer {self.key}"
+        elif redact and not self.key:
+            headers["Authorization"] = f"Bearer <missing: set {self.key_vars()[0]}>"
+        return headers
+
     def key_vars(self) -> list[str]:
-        extra = self.profile.key_env[0] if self.profile.key_env and not self.profile.builtin else None
-        return key_env_vars(self.name, extra)
+        return profile_key_vars(self.profile)
 
     def missing_key_error(self) -> ConfigError:
         return ConfigError(
@@ -196,7 +194,6 @@ def resolve_provider(
         or (os.environ.get("OPENAI_BASE_URL") if name == "openai" else None)
         or profile.base_url
     )
-    extra = profile.key_env[0] if profile.key_env and not profile.builtin else None
-    found = find_key(name, extra)
+    found = find_key(name, profile_key_vars(profile))
     key, source = found if found else (None, None)
     return ResolvedProvider(profile, model_id, profile.caps_for(model_id), url, key, source)

@@ -9,6 +9,7 @@ list`` and ``tasks show`` start instantly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -17,14 +18,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import ConfigError, UsageError, redact
+from imagegen_cli.status import OPEN_STATUSES, RESUMABLE_TASK_STATES, JobStatus, TaskState, job_status
 
-JOB_STATES = ("queued", "submitted", "running", "succeeded", "partial", "failed", "cancelled", "expired")
-OPEN_STATES = ("queued", "submitted", "running")
-SCHEMA_VERSION = 2
+JOB_STATES = tuple(status.value for status in JobStatus)
+OPEN_STATES = tuple(status.value for status in OPEN_STATUSES)
+SCHEMA_VERSION = 3
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: sortable, no look-alikes
 
 MIGRATIONS: dict[int, str] = {
@@ -83,6 +86,12 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE jobs ADD COLUMN batch_key TEXT;
     CREATE INDEX jobs_batch_key ON jobs(batch_key);
     """,
+    # v3: a process is known by its pid *and* its start time, so a reused pid never holds a claim; a claim
+    # records the file name it is about to create, so a file placed just before a crash is adopted, not redone.
+    3: """
+    ALTER TABLE jobs ADD COLUMN pid_start REAL;
+    ALTER TABLE job_images ADD COLUMN claimed_start REAL;
+    """,
 }
 
 
@@ -103,7 +112,26 @@ def new_job_id() -> str:
     return "".join(reversed(digits)) + "".join(secrets.choice(_ALPHABET) for _ in range(3))
 
 
-def _pid_alive(pid: int | None) -> bool:
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None where that is unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count fields after its last ")".
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return float(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+MY_START = process_start(os.getpid())
+
+
+def process_alive(pid: int | None, start: float | None = None) -> bool:
+    """True when ``pid`` runs and, where its start time was recorded, is still that same process."""
     if not pid:
         return False
     try:
@@ -111,8 +139,29 @@ def _pid_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    if start is not None:
+        current = process_start(pid)
+        if current is not None and current != start:
+            return False  # the pid was reused by another process
     return True
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """What the journal keeps of a plan to resume it: the dialect, where it was sent, the calls."""
+
+    dialect: str
+    base_url: str
+    calls: list[dict[str, Any]]
+
+
+class Claim(StrEnum):
+    """The outcome of claiming an image before saving it."""
+
+    CLAIMED = "claimed"  # this process saves it
+    SAVED = "saved"  # saved already (by an earlier run, or adopted from a file placed before a crash)
+    BUSY = "busy"  # another live process is saving it right now
 
 
 @dataclass
@@ -168,6 +217,24 @@ class Job:
     @property
     def saved(self) -> list[ImageRow]:
         return [i for i in self.images if i.state == "saved"]
+
+    def saved_indices(self) -> set[int]:
+        """Images saved and still on disk."""
+        return {i.index for i in self.saved if i.path and Path(i.path).exists()}
+
+    def derived_status(self, *, finished: bool) -> JobStatus:
+        saved = self.saved_indices()
+        return job_status(
+            requested=self.n,
+            saved=len(saved),
+            resumable=any(
+                t.status in RESUMABLE_TASK_STATES and not set(range(t.first_image, t.first_image + t.count)) <= saved
+                for t in self.tasks
+            ),
+            finished=finished,
+            cancelled=any(t.status == TaskState.CANCELLED for t in self.tasks),
+            expired=any(t.status == TaskState.EXPIRED for t in self.tasks),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -227,7 +294,14 @@ class TaskJournal:
     def open(cls, path: Path | None = None) -> TaskJournal:
         path = path or journal_path()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # The journal holds prompts and gateway answers: only its owner may read it.
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                os.chmod(path.parent, 0o700)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(f"{path}{suffix}", 0o600)
             conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 30000")
@@ -298,7 +372,8 @@ class TaskJournal:
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO jobs (id, provider, model, dialect, base_url, request, calls, n, status, out_dir, output,"
-                " pid, created_at, updated_at, batch_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                " pid, pid_start, created_at, updated_at, batch_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     provider,
@@ -311,6 +386,7 @@ class TaskJournal:
                     out_dir,
                     json.dumps(output),
                     os.getpid(),
+                    MY_START,
                     now,
                     now,
                     batch_key,
@@ -327,8 +403,12 @@ class TaskJournal:
             )
 
     def claim_pid(self, job_id: str) -> None:
+        """This process now runs the job (``tasks wait``, ``--resume``)."""
         with self._tx() as conn:
-            conn.execute("UPDATE jobs SET pid = ?, updated_at = ? WHERE id = ?", (os.getpid(), time.time(), job_id))
+            conn.execute(
+                "UPDATE jobs SET pid = ?, pid_start = ?, updated_at = ? WHERE id = ?",
+                (os.getpid(), MY_START, time.time(), job_id),
+            )
 
     def add_task(self, job_id: str, task: TaskRow) -> None:
         now = time.time()
@@ -338,7 +418,7 @@ class TaskJournal:
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
-                    task.remote_id,
+                    redact(task.remote_id),
                     task.call_index,
                     task.first_image,
                     task.count,
@@ -359,33 +439,67 @@ class TaskJournal:
             conn.execute(
                 "UPDATE job_tasks SET status = ?, error = ?, expires_at = COALESCE(?, expires_at), updated_at = ?"
                 " WHERE job_id = ? AND remote_id = ?",
-                (status, redact(error) if error else None, expires_at, time.time(), job_id, remote_id),
+                (status, redact(error) if error else None, expires_at, time.time(), job_id, redact(remote_id)),
             )
 
-    def claim_image(self, job_id: str, index: int) -> bool:
-        """Reserve image ``index`` for this process; False when it is saved or another live process has it."""
+    def claim_image(self, job_id: str, index: int) -> Claim:
+        """Reserve image ``index`` for this process before it is written.
+
+        A claim left by a dead process is taken over; if that process had already placed its file (killed
+        between placing and journalling it), the file is adopted as saved instead of being made again.
+        """
         now = time.time()
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT state, path, claimed_by FROM job_images WHERE job_id = ? AND image_index = ?", (job_id, index)
+                "SELECT state, path, claimed_by, claimed_start FROM job_images WHERE job_id = ? AND image_index = ?",
+                (job_id, index),
             ).fetchone()
-            if row is not None:
-                if row["state"] == "saved" and row["path"] and Path(row["path"]).exists():
-                    return False
-                if row["state"] == "saving" and row["claimed_by"] != os.getpid() and _pid_alive(row["claimed_by"]):
-                    return False
+            if row is None:
                 conn.execute(
-                    "UPDATE job_images SET state = 'saving', claimed_by = ?, updated_at = ?"
-                    " WHERE job_id = ? AND image_index = ?",
-                    (os.getpid(), now, job_id, index),
+                    "INSERT INTO job_images (job_id, image_index, state, claimed_by, claimed_start, updated_at)"
+                    " VALUES (?, ?, 'saving', ?, ?, ?)",
+                    (job_id, index, os.getpid(), MY_START, now),
                 )
-                return True
+                return Claim.CLAIMED
+            path = row["path"]
+            if row["state"] == "saved" and path and Path(path).exists():
+                return Claim.SAVED
+            mine = row["claimed_by"] == os.getpid() and row["claimed_start"] == MY_START
+            if row["state"] == "saving" and not mine:
+                if process_alive(row["claimed_by"], row["claimed_start"]):
+                    return Claim.BUSY
+                if path and Path(path).exists():
+                    conn.execute(
+                        "UPDATE job_images SET state = 'saved', claimed_by = NULL, updated_at = ?"
+                        " WHERE job_id = ? AND image_index = ?",
+                        (now, job_id, index),
+                    )
+                    return Claim.SAVED
             conn.execute(
-                "INSERT INTO job_images (job_id, image_index, state, claimed_by, updated_at)"
-                " VALUES (?, ?, 'saving', ?, ?)",
-                (job_id, index, os.getpid(), now),
+                "UPDATE job_images SET state = 'saving', path = NULL, claimed_by = ?, claimed_start = ?, updated_at = ?"
+                " WHERE job_id = ? AND image_index = ?",
+                (os.getpid(), MY_START, now, job_id, index),
             )
-            return True
+            return Claim.CLAIMED
+
+    def claim_target(self, job_id: str, index: int, path: str) -> None:
+        """Record the file name a claimed image is about to be placed under (before it is placed)."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE job_images SET path = ?, updated_at = ?"
+                " WHERE job_id = ? AND image_index = ? AND state = 'saving'",
+                (path, time.time(), job_id, index),
+            )
+
+    def claimed_by(self, job_id: str, index: int) -> int | None:
+        """The pid of the live process saving image ``index``, if another one is."""
+        row = self.conn.execute(
+            "SELECT state, claimed_by, claimed_start FROM job_images WHERE job_id = ? AND image_index = ?",
+            (job_id, index),
+        ).fetchone()
+        if row is None or row["state"] != "saving" or not process_alive(row["claimed_by"], row["claimed_start"]):
+            return None
+        return int(row["claimed_by"])
 
     def release_image(self, job_id: str, index: int) -> None:
         with self._tx() as conn:
@@ -410,39 +524,40 @@ class TaskJournal:
             conn.execute(
                 "INSERT OR REPLACE INTO job_images (job_id, image_index, state, path, url, seed, width, height,"
                 " remote_id, claimed_by, updated_at) VALUES (?, ?, 'saved', ?, ?, ?, ?, ?, ?, NULL, ?)",
-                (job_id, index, path, redact(url) if url else None, seed, width, height, remote_id, time.time()),
+                (
+                    job_id,
+                    index,
+                    path,
+                    redact(url) if url else None,
+                    seed,
+                    width,
+                    height,
+                    redact(remote_id) if remote_id else None,
+                    time.time(),
+                ),
             )
             conn.execute(
                 "UPDATE jobs SET status = 'running', updated_at = ? WHERE id = ? AND status IN ('queued', 'submitted')",
                 (time.time(), job_id),
             )
 
-    def finish_job(self, job_id: str, error: str | None = None) -> str:
-        """Set the final status from what the journal holds: succeeded, partial, failed or expired."""
+    def finish_job(self, job_id: str, error: str | None = None) -> JobStatus:
+        """Set the final status from what the journal holds (:func:`status.job_status`)."""
         job = self.get(job_id)
-        saved = len(job.saved)
-        if saved >= job.n:
-            status = "succeeded"
-        elif any(t.status == "pending" for t in job.tasks):
-            status = "running" if saved else "submitted"
-        elif any(t.status == "expired" for t in job.tasks) and not saved:
-            status = "expired"
-        elif any(t.status == "cancelled" for t in job.tasks) and not saved:
-            status = "cancelled"
-        else:
-            status = "partial" if saved else "failed"
-        self.set_status(job_id, status, error if status != "succeeded" else None)
+        status = job.derived_status(finished=True)
+        self.set_status(job_id, status, error if status != JobStatus.SUCCEEDED else None)
         return status
 
     def prune(self, older_than: float) -> int:
-        """Forget finished jobs created before ``older_than`` (a timestamp); open jobs are kept."""
+        """Forget finished jobs created before ``older_than`` (a timestamp); open jobs are kept.
+
+        A job whose process died (killed) and that cannot be resumed counts as finished.
+        """
+        rows = self.conn.execute("SELECT * FROM jobs WHERE created_at < ?", (older_than,)).fetchall()
+        doomed = [row["id"] for row in rows if self._job(row).status not in OPEN_STATES]
         with self._tx() as conn:
-            placeholders = ",".join("?" * len(OPEN_STATES))
-            cursor = conn.execute(
-                f"DELETE FROM jobs WHERE created_at < ? AND status NOT IN ({placeholders})",  # noqa: S608
-                (older_than, *OPEN_STATES),
-            )
-            return cursor.rowcount
+            conn.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in doomed])
+        return len(doomed)
 
     # ------------------------------------------------------------------ reading
     def _job(self, row: sqlite3.Row) -> Job:
@@ -484,10 +599,13 @@ class TaskJournal:
             )
             for r in self.conn.execute("SELECT * FROM job_images WHERE job_id = ? ORDER BY image_index", (job.id,))
         ]
-        if job.status in ("queued", "running") and job.dialect != "tasks" and not _pid_alive(job.pid):
-            # A synchronous job whose process died cannot be resumed: say so instead of "running" forever.
-            job.status = "partial" if job.saved else "failed"
-            job.error = job.error or f"the imagegen process ({job.pid}) ended before the job finished"
+        if job.status in OPEN_STATES and not process_alive(job.pid, row["pid_start"]):
+            # The process died (killed): say what the job is now instead of "running" forever. A remote task
+            # still pending or fetched-but-not-saved keeps it open for ``tasks wait``.
+            status = job.derived_status(finished=True)
+            if status not in OPEN_STATES:
+                job.status = status
+                job.error = job.error or f"the imagegen process ({job.pid}) ended before the job finished"
         return job
 
     def get(self, ident: str) -> Job:

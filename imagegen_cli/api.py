@@ -1,0 +1,229 @@
+"""The Python API: what the ``imagegen`` command does, as functions returning typed results.
+
+Example::
+
+    from imagegen_cli import api
+    from imagegen_cli.options import GenerateOptions, OutputOptions, RequestOptions
+
+    options = GenerateOptions(model="local:tiny", request=RequestOptions(n=2, seed=7), output=OutputOptions(out="out"))
+    run = api.generate("a lighthouse at dusk", options)
+    for image in run.images:
+        print(image.path, image.seed)
+
+Every function takes the same :class:`~imagegen_cli.options.GenerateOptions` the CLI builds from its
+flags, reads settings (config file and environment) unless given, reports progress to a
+:class:`~imagegen_cli.result.ProgressSink` (silent by default), and never prints. Errors that stop a
+run before it starts are raised as :class:`~imagegen_cli.errors.ImagegenError`; failures of single
+images or lines are in the result (``RunResult.jobs[i].errors``), as the CLI reports them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.backends import PlannedJob, RunContext
+from imagegen_cli.batch import assign_keys, build_output_specs, describe_jobs, plan_lines, prepare_resume, run_jobs
+from imagegen_cli.errors import TaskFailed, UsageError
+from imagegen_cli.options import GenerateOptions, PromptLine, read_prompt_file
+from imagegen_cli.result import JobResult, ProgressSink, RunResult, SilentSink, TaskRecord
+from imagegen_cli.settings import Settings, load_settings
+from imagegen_cli.status import JobStatus, TaskState
+
+if TYPE_CHECKING:
+    from imagegen_cli.store.journal import Job
+
+__all__ = ["cancel", "dry_run", "generate", "plan", "prune", "resume", "run_batch"]
+
+
+def plan(
+    lines: list[PromptLine], options: GenerateOptions | None = None, *, settings: Settings | None = None
+) -> list[PlannedJob]:
+    """Plan lines without sending anything or creating any directory (raises UsageError for a bad line)."""
+    return plan_lines(lines, options or GenerateOptions(), settings or load_settings())
+
+
+def dry_run(
+    lines: list[PromptLine], options: GenerateOptions | None = None, *, settings: Settings | None = None
+) -> list[dict[str, Any]]:
+    """What ``--dry-run`` prints: for each line, the exact calls (key redacted) or the pipeline calls."""
+    return describe_jobs(plan(lines, options, settings=settings))
+
+
+def generate(
+    prompt: str,
+    options: GenerateOptions | None = None,
+    *,
+    settings: Settings | None = None,
+    sink: ProgressSink | None = None,
+) -> RunResult:
+    """Generate and save the images of one prompt."""
+    return run_batch([PromptLine(None, prompt)], options, settings=settings, sink=sink)
+
+
+def run_batch(
+    lines: list[PromptLine] | str | Path,
+    options: GenerateOptions | None = None,
+    *,
+    settings: Settings | None = None,
+    sink: ProgressSink | None = None,
+    jobs: list[PlannedJob] | None = None,
+) -> RunResult:
+    """Generate every line (a list, or a prompt file's path); ``options.run.resume`` skips what is saved."""
+    from imagegen_cli.store.journal import TaskJournal
+
+    options = options or GenerateOptions()
+    settings = settings or load_settings()
+    if not isinstance(lines, list):
+        lines = read_prompt_file(str(lines))
+    jobs = jobs if jobs is not None else plan_lines(lines, options, settings)
+    build_output_specs(jobs, settings)
+    assign_keys(jobs)
+    with TaskJournal.open() as journal:
+        if options.run.resume:
+            prepare_resume(journal, jobs)
+        context = RunContext(
+            settings,
+            journal,
+            sink or SilentSink(),
+            options.run.timeout,
+            concurrency=options.run.concurrency,
+            no_wait=options.run.no_wait,
+        )
+        return run_jobs(jobs, context)
+
+
+def resume(
+    job_ids: list[str],
+    *,
+    out_dir: str | Path | None = None,
+    timeout: float | None = None,
+    settings: Settings | None = None,
+    sink: ProgressSink | None = None,
+) -> RunResult:
+    """Finish journalled jobs (``tasks wait``): poll their tasks, save what is missing, never an image twice."""
+    from imagegen_cli.store.journal import TaskJournal
+
+    settings = settings or load_settings()
+    timeout = timeout if timeout is not None else settings.timeout
+    if timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    sink = sink or SilentSink()
+    with TaskJournal.open() as journal:
+        rows = [journal.get(job_id) for job_id in job_ids]
+        results: list[JobResult] = []
+        run = RunResult(results)
+        started = time.monotonic()
+        for row in rows:
+            result, job = _resume_job(row, settings, out_dir)
+            results.append(result)
+            if job is not None:
+                single = run_jobs([job], RunContext(settings, journal, sink, timeout))
+                run.interrupted = single.interrupted
+            _report_all_saved(journal.get(row.id), result)
+            if run.interrupted:
+                break
+        run.elapsed = time.monotonic() - started
+    sink.close()
+    return run
+
+
+def _resume_job(row: Job, settings: Settings, out_dir: str | Path | None) -> tuple[JobResult, PlannedJob | None]:
+    """The job's result so far, and what is left to run (``None``: nothing; the result says why)."""
+    from imagegen_cli.backends import ModelRef, backend_for
+    from imagegen_cli.store.writer import OutputSpec
+
+    result = JobResult(row.provider, row.model, row.n, job_id=row.id, prompt=str(row.request.get("prompt", "")))
+    result.started = True
+    saved = row.saved_indices()
+    for row_task in row.tasks:
+        state = TaskState(row_task.status)
+        record = TaskRecord(
+            row_task.remote_id,
+            state,
+            row_task.call_index,
+            row_task.first_image,
+            row_task.count,
+            row_task.seed,
+            row_task.error,
+        )
+        result.tasks.append(record)
+    todo = [
+        t for t in result.tasks if not set(t.indices) <= saved and t.state in (TaskState.PENDING, TaskState.SUCCEEDED)
+    ]
+    for task in result.tasks:
+        if set(task.indices) <= saved or task in todo:
+            continue
+        what = (
+            "images expired" if task.state == TaskState.EXPIRED else f"{task.state}: {task.error or 'no reason given'}"
+        )
+        result.errors.append(TaskFailed(f"{row.provider}: task {task.remote_id} {what}"))
+    if len(saved) < row.n and not todo and not result.errors:
+        if row.dialect != "tasks":
+            result.errors.append(
+                TaskFailed(
+                    f"job {row.id} was a synchronous {row.provider} call that did not finish; there is nothing to "
+                    "resume",
+                    hint="generate it again",
+                )
+            )
+        elif row.status == JobStatus.CANCELLED:
+            result.errors.append(TaskFailed(f"job {row.id} was cancelled"))
+        else:
+            result.errors.append(TaskFailed(f"job {row.id} was never submitted", hint="generate it again"))
+    if not todo:
+        return result, None
+    backend = backend_for(ModelRef(row.provider, row.model))
+    line_plan = backend.journal_plan(row, settings)
+    job = PlannedJob(
+        PromptLine(None, result.prompt), GenerateOptions(), backend, line_plan, result, previous=row, resume_tasks=todo
+    )
+    job.spec = OutputSpec.from_dict(row.output, Path(out_dir) if out_dir else None)
+    return result, job
+
+
+def _report_all_saved(row: Job, result: JobResult) -> None:
+    """Every image the job has on disk is reported, whoever saved it (this run or an earlier one)."""
+    from imagegen_cli.store.writer import SavedImage
+
+    have = result.saved_indices
+    for image in row.saved:
+        if image.index in have or not image.path or not Path(image.path).exists():
+            continue
+        fmt = image.path.rpartition(".")[2]
+        result.images.append(
+            SavedImage(image.path, image.index, image.width or 0, image.height or 0, fmt, image.seed, url=image.url)
+        )
+        result.reused.add(image.index)
+
+
+def cancel(job_ids: list[str]) -> tuple[list[str], list[str]]:
+    """Stop tracking jobs; ask each provider to cancel pending tasks where it can. Returns (cancelled, notes)."""
+    from imagegen_cli.backends.cancel import cancel_job
+    from imagegen_cli.status import OPEN_STATUSES
+    from imagegen_cli.store.journal import TaskJournal
+
+    notes: list[str] = []
+    cancelled: list[str] = []
+    with TaskJournal.open() as journal:
+        for job_id in job_ids:
+            row = journal.get(job_id)
+            if row.status not in OPEN_STATUSES:
+                notes.append(f"{row.id} is already {row.status}")
+                continue
+            notes.extend(cancel_job(journal, row, load_settings()))
+            cancelled.append(row.id)
+    return cancelled, notes
+
+
+def prune(older_than: str) -> int:
+    """Forget finished jobs older than a duration (``30d``, ``12h``, ``90m``, ``2w``); image files stay."""
+    from imagegen_cli.options import parse_duration
+    from imagegen_cli.store.journal import TaskJournal, journal_path
+
+    cutoff = time.time() - parse_duration(older_than)
+    if not journal_path().exists():
+        return 0
+    with TaskJournal.open() as journal:
+        return journal.prune(cutoff)

@@ -1,0 +1,56 @@
+"""Cancel a journalled job: stop tracking it, and ask the provider to cancel its pending tasks where it can."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from imagegen_cli.errors import ImagegenError
+from imagegen_cli.status import TaskState
+
+if TYPE_CHECKING:
+    from imagegen_cli.providers.registry import ResolvedProvider
+    from imagegen_cli.settings import Settings
+    from imagegen_cli.store.journal import Job, TaskJournal
+
+
+def cancel_job(journal: TaskJournal, job: Job, settings: Settings) -> list[str]:
+    """Mark the job and its pending tasks cancelled; returns notes on what was asked of the provider."""
+    from imagegen_cli.backends.remote import RemoteBackend
+    from imagegen_cli.providers.planning import Plan
+
+    notes: list[str] = []
+    pending = [t for t in job.tasks if t.status == TaskState.PENDING]
+    if pending:
+        plan = RemoteBackend().journal_plan(job, settings)
+        assert isinstance(plan, Plan)
+        provider = plan.provider
+        if provider.profile.cancel_path and provider.key:
+            notes.extend(_cancel_remote(provider, [t.remote_id for t in pending]))
+        else:
+            notes.append(f"{job.provider} has no cancel API: its task(s) may still finish (and be billed) remotely")
+    for task in pending:
+        journal.update_task(job.id, task.remote_id, TaskState.CANCELLED, "cancelled by the user")
+    journal.set_status(job.id, "cancelled", "cancelled by the user")
+    return notes
+
+
+def _cancel_remote(provider: ResolvedProvider, remote_ids: list[str]) -> list[str]:
+    from imagegen_cli.providers.http import Deadline, GatewayClient, make_async_client
+
+    notes: list[str] = []
+    cancel_path = provider.profile.cancel_path
+    assert cancel_path is not None
+
+    async def run() -> None:
+        async with make_async_client() as http:
+            client = GatewayClient(provider, Deadline(30), http)
+            for remote_id in remote_ids:
+                try:
+                    await client.request_json("POST", provider.url(cancel_path.format(id=remote_id)), body={})
+                    notes.append(f"asked {provider.name} to cancel {remote_id}")
+                except ImagegenError as exc:
+                    notes.append(f"{provider.name} did not cancel {remote_id}: {exc.message}")
+
+    asyncio.run(run())
+    return notes

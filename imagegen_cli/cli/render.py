@@ -1,0 +1,251 @@
+"""One output object for every command: results to stdout, progress/notes/errors to stderr.
+
+Also the progress sink the core reports to (rich rows on a terminal, plain lines elsewhere), and the
+error handler that maps every failure to one line, a hint and the documented exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from imagegen_cli.errors import ExitCode, ImagegenError, clean_text, redact
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from imagegen_cli.result import JobResult, RunResult
+    from imagegen_cli.store.writer import SavedImage
+
+
+def stderr_is_live() -> bool:
+    """Animated progress only for a person at a terminal (not CI, not a dumb terminal)."""
+    return sys.stderr.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
+
+
+class Output:
+    """Human, JSON or quiet output; never prints a secret or a terminal escape from a gateway."""
+
+    def __init__(self, *, json_mode: bool = False, quiet: bool = False) -> None:
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(
+                stderr=True,
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+                no_color=bool(os.environ.get("NO_COLOR")) or None,
+            )
+        return self._console
+
+    # ---- stdout: results only
+    def line(self, text: str) -> None:
+        sys.stdout.write(redact(text) + "\n")
+        sys.stdout.flush()
+
+    def json(self, data: Any) -> None:
+        # allow_nan=False: NaN is not JSON; the options refuse non-finite numbers before this point.
+        sys.stdout.write(redact(json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False)) + "\n")
+        sys.stdout.flush()
+
+    # ---- stderr: notes, warnings, errors
+    def _err(self, prefix: str, text: str, style: str) -> None:
+        message = f"{prefix}: {clean_text(text, 2000)}"
+        if sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+            self.console.print(message, style=style)
+        else:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self._err("note", text, "yellow")
+
+    def error(self, exc: ImagegenError, where: str = "") -> None:
+        """``error: MESSAGE`` (``line 3: error: MESSAGE`` in a batch), then its hint."""
+        self._err(f"{where}error" if where else "error", exc.message, "bold red")
+        if exc.hint:
+            self._err(f"{where}hint" if where else "hint", exc.hint, "dim")
+
+    def sink(self, *, batch: bool) -> CliSink:
+        return CliSink(self, batch=batch, live=not self.quiet and stderr_is_live())
+
+    # ---- a run's result
+    def run_result(self, run: RunResult, *, batch: bool) -> None:
+        """Paths (or the JSON document), then every error once, then the batch summary."""
+        if self.json_mode:
+            self.json(run.document())
+        elif not batch:
+            # A batch printed its paths as they were saved; a single run prints them in index order.
+            for image in run.images:
+                if image.path != "-":
+                    self.line(image.path)
+        seen: set[str] = set()
+        for job in run.jobs:
+            if not self.json_mode and job.no_wait and job.job_id and job.tasks and not job.errors:
+                self.line(job.job_id)
+            where = f"line {job.line}: " if job.line is not None else ""
+            for error in job.errors:
+                # The same failure of several calls (a dead base URL, -n 4) is said once.
+                said = where + error.message
+                if said not in seen:
+                    seen.add(said)
+                    self.error(error, where)
+            if job.no_wait and job.job_id and job.tasks and not job.errors:
+                self.note(
+                    f"submitted {len(job.tasks)} task(s); fetch the images with: imagegen tasks wait {job.job_id}"
+                )
+        if batch and not self.quiet:
+            counts = run.counts()
+            parts = [f"{counts['lines']} lines", f"{counts['succeeded']} succeeded", f"{counts['failed']} failed"]
+            for key in ("partial", "submitted", "running", "cancelled", "expired"):
+                if counts[key]:
+                    parts.append(f"{counts[key]} {key}")
+            parts.append(f"{counts['skipped']} skipped (already saved)")
+            if counts["not_started"]:
+                parts.append(f"{counts['not_started']} not started")
+            sys.stderr.write(f"batch: {' · '.join(parts)} · {counts['images']} images in {run.elapsed:.1f}s\n")
+            sys.stderr.flush()
+
+
+class CliSink:
+    """The CLI's progress sink: rich rows (and a batch line) on a terminal; plain stderr lines elsewhere."""
+
+    def __init__(self, output: Output, *, batch: bool, live: bool) -> None:
+        self.output = output
+        self.batch = batch
+        self.live = live
+        self.progress: Progress | None = None
+        self.rows: dict[str, TaskID] = {}
+        self.lines_done = self.images = 0
+        self.started = time.monotonic()
+
+    def _progress(self) -> Progress:
+        if self.progress is None:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.output.console,
+                transient=True,
+            )
+            self.progress.start()
+        return self.progress
+
+    def start(self, key: str, description: str, total: int | None) -> None:
+        if self.live:
+            self.rows[key] = self._progress().add_task(clean_text(description, 80), total=total)
+
+    def update(self, key: str, completed: int | None = None, description: str | None = None) -> None:
+        if key in self.rows and self.progress is not None:
+            self.progress.update(
+                self.rows[key], completed=completed, description=clean_text(description, 80) if description else None
+            )
+
+    def finish(self, key: str) -> None:
+        if key in self.rows and self.progress is not None:
+            self.progress.remove_task(self.rows.pop(key))
+
+    def note(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(f"note: {clean_text(text, 2000)}", markup=False, highlight=False)
+        else:
+            self.output.note(text)
+
+    def image_saved(self, job: JobResult, image: SavedImage) -> None:
+        self.images += 1
+        if not self.batch:
+            return
+        if not self.output.json_mode and image.path != "-":
+            self.output.line(image.path)  # a batch streams its paths, so a pipe sees them as they land
+        if not self.live and not self.output.quiet:
+            sys.stderr.write(f"line {job.line}: saved {image.path}\n")
+            sys.stderr.flush()
+
+    def job_finished(self, job: JobResult) -> None:
+        self.lines_done += 1
+        if self.batch and self.live:
+            key = "batch"
+            if key not in self.rows:
+                self.rows[key] = self._progress().add_task("batch", total=None)
+            self.update(
+                key, completed=self.lines_done, description=f"batch: {self.lines_done} lines, {self.images} images"
+            )
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        self.rows.clear()
+
+
+@contextmanager
+def reported(output: Output) -> Iterator[None]:
+    """Map the project's errors to one line plus hint and the documented exit code."""
+    from imagegen_cli.signals import StopSignal, interrupted_exit_code
+
+    try:
+        yield
+    except ImagegenError as exc:
+        if os.environ.get("IMAGEGEN_DEBUG"):
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        output.error(exc)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("terminated\n" if StopSignal.terminated else "interrupted\n")
+        raise typer.Exit(int(interrupted_exit_code())) from None
+    except BrokenPipeError:
+        # `imagegen ... | head -1`: the reader left. Exit quietly as other Unix tools do.
+        _silence_stdout()
+        raise typer.Exit(int(ExitCode.FAILURE)) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug: one line unless IMAGEGEN_DEBUG asks for the traceback
+        if os.environ.get("IMAGEGEN_DEBUG"):
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        output.error(
+            ImagegenError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                hint="rerun with IMAGEGEN_DEBUG=1 for the traceback, and report it",
+            )
+        )
+        raise typer.Exit(int(ExitCode.FAILURE)) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,247 @@
+"""Typed options, built once from the command line (or the Python API), and prompt lines.
+
+``GenerateOptions`` holds everything a run needs besides the prompt: the request fields, where and
+how to write, the local engine's flags and the run's bounds. A batch line is
+``options.with_overrides(line.overrides)``; a single prompt is a batch of one line, so both take
+exactly the same path through planning, the dry run, the journal and the JSON document.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from imagegen_cli.errors import UsageError
+from imagegen_cli.local.planning import LocalOptions
+from imagegen_cli.request import MAX_IMAGES, GenerationRequest, Ratio, Size, parse_param, parse_tier
+
+# Keys a JSON Lines prompt file may set per line (``-`` in a key is read as ``_``).
+LINE_KEYS = (
+    "prompt", "model", "provider", "n", "size", "ratio", "resolution", "quality", "style", "seed",
+    "negative_prompt", "steps", "guidance", "params", "param", "response_format", "user", "on_behalf_of",
+    "name", "format", "out",
+)  # fmt: skip
+LOCAL_FLAGS = {"device": "--device", "dtype": "--dtype", "offload": "--offload", "vae_tiling": "--vae-tiling"}
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """The request flags (everything of a :class:`GenerationRequest` but the prompt, provider and model)."""
+
+    n: int = 1
+    size: Size | None = None
+    ratio: Ratio | None = None
+    resolution: str | None = None
+    quality: str | None = None
+    style: str | None = None
+    seed: int | None = None
+    negative_prompt: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+    response_format: str | None = None
+    user: str | None = None
+    on_behalf_of: str | None = None
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n <= MAX_IMAGES:
+            raise UsageError(f"-n {self.n} is out of range", hint=f"ask for 1 to {MAX_IMAGES} images")
+        if self.guidance is not None and not math.isfinite(self.guidance):
+            raise UsageError(f"--guidance {self.guidance} is not a number", hint="give a finite number, e.g. 4.5")
+
+    def to_request(self, prompt: str, provider: str, model: str, base_url: str | None = None) -> GenerationRequest:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return GenerationRequest(prompt=prompt, provider=provider, model=model, base_url=base_url, **values)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and how images are written: ``-o``, ``--name``, ``--format``, ``--overwrite``, ``--no-metadata``."""
+
+    out: str | None = None
+    name: str | None = None
+    format: str | None = None
+    overwrite: bool = False
+    metadata: bool = True
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Bounds and modes of a run."""
+
+    timeout: float = 300.0
+    concurrency: int | None = None
+    no_wait: bool = False
+    base_url: str | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.timeout) or self.timeout <= 0:
+            raise UsageError("--timeout must be a positive number of seconds")
+        if self.concurrency is not None and not 1 <= self.concurrency <= 64:
+            raise UsageError(f"--concurrency {self.concurrency} is out of range", hint="use 1 to 64")
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """Every flag of ``generate`` but the prompt, typed and checked."""
+
+    model: str | None = None
+    provider: str | None = None
+    request: RequestOptions = field(default_factory=RequestOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    local: LocalOptions = field(default_factory=LocalOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+    local_flags_given: tuple[str, ...] = ()  # local-only flags on the command line: a remote line notes them
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> GenerateOptions:
+        """These options with one prompt-file line's values applied (each checked like its flag)."""
+        request = _request_overrides(self.request, overrides)
+        output = self.output
+        if "name" in overrides:
+            output = replace(output, name=_string("name", overrides["name"]))
+        if "format" in overrides:
+            output = replace(output, format=_string("format", overrides["format"]))
+        if "out" in overrides:
+            output = replace(output, out=_string("out", overrides["out"]))
+        model, provider = self.model, self.provider
+        if "model" in overrides:
+            # A line's model replaces the command line's model and provider (unless the line names one too).
+            model, provider = _string("model", overrides["model"]), None
+        if "provider" in overrides:
+            provider = _string("provider", overrides["provider"])
+        return replace(self, model=model, provider=provider, request=request, output=output)
+
+
+def _string(key: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f'"{key}" must be a string')
+    return value
+
+
+def _request_overrides(base: RequestOptions, values: Mapping[str, Any]) -> RequestOptions:
+    changes: dict[str, Any] = {}
+    params = dict(base.params)
+    for key, value in values.items():
+        if key in ("prompt", "model", "provider", "name", "format", "out"):
+            continue
+        if key == "params":
+            if not isinstance(value, dict):
+                raise UsageError('"params" must be an object')
+            params.update(value)
+        elif key == "param":
+            for item in value if isinstance(value, list) else [value]:
+                name, parsed = parse_param(str(item))
+                params[name] = parsed
+        elif key in ("size", "ratio", "resolution"):
+            if value is None:
+                changes[key] = None
+            elif key == "size":
+                # A line's size replaces the command line's ratio and tier.
+                changes.update(size=Size.parse(str(value)), ratio=None, resolution=None)
+            elif key == "ratio":
+                changes["ratio"] = Ratio.parse(str(value))
+                if "size" not in values:
+                    changes["size"] = None
+            else:
+                changes["resolution"] = parse_tier(str(value))
+        elif key in ("n", "seed", "steps"):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise UsageError(f'"{key}" must be an integer')
+            changes[key] = value
+        elif key == "guidance":
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise UsageError('"guidance" must be a number')
+            changes[key] = None if value is None else float(value)
+        else:
+            changes[key] = _string(key, value)
+    changes["params"] = tuple(params.items())
+    return replace(base, **changes)
+
+
+@dataclass(frozen=True)
+class PromptLine:
+    """One prompt: its line number in the prompt file (``None`` for a single prompt) and its overrides."""
+
+    number: int | None
+    prompt: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    def label(self) -> str:
+        return f"line {self.number}" if self.number is not None else "prompt"
+
+
+def read_prompt(prompt: str) -> str:
+    """The PROMPT argument; ``-`` reads it from stdin (which must not be a terminal)."""
+    if prompt != "-":
+        return prompt
+    if sys.stdin.isatty():
+        raise UsageError(
+            "PROMPT is - but stdin is a terminal", hint='pipe the prompt in: echo "a fox" | imagegen generate -'
+        )
+    return _decode(sys.stdin.buffer.read(), "stdin").strip("\r\n")
+
+
+def _decode(data: bytes, where: str) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{where} is not valid UTF-8 (byte {exc.start})", hint="save the prompt as UTF-8 text"
+        ) from None
+    return text.removeprefix("\ufeff")  # a BOM from a Windows editor is not part of the first prompt
+
+
+def read_prompt_file(path: str) -> list[PromptLine]:
+    """Plain text (a prompt per line) or JSON Lines; blank lines and ``#`` comments are skipped."""
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).expanduser().read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"prompt file {path} does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read prompt file {path}: {exc.strerror or exc}") from None
+    text = _decode(data, f"prompt file {path}")
+    lines: list[PromptLine] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not stripped.startswith("{"):
+            lines.append(PromptLine(number, stripped))
+            continue
+        try:
+            decoded = json.loads(stripped)
+        except ValueError as exc:
+            raise UsageError(f"line {number}: invalid JSON ({exc})") from None
+        if not isinstance(decoded, dict):
+            raise UsageError(f"line {number}: a JSON line must be an object")
+        values = {str(k).replace("-", "_"): v for k, v in decoded.items()}
+        unknown = sorted(set(values) - set(LINE_KEYS))
+        if unknown:
+            raise UsageError(f"line {number}: unknown key {unknown[0]!r}", hint="keys: " + ", ".join(LINE_KEYS))
+        prompt = values.pop("prompt", None)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise UsageError(f'line {number}: a JSON line needs a "prompt" string')
+        lines.append(PromptLine(number, prompt, values))
+    if not lines:
+        raise UsageError(f"prompt file {path} has no prompts", hint="one prompt per line; # starts a comment")
+    return lines
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` (a bare number is days) → seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise UsageError(f"invalid duration {text!r}", hint="write it as 30d, 12h, 90m, 45s or 2w")
+    return float(match[1]) * _UNIT[(match[2] or "d").lower()]

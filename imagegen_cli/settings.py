@@ -1,0 +1,172 @@
+"""Validated settings: the config file and the environment, read once and checked value by value.
+
+Every setting has one :class:`SettingSpec` that says its type, its accepted values and how a string
+from ``config set`` becomes a value. A bad value in the file is a one-line usage error (exit 2) that
+names the key and the file, raised when the settings are loaded, never later as an "internal error".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from imagegen_cli.providers.profiles import ProviderProfile
+
+DEFAULT_MODEL = "local:auto"
+DEFAULT_TIMEOUT = 300.0
+OUTPUT_FORMATS = ("png", "jpeg", "webp", "gif", "svg")
+
+
+class SettingError(UsageError):
+    """A setting's value is not one it accepts (exit 2)."""
+
+    code = "setting"
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("a non-empty string")
+    return value
+
+
+def _positive_number(value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = int(value) if value.strip().isdigit() else float(value)
+        except ValueError:
+            raise ValueError("a number of seconds above 0, e.g. 300") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ValueError("a number of seconds above 0, e.g. 300")
+    return value  # an int stays an int in the file: `timeout = 60`, not `60.0`
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise ValueError("a whole number from 1 to 64") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        raise ValueError("a whole number from 1 to 64")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if isinstance(value, bool):
+        return value
+    raise ValueError("true or false")
+
+
+def _format(value: Any) -> str:
+    if not isinstance(value, str) or value.lower() not in OUTPUT_FORMATS:
+        raise ValueError("one of " + ", ".join(OUTPUT_FORMATS))
+    return "jpeg" if value.lower() == "jpg" else value.lower()
+
+
+def _template(value: Any) -> str:
+    from imagegen_cli.store.naming import check_template
+
+    text = _text(value)
+    check_template(text)
+    return text
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One top-level setting: what it means and how a value is checked (raises ValueError naming the accepted)."""
+
+    name: str
+    help: str
+    check: Callable[[Any], Any]
+
+
+SETTINGS: dict[str, SettingSpec] = {
+    spec.name: spec
+    for spec in (
+        SettingSpec("default_model", "model used when -m is not given", _text),
+        SettingSpec("output_dir", "directory images are saved to when -o is not given", _text),
+        SettingSpec("name_template", "file-name template, e.g. {date}-{slug}-{index}.{ext}", _template),
+        SettingSpec("format", "file format written: " + ", ".join(OUTPUT_FORMATS), _format),
+        SettingSpec("timeout", "overall bound for remote work, in seconds", _positive_number),
+        SettingSpec("concurrency", "calls in flight per provider (1-64)", _positive_int),
+        SettingSpec("metadata", "embed generation parameters in images (true/false)", _boolean),
+    )
+}
+PROVIDERS_KEY = "providers"
+KNOWN_KEYS = (*SETTINGS, PROVIDERS_KEY)
+
+
+def check_setting(key: str, value: Any, where: str) -> Any:
+    """The checked value of a top-level setting; a bad one is exit 2 naming the key and ``where``."""
+    spec = SETTINGS.get(key)
+    if spec is None:
+        raise SettingError(f"unknown setting {key!r} in {where}", hint="known: " + ", ".join(sorted(KNOWN_KEYS)))
+    try:
+        return spec.check(value)
+    except ValueError as exc:
+        raise SettingError(f"invalid {key} {value!r} in {where}: expected {exc}", hint=f"{key}: {spec.help}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the config file and the environment say, checked; built once per command."""
+
+    path: Path
+    default_model: str = DEFAULT_MODEL
+    default_model_source: str = "default"  # env, config or default: said in the dry run
+    output_dir: str | None = None
+    name_template: str | None = None
+    format: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    concurrency: int | None = None
+    metadata: bool = True
+    provider_tables: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], path: Path) -> Settings:
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            if key == PROVIDERS_KEY:
+                if not isinstance(raw, dict):
+                    raise SettingError(
+                        f"{PROVIDERS_KEY} in {path} must be a table of [providers.NAME] tables",
+                        hint="see: imagegen config show",
+                    )
+                values["provider_tables"] = raw
+                continue
+            values[key] = check_setting(key, raw, str(path))
+        source = "config" if "default_model" in values else "default"
+        env_model = os.environ.get("IMAGEGEN_MODEL", "").strip()
+        if env_model:
+            values["default_model"], source = env_model, "env"
+        return cls(path=path, default_model_source=source, **values)
+
+    def profiles(self) -> dict[str, ProviderProfile]:
+        """Built-in provider profiles with the config file's ``[providers.NAME]`` tables applied (checked once)."""
+        from imagegen_cli.providers.registry import load_profiles
+
+        cached = _PROFILES.get(id(self))
+        if cached is None or cached[0] is not self:
+            cached = (self, load_profiles({PROVIDERS_KEY: self.provider_tables}, source=str(self.path)))
+            _PROFILES[id(self)] = cached
+        return cached[1]
+
+
+_PROFILES: dict[int, tuple[Settings, dict[str, ProviderProfile]]] = {}
+
+
+def load_settings() -> Settings:
+    """Read and check the config file (``IMAGEGEN_CONFIG`` or the user config dir) and the environment."""
+    from imagegen_cli.config import config_path, load_config
+
+    path = config_path()
+    return Settings.from_mapping(load_config(), path)

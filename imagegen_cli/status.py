@@ -1,0 +1,62 @@
+"""The one status vocabulary of jobs and remote tasks, and the one rule that derives a job's status.
+
+Used by the journal, ``tasks list``, every ``--json`` document, the batch summary and the exit code;
+nothing else decides what state a job is in. Only the standard library: the journal imports it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    """Where a job stands. The same words in the journal, ``tasks list``, and every ``--json`` document."""
+
+    QUEUED = "queued"  # journalled, nothing sent yet
+    SUBMITTED = "submitted"  # remote tasks are pending, no image saved yet
+    RUNNING = "running"  # some images saved, remote tasks still pending
+    SUCCEEDED = "succeeded"  # every image saved
+    PARTIAL = "partial"  # some images saved, the rest failed
+    FAILED = "failed"  # nothing saved, nothing pending
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"  # the gateway's result links expired before they were fetched
+
+
+OPEN_STATUSES = (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING)
+FINAL_STATUSES = tuple(s for s in JobStatus if s not in OPEN_STATUSES)
+
+
+class TaskState(StrEnum):
+    """A remote task's state, as the dialect parsers report it."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"  # done remotely; its images may still be waiting to be fetched
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+RESUMABLE_TASK_STATES = (TaskState.PENDING, TaskState.SUCCEEDED)
+
+
+def job_status(
+    *,
+    requested: int,
+    saved: int,
+    resumable: bool,
+    finished: bool,
+    cancelled: bool = False,
+    expired: bool = False,
+) -> JobStatus:
+    """The rule. ``resumable``: a remote task is pending, or finished with images not fetched yet."""
+    if saved >= requested:
+        return JobStatus.SUCCEEDED
+    if resumable:
+        return JobStatus.RUNNING if saved else JobStatus.SUBMITTED
+    if not finished:
+        return JobStatus.RUNNING if saved else JobStatus.QUEUED
+    if cancelled and not saved:
+        return JobStatus.CANCELLED
+    if expired and not saved:
+        return JobStatus.EXPIRED
+    return JobStatus.PARTIAL if saved else JobStatus.FAILED
