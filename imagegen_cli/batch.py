@@ -52,6 +52,7 @@ def plan_lines(lines: list[PromptLine], options: GenerateOptions, settings: Sett
             line=line.number,
             prompt=line.prompt,
             notes=list(plan.notes),
+            planned_notes=len(plan.notes),
             no_wait=line_options.run.no_wait,
         )
         jobs.append(PlannedJob(line, line_options, backend, plan, result))

@@ -50,6 +50,7 @@ class JobResult:
     line: int | None = None
     prompt: str = ""
     notes: list[str] = field(default_factory=list)
+    planned_notes: int = 0  # notes[:planned_notes] came from planning (said before the run), the rest while running
     images: list[SavedImage] = field(default_factory=list)
     tasks: list[TaskRecord] = field(default_factory=list)
     errors: list[ImagegenError] = field(default_factory=list)

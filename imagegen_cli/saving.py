@@ -106,16 +106,15 @@ class JobRecorder:
         write: Callable[[T], SavedImage],
         *,
         remote_id: str | None = None,
-    ) -> SavedImage | None:
-        """Fetch (``prepare``, cancellable) then write in a thread (shielded); an error is recorded, not raised."""
+    ) -> SavedImage | ImagegenError:
+        """Fetch (``prepare``, cancellable) then write in a thread (shielded); an error is recorded and returned."""
         try:
             payload = await prepare()
         except asyncio.CancelledError:
             self.release(index)
             raise
         except Exception as exc:  # noqa: BLE001 - one image's failure never ends the run
-            self.fail(index, exc)
-            return None
+            return self.fail(index, exc)
         future = asyncio.get_running_loop().run_in_executor(None, write, payload)
         try:
             saved = await asyncio.shield(future)
@@ -130,14 +129,15 @@ class JobRecorder:
             self.record(saved, remote_id=remote_id)
             raise
         except Exception as exc:  # noqa: BLE001 - one image's failure never ends the run
-            self.fail(index, exc)
-            return None
+            return self.fail(index, exc)
         self.record(saved, remote_id=remote_id)
         return saved
 
-    def fail(self, index: int, exc: BaseException) -> None:
+    def fail(self, index: int, exc: BaseException) -> ImagegenError:
         self.release(index)
-        self.result.errors.append(as_job_error(exc, f"image {index}"))
+        error = as_job_error(exc, f"image {index}")
+        self.result.errors.append(error)
+        return error
 
     def record(self, saved: SavedImage, *, remote_id: str | None) -> None:
         self.result.images.append(saved)
@@ -180,7 +180,6 @@ class JobRecorder:
             note = f"the journal could not be updated ({clean_text(str(exc), 120)}); saved images are still listed"
             if note not in self.result.notes:
                 self.result.notes.append(note)
-                self.sink.note(note)
             return fallback
 
 
@@ -212,7 +211,6 @@ def begin_job(job: PlannedJob, context: RunContext) -> ImageWriter:
     except sqlite3.Error as exc:
         note = f"the journal could not be updated ({clean_text(str(exc), 120)}); this job cannot be resumed"
         result.notes.append(note)
-        context.sink.note(note)
     return ImageWriter(
         job.spec, prompt=plan.request.prompt, provider=plan.provider_name, model=plan.model_name, n=plan.request.n
     )

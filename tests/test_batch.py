@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from imagegen_cli.store.journal import SCHEMA_VERSION
 from tests.conftest import CAPTURED, IMAGEGEN, gateway_env, run_cli
 from tests.fakegateway import FakeGateway
 

@@ -120,7 +120,8 @@ def test_dry_run_and_notes(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     doc = result.json()
-    calls = doc["local"]["calls"]
+    assert "local" not in doc and doc["provider"] == "local"  # the same "calls" key as every dry run
+    calls = doc["calls"]
     assert [c["seeds"] for c in calls] == [[1, 2, 3, 4], [5]]
     assert calls[0]["width"] == 1280 and calls[0]["height"] == 720
     assert calls[0]["num_inference_steps"] == 2 and calls[0]["guidance_scale"] == 0.0
@@ -184,10 +185,11 @@ class FakePipe:
 
 
 def make_run(tmp_path: Path, n: int, seed: int = 10) -> Any:
-    from imagegen_cli.generation import GenerationResult, SilentReporter
     from imagegen_cli.local.planning import LocalOptions, build_local_plan, resolve_source
     from imagegen_cli.local.runner import LocalRun
     from imagegen_cli.request import GenerationRequest
+    from imagegen_cli.result import JobResult, SilentSink
+    from imagegen_cli.saving import JobRecorder
     from imagegen_cli.store.writer import ImageWriter, OutputSpec
 
     request = GenerationRequest(prompt="x", provider="local", model="tiny", n=n, seed=seed)
@@ -196,8 +198,8 @@ def make_run(tmp_path: Path, n: int, seed: int = 10) -> Any:
         str(tmp_path), default_dir=None, template=None, fmt=None, overwrite=False, metadata=True, n=n
     )
     writer = ImageWriter(spec, prompt="x", provider="local", model="tiny", n=n)
-    result = GenerationResult("local", "tiny", n)
-    return LocalRun(plan, writer, result, SilentReporter()), result
+    result = JobResult("local", "tiny", n)
+    return LocalRun(plan, writer, JobRecorder(result, None, SilentSink()), SilentSink()), result
 
 
 def placement() -> Any:

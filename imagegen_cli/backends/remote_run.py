@@ -22,6 +22,7 @@ from imagegen_cli.errors import (
     ImagesExpired,
     InvalidResponse,
     PendingTimeout,
+    SaveError,
     clean_text,
 )
 from imagegen_cli.result import TaskRecord
@@ -194,14 +195,20 @@ class RemoteJobRunner:
         return tasks
 
     def _tasks_failed(self, tasks: list[TaskRecord], exc: ImagegenError) -> None:
-        from imagegen_cli.errors import TaskFailed
 
+        self._mark_failed(tasks, exc)
+        self.result.errors.append(exc)
+
+    def _mark_failed(self, tasks: list[TaskRecord], exc: ImagegenError) -> None:
+        """The gateway refused to tell us more, or its result is unusable or gone: not resumable as is.
+
+        A save error (a full disk) leaves the task resumable: ``tasks wait`` can fetch it again.
+        """
         for task in tasks:
-            if isinstance(exc, TaskFailed | ImagesExpired) and task.state in (TaskState.PENDING, TaskState.SUCCEEDED):
+            if not isinstance(exc, SaveError) and task.state in (TaskState.PENDING, TaskState.SUCCEEDED):
                 task.state = TaskState.EXPIRED if isinstance(exc, ImagesExpired) else TaskState.FAILED
                 task.error = exc.message
                 self._journal_task(task)
-        self.result.errors.append(exc)
 
     def _journal_task(self, task: TaskRecord, *, add: bool = False, expires_at: float | None = None) -> None:
         from imagegen_cli.store.journal import TaskRow
@@ -302,11 +309,13 @@ class RemoteJobRunner:
                     return base64.b64decode(image.b64, validate=True)
                 except (binascii.Error, ValueError):
                     raise DownloadError(f"{self.provider.name}: image {index} has invalid base64 data") from None
-            return await self._download(image, what, task)
+            return await self._download(image, what)
 
-        await self.recorder.save_async(index, fetch, place, remote_id=remote_id)
+        outcome = await self.recorder.save_async(index, fetch, place, remote_id=remote_id)
+        if isinstance(outcome, ImagegenError) and task is not None:
+            self._mark_failed([task], outcome)
 
-    async def _download(self, image: RemoteImage, what: str, task: TaskRecord | None) -> Any:
+    async def _download(self, image: RemoteImage, what: str) -> Any:
         from imagegen_cli.store.writer import MAX_DOWNLOAD_BYTES
 
         assert image.url is not None
@@ -323,9 +332,6 @@ class RemoteJobRunner:
                             f"{self.provider.name}: {what} expired at {_format_time(image.expires_at)}",
                             hint="generate it again",
                         )
-                        if task is not None:
-                            task.state, task.error = TaskState.EXPIRED, expired.message
-                            self._journal_task(task)
                         raise expired from None
                     raise
         except BaseException:

@@ -98,9 +98,11 @@ class Output:
                     self.line(image.path)
         seen: set[str] = set()
         for job in run.jobs:
+            where = f"line {job.line}: " if job.line is not None else ""
+            for note in job.notes[job.planned_notes :]:
+                self.note(where + note)  # said while running (a skipped offload, a journal problem)
             if not self.json_mode and job.no_wait and job.job_id and job.tasks and not job.errors:
                 self.line(job.job_id)
-            where = f"line {job.line}: " if job.line is not None else ""
             for error in job.errors:
                 # The same failure of several calls (a dead base URL, -n 4) is said once.
                 said = where + error.message

@@ -55,7 +55,10 @@ def redirect_download(gw: FakeGateway) -> None:
 
 
 def expire(gw: FakeGateway) -> None:
+    # Past its expiry time *and* refused by the CDN: expired. (A link the CDN still serves is saved whatever
+    # its expiry says, since clocks differ: tests/test_tasks.py.)
     gw.expires_in = -3600
+    gw.fault("image", "status", status=403)
 
 
 NO_TASK = "carried no task id"
