@@ -7,6 +7,7 @@ names the key and the file, raised when the settings are loaded, never later as 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
@@ -154,14 +155,13 @@ class Settings:
         """Built-in provider profiles with the config file's ``[providers.NAME]`` tables applied (checked once)."""
         from imagegen_cli.providers.registry import load_profiles
 
-        cached = _PROFILES.get(id(self))
-        if cached is None or cached[0] is not self:
-            cached = (self, load_profiles({PROVIDERS_KEY: self.provider_tables}, source=str(self.path)))
-            _PROFILES[id(self)] = cached
-        return cached[1]
+        key = json.dumps([str(self.path), self.provider_tables], sort_keys=True, default=str)
+        if key not in _PROFILES:
+            _PROFILES[key] = load_profiles({PROVIDERS_KEY: self.provider_tables}, source=str(self.path))
+        return _PROFILES[key]
 
 
-_PROFILES: dict[int, tuple[Settings, dict[str, ProviderProfile]]] = {}
+_PROFILES: dict[str, dict[str, ProviderProfile]] = {}  # by file and tables: a batch checks its tables once
 
 
 def load_settings() -> Settings:

@@ -83,8 +83,15 @@ def run_cli(
     input: bytes | None = None,
     timeout: float = 60,
     cwd: Path | None = None,
+    process: bool = False,
 ) -> Result:
-    """Run the installed ``imagegen`` console script; output is kept for the leak check."""
+    """Run imagegen; output is kept for the leak check.
+
+    In-process (Typer's runner, milliseconds) unless ``process`` asks for the installed console script in a
+    real process: signals, start-up, stdout bytes, crashes and concurrent processes need one.
+    """
+    if not process and "PYTHONPATH" not in (env or {}):  # a sitecustomize hook needs a fresh interpreter
+        return _run_in_process(list(args), env=env, input=input, cwd=cwd)
     full_env = dict(os.environ)
     full_env.update(env or {})
     proc = subprocess.run(
@@ -103,6 +110,28 @@ def run_cli(
         proc.stderr.decode("utf-8", "replace"),
         proc.stdout,
     )
+
+
+def _run_in_process(
+    args: list[str], *, env: dict[str, str] | None, input: bytes | None, cwd: Path | None
+) -> Result:
+    from typer.testing import CliRunner
+
+    from imagegen_cli.cli.app import app
+    from imagegen_cli.signals import StopSignal
+
+    StopSignal.terminated = False
+    previous = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        # catch_exceptions=False: a bug surfaces as the test's own traceback, never as a swallowed exit code.
+        result = CliRunner().invoke(app, args, input=input, env=env, catch_exceptions=False, prog_name="imagegen")
+    finally:
+        os.chdir(previous)
+    stdout, stderr = result.stdout_bytes, result.stderr_bytes or b""
+    CAPTURED.extend([stdout, stderr])
+    return Result(result.exit_code, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"), stdout)
 
 
 def gateway_env(gw: FakeGateway, *, key: bool = True) -> dict[str, str]:
@@ -126,10 +155,16 @@ def cli(gateway: FakeGateway, tmp_path: Path) -> Any:
         input: bytes | None = None,
         timeout: float = 60,
         out_dir: bool = True,
+        process: bool = False,
     ) -> Result:
         extra = ["-o", str(out)] if out_dir and args and args[0] == "generate" and "-o" not in args else []
         return run_cli(
-            *args, *extra, env={**gateway_env(gateway, key=key), **(env or {})}, input=input, timeout=timeout
+            *args,
+            *extra,
+            env={**gateway_env(gateway, key=key), **(env or {})},
+            input=input,
+            timeout=timeout,
+            process=process,
         )
 
     run.out = out  # type: ignore[attr-defined]
