@@ -159,7 +159,7 @@ def test_killed_batch_resumes_with_exactly_one_image_per_line(gateway: FakeGatew
     assert resumed.returncode == 0, resumed.stderr
     files = sorted(p.name for p in out.iterdir())
     assert files == sorted(f"lighthouse-{i:02d}-1.png" for i in range(20))  # one per line, no -2 duplicates
-    assert f"{before} skipped" in resumed.stderr or "skipped" in resumed.stderr
+    assert f"{before} skipped (already saved)" in resumed.stderr
     calls = len(gateway.calls("openai"))
     again = run_cli(*[str(a) for a in args[1:]], "--resume", "--json", env=gateway_env(gateway))
     assert again.returncode == 0
