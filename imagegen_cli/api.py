@@ -71,7 +71,7 @@ def run_batch(
     jobs: list[PlannedJob] | None = None,
 ) -> RunResult:
     """Generate every line (a list, or a prompt file's path); ``options.run.resume`` skips what is saved."""
-    from imagegen_cli.store.journal import TaskJournal
+    from imagegen_cli.store.journal import Journal
 
     options = options or GenerateOptions()
     settings = settings or load_settings()
@@ -80,7 +80,7 @@ def run_batch(
     jobs = jobs if jobs is not None else plan_lines(lines, options, settings)
     build_output_specs(jobs, settings)
     assign_keys(jobs)
-    with TaskJournal.open() as journal:
+    with Journal.open() as journal:
         if options.run.resume:
             prepare_resume(journal, jobs)
         context = RunContext(
@@ -103,14 +103,14 @@ def resume(
     sink: ProgressSink | None = None,
 ) -> RunResult:
     """Finish journalled jobs (``tasks wait``): poll their tasks, save what is missing, never an image twice."""
-    from imagegen_cli.store.journal import TaskJournal
+    from imagegen_cli.store.journal import Journal
 
     settings = settings or load_settings()
     timeout = timeout if timeout is not None else settings.timeout
     if timeout <= 0:
         raise UsageError("--timeout must be positive")
     sink = sink or SilentSink()
-    with TaskJournal.open() as journal:
+    with Journal.open() as journal:
         rows = [journal.get(job_id) for job_id in job_ids]
         results: list[JobResult] = []
         run = RunResult(results)
@@ -202,11 +202,11 @@ def cancel(job_ids: list[str]) -> tuple[list[str], list[str]]:
     """Stop tracking jobs; ask each provider to cancel pending tasks where it can. Returns (cancelled, notes)."""
     from imagegen_cli.backends.cancel import cancel_job
     from imagegen_cli.status import OPEN_STATUSES
-    from imagegen_cli.store.journal import TaskJournal
+    from imagegen_cli.store.journal import Journal
 
     notes: list[str] = []
     cancelled: list[str] = []
-    with TaskJournal.open() as journal:
+    with Journal.open() as journal:
         for job_id in job_ids:
             row = journal.get(job_id)
             if row.status not in OPEN_STATUSES:
@@ -220,10 +220,10 @@ def cancel(job_ids: list[str]) -> tuple[list[str], list[str]]:
 def prune(older_than: str) -> int:
     """Forget finished jobs older than a duration (``30d``, ``12h``, ``90m``, ``2w``); image files stay."""
     from imagegen_cli.options import parse_duration
-    from imagegen_cli.store.journal import TaskJournal, journal_path
+    from imagegen_cli.store.journal import Journal, journal_path
 
     cutoff = time.time() - parse_duration(older_than)
     if not journal_path().exists():
         return 0
-    with TaskJournal.open() as journal:
+    with Journal.open() as journal:
         return journal.prune(cutoff)

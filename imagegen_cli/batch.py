@@ -23,7 +23,7 @@ from imagegen_cli.status import TaskState
 if TYPE_CHECKING:
     from imagegen_cli.options import GenerateOptions, PromptLine
     from imagegen_cli.settings import Settings
-    from imagegen_cli.store.journal import TaskJournal
+    from imagegen_cli.store.journal import Journal
     from imagegen_cli.store.writer import OutputSpec
 
 
@@ -111,7 +111,7 @@ def assign_keys(jobs: list[PlannedJob]) -> None:
         seen[base] += 1
 
 
-def prepare_resume(journal: TaskJournal, jobs: list[PlannedJob]) -> None:
+def prepare_resume(journal: Journal, jobs: list[PlannedJob]) -> None:
     """Find each line's earlier job: report its saved images, poll its open tasks, make only what is missing."""
     for job in jobs:
         previous = journal.by_batch_key(job.key) if job.key else None

@@ -20,7 +20,7 @@ from imagegen_cli.store.journal import Claim
 if TYPE_CHECKING:
     from imagegen_cli.backends import PlannedJob, RunContext
     from imagegen_cli.result import JobResult, ProgressSink
-    from imagegen_cli.store.journal import TaskJournal
+    from imagegen_cli.store.journal import Journal
     from imagegen_cli.store.writer import ImageWriter, SavedImage
 
 T = TypeVar("T")
@@ -44,7 +44,7 @@ def as_job_error(exc: BaseException, what: str) -> ImagegenError:
 class JobRecorder:
     """Saves the images of one job and keeps the journal and the result in step with the disk."""
 
-    def __init__(self, result: JobResult, journal: TaskJournal | None, sink: ProgressSink) -> None:
+    def __init__(self, result: JobResult, journal: Journal | None, sink: ProgressSink) -> None:
         self.result = result
         self.journal = journal
         self.sink = sink
@@ -170,7 +170,7 @@ class JobRecorder:
                 self.result.images.append(image)
                 self.result.reused.add(index)
 
-    def _journal_call(self, action: Callable[[TaskJournal, str], T], fallback: T) -> T:
+    def _journal_call(self, action: Callable[[Journal, str], T], fallback: T) -> T:
         """A journal write; when the journal fails (disk full, locked) the image is still saved and reported."""
         if self.journal is None or self.result.job_id is None:
             return fallback

@@ -112,9 +112,7 @@ def run_cli(
     )
 
 
-def _run_in_process(
-    args: list[str], *, env: dict[str, str] | None, input: bytes | None, cwd: Path | None
-) -> Result:
+def _run_in_process(args: list[str], *, env: dict[str, str] | None, input: bytes | None, cwd: Path | None) -> Result:
     from typer.testing import CliRunner
 
     from imagegen_cli.cli.app import app

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from imagegen_cli.store.journal import SCHEMA_VERSION
+from imagegen_cli.store.journal_schema import SCHEMA_VERSION
 from tests.conftest import CAPTURED, IMAGEGEN, gateway_env, run_cli
 from tests.fakegateway import FakeGateway
 
@@ -185,7 +185,7 @@ def test_resume_picks_up_pending_tasks(gateway: FakeGateway, tmp_path: Path) -> 
 
 
 def test_journal_migrates_from_schema_1(cli, gateway: FakeGateway) -> None:
-    from imagegen_cli.store.journal import MIGRATIONS
+    from imagegen_cli.store.journal_schema import MIGRATIONS
 
     path = Path(os.environ["XDG_DATA_HOME"]) / "imagegen" / "journal.sqlite3"
     path.parent.mkdir(parents=True)

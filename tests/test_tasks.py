@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from imagegen_cli.store.journal import SCHEMA_VERSION
+from imagegen_cli.store.journal_schema import SCHEMA_VERSION
 from tests.conftest import CAPTURED, IMAGEGEN, TEST_KEY, gateway_env, run_cli
 from tests.fakegateway import FakeGateway
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from imagegen_cli.request import GenerationRequest
     from imagegen_cli.result import JobResult, ProgressSink, TaskRecord
     from imagegen_cli.settings import Settings
-    from imagegen_cli.store.journal import Job, JournalEntry, TaskJournal
+    from imagegen_cli.store.journal import Job, Journal, JournalEntry
     from imagegen_cli.store.writer import OutputSpec
 
 LOCAL = "local"
@@ -122,7 +122,7 @@ class RunContext:
     """What every job of a run shares."""
 
     settings: Settings
-    journal: TaskJournal
+    journal: Journal
     sink: ProgressSink
     timeout: float
     concurrency: int | None = None

@@ -11,10 +11,10 @@ from imagegen_cli.status import TaskState
 if TYPE_CHECKING:
     from imagegen_cli.providers.registry import ResolvedProvider
     from imagegen_cli.settings import Settings
-    from imagegen_cli.store.journal import Job, TaskJournal
+    from imagegen_cli.store.journal import Job, Journal
 
 
-def cancel_job(journal: TaskJournal, job: Job, settings: Settings) -> list[str]:
+def cancel_job(journal: Journal, job: Job, settings: Settings) -> list[str]:
     """Mark the job and its pending tasks cancelled; returns notes on what was asked of the provider."""
     from imagegen_cli.backends.remote import RemoteBackend
     from imagegen_cli.providers.planning import Plan

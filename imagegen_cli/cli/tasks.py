@@ -17,11 +17,11 @@ tasks_app = typer.Typer(
 
 
 def _complete_ids(incomplete: str) -> list[str]:
-    from imagegen_cli.store.journal import TaskJournal, journal_path
+    from imagegen_cli.store.journal import Journal, journal_path
 
     if not journal_path().exists():
         return []
-    with TaskJournal.open() as journal:
+    with Journal.open() as journal:
         return journal.task_ids(incomplete)
 
 
@@ -64,13 +64,13 @@ def list_tasks(
     """
     output = Output(json_mode=json_out)
     with reported(output):
-        from imagegen_cli.store.journal import JOB_STATES, TaskJournal, journal_path
+        from imagegen_cli.store.journal import JOB_STATES, Journal, journal_path
 
         if status and status not in JOB_STATES:
             raise UsageError(f"invalid --status {status!r}", hint="one of " + ", ".join(JOB_STATES))
         jobs = []
         if journal_path().exists():
-            with TaskJournal.open() as journal:
+            with Journal.open() as journal:
                 jobs = journal.jobs(status=status, provider=provider, limit=limit)
         if json_out:
             output.json([job.to_dict() for job in jobs])
@@ -93,9 +93,9 @@ def show(task_id: IdArg, json_out: JsonOpt = False) -> None:
     """
     output = Output(json_mode=json_out)
     with reported(output):
-        from imagegen_cli.store.journal import TaskJournal
+        from imagegen_cli.store.journal import Journal
 
-        with TaskJournal.open() as journal:
+        with Journal.open() as journal:
             data = journal.get(task_id).to_dict()
         if json_out:
             output.json(data)

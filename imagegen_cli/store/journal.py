@@ -1,4 +1,4 @@
-"""The task journal: every generation job in SQLite, so no remote image is ever lost.
+"""The journal: every generation job in SQLite, so no remote image is ever lost.
 
 One row per job (provider, model, the normalised request, output settings, status), one per remote
 task, one per image. Several imagegen processes may share the file: WAL mode, a busy timeout and
@@ -12,87 +12,31 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import ConfigError, UsageError, redact
-from imagegen_cli.status import OPEN_STATUSES, RESUMABLE_TASK_STATES, JobStatus, TaskState, job_status
+from imagegen_cli.status import OPEN_STATUSES, JobStatus
+from imagegen_cli.store.job_rows import (
+    MY_START,
+    Claim,
+    ImageRow,
+    Job,
+    JournalEntry,
+    TaskRow,
+    new_job_id,
+    process_alive,
+)
+from imagegen_cli.store.journal_schema import MIGRATIONS, SCHEMA_VERSION
+
+__all__ = ["Claim", "ImageRow", "Job", "Journal", "JournalEntry", "TaskRow", "journal_path"]
 
 JOB_STATES = tuple(status.value for status in JobStatus)
 OPEN_STATES = tuple(status.value for status in OPEN_STATUSES)
-SCHEMA_VERSION = 3
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: sortable, no look-alikes
-
-MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE jobs (
-        id TEXT PRIMARY KEY,
-        provider TEXT NOT NULL,
-        model TEXT NOT NULL,
-        dialect TEXT NOT NULL,
-        base_url TEXT NOT NULL,
-        request TEXT NOT NULL,
-        calls TEXT NOT NULL,
-        n INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        out_dir TEXT NOT NULL,
-        output TEXT NOT NULL,
-        error TEXT,
-        pid INTEGER,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE INDEX jobs_status ON jobs(status);
-    CREATE INDEX jobs_created ON jobs(created_at);
-    CREATE TABLE job_tasks (
-        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-        remote_id TEXT NOT NULL,
-        call_index INTEGER NOT NULL,
-        first_image INTEGER NOT NULL,
-        count INTEGER NOT NULL,
-        seed INTEGER,
-        status TEXT NOT NULL,
-        error TEXT,
-        expires_at REAL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (job_id, remote_id)
-    );
-    CREATE INDEX job_tasks_remote ON job_tasks(remote_id);
-    CREATE TABLE job_images (
-        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-        image_index INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        path TEXT,
-        url TEXT,
-        seed INTEGER,
-        width INTEGER,
-        height INTEGER,
-        remote_id TEXT,
-        claimed_by INTEGER,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (job_id, image_index)
-    );
-    """,
-    # v2: batch lines carry a key (their normalised request and output) so --resume can find them again.
-    2: """
-    ALTER TABLE jobs ADD COLUMN batch_key TEXT;
-    CREATE INDEX jobs_batch_key ON jobs(batch_key);
-    """,
-    # v3: a process is known by its pid *and* its start time, so a reused pid never holds a claim; a claim
-    # records the file name it is about to create, so a file placed just before a crash is adopted, not redone.
-    3: """
-    ALTER TABLE jobs ADD COLUMN pid_start REAL;
-    ALTER TABLE job_images ADD COLUMN claimed_start REAL;
-    """,
-}
 
 
 def journal_path() -> Path:
@@ -102,188 +46,7 @@ def journal_path() -> Path:
     return data_dir() / "journal.sqlite3"
 
 
-def new_job_id() -> str:
-    """A short id that sorts by creation time: 9 base32 digits of milliseconds, 3 random."""
-    millis = int(time.time() * 1000)
-    digits = []
-    for _ in range(9):
-        digits.append(_ALPHABET[millis % 32])
-        millis //= 32
-    return "".join(reversed(digits)) + "".join(secrets.choice(_ALPHABET) for _ in range(3))
-
-
-def process_start(pid: int) -> float | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc), or None where that is unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: count fields after its last ")".
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    try:
-        return float(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-MY_START = process_start(os.getpid())
-
-
-def process_alive(pid: int | None, start: float | None = None) -> bool:
-    """True when ``pid`` runs and, where its start time was recorded, is still that same process."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if start is not None:
-        current = process_start(pid)
-        if current is not None and current != start:
-            return False  # the pid was reused by another process
-    return True
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    """What the journal keeps of a plan to resume it: the dialect, where it was sent, the calls."""
-
-    dialect: str
-    base_url: str
-    calls: list[dict[str, Any]]
-
-
-class Claim(StrEnum):
-    """The outcome of claiming an image before saving it."""
-
-    CLAIMED = "claimed"  # this process saves it
-    SAVED = "saved"  # saved already (by an earlier run, or adopted from a file placed before a crash)
-    BUSY = "busy"  # another live process is saving it right now
-
-
-@dataclass
-class TaskRow:
-    """A remote task of a job."""
-
-    remote_id: str
-    call_index: int
-    first_image: int
-    count: int
-    seed: int | None
-    status: str
-    error: str | None = None
-    expires_at: float | None = None
-
-
-@dataclass
-class ImageRow:
-    """A saved (or being saved) image of a job."""
-
-    index: int
-    state: str
-    path: str | None
-    url: str | None
-    seed: int | None
-    width: int | None
-    height: int | None
-    remote_id: str | None
-
-
-@dataclass
-class Job:
-    """One generation job as the journal holds it."""
-
-    id: str
-    provider: str
-    model: str
-    dialect: str
-    base_url: str
-    request: dict[str, Any]
-    calls: list[dict[str, Any]]
-    n: int
-    status: str
-    out_dir: str
-    output: dict[str, Any]
-    error: str | None
-    pid: int | None
-    created_at: float
-    updated_at: float
-    tasks: list[TaskRow] = field(default_factory=list)
-    images: list[ImageRow] = field(default_factory=list)
-
-    @property
-    def saved(self) -> list[ImageRow]:
-        return [i for i in self.images if i.state == "saved"]
-
-    def saved_indices(self) -> set[int]:
-        """Images saved and still on disk."""
-        return {i.index for i in self.saved if i.path and Path(i.path).exists()}
-
-    def derived_status(self, *, finished: bool) -> JobStatus:
-        saved = self.saved_indices()
-        return job_status(
-            requested=self.n,
-            saved=len(saved),
-            resumable=any(
-                t.status in RESUMABLE_TASK_STATES and not set(range(t.first_image, t.first_image + t.count)) <= saved
-                for t in self.tasks
-            ),
-            finished=finished,
-            cancelled=any(t.status == TaskState.CANCELLED for t in self.tasks),
-            expired=any(t.status == TaskState.EXPIRED for t in self.tasks),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "provider": self.provider,
-            "model": self.model,
-            "dialect": self.dialect,
-            "status": self.status,
-            "n": self.n,
-            "request": self.request,
-            "out_dir": self.out_dir,
-            "name_template": self.output.get("template"),
-            "remote_ids": [t.remote_id for t in self.tasks],
-            "tasks": [
-                {
-                    "remote_id": t.remote_id,
-                    "status": t.status,
-                    "first_image": t.first_image,
-                    "count": t.count,
-                    **({"error": t.error} if t.error else {}),
-                    **({"expires_at": t.expires_at} if t.expires_at else {}),
-                }
-                for t in self.tasks
-            ],
-            "paths": [i.path for i in self.saved],
-            "images": [
-                {
-                    "index": i.index,
-                    "path": i.path,
-                    "seed": i.seed,
-                    "width": i.width,
-                    "height": i.height,
-                    **({"url": i.url} if i.url else {}),
-                }
-                for i in self.saved
-            ],
-            "error": self.error,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
-        }
-
-
-def _iso(stamp: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
-
-
-class TaskJournal:
+class Journal:
     """The SQLite journal; open it with :meth:`open` and close it when done."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
@@ -291,7 +54,7 @@ class TaskJournal:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path | None = None) -> TaskJournal:
+    def open(cls, path: Path | None = None) -> Journal:
         path = path or journal_path()
         try:
             # The journal holds prompts and gateway answers: only its owner may read it.
@@ -321,7 +84,7 @@ class TaskJournal:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> TaskJournal:
+    def __enter__(self) -> Journal:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,303 @@
+"""The one core: a single prompt and a batch line take the same path; settings are checked once; layering."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TEST_KEY, gateway_env, run_cli
+from tests.fakegateway import FakeGateway
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "imagegen_cli"
+
+
+def config_file(text: str) -> Path:
+    path = Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def prompt_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "prompts.txt"
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------- single run == batch of one line
+def test_local_only_flag_on_a_remote_model_is_noted_in_a_batch_as_in_a_single_run(
+    cli, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    single = cli("generate", "x", "-m", "openai:dall-e-2", "--device", "cuda")
+    batch = cli(
+        "generate", "--prompt-file", str(prompt_file(tmp_path, "x\n")), "-m", "openai:dall-e-2", "--device", "cuda"
+    )
+    assert single.returncode == batch.returncode == 0, batch.stderr
+    assert "--device dropped: local only" in single.stderr
+    assert "line 1: --device dropped: local only" in batch.stderr
+    strict = cli("generate", "--prompt-file", str(tmp_path / "prompts.txt"), "-m", "openai:dall-e-2", "--device",
+                 "cuda", "--strict")  # fmt: skip
+    assert strict.returncode == 2 and "line 1: --device dropped" in strict.stderr
+
+
+def test_dry_run_creates_no_directory_single_or_batch(gateway: FakeGateway, tmp_path: Path) -> None:
+    env = gateway_env(gateway)
+    single_out, batch_out = tmp_path / "single", tmp_path / "batch"
+    single = run_cli("generate", "x", "-m", "openai:dall-e-2", "-o", str(single_out), "--dry-run", env=env)
+    prompts = prompt_file(tmp_path, "x\ny\n")
+    batch = run_cli("generate", "--prompt-file", str(prompts), "-m", "openai:dall-e-2", "-o", str(batch_out),
+                    "--dry-run", env=env)  # fmt: skip
+    assert single.returncode == batch.returncode == 0, batch.stderr
+    assert not single_out.exists() and not batch_out.exists()
+    assert gateway.calls() == []
+
+
+def test_tasks_wait_takes_its_timeout_from_the_config(cli, gateway: FakeGateway) -> None:
+    gateway.fault("generate", "never")
+    submitted = cli("generate", "x", "-m", "apimart:z-image-turbo", "--no-wait", "--json")
+    job = submitted.json()["job"]
+    config_file("timeout = 1\n")
+    waited = cli("tasks", "wait", job, "--json")
+    assert waited.returncode == 5, waited.stderr
+    assert "timed out; still pending on apimart" in waited.stderr
+    assert f"imagegen tasks wait {job}" in waited.stderr
+
+
+def test_the_dry_run_prints_exactly_the_headers_and_body_that_are_sent(cli, gateway: FakeGateway) -> None:
+    args = ("generate", "a koi", "-m", "mka1:meetkai:z-image-turbo", "--on-behalf-of", "user-7", "--size", "1024x1024")
+    dry = cli(*args, "--dry-run", "--json").json()
+    sent = cli(*args)
+    assert sent.returncode == 0, sent.stderr
+    (call,) = dry["calls"]
+    (received,) = gateway.calls("mka1")
+    assert call["body"] == received.body
+    received_headers = {k.lower(): v for k, v in received.headers.items()}
+    for name, value in call["headers"].items():
+        expected = f"Bearer {TEST_KEY}" if name == "Authorization" else value
+        assert received_headers[name.lower()] == expected, name
+    assert {"accept", "content-type", "user-agent", "authorization", "x-on-behalf-of"} <= {
+        name.lower() for name in call["headers"]
+    }
+
+
+def test_secret_header_values_from_the_config_are_redacted_in_the_dry_run(gateway: FakeGateway) -> None:
+    config_file('[providers.openai]\nheaders = { "X-Api-Key" = "hunter2-secret", "X-Team" = "blue" }\n')
+    dry = run_cli("generate", "x", "-m", "openai:dall-e-2", "--dry-run", "--json", env=gateway_env(gateway))
+    headers = dry.json()["calls"][0]["headers"]
+    assert headers["X-Api-Key"] == "***" and headers["X-Team"] == "blue"
+    assert "hunter2-secret" not in dry.stdout
+
+
+def test_single_run_and_one_line_batch_journal_the_same_job(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    flags = ("-m", "token360:seedream-4.5", "--seed", "5", "--size", "1024x1024", "--json")
+    single = cli("generate", "a koi", *flags).json()
+    batch = cli("generate", "--prompt-file", str(prompt_file(tmp_path, "a koi\n")), *flags).json()
+    assert single["status"] == batch["status"] == "succeeded"
+    assert [i["seed"] for i in single["images"]] == [i["seed"] for i in batch["images"]] == [5]
+    journal = Path(os.environ["XDG_DATA_HOME"]) / "imagegen" / "journal.sqlite3"
+    with sqlite3.connect(journal) as conn:
+        rows = conn.execute("SELECT request, calls, n, status, provider, model FROM jobs ORDER BY id").fetchall()
+    assert len(rows) == 2 and rows[0] == rows[1]
+    first, second = (c.body for c in gateway.calls("token360"))
+    assert first == second
+
+
+def test_usage_errors_journal_nothing(cli, gateway: FakeGateway) -> None:
+    assert cli("generate", "x", "-m", "openai:dall-e-2", "--size", "7x7").returncode == 2
+    listed = run_cli("tasks", "list", "--json")
+    assert listed.returncode == 0 and listed.json() == []
+
+
+def test_size_maps_to_ratio_and_tier_on_a_ratio_provider(cli, gateway: FakeGateway) -> None:
+    dry = cli("generate", "x", "-m", "apimart:z-image-turbo", "--size", "2048x1152", "--dry-run", "--json").json()
+    body = dry["calls"][0]["body"]
+    assert body["size"] == "16:9" and body["resolution"] == "2K"
+    assert any("--size 2048x1152 → ratio 16:9, resolution 2K" in note for note in dry["notes"])
+
+
+def test_batch_dry_run_describes_every_line_as_a_single_dry_run_would(
+    cli, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    prompts = prompt_file(tmp_path, 'a\n{"prompt": "b", "model": "local:tiny", "n": 2, "seed": 3}\n')
+    dry = cli("generate", "--prompt-file", str(prompts), "-m", "openai:dall-e-2", "--dry-run", "--json").json()
+    first, second = dry["lines"]
+    single = cli("generate", "a", "-m", "openai:dall-e-2", "--dry-run", "--json").json()
+    assert first["calls"] == single["calls"] and first["line"] == 1
+    assert second["provider"] == "local" and second["calls"][0]["seeds"] == [3, 4]
+
+
+# ---------------------------------------------------------------- settings
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("timeout", "abc", "invalid timeout 'abc'"),
+        ("timeout", "-5", "invalid timeout -5"),
+        ("concurrency", "-1", "invalid concurrency -1"),
+        ("concurrency", "0", "invalid concurrency 0"),
+        ("format", "tiff", "invalid format 'tiff'"),
+        ("metadata", "maybe", "invalid metadata 'maybe'"),
+        ("name_template", "{nope}.png", "unknown field {nope}"),
+        ("bogus", "1", "unknown setting 'bogus'"),
+    ],
+)
+def test_config_set_checks_the_value_before_writing(key: str, value: str, message: str) -> None:
+    result = run_cli("config", "set", key, value)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "\n" == result.stderr[-1] and result.stderr.count("error:") == 1
+    path = Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml"
+    assert not path.exists()
+
+
+def test_config_set_accepts_negative_looking_values_and_quoted_numbers() -> None:
+    assert run_cli("config", "set", "concurrency", '"8"').returncode == 0
+    assert run_cli("config", "get", "concurrency").stdout.strip() == "8"
+    assert run_cli("config", "set", "timeout", "2.5").returncode == 0
+    shown = run_cli("config", "show", "--json").json()
+    assert shown["concurrency"] == 8 and shown["timeout"] == 2.5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('timeout = "abc"\n', "invalid timeout 'abc'"),
+        ("concurrency = -1\n", "invalid concurrency -1"),
+        ('concurrency = "8"\n', None),
+        ('format = "gif2"\n', "invalid format 'gif2'"),
+        ("metadata = 3\n", "invalid metadata 3"),
+    ],
+)
+def test_a_bad_value_in_the_file_is_exit_2_naming_key_and_file(text: str, message: str | None) -> None:
+    path = config_file(text)
+    result = run_cli("generate", "x", "-m", "openai:dall-e-2", "--dry-run")
+    if message is None:
+        assert result.returncode == 0, result.stderr  # "8" is read as 8
+        return
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and str(path) in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_config_set_and_unset_keep_comments_and_layout() -> None:
+    path = config_file(
+        "# my settings\ntimeout = 60  # seconds\n\n[providers.openai]\n# proxy\nbase_url = 'https://p/v1'\n"
+    )
+    assert run_cli("config", "set", "concurrency", "3").returncode == 0
+    assert run_cli("config", "set", "providers.openai.default_model", "gpt-image-1.5").returncode == 0
+    assert run_cli("config", "unset", "timeout").returncode == 0
+    text = path.read_text()
+    assert "# my settings" in text and "# proxy" in text and "base_url = 'https://p/v1'" in text
+    assert "concurrency = 3" in text and 'default_model = "gpt-image-1.5"' in text and "timeout" not in text
+
+
+# ---------------------------------------------------------------- local lines in a batch
+def test_local_lines_of_a_batch_load_the_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import diffusers
+
+    from imagegen_cli import api
+    from imagegen_cli.local import runner
+    from imagegen_cli.options import GenerateOptions, OutputOptions, PromptLine, RequestOptions
+
+    loads: list[str] = []
+    original = diffusers.DiffusionPipeline.from_pretrained
+
+    def counting(location: str, **kwargs: Any) -> Any:
+        loads.append(location)
+        return original(location, **kwargs)
+
+    monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", counting)
+    monkeypatch.setattr(runner, "_LOADED", {})
+    options = GenerateOptions(
+        model="local:tiny", request=RequestOptions(seed=1), output=OutputOptions(out=str(tmp_path))
+    )
+    run = api.run_batch([PromptLine(1, "a"), PromptLine(2, "b"), PromptLine(3, "c", {"seed": 9})], options)
+    assert run.exit_code() == 0, [e.message for j in run.jobs for e in j.errors]
+    assert len(loads) == 1
+    assert [image.seed for image in run.images] == [1, 1, 9]
+    assert all(Path(image.path).is_file() for image in run.images)
+
+
+# ---------------------------------------------------------------- start-up and layering
+def test_dry_run_of_the_default_model_never_imports_torch() -> None:
+    probe = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom imagegen_cli.cli.app import app\n"
+        "r = CliRunner().invoke(app, ['generate', 'x', '--dry-run', '--json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "import json; assert json.loads(r.stdout)['provider'] == 'local'\n"
+        "print(','.join(m for m in ('torch', 'diffusers', 'transformers', 'httpx') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
+
+
+def _imports(path: Path) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+        elif isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+    return modules
+
+
+def test_layering_core_never_imports_the_cli_and_providers_never_import_upward() -> None:
+    core = [p for p in PACKAGE.rglob("*.py") if "cli" not in p.relative_to(PACKAGE).parts]
+    for path in core:
+        bad = {m for m in _imports(path) if m.startswith("imagegen_cli.cli") or m.split(".")[0] in ("typer", "rich")}
+        if path.name == "__main__.py":
+            continue
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+    for path in (PACKAGE / "providers").rglob("*.py"):
+        upward = {
+            m
+            for m in _imports(path)
+            if m.startswith(("imagegen_cli.local", "imagegen_cli.model_catalog", "imagegen_cli.backends"))
+            or m in ("imagegen_cli.batch", "imagegen_cli.api", "imagegen_cli.result")
+        }
+        assert not upward, f"{path.relative_to(ROOT)} imports {upward}"
+
+
+def test_no_module_is_over_450_lines() -> None:
+    long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 460}
+    assert not long
+
+
+# ---------------------------------------------------------------- the Python API, as the README shows it
+def test_the_readme_python_example_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- api-example -->")
+    block = readme[start:].split("```python\n", 1)[1].split("```", 1)[0]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          check=False, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    paths = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+    assert len(paths) == 2 and all((tmp_path / p).is_file() or Path(p).is_file() for p in paths)
+
+
+def test_status_rule_is_the_only_one() -> None:
+    """No module but status.py spells out how a job's status is decided."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "status.py":
+            continue
+        text = path.read_text()
+        if '"partial" if' in text or "'partial' if" in text or 'status = "succeeded"' in text:
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders
+
+
+def test_json_dry_run_is_valid_json_with_no_nan(cli, gateway: FakeGateway) -> None:
+    result = cli("generate", "x", "-m", "local:tiny", "--guidance", "nan", "--dry-run", "--json")
+    assert result.returncode == 2 and "--guidance nan is not a number" in result.stderr
+    ok = cli("generate", "x", "-m", "local:tiny", "--guidance", "2.5", "--dry-run", "--json")
+    assert json.loads(ok.stdout)["calls"][0]["guidance_scale"] == 2.5
