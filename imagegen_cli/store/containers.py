@@ -75,7 +75,7 @@ def sniff(data: bytes | memoryview) -> str:
     """A human name for what ``data`` is, from its magic bytes: ``PNG``, ``EPS``, ``HTML``, ``text``..."""
     head = bytes(data[:512])
     if not head:
-        return "nothing (0 bytes)"
+        return "nothing"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WebP"
     if head[4:8] == b"ftyp":

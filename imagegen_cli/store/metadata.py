@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,8 +93,10 @@ def exif_tiff(meta: dict[str, Any], existing: bytes | None = None, limit: int | 
         exif = Image.Exif()
         if existing:
             try:
-                exif.load(existing)
-                exif.get_ifd(ExifTags.IFD.Exif)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # Pillow warns about broken tags, which are then skipped
+                    exif.load(existing)
+                    exif.get_ifd(ExifTags.IFD.Exif)
             except Exception:  # noqa: BLE001 - a gateway's broken EXIF is dropped, not a reason to lose the image
                 exif = Image.Exif()
         # ASCII JSON: EXIF strings are ASCII, and \\u escapes keep every character of the prompt.

@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from imagegen_cli.errors import DownloadError, SaveError, UsageError
+from imagegen_cli.errors import DownloadError, ImagegenError, SaveError, UsageError
 from imagegen_cli.store.containers import (
     JPEG_SEGMENT_MAX,
     RASTER_KINDS,
@@ -476,8 +476,9 @@ class ImageWriter:
         what = f"{_DISPLAY[layout.fmt]} ({human_size(len(data))})"
         try:
             with warnings.catch_warnings():
-                # Pillow warns from 89 MP on; our own limits decide, with a one-line error.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                # Pillow warns from 89 MP on (our own limits decide, with a one-line error) and about odd
+                # tags: a gateway's image is either refused in one line or saved, never chattered about.
+                warnings.simplefilter("ignore")
                 img = Image.open(io.BytesIO(data), formats=[_PIL_NAMES[layout.fmt]])
                 try:
                     frames = int(getattr(img, "n_frames", 1))
@@ -495,7 +496,9 @@ class ImageWriter:
                 except BaseException:
                     img.close()
                     raise
-        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        except ImagegenError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise many kinds of error on hostile data
             detail = str(exc).splitlines()[0][:120] if str(exc) else ""
             raise self._refuse(index, f"{what} that does not decode ({type(exc).__name__}: {detail})") from None
         if layout.fmt != "jpeg":  # a JPEG's extra frames (MPO) are stereo views, not an animation
