@@ -393,8 +393,8 @@ def test_local_svg_is_refused(tmp_path: Path) -> None:
 def test_local_renders_use_the_fast_png_level(tmp_path: Path) -> None:
     saved = make_writer(tmp_path).save_pil(photo_like(128), index=1, seed=1, meta=dict(META))
     idat = png_idat(Path(saved.path).read_bytes())
-    # zlib's header records the level class: FLEVEL 0 is "fastest" (levels 0-1); Pillow's default 6 is 2.
-    assert idat[1] >> 6 == 0 and writer_module.PNG_COMPRESS_LEVEL == 1
+    # zlib's header records the level class: FLEVEL 1 is "fast" (levels 2-5); Pillow's default 6 is 2.
+    assert idat[1] >> 6 == 1 and writer_module.PNG_COMPRESS_LEVEL == 4
     with Image.open(saved.path) as img:
         assert json.loads(img.text["imagegen"])["seed"] == 42
 
