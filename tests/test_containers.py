@@ -136,6 +136,22 @@ def test_valid_images_stay_pixel_identical_with_metadata(data: bytes, meta: dict
     assert record["seed"] == meta["seed"]
 
 
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_images(), st.sampled_from(["png", "jpeg", "webp", "gif"]))
+def test_any_valid_image_converts_once_with_metadata(data: bytes, fmt: str) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        spec = OutputSpec.from_args(
+            directory, default_dir=None, template="{uid}", fmt=fmt, overwrite=False, metadata=True, n=1
+        )
+        writer = ImageWriter(spec, prompt="fuzz", provider="fuzz", model="m", n=1)
+        saved = writer.save_bytes(data, index=1, seed=7, meta={"prompt": "convert me"})
+        written = Path(saved.path).read_bytes()
+    with Image.open(io.BytesIO(data)) as source, Image.open(io.BytesIO(written)) as img:
+        img.load()
+        assert img.size == source.size and img.format == {"jpeg": "JPEG"}.get(fmt, fmt.upper())
+    assert compressed_data(written)  # and it parses as a well-formed container
+
+
 def mutate(data: bytes, how: str, at: float, blob: bytes) -> bytes:
     pos = int(at * len(data))
     if how == "truncate":

@@ -425,7 +425,14 @@ class ImageWriter:
         with img:
             if fmt != source:
                 # --format asks for another format: the one re-encode.
-                data = _encode(img, fmt, frames=layout.frames)
+                try:
+                    data = _encode(img, fmt, frames=layout.frames)
+                except Exception as exc:  # noqa: BLE001 - Pillow's encoders raise many kinds of error
+                    raise SaveError(
+                        f"cannot convert image {index} from {_DISPLAY[source]} ({img.mode}) to {_DISPLAY[fmt]}: "
+                        f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}",
+                        hint="drop --format to keep the image as it arrived",
+                    ) from None
                 notes = _conversion_notes(index, layout, fmt)
                 layout = parse(data, fmt)
                 received = None
@@ -625,7 +632,7 @@ def _encode(img: Any, fmt: str, *, frames: int) -> bytes:
     options: dict[str, Any] = {}
     if fmt == "png":
         options["compress_level"] = PNG_COMPRESS_LEVEL
-        if img.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
+        if img.mode not in ("1", "L", "LA", "I;16", "P", "RGB", "RGBA"):
             img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
     elif fmt == "jpeg":
         options["quality"] = LOSSY_QUALITY
@@ -633,6 +640,8 @@ def _encode(img: Any, fmt: str, *, frames: int) -> bytes:
             img = img.convert("RGB")
     elif fmt == "webp":
         options["quality"] = LOSSY_QUALITY
+    elif fmt == "gif" and img.mode not in ("1", "L", "P", "RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
     if frames > 1 and fmt != "jpeg":
         options["save_all"] = True
     buffer = io.BytesIO()
