@@ -325,6 +325,16 @@ def test_a_pixels_bomb_is_refused_from_the_header(tmp_path: Path) -> None:
         save(tmp_path / "out", bomb)
 
 
+def test_an_animation_bomb_is_refused_from_the_headers(tmp_path: Path) -> None:
+    # 120 one-pixel frames on a 1000x1000 canvas: a few kB that would decode to 120 megapixels.
+    one = encode(Image.new("P", (1, 1)), "GIF")
+    table = 3 << ((one[10] & 7) + 1)
+    frame = one[13 + table : -1]
+    bomb = one[:6] + struct.pack("<HH", 1000, 1000) + one[10 : 13 + table] + frame * 120 + b";"
+    with pytest.raises(DownloadError, match=r"is 120 frames of 1000x1000, over the 100 MP limit"):
+        save(tmp_path / "out", bomb)
+
+
 def test_an_animated_gif_stays_an_animated_gif(tmp_path: Path) -> None:
     received = animated_gif(frames=3)
     saved, written = save(tmp_path / "out", received)

@@ -414,11 +414,7 @@ class ImageWriter:
             layout = parse(data, source)
         except ContainerError as exc:
             raise self._refuse(index, str(exc)) from None
-        if layout.width * layout.height > PIXEL_LIMIT:
-            raise DownloadError(
-                f"{self.provider}: image {index} is {layout.width}x{layout.height}, over the "
-                f"{PIXEL_LIMIT // 1_000_000} MP limit (refused as a possible decompression bomb)"
-            )
+        self._check_pixels(index, layout.width, layout.height, layout.frames)
         fmt = wanted or source
         notes: tuple[str, ...] = ()
         img = self._decode(data, layout, index)
@@ -493,11 +489,7 @@ class ImageWriter:
                     frames = int(getattr(img, "n_frames", 1))
                     if img.size != (layout.width, layout.height):
                         raise self._refuse(index, f"{what} whose headers disagree on its size")
-                    if frames * img.width * img.height > PIXEL_LIMIT:
-                        raise DownloadError(
-                            f"{self.provider}: image {index} has {frames} frames of {img.width}x{img.height}, over "
-                            f"the {PIXEL_LIMIT // 1_000_000} MP limit (refused as a possible decompression bomb)"
-                        )
+                    self._check_pixels(index, img.width, img.height, frames)
                     for frame in range(frames):
                         img.seek(frame)
                         img.load()
@@ -513,6 +505,16 @@ class ImageWriter:
         if layout.fmt != "jpeg":  # a JPEG's extra frames (MPO) are stereo views, not an animation
             layout.frames = frames
         return img
+
+    def _check_pixels(self, index: int, width: int, height: int, frames: int) -> None:
+        """The decompression-bomb limit, from the headers, before any pixel is decoded."""
+        if width * height * max(1, frames) <= PIXEL_LIMIT:
+            return
+        size = f"{width}x{height}" if frames <= 1 else f"{frames} frames of {width}x{height}"
+        raise DownloadError(
+            f"{self.provider}: image {index} is {size}, over the {PIXEL_LIMIT // 1_000_000} MP limit "
+            "(refused as a possible decompression bomb)"
+        )
 
     def _metadata(self, layout: Layout, meta: dict[str, Any]) -> Metadata:
         if layout.fmt == "png":
