@@ -103,11 +103,6 @@ def sniff(data: bytes | memoryview) -> str:
     return "text"
 
 
-def describe(data: bytes | memoryview) -> str:
-    """What arrived, for an error message: ``HTML (1.2 kB)``."""
-    return f"{sniff(data)} ({human_size(len(data))})"
-
-
 def human_size(count: int) -> str:
     """``1.2 kB``: a byte count for messages."""
     if count < 1000:

@@ -267,6 +267,9 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+_SWEPT: set[Path] = set()
+
+
 def remove_stale_parts(directory: Path, *, older_than: float = STALE_PART_SECONDS) -> list[Path]:
     """Remove ``.part`` files a killed run left: unchanged for ``older_than`` seconds and with no live owner.
 
@@ -357,7 +360,9 @@ class ImageWriter:
         umask = os.umask(0o022)
         os.umask(umask)
         self.file_mode = 0o666 & ~umask
-        remove_stale_parts(spec.directory)
+        if spec.directory not in _SWEPT:  # once per directory and process: a batch makes a writer per line
+            _SWEPT.add(spec.directory)
+            remove_stale_parts(spec.directory)
 
     def temp_file(self) -> tuple[IO[bytes], Path]:
         """A hidden temporary file in the output directory, for streaming a download into."""
