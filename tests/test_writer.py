@@ -378,7 +378,7 @@ def test_svg_answers_are_kept_with_a_comment(tmp_path: Path) -> None:
     ("data", "message"),
     [
         (source_image("png"), "--format svg asks for SVG, but PNG"),
-        (b'<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"/>', "XML"),
+        (b'<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"/>', "XML root element is <html>"),
         (b'<svg xmlns="http://www.w3.org/2000/svg"><rect></svg>', "not well-formed"),
         (
             b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaa">]>'
@@ -393,6 +393,12 @@ def test_svg_output_refuses_anything_else(data: bytes, message: str, tmp_path: P
         save(tmp_path / "out", data, fmt="svg")
     assert message in caught.value.message
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_svg_root_after_a_long_prologue_is_still_svg(tmp_path: Path) -> None:
+    long = b'<?xml version="1.0"?>\n<!-- ' + b"x" * 5000 + b" -->\n" + SVG.split(b"?>\n", 1)[1]
+    saved, written = save(tmp_path / "out", long, fmt="svg")
+    assert saved.fmt == "svg" and (saved.width, saved.height) == (320, 200) and b"imagegen: " in written
 
 
 def test_local_svg_is_refused(tmp_path: Path) -> None:

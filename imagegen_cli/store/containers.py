@@ -263,8 +263,9 @@ class PngLayout(Layout):
         inserted = False
         for chunk in self.chunks:
             drop = self.text_keyword(chunk) in replaced
-            if chunk.kind == b"IDAT" and not inserted:
-                # Text before the image data: readers that stop at IDAT (Pillow's open) still see it.
+            if chunk.kind in (b"IDAT", b"fcTL") and not inserted:
+                # Text before the image data (and before an APNG's first frame control, which belongs
+                # with its IDAT): readers that stop at IDAT (Pillow's open) still see it.
                 pieces.append(view[run_start : chunk.start])
                 pieces.append(new)
                 run_start = chunk.start

@@ -455,7 +455,7 @@ class ImageWriter:
         arrived = f"{kind} ({human_size(len(data))})"
         if self.spec.fmt != "svg":
             raise self._refuse(index, f"{arrived} arrived", hint="pass --format svg to keep SVG answers")
-        if kind != "SVG":
+        if kind not in ("SVG", "XML"):  # XML: an <svg> root further in than sniffing looks is still SVG
             raise DownloadError(
                 f"{self.provider}: image {index}: --format svg asks for SVG, but {arrived} arrived",
                 hint="drop --format svg, or use a model that draws SVG",
@@ -629,7 +629,7 @@ def _conversion_notes(index: int, layout: Layout, fmt: str) -> tuple[str, ...]:
     if layout.frames <= 1:
         return ()
     what = f"image {index}: animated {_DISPLAY[layout.fmt]} ({layout.frames} frames)"
-    if fmt in ("jpeg",):
+    if fmt == "jpeg":
         return (f"{what} saved as {_DISPLAY[fmt]} (--format {fmt}): first frame only",)
     return (f"{what} converted to animated {_DISPLAY[fmt]} (--format {fmt})",)
 
