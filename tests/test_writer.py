@@ -377,7 +377,7 @@ def test_svg_answers_are_kept_with_a_comment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (source_image("png"), "--format svg asks for SVG, but PNG"),
+        (source_image("png"), "SVG output was asked for, but PNG"),
         (b'<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"/>', "XML root element is <html>"),
         (b'<svg xmlns="http://www.w3.org/2000/svg"><rect></svg>', "not well-formed"),
         (

@@ -457,8 +457,8 @@ class ImageWriter:
             raise self._refuse(index, f"{arrived} arrived", hint="pass --format svg to keep SVG answers")
         if kind not in ("SVG", "XML"):  # XML: an <svg> root further in than sniffing looks is still SVG
             raise DownloadError(
-                f"{self.provider}: image {index}: --format svg asks for SVG, but {arrived} arrived",
-                hint="drop --format svg, or use a model that draws SVG",
+                f"{self.provider}: image {index}: SVG output was asked for, but {arrived} arrived",
+                hint="drop --format svg (or the .svg file name), or use a model that draws SVG",
             )
         try:
             document = parse_svg(data)
