@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,23 +68,108 @@ def a1111_parameters(meta: dict[str, Any]) -> str:
     return redact("\n".join(lines))
 
 
-def metadata_json(meta: dict[str, Any]) -> str:
-    """The JSON record, redacted of any registered secret."""
-    return redact(json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str))
+def metadata_json(meta: dict[str, Any], *, ascii_only: bool = False) -> str:
+    """The JSON record, redacted of any registered secret (``ascii_only`` escapes the rest as ``\\uXXXX``)."""
+    return redact(json.dumps(meta, ensure_ascii=ascii_only, sort_keys=True, default=str))
 
 
-def xmp_packet(meta: dict[str, Any]) -> bytes:
-    """An XMP packet carrying the description and the JSON record (JPEG and WebP)."""
+def png_texts(meta: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """PNG text chunks: A1111's ``parameters`` and the ``imagegen`` JSON record."""
+    return (("parameters", a1111_parameters(meta)), ("imagegen", metadata_json(meta)))
+
+
+def exif_tiff(meta: dict[str, Any], existing: bytes | None = None, limit: int | None = None) -> bytes:
+    """EXIF (TIFF bytes) with the record in ``ImageDescription`` and A1111's text in ``UserComment``.
+
+    ``existing`` is the EXIF the image arrived with: its tags are kept (an orientation, a camera model)
+    and ours replace only the three we write. ``limit`` bounds the size (a JPEG segment holds 64 KiB):
+    long prompts are then shortened here, and the XMP packet keeps the full record.
+    """
+    from PIL import ExifTags, Image
+
+    keep = 1 << 30
+    while True:
+        short = meta if keep >= 1 << 30 else _shortened(meta, keep)
+        exif = Image.Exif()
+        if existing:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # Pillow warns about broken tags, which are then skipped
+                    exif.load(existing)
+                    exif.get_ifd(ExifTags.IFD.Exif)
+            except Exception:  # noqa: BLE001 - a gateway's broken EXIF is dropped, not a reason to lose the image
+                exif = Image.Exif()
+        # ASCII JSON: EXIF strings are ASCII, and \\u escapes keep every character of the prompt.
+        exif[ExifTags.Base.ImageDescription] = metadata_json(short, ascii_only=True)
+        exif[ExifTags.Base.Software] = str(meta.get("generator", "imagegen"))
+        # UserComment in A1111's encoding, which other tools read back as "parameters".
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.UserComment] = b"UNICODE\0" + a1111_parameters(short).encode(
+            "utf-16-be"
+        )
+        data = exif.tobytes()[6:]  # without "Exif\0\0": each container adds its own header
+        if limit is None or len(data) <= limit or keep < 64:
+            return data
+        keep = min(keep, len(data)) // 2
+
+
+def _shortened(meta: dict[str, Any], keep: int) -> dict[str, Any]:
+    """``meta`` with every long text cut to ``keep`` characters, marked as such."""
+    short = {k: (v[:keep] + "…" if isinstance(v, str) and len(v) > keep else v) for k, v in meta.items()}
+    short["truncated"] = "the full record is in the XMP packet"
+    return short
+
+
+_RDF = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+    'xmlns:imagegen="https://github.com/imagegen/imagegen/ns/1.0/"{extra}>{body}'
+    "</rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+_PACKET = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>{rdf}<?xpacket end="w"?>'
+
+
+def _xmp_body(meta: dict[str, Any]) -> str:
     from xml.sax.saxutils import escape
 
     description = escape(a1111_parameters(meta))
     record = escape(metadata_json(meta))
     return (
-        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
-        'xmlns:imagegen="https://github.com/imagegen/imagegen/ns/1.0/">'
         f'<dc:description><rdf:Alt><rdf:li xml:lang="x-default">{description}</rdf:li></rdf:Alt></dc:description>'
         f"<imagegen:parameters>{record}</imagegen:parameters>"
-        '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
-    ).encode()
+    )
+
+
+def xmp_packet(meta: dict[str, Any]) -> bytes:
+    """An XMP packet carrying the description and the JSON record (JPEG and WebP)."""
+    return _PACKET.format(rdf=_RDF.format(extra="", body=_xmp_body(meta))).encode()
+
+
+def jpeg_xmp(meta: dict[str, Any], limit: int) -> tuple[bytes, bytes | None]:
+    """XMP for a JPEG: one packet when it fits ``limit``, else a standard packet pointing to an extension.
+
+    A JPEG segment holds 64 KiB; XMP part 3's "extended XMP" splits a longer record over several
+    segments, tied together by the MD5 of the extension (exiftool and Adobe's SDK read it back).
+    """
+    from imagegen_cli.store.containers import xmp_guid
+
+    packet = xmp_packet(meta)
+    if len(packet) <= limit:
+        return packet, None
+    extension = _RDF.format(extra="", body=_xmp_body(meta)).encode()
+    note = ' xmlns:xmpNote="http://ns.adobe.com/xmp/note/" xmpNote:HasExtendedXMP="{}"'
+    standard = _PACKET.format(rdf=_RDF.format(extra=note.format(xmp_guid(extension)), body="")).encode()
+    return standard, extension
+
+
+def gif_comment(meta: dict[str, Any]) -> str:
+    """A GIF comment: A1111's text, then a last line ``imagegen: {JSON record}``."""
+    return f"{a1111_parameters(meta)}\nimagegen: {metadata_json(meta)}"
+
+
+def svg_comment(meta: dict[str, Any]) -> str:
+    """``imagegen: {JSON record}`` safe inside an XML comment.
+
+    A comment may not contain ``--``. Two hyphens in a row can only occur inside a JSON string, where
+    ``\\u002d`` is the same character, so the record still parses to exactly the same values.
+    """
+    return "imagegen: " + re.sub(r"-(?=-)", r"\\u002d", metadata_json(meta))
