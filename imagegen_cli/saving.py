@@ -80,13 +80,9 @@ class JobRecorder:
     def release(self, index: int) -> None:
         self._journal_call(lambda j, job_id: j.release_image(job_id, index), None)
 
-    def target(self, index: int) -> Callable[[str], None]:
-        """The callback a writer calls with the file name just before it places the file there."""
-
-        def record(path: str) -> None:
-            self._journal_call(lambda j, job_id: j.claim_target(job_id, index, path), None)
-
-        return record
+    def record_target(self, index: int, path: str) -> None:
+        """The writer is about to create ``path`` for image ``index``: say so in its claim first."""
+        self._journal_call(lambda j, job_id: j.claim_target(job_id, index, path), None)
 
     # ------------------------------------------------------------------ saving
     def save(self, index: int, write: Callable[[], SavedImage], *, url: str | None = None) -> SavedImage | None:
@@ -141,6 +137,7 @@ class JobRecorder:
 
     def record(self, saved: SavedImage, *, remote_id: str | None) -> None:
         self.result.images.append(saved)
+        self.result.notes.extend(saved.notes)  # e.g. an animated GIF converted by --format
         if saved.path != "-":
             self._journal_call(
                 lambda j, job_id: j.record_image(

@@ -34,6 +34,10 @@ class LocalBackend:
         from imagegen_cli.local.hardware import choose_auto, detect_accelerator
         from imagegen_cli.local.planning import build_local_plan, resolve_source
 
+        if (options.output.format or settings.format) == "svg":
+            raise UsageError(
+                "local pipelines render pixels, not SVG", hint="use --format png, jpeg, webp or gif with local models"
+            )
         name = ref.model or "auto"
         notes: list[str] = []
         if name == "auto":
@@ -73,6 +77,7 @@ class LocalBackend:
             try:
                 if job.todo is not None:
                     recorder = JobRecorder(job.result, context.journal, context.sink)
+                    writer.on_target = recorder.record_target
                     run_local(_local_plan(job.todo), writer, recorder, context.sink)
             except KeyboardInterrupt:
                 job.result.interrupted = True

@@ -72,6 +72,7 @@ class RemoteJobRunner:
         self.deadline: Deadline = Deadline(context.timeout)
         self.client: GatewayClient = GatewayClient(self.provider, self.deadline, shared.http, shared.throttle)
         self.recorder = JobRecorder(job.result, context.journal, context.sink)
+        writer.on_target = self.recorder.record_target
         self.waiting_on = "the gateway"
         self.deadline_hit = False
         self.poll_interval = float(os.environ.get("IMAGEGEN_POLL_INTERVAL", self.provider.profile.poll_interval))

@@ -63,7 +63,9 @@ def generate(
         str | None,
         typer.Option("--name", metavar="TEMPLATE", help="File-name template, e.g. {date}-{slug}-{index}.{ext}"),
     ] = None,
-    fmt: Annotated[str | None, typer.Option("--format", metavar="png|jpeg|webp", help="File format written.")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", metavar="png|jpeg|webp|gif|svg", help="File format written.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing the file named by -o FILE.")] = False,
     no_metadata: Annotated[bool, typer.Option("--no-metadata", help="Do not embed generation parameters.")] = False,
     json_out: JsonOpt = False,

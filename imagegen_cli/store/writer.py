@@ -349,6 +349,8 @@ def rename_no_replace(source: Path, target: Path) -> bool:
 class ImageWriter:
     """Writes each finished image of one run according to an :class:`OutputSpec`."""
 
+    on_target: Callable[[int, str], None] | None = None  # told each final name just before it is created
+
     def __init__(self, spec: OutputSpec, *, prompt: str, provider: str, model: str, n: int) -> None:
         self.spec = spec
         self.prompt = prompt
@@ -610,6 +612,10 @@ class ImageWriter:
             return target
         for name in names:
             target = directory / name
+            if self.on_target is not None:
+                # Journalled before the name exists: a crash right after placing leaves a claim naming the file,
+                # and the next run adopts that file instead of making the image again.
+                self.on_target(index, str(target))
             try:
                 # link() fails when the name exists: an atomic "create only if absent" for the final name.
                 os.link(source, target)
