@@ -152,6 +152,12 @@ class ResolvedProvider:
     def name(self) -> str:
         return self.profile.name
 
+    @property
+    def official(self) -> bool:
+        """True when the base URL is the built-in provider's own (not a gateway in front of it)."""
+        builtin = BUILTIN_PROFILES.get(self.name)
+        return builtin is not None and self.base_url.rstrip("/") == builtin.base_url.rstrip("/")
+
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
 
