@@ -302,10 +302,11 @@ class RemoteRun:
                     await self._save_all(client, call.first_image, call.count, call.seed, images, None)
                 else:
                     await self._save_all(client, done.first_image, done.count, done.seed, images, done.remote_id)
-        except DeadlineExceeded:
+        except DeadlineExceeded as exc:
             if not any(t.status == PENDING for t in tasks):
+                waited = f" ({exc})" if str(exc) else ""  # what it waited on, and the last transport error
                 self.result.errors.append(
-                    PendingTimeout(f"{self.provider.name}: no answer within --timeout for {span}")
+                    PendingTimeout(f"{self.provider.name}: no answer within --timeout for {span}{waited}")
                 )
         except ImagegenError as exc:
             self._task_failed(tasks, exc)

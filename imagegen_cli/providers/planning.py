@@ -209,9 +209,7 @@ def _clamp_free_size(size: Size, caps: ModelCaps) -> Size:
     if factor >= 1.0:
         return size
     step = caps.size_multiple or 1
-    return Size(
-        max(step, int(size.width * factor) // step * step), max(step, int(size.height * factor) // step * step)
-    )
+    return Size(max(step, int(size.width * factor) // step * step), max(step, int(size.height * factor) // step * step))
 
 
 def _note_experimental(size: Size, caps: ModelCaps, where: str, notes: Notes) -> None:
