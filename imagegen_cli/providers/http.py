@@ -242,6 +242,14 @@ async def read_bounded(response: httpx.Response, limit: int, *, truncate: bool, 
 
 
 def _transport_reason(exc: BaseException) -> str:
+    """The real cause of a transport error: httpx's "All connection attempts failed" hides the errno."""
+    cause: BaseException | None = exc
+    for _ in range(8):
+        if cause is None:
+            break
+        if isinstance(cause, OSError) and cause.errno:
+            return clean_text(os.strerror(cause.errno).lower(), 200)  # "connection refused"
+        cause = cause.__cause__ or cause.__context__
     text = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException) and not str(exc):
         text = "timed out"
