@@ -53,6 +53,9 @@ def notable_params(caps: ModelCaps, profile: ProviderProfile) -> list[str]:
         notes.append("quality " + "|".join(caps.qualities))
     elif caps.qualities is None:
         notes.append("quality (as given)")
+    animated = [f for f in ("gif", "svg") if f in caps.output_formats]
+    if animated:
+        notes.append("--format " + "/".join(animated))
     if caps.prompt_max:
         notes.append(f"prompt ≤ {caps.prompt_max}")
     if profile.on_behalf_of_header:
