@@ -137,3 +137,16 @@ def test_ratio_and_tier_beyond_the_maximum_are_clamped_with_a_note() -> None:
     with pytest.raises(UsageError):
         plan("gpt-image-2", ratio=Ratio(16, 9), resolution="4K", strict=True)
     assert any("experimental" in n for n in plan("gpt-image-2.5-flare", size=Size(2880, 1616)).notes)
+
+
+def test_the_readme_names_every_openai_model() -> None:
+    from pathlib import Path
+
+    from imagegen_cli.providers.profiles import OPENAI
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme[readme.index("Built-in models and what they take:") :]
+    table = table[: table.index("Provider notes:")]
+    missing = [m for m in OPENAI.models if m not in table and m.removesuffix("-2026-09-08") not in table]
+    assert not missing, f"README's model table lacks {missing}"
+    assert f"| `openai` | `{OPENAI.base_url}` |" in readme and f"| `{OPENAI.default_model}` |" in readme
