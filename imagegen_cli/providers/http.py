@@ -303,7 +303,8 @@ class GatewayClient:
     async def _pause(self, attempt: int, delay: float, reason: str, cause: ImagegenError) -> None:
         """Wait before retry number ``attempt + 1``; when the deadline ends first, report the real cause now."""
         if delay >= self.deadline.remaining():
-            cause.message += f" (gave up after {attempt + 1} tries: --timeout ends before the next)"
+            tries = f"{attempt + 1} {'try' if attempt == 0 else 'tries'}"
+            cause.message += f" (gave up after {tries}: --timeout ends before the next)"
             raise cause
         if self.on_retry is not None:
             self.on_retry(attempt + 2, delay, reason)
@@ -383,8 +384,9 @@ class GatewayClient:
         except httpx.DecodingError:
             raise InvalidResponse(f"{self.provider.name}: the answer's compressed body does not decode") from None
         except (httpx.InvalidURL, ValueError) as exc:
+            # A port of 99999, a malformed IPv6 host, a body value JSON cannot carry (NaN): nothing was sent.
             raise GatewayError(
-                f"{self.provider.name}: invalid URL {clean_text(url, 200)}: {clean_text(str(exc), 200)}"
+                f"{self.provider.name}: cannot send {method} {clean_text(url, 200)}: {clean_text(str(exc), 200)}"
             ) from None
         finally:
             if self.throttle is not None:
