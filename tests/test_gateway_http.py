@@ -428,3 +428,9 @@ def test_the_config_dir_is_0700_whatever_the_umask(isolated_env: Path) -> None:
         os.umask(old)
     assert stat.S_IMODE(config.config_dir().stat().st_mode) == 0o700
     assert stat.S_IMODE(config.keys_path().stat().st_mode) == 0o600
+
+
+def test_a_base_url_with_an_impossible_port_is_a_config_error(cli, gateway: FakeGateway) -> None:
+    result = cli("generate", "x", "-m", GPT, "--base-url", "http://127.0.0.1:99999/v1")
+    assert result.returncode == 4
+    assert error_lines(result.stderr) == ["error: invalid base URL for openai: 'http://127.0.0.1:99999/v1'"]

@@ -196,7 +196,10 @@ def same_origin(url_a: str, url_b: str) -> bool:
     def port(parts: Any) -> int | None:
         return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
-    return (a.scheme, a.hostname, port(a)) == (b.scheme, b.hostname, port(b))
+    try:
+        return (a.scheme, a.hostname, port(a)) == (b.scheme, b.hostname, port(b))
+    except ValueError:  # a port out of range: no key for a URL that cannot be reached anyway
+        return False
 
 
 def _error_code(content: bytes) -> str | None:

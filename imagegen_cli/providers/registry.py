@@ -179,9 +179,14 @@ class ResolvedProvider:
     def check_transport(self) -> None:
         """Refuse to send a key over plain http unless the host is a loopback address."""
         parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            valid = False
+        if not valid:
             raise ConfigError(f"invalid base URL for {self.name}: {self.base_url!r}", hint="use https://host/path")
-        if parts.scheme == "http" and self.key and not is_loopback(parts.hostname):
+        if parts.scheme == "http" and self.key and not is_loopback(parts.hostname or ""):
             raise ConfigError(
                 f"refusing to send the {self.name} API key over plain http to {parts.hostname}",
                 hint="use an https:// base URL",
