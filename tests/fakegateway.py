@@ -55,6 +55,7 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     provider: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived (timing tests leave start-up out)
 
 
 @dataclass
