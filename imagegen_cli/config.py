@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import stat
 import tomllib
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ def dump_toml(data: dict[str, Any]) -> str:
 
 def atomic_write(path: Path, text: str, mode: int) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: readers see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -198,12 +199,64 @@ def _read_keys_file() -> dict[str, str]:
     return keys
 
 
+def _temp_suffix() -> str:
+    return secrets.token_hex(8)
+
+
+def ensure_private_dir(path: Path, *, tighten: bool = False) -> Path:
+    """Create ``path`` with mode 0700 whatever the umask; with ``tighten``, also close an existing one to others."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+        created = True
+    except FileExistsError:
+        created = False
+    if os.name != "posix":
+        return path
+    # mkdir's mode is filtered by the umask: set it explicitly; an existing dir is tightened only when ours.
+    info = path.stat()
+    if created or (tighten and stat.S_IMODE(info.st_mode) & 0o077 and info.st_uid == os.getuid()):
+        os.chmod(path, 0o700)
+    return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with a 0600 file that no planted link can redirect.
+
+    The temporary file gets a random name and is opened with ``O_CREAT|O_EXCL|O_NOFOLLOW``: a symlink
+    (or any file) planted under that name makes the open fail instead of sending the keys elsewhere.
+    """
+    ensure_private_dir(path.parent, tighten=True)  # the directory of the keys file
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(16):
+        tmp = path.with_name(f".{path.name}.{_temp_suffix()}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except FileExistsError:
+            continue
+        break
+    else:
+        raise ConfigError(f"cannot create a temporary file next to {path}", hint=f"check the directory {path.parent}")
+    try:
+        if os.name == "posix":
+            os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def store_key(provider: str, key: str) -> Path:
-    """Save a key in the 0600 keys file."""
+    """Save a key in the 0600 keys file (in a 0700 directory)."""
+    check_key(provider, key, "the new key")
     keys = _read_keys_file()
     keys[provider] = key
     path = keys_path()
-    atomic_write(path, json.dumps(keys, indent=2) + "\n", 0o600)
+    _write_private(path, json.dumps(keys, indent=2) + "\n")
     return path
 
 
@@ -213,8 +266,28 @@ def remove_key(provider: str) -> bool:
     if provider not in keys:
         return False
     del keys[provider]
-    atomic_write(keys_path(), json.dumps(keys, indent=2) + "\n", 0o600)
+    _write_private(keys_path(), json.dumps(keys, indent=2) + "\n")
     return True
+
+
+def check_key(provider: str, key: str, where: str) -> str:
+    """Refuse a key that is not one printable ASCII word, without ever repeating it.
+
+    A CR or LF in a key would otherwise reach the HTTP library, whose "Illegal header value" error
+    quotes it in a form exact-match redaction misses.
+    """
+    register_secret(key)
+    for char in key:
+        if "!" <= char <= "~":
+            continue
+        what = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)", " ": "a space", "\t": "a tab"}.get(char)
+        if what is None:
+            what = "a control character" if ord(char) < 0x20 or ord(char) == 0x7F else "a non-ASCII character"
+        raise ConfigError(
+            f"the {provider} API key from {where} contains {what}; refusing to use it",
+            hint="set it again: the key alone, on one line",
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -239,9 +312,8 @@ def find_key(provider: str, env_vars: list[str]) -> tuple[str, KeySource] | None
     for var in env_vars:
         value = os.environ.get(var, "").strip()
         if value:
-            register_secret(value)
-            return value, KeySource("env", var)
+            return check_key(provider, value, var), KeySource("env", var)
     stored = _read_keys_file().get(provider)
     if stored:
-        return stored, KeySource("file", str(keys_path()))
+        return check_key(provider, stored, str(keys_path())), KeySource("file", str(keys_path()))
     return None

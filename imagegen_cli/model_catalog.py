@@ -5,7 +5,6 @@ Reads profiles and the local catalog only: no network, no torch, no httpx.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from imagegen_cli.errors import UsageError
@@ -48,10 +47,15 @@ def n_range(caps: ModelCaps) -> str:
 def notable_params(caps: ModelCaps, profile: ProviderProfile) -> list[str]:
     """seed, style, negative prompt, quality values, ... in one short list."""
     notes = [_PARAM_FLAGS[p].lstrip("-") for p in caps.params if p in _PARAM_FLAGS and p != "user"]
+    if caps.retired:
+        notes.insert(0, caps.retired.removeprefix("was ") + (f"; use {caps.replacement}" if caps.replacement else ""))
     if caps.qualities:
         notes.append("quality " + "|".join(caps.qualities))
     elif caps.qualities is None:
         notes.append("quality (as given)")
+    animated = [f for f in ("gif", "svg") if f in caps.output_formats]
+    if animated:
+        notes.append("--format " + "/".join(animated))
     if caps.prompt_max:
         notes.append(f"prompt ≤ {caps.prompt_max}")
     if profile.on_behalf_of_header:
@@ -92,6 +96,8 @@ def remote_model_info(profile: ProviderProfile, caps: ModelCaps) -> dict[str, An
         "params": sorted(caps.params),
         "notable": notable_params(caps, profile),
         "summary": caps.summary,
+        "retired": caps.retired.removeprefix("was ") if caps.retired else None,
+        "replacement": caps.replacement,
         "default": caps.id == profile.default_model,
     }
 
@@ -269,11 +275,3 @@ def example_command(info: dict[str, Any]) -> str:
         parts.append("--seed 42")
     parts.append("-o out/")
     return " ".join(parts)
-
-
-def live_filter(item: dict[str, Any]) -> bool:
-    """Keep image models from a provider's whole model list."""
-    model_type = item.get("model_type")
-    if model_type is not None:
-        return str(model_type) == "images"
-    return bool(re.search(r"image|dall-e|flux|imagen|seedream|diffusion", str(item.get("id", "")), re.IGNORECASE))

@@ -9,7 +9,7 @@ from typing import Any
 
 from imagegen_cli.errors import UsageError
 
-QUALITIES = ("standard", "hd", "low", "medium", "high", "auto")
+QUALITIES = ("standard", "hd", "low", "medium", "high", "xhigh", "max", "auto")
 STYLES = ("vivid", "natural")
 RESPONSE_FORMATS = ("url", "b64_json")
 TIERS = ("1K", "2K", "4K")

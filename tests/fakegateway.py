@@ -13,8 +13,10 @@ import io
 import itertools
 import json
 import re
+import socket
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,13 +55,14 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     provider: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived (timing tests leave start-up out)
 
 
 @dataclass
 class Fault:
     """What the next matching request gets instead of the normal answer."""
 
-    route: str  # generate | poll | image
+    route: str  # generate | poll | image | models | records
     kind: str
     provider: str | None = None
     status: int = 500
@@ -67,6 +70,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     times: int = 1
+    duration: float = 30.0  # slowloris: how long to keep trickling
 
 
 @dataclass
@@ -96,6 +100,21 @@ def noise_png() -> bytes:
     buffer = io.BytesIO()
     Image.effect_noise((128, 128), 80).convert("RGB").save(buffer, "PNG")
     return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(decoded_mib: int = 4096) -> bytes:
+    """A gzip body of ``decoded_mib`` MiB of zeros in about 1/1000 of that: 4 GiB in 4 MB.
+
+    Built in a fraction of a second: after a full flush the deflate state is reset, so every 16 MiB
+    block of zeros compresses to the same bytes, and the block is repeated. There is no gzip trailer;
+    decoders only check it at the end, which a bounded reader never reaches.
+    """
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    zeros = bytes(16 << 20)
+    block = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    return header + block * max(1, decoded_mib // 16)
 
 
 @functools.lru_cache(maxsize=1)
@@ -268,9 +287,15 @@ class FakeGateway:
                     gateway._generate(self, provider, body if isinstance(body, dict) else {}, fault)
                     return
                 if method == "GET" and rest == "/models" and provider in gateway.live_models:
+                    fault = gateway._take_fault("models", provider)
+                    if fault and self._apply_fault(fault):
+                        return
                     self._send_json(200, {"object": "list", "data": gateway.live_models[provider]})
                     return
                 if provider == "token360" and rest.startswith("/images"):
+                    fault = gateway._take_fault("records", provider)
+                    if fault and self._apply_fault(fault):
+                        return
                     gateway._records(self, method, rest)
                     return
                 cancel = re.fullmatch(r"/tasks/([^/?]+)/cancel", rest)
@@ -298,6 +323,8 @@ class FakeGateway:
         width, height = _size_from_body(body, provider)
         if provider in TASK_PROVIDERS:
             task_id = f"task_{next(self.counter):04d}"
+            if fault and fault.kind == "task_id" and fault.body is not None:
+                task_id = fault.body.decode()  # whatever id the gateway makes up, escapes included
             outcome = fault.kind if fault and fault.kind in ("failed", "cancelled", "never") else self.task_outcome
             self.tasks[task_id] = Task(task_id, width, height, self.task_polls, outcome, self.url_as_list)
             if self.apimart_shape == "list":
@@ -333,6 +360,8 @@ class FakeGateway:
                     item["b64_json"] = base64.b64encode(bomb_png()).decode()
                 elif fault and fault.kind == "not_image_b64":
                     item["b64_json"] = base64.b64encode(b"hello, not an image").decode()
+            elif fault and fault.kind == "data_url":
+                item = {"url": "data:image/png;base64," + base64.b64encode(png_bytes(width, height)).decode()}
             else:
                 item = {"url": self._store_image(width, height)}
             if provider == "token360":
@@ -584,4 +613,66 @@ class _BaseHandler(BaseHTTPRequestHandler):
         if kind == "redirect":
             self._send(302, b"", "text/plain", {"Location": fault.headers["Location"]})
             return True
+        if kind == "gzip_bomb":
+            # A small gzip body that decodes to gigabytes of zeros.
+            bomb = fault.body if fault.body is not None else gzip_bomb()
+            self._send(fault.status, bomb, "application/json", {"Content-Encoding": "gzip"})
+            return True
+        if kind == "slowloris":
+            # Headers at once, then one byte of (valid JSON) whitespace every half second: no single read
+            # ever times out, yet the answer never ends.
+            self.send_response(fault.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            end = time.monotonic() + fault.duration
+            while time.monotonic() < end:
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.5)
+            self.close_connection = True
+            return True
         return False
+
+
+class FakeProxy:
+    """An HTTP proxy on loopback that records what reaches it and answers 502 (it forwards nothing).
+
+    It stands in for a proxy on another machine: whatever it records (an Authorization header above all)
+    would have left the machine.
+    """
+
+    def __init__(self, host: str = "127.0.0.3") -> None:
+        self.requests: list[Recorded] = []
+        proxy = self
+
+        class Handler(_BaseHandler):
+            def _record(self) -> None:
+                proxy.requests.append(Recorded(self.command, self.path, dict(self.headers), None))
+                self._read_json()
+                self._send(502, b"the fake proxy forwards nothing", "text/plain")
+
+            do_GET = do_POST = do_DELETE = do_CONNECT = _record
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> FakeProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

@@ -370,13 +370,13 @@ def test_broken_config_is_exit_4() -> None:
 
 def test_imagegen_config_env_var(tmp_path: Path, gateway: FakeGateway) -> None:
     other = tmp_path / "elsewhere.toml"
-    other.write_text('default_model = "openai:dall-e-2"\n')
+    other.write_text('default_model = "openai:gpt-image-1.5"\n')
     result = run_cli("generate", "x", "--dry-run", "--json", env={"IMAGEGEN_CONFIG": str(other)})
-    assert result.json()["model"] == "dall-e-2"
+    assert result.json()["model"] == "gpt-image-1.5"
 
 
 def test_bare_model_id_finds_its_provider(gateway: FakeGateway) -> None:
-    assert run_cli("generate", "x", "-m", "dall-e-3", "--dry-run", "--json").json()["provider"] == "openai"
+    assert run_cli("generate", "x", "-m", "gpt-image-2.5-flare", "--dry-run", "--json").json()["provider"] == "openai"
 
 
 def test_model_precedence_env_over_config(gateway: FakeGateway) -> None:

@@ -128,7 +128,7 @@ def test_dry_run_and_notes(tmp_path: Path) -> None:
     assert any("--style dropped" in n for n in doc["notes"])
     strict = run_cli("generate", "x", "-m", "local:sdxl-turbo", "--style", "vivid", "--strict", "--dry-run")
     assert strict.returncode == 2
-    remote = run_cli("generate", "x", "-m", "openai:dall-e-2", "--device", "cpu", "--dry-run")
+    remote = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "--device", "cpu", "--dry-run")
     assert "--device dropped: local only" in remote.stderr
 
 

@@ -63,7 +63,9 @@ class RemoteBackend:
         full = _remote_plan(plan)
         calls: list[PlannedCall] = []
         for first, count in _runs(indices):
-            part = build_plan(replace(full.request, n=count), full.provider, first_image=first)
+            part = build_plan(
+                replace(full.request, n=count), full.provider, output_format=full.output_format, first_image=first
+            )
             calls.extend(replace(call, index=len(calls) + k) for k, call in enumerate(part.calls))
         return replace(full, calls=tuple(calls))
 

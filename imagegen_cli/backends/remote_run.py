@@ -70,7 +70,10 @@ class RemoteJobRunner:
         self.journal = context.journal
         self.limiter = shared.limiter
         self.deadline: Deadline = Deadline(context.timeout)
-        self.client: GatewayClient = GatewayClient(self.provider, self.deadline, shared.http, shared.throttle)
+        self.client: GatewayClient = GatewayClient(
+            self.provider, self.deadline, shared.http, shared.throttle, on_retry=self._retrying
+        )
+        self.retry_reasons: set[str] = set()
         self.recorder = JobRecorder(job.result, context.journal, context.sink)
         writer.on_target = self.recorder.record_target
         self.waiting_on = "the gateway"
@@ -104,6 +107,12 @@ class RemoteJobRunner:
             *(self._resume_task(task) for task in self.job.resume_tasks),
             *(self._run_call(call, self.plan.method_url[1]) for call in calls),
         )
+
+    def _retrying(self, attempt: int, delay: float, reason: str) -> None:
+        """Say once per reason that the gateway is being retried, so a spinning bar is never silent."""
+        if reason not in self.retry_reasons:
+            self.retry_reasons.add(reason)
+            self.sink.note(f"{self.provider.name}: {reason}; retrying (attempt {attempt}, in {delay:.1f} s)")
 
     def timed_out(self) -> None:
         """The backstop fired: say what was being waited on (pending tasks stay pending)."""

@@ -40,7 +40,7 @@ def generate(
         str | None, typer.Option("--resolution", metavar="1K|2K|4K", help="Size tier, with --ratio.")
     ] = None,
     quality: Annotated[
-        str | None, typer.Option("--quality", metavar="LEVEL", help="standard hd low medium high auto.")
+        str | None, typer.Option("--quality", metavar="LEVEL", help="standard hd low medium high auto xhigh max.")
     ] = None,
     style: Annotated[str | None, typer.Option("--style", metavar="vivid|natural", help="Where supported.")] = None,
     seed: Annotated[

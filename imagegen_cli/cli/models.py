@@ -30,6 +30,10 @@ ListProvider = Annotated[
 ListLocal = Annotated[bool, typer.Option("--local", help="Only local models.")]
 ListRemote = Annotated[bool, typer.Option("--remote", help="Only remote models.")]
 ListLive = Annotated[bool, typer.Option("--live", help="Ask the provider's models endpoint (needs --provider).")]
+ListAll = Annotated[bool, typer.Option("--all", help="With --live: also the listed models that make no images.")]
+ListTimeout = Annotated[
+    float, typer.Option("--timeout", metavar="SECONDS", min=0.1, help="With --live: overall bound for the request.")
+]
 
 
 @models_app.callback(invoke_without_command=True)
@@ -39,11 +43,21 @@ def models_root(
     local: ListLocal = False,
     remote: ListRemote = False,
     live: ListLive = False,
+    all_models: ListAll = False,
+    timeout: ListTimeout = 30.0,
     json_out: JsonOpt = False,
 ) -> None:
     """List models; ``imagegen models [OPTIONS]`` alone is ``imagegen models list [OPTIONS]``."""
     if ctx.invoked_subcommand is None:
-        list_models(provider=provider, local=local, remote=remote, live=live, json_out=json_out)
+        list_models(
+            provider=provider,
+            local=local,
+            remote=remote,
+            live=live,
+            all_models=all_models,
+            timeout=timeout,
+            json_out=json_out,
+        )
 
 
 def _sizes(model: dict[str, Any]) -> str:
@@ -86,6 +100,8 @@ def list_models(
     local: ListLocal = False,
     remote: ListRemote = False,
     live: ListLive = False,
+    all_models: ListAll = False,
+    timeout: ListTimeout = 30.0,
     json_out: JsonOpt = False,
 ) -> None:
     """List every model: provider, id, sync/async/local, sizes, n per call, notable parameters.
@@ -100,8 +116,10 @@ def list_models(
             raise UsageError("--local and --remote exclude each other")
         profiles = _profiles()
         if live:
-            _list_live(output, profiles, provider, json_out)
+            _list_live(output, profiles, provider, json_out, all_models=all_models, timeout=timeout)
             return
+        if all_models:
+            raise UsageError("--all goes with --live")
         entries = catalog(profiles, provider=provider, local=not remote, remote=not local)
         if json_out:
             output.json({"providers": entries})
@@ -111,7 +129,10 @@ def list_models(
             output.line(line)
 
 
-def _list_live(output: Output, profiles: Any, provider: str | None, json_out: bool) -> None:
+def _list_live(
+    output: Output, profiles: Any, provider: str | None, json_out: bool, *, all_models: bool, timeout: float
+) -> None:
+    from imagegen_cli.errors import clean_text
     from imagegen_cli.model_catalog import remote_model_info
     from imagegen_cli.providers.registry import resolve_provider
 
@@ -123,7 +144,9 @@ def _list_live(output: Output, profiles: Any, provider: str | None, json_out: bo
         )
     profile = profiles[provider]
     models: list[dict[str, Any]] = []
-    live_ids: list[str] = []
+    shown: list[str] = []
+    hidden: list[str] = []
+    listed: set[str] = set()
     reason: str | None = None
     if profile.models_path is None:
         reason = f"{provider} has no usable live model list; showing the built-in models"
@@ -134,14 +157,25 @@ def _list_live(output: Output, profiles: Any, provider: str | None, json_out: bo
         resolved.check_transport()
         resolved.require_key()
         try:
-            live_ids = [str(item["id"]) for item in fetch_live_models(resolved)]
+            live = fetch_live_models(resolved, timeout)
         except ImagegenError as exc:
             if exc.exit_code == ExitCode.AUTH:
                 raise
             reason = f"{provider}'s live model list is not available ({exc.message}); showing the built-in models"
-    for model_id in dict.fromkeys([*live_ids, *profile.models]):
+        else:
+            # Gateway text reaches the terminal: ids are cleaned of escapes (an OSC 52 could write the clipboard).
+            listed = {clean_text(i, 200) for i in live.listed}
+            shown = [clean_text(str(item["id"]), 200) for item in live.images]
+            hidden = [clean_text(i, 200) for i in live.hidden]
+            # A built-in model the server lists is always shown, whatever its type fields say.
+            shown += [i for i in hidden if i in profile.models]
+            hidden = [i for i in hidden if i not in profile.models]
+            if all_models:
+                shown, hidden = shown + hidden, []
+    ids = [*shown, *profile.models] if reason is None else list(profile.models)
+    for model_id in dict.fromkeys(ids):
         info = remote_model_info(profile, profile.caps_for(model_id))
-        info["live"] = model_id in live_ids if reason is None else None
+        info["live"] = model_id in listed if reason is None else None
         info["builtin"] = model_id in profile.models
         if info["live"] is False:
             info["notable"] = ["not listed by the provider", *info["notable"]]
@@ -150,8 +184,10 @@ def _list_live(output: Output, profiles: Any, provider: str | None, json_out: bo
         models.append(info)
     if reason:
         output.note(reason)
+    elif hidden:
+        output.note(f"{len(hidden)} listed model(s) that make no images not shown (--all shows them)")
     if json_out:
-        output.json({"provider": provider, "live": reason is None, "note": reason, "models": models})
+        output.json({"provider": provider, "live": reason is None, "note": reason, "models": models, "hidden": hidden})
         return
     for line in _table([_row(m) for m in models], ["PROVIDER", "MODEL", "MODE", "SIZES", "N/CALL", "NOTES"]):
         output.line(line)

@@ -8,7 +8,7 @@ import typer
 
 from imagegen_cli.cli.options import JsonOpt, QuietOpt, YesOpt
 from imagegen_cli.cli.render import Output, reported
-from imagegen_cli.errors import ExitCode, UsageError
+from imagegen_cli.errors import ExitCode, UsageError, clean_text
 
 tasks_app = typer.Typer(
     help="The journal of generation jobs: list, show, wait for, cancel and prune them.\n\n"
@@ -113,12 +113,13 @@ def show(task_id: IdArg, json_out: JsonOpt = False) -> None:
             "error",
         ):
             if data.get(key) is not None:
-                output.line(f"{key + ':':<15}{data[key]}")
-        output.line(f"{'prompt:':<15}{data['request'].get('prompt', '')}")
+                output.line(f"{key + ':':<15}{clean_text(str(data[key]), 2000)}")
+        output.line(f"{'prompt:':<15}{clean_text(str(data['request'].get('prompt', '')), 2000)}")
         for task in data["tasks"]:
+            # Remote ids and errors are gateway text: stripped of escapes before they reach the terminal.
             output.line(
-                f"{'remote task:':<15}{task['remote_id']}  {task['status']}"
-                + (f"  {task['error']}" if task.get("error") else "")
+                f"{'remote task:':<15}{clean_text(str(task['remote_id']), 200)}  {clean_text(str(task['status']), 40)}"
+                + (f"  {clean_text(str(task['error']), 500)}" if task.get("error") else "")
             )
         for path in data["paths"]:
             output.line(f"{'image:':<15}{path}")
@@ -222,6 +223,9 @@ records_app = typer.Typer(
 )
 tasks_app.add_typer(records_app, name="records")
 RecordsProvider = Annotated[str, typer.Option("--provider", metavar="NAME", help="Provider with records.")]
+RecordsTimeout = Annotated[
+    float, typer.Option("--timeout", metavar="SECONDS", min=0.1, help="Overall bound for the gateway's answers.")
+]
 
 
 @records_app.command("list")
@@ -232,6 +236,7 @@ def records_list(
     before: Annotated[str | None, typer.Option("--before", metavar="ID", help="Page before this record.")] = None,
     order: Annotated[str, typer.Option("--order", metavar="desc|asc", help="Creation order.")] = "desc",
     all_pages: Annotated[bool, typer.Option("--all", help="Follow has_more through every page.")] = False,
+    timeout: RecordsTimeout = 120.0,
     json_out: JsonOpt = False,
 ) -> None:
     """List the provider's image records.
@@ -245,15 +250,22 @@ def records_list(
         if order not in ("desc", "asc"):
             raise UsageError("--order must be desc or asc")
         records = list_records(
-            _records_provider(provider), limit=limit, after=after, before=before, order=order, all_pages=all_pages
+            _records_provider(provider),
+            limit=limit,
+            after=after,
+            before=before,
+            order=order,
+            all_pages=all_pages,
+            timeout=timeout,
         )
         if json_out:
             output.json(records)
             return
         for record in records:
+            # Every field is gateway text: no escape sequence of it may reach the terminal.
             output.line(
-                f"{record.get('id')}  {record.get('status', '?'):<9}  {record.get('model', '')}  "
-                f"{str(record.get('prompt') or '')[:50]}"
+                f"{clean_text(str(record.get('id')), 100)}  {clean_text(str(record.get('status', '?')), 20):<9}  "
+                f"{clean_text(str(record.get('model') or ''), 100)}  {clean_text(str(record.get('prompt') or ''), 50)}"
             )
 
 
@@ -266,6 +278,7 @@ def records_get(
         str, typer.Option("--via", metavar="redirect|url|binary", help="How the gateway hands the image over.")
     ] = "redirect",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing the file named by -o.")] = False,
+    timeout: RecordsTimeout = 120.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Download one image record (saved atomically, never over an existing file).
@@ -287,6 +300,7 @@ def records_get(
             via=via,
             overwrite=overwrite,
             default_dir=load_settings().output_dir,
+            timeout=timeout,
         )
         if json_out:
             output.json({"id": record_id, "path": saved.path, "width": saved.width, "height": saved.height})
@@ -299,6 +313,7 @@ def records_rm(
     record_id: Annotated[str, typer.Argument(metavar="ID", help="Image record id.")],
     provider: RecordsProvider = "token360",
     yes: YesOpt = False,
+    timeout: RecordsTimeout = 120.0,
 ) -> None:
     """Delete one image record at the provider (asks first unless --yes).
 
@@ -316,5 +331,5 @@ def records_rm(
                 raise UsageError("refusing to delete without confirmation", hint="pass --yes")
             if not typer.confirm(f"Delete image record {record_id} at {provider}?", err=True):
                 raise typer.Exit(int(ExitCode.FAILURE))
-        delete_record(resolved, record_id)
+        delete_record(resolved, record_id, timeout)
         output.line(record_id)

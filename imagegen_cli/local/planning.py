@@ -23,7 +23,9 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 OFFLOADS = ("none", "model", "sequential")
 # --quality as a scale on the model's default steps (documented in the README).
-QUALITY_STEPS = {"low": 0.5, "standard": 1.0, "medium": 1.0, "auto": 1.0, "high": 1.5, "hd": 2.0}
+QUALITY_STEPS = {
+    "low": 0.5, "standard": 1.0, "medium": 1.0, "auto": 1.0, "high": 1.5, "hd": 2.0, "xhigh": 2.0, "max": 3.0,
+}  # fmt: skip
 DEFAULT_BATCH = 4  # images per pipeline call before out-of-memory backoff halves it
 
 

@@ -6,9 +6,12 @@ answers, they return typed results or raise :class:`InvalidResponse` / :class:`T
 
 from __future__ import annotations
 
+import base64
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
 
 from imagegen_cli.errors import InvalidResponse, TaskFailed, clean_text
 
@@ -66,6 +69,28 @@ def _urls(value: Any) -> list[str]:
     return []
 
 
+_DATA_URL = re.compile(r"data:(?P<type>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)", re.DOTALL | re.IGNORECASE)
+
+
+def decode_data_url(url: str, provider: str, **fields: Any) -> RemoteImage:
+    """A ``data:image/...;base64,`` URL (LiteLLM mock answers, some gateways) as a base64 image.
+
+    The rest of the run then treats it exactly like ``b64_json``; a data URL that is not an image, or not
+    well formed, is an invalid response.
+    """
+    match = _DATA_URL.fullmatch(url.strip())
+    if match is None:
+        raise InvalidResponse(f"{provider}: malformed data URL in the answer")
+    media = match["type"].strip().lower()
+    if media and not media.startswith("image/"):
+        raise InvalidResponse(f"{provider}: the answer's data URL holds {clean_text(media, 60)}, not an image")
+    if ";base64" in match["params"].lower():
+        payload = re.sub(r"\s+", "", unquote(match["data"]))
+    else:
+        payload = base64.b64encode(unquote_to_bytes(match["data"])).decode("ascii")
+    return RemoteImage(b64=payload, **fields)
+
+
 def _image_items(items: Any, provider: str) -> list[RemoteImage]:
     if isinstance(items, dict):
         items = [items]
@@ -83,7 +108,10 @@ def _image_items(items: Any, provider: str) -> list[RemoteImage]:
             images.append(RemoteImage(b64=b64, revised_prompt=revised_text, expires_at=expires_at))
             continue
         for url in _urls(item.get("url")):
-            images.append(RemoteImage(url=url, revised_prompt=revised_text, expires_at=expires_at))
+            if url[:5].lower() == "data:":
+                images.append(decode_data_url(url, provider, revised_prompt=revised_text, expires_at=expires_at))
+            else:
+                images.append(RemoteImage(url=url, revised_prompt=revised_text, expires_at=expires_at))
     return images
 
 

@@ -7,6 +7,7 @@ converted between pixel and ratio providers, and ``-n`` fans out into several ca
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ class Plan:
     calls: tuple[PlannedCall, ...]
     notes: tuple[str, ...]
     response_format: str | None
+    output_format: str | None = None  # --format as planned: a narrowed (resumed) plan asks for it again
 
     @property
     def method_url(self) -> tuple[str, str]:
@@ -114,14 +116,21 @@ def _map_size(request: GenerationRequest, caps: ModelCaps, where: str, notes: No
     if mode == "free":
         if request.size:
             _check_free_size(request.size, caps, where)
+            _note_experimental(request.size, caps, where, notes)
             return {"size": str(request.size)}
         if request.ratio and caps.ratio_field and not tier:
             return {caps.ratio_field: str(request.ratio)}
         if request.ratio or tier:
             ratio = request.ratio or Ratio(1, 1)
-            pixels = ratio_tier_pixels(ratio, tier or "1K")
+            asked = ratio_tier_pixels(ratio, tier or "1K")
+            pixels = _clamp_free_size(asked, caps)
+            text = f"--ratio {ratio} --resolution {tier or '1K'} → size {pixels} for {where}"
+            if pixels != asked:
+                notes.approximated(f"{text} ({asked} is above the model's maximum)")
+            else:
+                notes.info(text)
             _check_free_size(pixels, caps, where)
-            notes.info(f"--ratio {ratio} --resolution {tier or '1K'} → size {pixels} for {where}")
+            _note_experimental(pixels, caps, where, notes)
             return {"size": str(pixels)}
         return {}
 
@@ -180,6 +189,24 @@ def _check_free_size(size: Size, caps: ModelCaps, where: str) -> None:
         raise UsageError(f"size {size} is not accepted by {where}: " + "; ".join(problems))
 
 
+def _clamp_free_size(size: Size, caps: ModelCaps) -> Size:
+    """Scale a computed size down, keeping its aspect, until the model's pixel and side limits hold."""
+    factor = 1.0
+    if caps.max_pixels and size.width * size.height > caps.max_pixels:
+        factor = min(factor, math.sqrt(caps.max_pixels / (size.width * size.height)))
+    if caps.max_side and max(size.width, size.height) > caps.max_side:
+        factor = min(factor, caps.max_side / max(size.width, size.height))
+    if factor >= 1.0:
+        return size
+    step = caps.size_multiple or 1
+    return Size(max(step, int(size.width * factor) // step * step), max(step, int(size.height * factor) // step * step))
+
+
+def _note_experimental(size: Size, caps: ModelCaps, where: str, notes: Notes) -> None:
+    if caps.experimental_pixels and size.width * size.height > caps.experimental_pixels:
+        notes.info(f"size {size} is above 2560x1440: experimental for {where}")
+
+
 def _map_quality(request: GenerationRequest, caps: ModelCaps, where: str, notes: Notes) -> dict[str, Any]:
     quality = request.quality
     if quality is None:
@@ -194,6 +221,59 @@ def _map_quality(request: GenerationRequest, caps: ModelCaps, where: str, notes:
         raise UsageError(f"quality {quality} is not accepted by {where}", hint="accepted: " + ", ".join(caps.qualities))
     notes.approximated(f"--quality {quality} → {mapped} for {where}")
     return {"quality": mapped}
+
+
+def _map_output_format(
+    output_format: str | None, provider: ResolvedProvider, where: str, notes: Notes, params: dict[str, Any]
+) -> dict[str, Any]:
+    """``--format`` as the model's own ``output_format`` where it has one; GIF and SVG rules."""
+    caps = provider.caps
+    native = output_format is not None and output_format in caps.output_formats
+    if output_format == "svg" and not native:
+        makers = [m for m, c in provider.profile.models.items() if "svg" in c.output_formats and not c.retired]
+        raise UsageError(
+            f"--format svg: {where} does not draw SVG and a raster image cannot become one",
+            hint=("models that do: " + ", ".join(f"{provider.name}:{m}" for m in makers)) if makers else None,
+        )
+    if output_format == "gif" and not native:
+        notes.info(f"--format gif: {where} makes no animations; its image is saved as a one-frame GIF")
+    animated = output_format == "gif" and native
+    for name, low, high in (("frame_count", 2, 16), ("frame_duration_ms", 1, None)):
+        if name not in params:
+            continue
+        if not animated:
+            raise UsageError(
+                f"--param {name} needs --format gif on a model that makes animated GIFs",
+                hint=f"add --format gif{'' if output_format != 'gif' else ', and pick a model that makes GIFs'}",
+            )
+        value = params[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
+            bounds = f"{low}-{high}" if high else f"at least {low}"
+            raise UsageError(f"--param {name}={value!r} is out of range", hint=f"an integer, {bounds}")
+    if native and output_format in ("gif", "svg") and "output_compression" in params:
+        raise UsageError(f"--param output_compression does not apply to --format {output_format}")
+    if params.get("background") == "transparent" and output_format in ("jpeg", "gif"):
+        raise UsageError(
+            f"--param background=transparent needs --format png or webp, not {output_format}",
+            hint="JPEG has no transparency",
+        )
+    return {"output_format": output_format} if native else {}
+
+
+def _check_retired(provider: ResolvedProvider, where: str, notes: Notes) -> None:
+    """A retired model fails fast at its own provider; a gateway elsewhere may still serve it."""
+    caps = provider.caps
+    if not caps.retired:
+        return
+    instead = f"; use {caps.replacement}" if caps.replacement else ""
+    if provider.official:
+        first = caps.replacement.split(" or ")[0] if caps.replacement else None
+        raise UsageError(
+            f"{where} {caps.retired}{instead}",
+            hint=(f"e.g. -m {provider.name}:{first}; " if first else "")
+            + "a gateway that still serves it: --base-url URL",
+        )
+    notes.info(f"{where} {caps.retired} at {provider.name}; sent anyway to {provider.base_url}{instead}")
 
 
 def _chunks(n: int, caps: ModelCaps, one_per_call: bool) -> list[int]:
@@ -220,6 +300,7 @@ def build_plan(
     caps = provider.caps
     where = _where(provider)
     notes = Notes(request.strict)
+    _check_retired(provider, where, notes)
 
     if caps.prompt_max and len(request.prompt) > caps.prompt_max:
         raise UsageError(
@@ -245,8 +326,7 @@ def build_plan(
         notes.dropped("--response-format", where, "chosen by the gateway, not settable")
         response_format = None
 
-    if output_format and caps.output_formats and output_format in caps.output_formats:
-        body["output_format"] = output_format
+    body.update(_map_output_format(output_format, provider, where, notes, dict(request.params)))
 
     optional = (
         ("--style", "style", request.style),
@@ -275,7 +355,8 @@ def build_plan(
         notes.dropped("--seed", where)
     per_image_seed = request.seed is not None and seed_field is not None
 
-    counts = _chunks(request.n, caps, one_per_call=per_image_seed)
+    # SVG output takes n=1 only: one call per image, as for a per-image seed.
+    counts = _chunks(request.n, caps, one_per_call=per_image_seed or body.get("output_format") == "svg")
     if len(counts) > 1:
         per_call = "1 image per call" if max(counts) == 1 else f"up to {max(counts)} images per call"
         notes.info(f"-n {request.n} → {len(counts)} calls to {where} ({per_call})")
@@ -294,4 +375,4 @@ def build_plan(
         calls.append(PlannedCall(number, first, count, call_body, dict(headers), seed))
         first += count
 
-    return Plan(provider, request, tuple(calls), tuple(notes.items), response_format)
+    return Plan(provider, request, tuple(calls), tuple(notes.items), response_format, output_format)

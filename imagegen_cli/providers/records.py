@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
-from imagegen_cli.errors import DownloadError, InvalidResponse
+from imagegen_cli.errors import GatewayError, InvalidResponse
+from imagegen_cli.providers.dialects import decode_data_url
 from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.store.writer import MAX_DOWNLOAD_BYTES, ImageWriter, OutputSpec, SavedImage
 
@@ -20,18 +22,35 @@ def _path(provider: ResolvedProvider, *parts: str) -> str:
     return provider.url("/".join([provider.profile.records_path.strip("/"), *parts]))
 
 
-def _run(provider: ResolvedProvider, work: Any, timeout: float = 120) -> Any:
-    from imagegen_cli.providers.http import Deadline, GatewayClient, make_async_client
+DEFAULT_TIMEOUT = 120.0
+
+
+def _run(provider: ResolvedProvider, work: Any, timeout: float) -> Any:
+    """Run one records operation within ``timeout`` seconds overall (every request and download included)."""
+    from imagegen_cli.providers.http import Deadline, DeadlineExceeded, GatewayClient, make_async_client
 
     async def main() -> Any:
         async with make_async_client() as http:
             return await work(GatewayClient(provider, Deadline(timeout), http))
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except DeadlineExceeded as exc:
+        raise GatewayError(
+            f"{provider.name}: no answer within --timeout {timeout:g} s ({exc.describe() or 'records'})",
+            hint="the gateway is slow or stalled; try again, or raise --timeout",
+        ) from None
 
 
 def list_records(
-    provider: ResolvedProvider, *, limit: int, after: str | None, before: str | None, order: str, all_pages: bool
+    provider: ResolvedProvider,
+    *,
+    limit: int,
+    after: str | None,
+    before: str | None,
+    order: str,
+    all_pages: bool,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> list[dict[str, Any]]:
     """``GET images?limit=&after=&before=&order=``, following ``has_more`` when asked."""
 
@@ -55,11 +74,11 @@ def list_records(
             cursor = str(last)
         return records
 
-    result: list[dict[str, Any]] = _run(provider, work)
+    result: list[dict[str, Any]] = _run(provider, work, timeout)
     return result
 
 
-def delete_record(provider: ResolvedProvider, record_id: str) -> None:
+def delete_record(provider: ResolvedProvider, record_id: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     """``DELETE images/{id}`` (only the owning key may)."""
 
     async def work(client: Any) -> None:
@@ -67,7 +86,7 @@ def delete_record(provider: ResolvedProvider, record_id: str) -> None:
         if isinstance(data, dict) and data.get("deleted") is False:
             raise InvalidResponse(f"{provider.name}: record {record_id} was not deleted")
 
-    _run(provider, work)
+    _run(provider, work, timeout)
 
 
 def download_record(
@@ -78,6 +97,7 @@ def download_record(
     via: str,
     overwrite: bool,
     default_dir: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> SavedImage:
     """``GET images/{id}/content?format=...``: a redirect, a JSON ``url``, or the bytes themselves."""
     safe_id = re.sub(r"[^A-Za-z0-9_.-]", "-", record_id)[:80] or "record"
@@ -95,7 +115,7 @@ def download_record(
 
     async def work(client: Any) -> SavedImage:
         url = _path(provider, record_id, "content") + "?" + urlencode({"format": via})
-        response = await client.send("GET", url, body=None, headers={"Accept": "*/*"})
+        response = await client.send("GET", url, body=None, headers={"Accept": "*/*"}, max_bytes=MAX_DOWNLOAD_BYTES)
         content_type = response.headers.get("content-type", "")
         target: str | None = None
         if response.status_code in (301, 302, 303, 307, 308):
@@ -108,9 +128,12 @@ def download_record(
             target = data.get("url") if isinstance(data, dict) else None
             if not isinstance(target, str) or not target:
                 raise InvalidResponse(f"{provider.name}: record {record_id} answer carried no url")
+        if target is not None and target.startswith("data:"):
+            image = decode_data_url(target, provider.name)
+            assert image.b64 is not None
+            content = base64.b64decode(image.b64)
+            return await asyncio.to_thread(writer.save_bytes, content, index=1, seed=None, meta=meta)
         if target is None:
-            if len(response.content) > MAX_DOWNLOAD_BYTES:
-                raise DownloadError(f"{provider.name}: record {record_id} is too large")
             return await asyncio.to_thread(writer.save_bytes, response.content, index=1, seed=None, meta=meta)
         handle, tmp = writer.temp_file()
         try:
@@ -120,5 +143,5 @@ def download_record(
         finally:
             tmp.unlink(missing_ok=True)
 
-    saved: SavedImage = _run(provider, work)
+    saved: SavedImage = _run(provider, work, timeout)
     return saved

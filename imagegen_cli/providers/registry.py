@@ -92,12 +92,12 @@ def same_origin(url_a: str, url_b: str) -> bool:
     a, b = urlsplit(url_a), urlsplit(url_b)
 
     def port(parts: SplitResult) -> int | None:
-        try:
-            return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-        except ValueError:  # a port out of range: not the provider's origin
-            return None
+        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
-    return (a.scheme, a.hostname, port(a)) == (b.scheme, b.hostname, port(b))
+    try:
+        return (a.scheme, a.hostname, port(a)) == (b.scheme, b.hostname, port(b))
+    except ValueError:  # a port out of range: no key for a URL that cannot be reached anyway
+        return False
 
 
 def is_loopback(host: str) -> bool:
@@ -133,6 +133,12 @@ class ResolvedProvider:
     @property
     def name(self) -> str:
         return self.profile.name
+
+    @property
+    def official(self) -> bool:
+        """True when the base URL is the built-in provider's own (not a gateway in front of it)."""
+        builtin = BUILTIN_PROFILES.get(self.name)
+        return builtin is not None and self.base_url.rstrip("/") == builtin.base_url.rstrip("/")
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
@@ -171,9 +177,14 @@ class ResolvedProvider:
     def check_transport(self) -> None:
         """Refuse to send a key over plain http unless the host is a loopback address."""
         parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            valid = False
+        if not valid:
             raise ConfigError(f"invalid base URL for {self.name}: {self.base_url!r}", hint="use https://host/path")
-        if parts.scheme == "http" and self.key and not is_loopback(parts.hostname):
+        if parts.scheme == "http" and self.key and not is_loopback(parts.hostname or ""):
             raise ConfigError(
                 f"refusing to send the {self.name} API key over plain http to {parts.hostname}",
                 hint="use an https:// base URL",

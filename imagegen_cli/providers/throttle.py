@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
+
+
+class Sleeper(Protocol):
+    """A deadline that sleeps: it raises instead of sleeping past its end (``http.Deadline``)."""
+
+    async def sleep(self, seconds: float, what: str = "") -> None: ...
 
 
 class ProviderThrottle:
@@ -23,14 +30,19 @@ class ProviderThrottle:
         self.successes = 0
         self._cond = asyncio.Condition()
 
-    async def acquire(self) -> None:
+    async def acquire(self, deadline: Sleeper | None = None) -> None:
+        """Wait out a Retry-After (never past ``deadline``), then for a free slot."""
+        # The Retry-After wait comes first and holds no slot, so a cancelled or timed-out wait leaks nothing.
+        wait = self.not_before - time.monotonic()
+        if wait > 0:
+            if deadline is not None:
+                await deadline.sleep(wait, "the rate limit's Retry-After")
+            else:
+                await asyncio.sleep(wait)
         async with self._cond:
             while self.in_flight >= self.allowed:
                 await self._cond.wait()
             self.in_flight += 1
-        wait = self.not_before - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
 
     async def release(self, status: int | None, retry_after: float | None = None) -> None:
         async with self._cond:

@@ -109,7 +109,11 @@ def test_disk_full(model: str, gateway: FakeGateway, tmp_path: Path) -> None:
         "-o",
         str(out),
         "--json",
-        env={**gateway_env(gateway), "PYTHONPATH": str(hook)},
+        # Keep any PYTHONPATH already set (a worktree under test) behind the hook.
+        env={
+            **gateway_env(gateway),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])),
+        },
     )
     assert result.returncode == 1, result.stderr
     assert "cannot save image 1: No space left on device" in result.stderr
