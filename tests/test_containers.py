@@ -1,4 +1,4 @@
-"""Fuzzing the chunk and segment writer (``store/containers.py``) with hypothesis.
+"""Fuzzing the chunk and segment writer (``store/containers/``) with hypothesis.
 
 Any valid PNG, JPEG, WebP or GIF, whatever its mode, encoder options, frames and existing metadata,
 stays decodable and pixel-identical once metadata is inserted, and the metadata reads back. Malformed

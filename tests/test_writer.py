@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from PIL import ExifTags, Image
 
+import imagegen_cli.store.placement as placement_module
 import imagegen_cli.store.writer as writer_module
 from imagegen_cli.errors import DownloadError, UsageError
 from imagegen_cli.store.writer import ImageWriter, OutputSpec, SavedImage
@@ -505,7 +506,7 @@ def test_no_hard_links_two_writers_never_overwrite(tmp_path: Path, monkeypatch: 
 
 
 def test_no_hard_links_and_no_renameat2_still_never_overwrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(writer_module, "_renameat2", None)  # an old kernel or libc: the O_EXCL claim
+    monkeypatch.setattr(placement_module, "_renameat2", None)  # an old kernel or libc: the O_EXCL claim
     paths = race_two_writers(tmp_path / "out", monkeypatch)
     assert [p.name for p in paths] == ["same-2.png", "same.png"]
     for path in paths:

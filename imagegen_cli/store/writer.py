@@ -6,24 +6,18 @@ added as container blocks (PNG text chunks, JPEG APP1 EXIF and XMP, WebP EXIF an
 comment, an SVG comment) around the untouched image data. Only ``--format`` asking for another format
 re-encodes, once. Local pipelines encode once, at a fast PNG compression level.
 
-Every file is written to a hidden ``.imagegen-<pid>-*.part`` file in the output directory, fsynced, and
-then linked into place under a name that does not exist yet. A killed run leaves at most a ``.part`` file,
-never a half-written image under a real name; the next writer in that directory removes ``.part`` files
-that are over an hour old and whose process is gone.
+Where the files go and their names come from ``output_spec``; how a file is put in place without replacing
+another (``.part`` files, hard links, ``renameat2``) is ``placement``. The names of both that callers
+import from here (``OutputSpec``, ``FORMATS``, ``remove_stale_parts``...) are re-exported.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import io
 import os
-import re
-import stat
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,10 +39,35 @@ from imagegen_cli.store.containers import (
     sniff,
 )
 from imagegen_cli.store.metadata import exif_tiff, gif_comment, jpeg_xmp, png_texts, svg_comment, xmp_packet
-from imagegen_cli.store.naming import DEFAULT_TEMPLATE, check_template, render_name, safe_component
+from imagegen_cli.store.output_spec import FORMATS, RASTER_FORMATS, OutputSpec, template_format
+from imagegen_cli.store.placement import (
+    STALE_PART_SECONDS,
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    fsync_dir,
+    fsync_file,
+    remove_stale_parts,
+    rename_no_replace,
+)
 
-FORMATS = ("png", "jpeg", "webp", "gif", "svg")
-RASTER_FORMATS = ("png", "jpeg", "webp", "gif")
+__all__ = [
+    "FORMATS",
+    "LOSSY_QUALITY",
+    "MAX_DOWNLOAD_BYTES",
+    "PIXEL_LIMIT",
+    "PNG_COMPRESS_LEVEL",
+    "RASTER_FORMATS",
+    "STALE_PART_SECONDS",
+    "TEMP_PREFIX",
+    "TEMP_SUFFIX",
+    "ImageWriter",
+    "OutputSpec",
+    "SavedImage",
+    "remove_stale_parts",
+    "rename_no_replace",
+    "template_format",
+]
+
 PIXEL_LIMIT = 100_000_000  # 100 MP: far above any gateway's output, far below a decompression bomb
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 # Local renders and conversions: level 4 is the knee on 1024x1024 renders (bench/png_levels.py). Levels 1-3
@@ -56,171 +75,8 @@ MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 # for up to 2.7x the time.
 PNG_COMPRESS_LEVEL = 4
 LOSSY_QUALITY = 95  # JPEG and WebP written by a conversion or a local pipeline
-STALE_PART_SECONDS = 3600
-_SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".gif": "gif", ".svg": "svg"}
-# Extensions of image formats imagegen does not write: naming one is a mistake, not a directory name.
-_OTHER_IMAGE_SUFFIXES = frozenset({
-    ".tif", ".tiff", ".bmp", ".dib", ".heic", ".heif", ".avif", ".avifs", ".jxl", ".jp2", ".j2k", ".jpx", ".jfif",
-    ".pjpeg", ".pjp", ".apng", ".ico", ".icns", ".cur", ".psd", ".xcf", ".tga", ".ppm", ".pgm", ".pbm", ".pnm",
-    ".pam", ".eps", ".ps", ".exr", ".hdr", ".qoi", ".dds", ".pcx", ".dng", ".raw", ".cr2", ".cr3", ".nef", ".arw",
-    ".orf", ".rw2", ".raf", ".emf", ".wmf", ".svgz",
-})  # fmt: skip
-_ACCEPTED = "png, jpeg, webp, gif or svg"
 _PIL_NAMES = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF"}
 _DISPLAY = {"png": "PNG", "jpeg": "JPEG", "webp": "WebP", "gif": "GIF", "svg": "SVG"}
-_EXT = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif", "svg": "svg"}
-TEMP_PREFIX = ".imagegen-"
-TEMP_SUFFIX = ".part"
-_TEMP_PID = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-")
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """Where and how images are written, decided once from ``-o``, ``--name``, ``--format``."""
-
-    directory: Path
-    file_name: str | None = None  # -o FILE
-    to_stdout: bool = False
-    template: str = DEFAULT_TEMPLATE
-    fmt: str | None = None
-    overwrite: bool = False
-    metadata: bool = True
-
-    @classmethod
-    def from_args(
-        cls,
-        out: str | None,
-        *,
-        default_dir: str | None,
-        template: str | None,
-        fmt: str | None,
-        overwrite: bool,
-        metadata: bool,
-        n: int,
-    ) -> OutputSpec:
-        if fmt is not None and fmt not in FORMATS:
-            raise UsageError(f"invalid --format {fmt!r}", hint=f"use {_ACCEPTED}")
-        if template is not None:
-            check_template(template)
-        common: dict[str, Any] = {
-            "template": template or DEFAULT_TEMPLATE,
-            "overwrite": overwrite,
-            "metadata": metadata,
-        }
-        if out == "-":
-            if n != 1:
-                raise UsageError("-o - writes one image to stdout, but -n asks for more", hint="use -n 1 or -o DIR")
-            return cls(Path(tempfile.gettempdir()), to_stdout=True, fmt=fmt, **common)
-        target = Path(out or default_dir or ".").expanduser()
-        suffix = target.suffix.lower()
-        names_file = out is not None and out != "" and not target.is_dir() and not out.endswith(("/", os.sep))
-        if names_file and suffix in _OTHER_IMAGE_SUFFIXES:
-            raise UsageError(
-                f"imagegen cannot write {suffix[1:].upper()} files ({target.name})",
-                hint="name the file .png, .jpg, .jpeg, .webp, .gif or .svg, or give a directory",
-            )
-        if names_file and suffix in _SUFFIX_FORMATS:
-            file_fmt = _SUFFIX_FORMATS[suffix]
-            if fmt and fmt != file_fmt:
-                raise UsageError(
-                    f"--format {fmt} conflicts with the file name {target.name}",
-                    hint=f"name the file .{_EXT[fmt]}, or drop --format",
-                )
-            spec = cls(
-                _prepare_dir(target.parent.resolve()),
-                file_name=safe_component(target.name),
-                fmt=file_fmt,
-                **common,
-            )
-            for index in range(1, n + 1):
-                path = spec.directory / spec.file_name_for(index, n)
-                if path.exists() and not overwrite:
-                    raise UsageError(
-                        f"{path} already exists", hint="pass --overwrite to replace it, or choose another -o"
-                    )
-            return spec
-        # --name x.jpg names the format as -o x.jpg does, rather than becoming x.jpg.png.
-        name_fmt = template_format(template) if template else None
-        if name_fmt is not None:
-            if fmt and fmt != name_fmt:
-                raise UsageError(
-                    f"--format {fmt} conflicts with the --name template {template}",
-                    hint=f"end the template with .{_EXT[fmt]} or .{{ext}}, or drop --format",
-                )
-            fmt = name_fmt
-        return cls(_prepare_dir(target.resolve()), fmt=fmt, **common)
-
-    def to_dict(self) -> dict[str, Any]:
-        """What the journal keeps to write a resumed job's images the same way."""
-        return {
-            "directory": str(self.directory),
-            "file_name": self.file_name,
-            "to_stdout": self.to_stdout,
-            "template": self.template,
-            "fmt": self.fmt,
-            "overwrite": self.overwrite,
-            "metadata": self.metadata,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], directory: Path | None = None) -> OutputSpec:
-        """The journalled spec; ``directory`` (``tasks wait -o DIR``) moves it and drops a fixed file name."""
-        if directory is not None:
-            return cls(
-                _prepare_dir(directory.resolve()),
-                template=data.get("template") or DEFAULT_TEMPLATE,
-                fmt=data.get("fmt"),
-                metadata=data.get("metadata", True),
-            )
-        if data.get("to_stdout"):
-            raise UsageError("this job wrote its image to stdout", hint="give an output directory with -o DIR")
-        return cls(
-            _prepare_dir(Path(data["directory"])),
-            file_name=data.get("file_name"),
-            template=data.get("template") or DEFAULT_TEMPLATE,
-            fmt=data.get("fmt"),
-            overwrite=bool(data.get("overwrite")),
-            metadata=data.get("metadata", True),
-        )
-
-    def file_name_for(self, index: int, n: int) -> str:
-        """``-o out.png`` with several images → out-1.png, out-2.png, ..."""
-        assert self.file_name is not None
-        if n == 1:
-            return self.file_name
-        stem, _, ext = self.file_name.rpartition(".")
-        return f"{stem}-{index}.{ext}"
-
-
-def _template_suffix(template: str) -> str | None:
-    """The literal extension a template ends with (``x.jpg`` → ``.jpg``); None for ``.{ext}`` or none."""
-    _, dot, tail = template.rpartition(".")
-    if not dot or "{" in tail or "}" in tail or not tail or not tail.isalnum():
-        return None
-    return "." + tail.lower()
-
-
-def template_format(template: str) -> str | None:
-    """The format a ``--name`` template names by its extension; a usage error for one imagegen cannot write."""
-    suffix = _template_suffix(template)
-    if suffix in _OTHER_IMAGE_SUFFIXES:
-        raise UsageError(
-            f"imagegen cannot write {suffix[1:].upper()} files (--name {template})",
-            hint="end the template with .png, .jpg, .webp, .gif, .svg or .{ext}",
-        )
-    return _SUFFIX_FORMATS.get(suffix or "")
-
-
-def _prepare_dir(directory: Path) -> Path:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create output directory {directory}: {exc.strerror}") from None
-    if not directory.is_dir():
-        raise UsageError(f"output path {directory} is not a directory")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise UsageError(f"output directory {directory} is not writable", hint="choose another with -o DIR")
-    return directory
 
 
 @dataclass(frozen=True)
@@ -238,112 +94,7 @@ class SavedImage:
     notes: tuple[str, ...] = ()
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
-
-
 _SWEPT: set[Path] = set()
-
-
-def remove_stale_parts(directory: Path, *, older_than: float = STALE_PART_SECONDS) -> list[Path]:
-    """Remove ``.part`` files a killed run left: unchanged for ``older_than`` seconds and with no live owner.
-
-    The owner's pid is in the name (``.imagegen-<pid>-*.part``); a name without one (older versions) goes
-    on age alone. A file of another user, or of a process still running, is never touched.
-    """
-    removed: list[Path] = []
-    now = time.time()
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return removed
-    for entry in entries:
-        if not (entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX)):
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or now - info.st_mtime < older_than:
-            continue
-        owner = _TEMP_PID.match(entry.name)
-        if owner and _process_alive(int(owner[1])):
-            continue
-        with contextlib.suppress(OSError):
-            Path(entry.path).unlink()
-            removed.append(Path(entry.path))
-    return removed
-
-
-# renameat2(RENAME_NOREPLACE): an atomic "rename only if the target is absent" (Linux 3.15+, glibc 2.28+).
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1
-
-
-def _load_renameat2() -> Callable[..., int] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        function: Callable[..., int] = libc.renameat2
-    except (OSError, AttributeError):
-        return None
-    return function
-
-
-_renameat2 = _load_renameat2() if sys.platform.startswith("linux") else None
-
-
-def rename_no_replace(source: Path, target: Path) -> bool:
-    """Move ``source`` to ``target`` unless ``target`` exists (then False); never replaces a file.
-
-    For filesystems without hard links. ``renameat2(RENAME_NOREPLACE)`` does it in one step; where the
-    kernel or filesystem lacks it, the name is claimed with an exclusive create (``O_EXCL``) and the
-    finished file renamed over that empty claim, which only this process can own.
-    """
-    if _renameat2 is not None:
-        result = _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE)
-        if result == 0:
-            return True
-        code = ctypes.get_errno()
-        if code == errno.EEXIST:
-            return False
-        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
-            raise OSError(code, os.strerror(code), str(target))
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    os.close(fd)
-    try:
-        os.rename(source, target)
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    return True
 
 
 class ImageWriter:
@@ -557,7 +308,7 @@ class ImageWriter:
         written: Path | None = None
         try:
             if received is not None:
-                _fsync_file(received)  # the download as it arrived is the file: make it durable first
+                fsync_file(received)  # the download as it arrived is the file: make it durable first
                 source = received
             else:
                 written = source = self._write(pieces)
@@ -582,25 +333,16 @@ class ImageWriter:
         return path
 
     def _candidate_names(self, index: int, seed: int | None, fmt: str) -> list[str]:
-        if self.spec.file_name is not None:
-            base = self.spec.file_name_for(index, self.n)
-        else:
-            suffix = _template_suffix(self.spec.template)
-            # A template ending in this format's own extension (x.jpeg) keeps it as written.
-            ext = suffix[1:] if suffix and _SUFFIX_FORMATS.get(suffix) == fmt else _EXT[fmt]
-            base = render_name(
-                self.spec.template,
-                ext=ext,
-                when=self.started,
-                prompt=self.prompt,
-                index=index,
-                n=self.n,
-                seed=seed,
-                provider=self.provider,
-                model=self.model,
-            )
-        stem, _, ext = base.rpartition(".")
-        return [base] + [f"{stem}-{k}.{ext}" for k in range(2, 1000)]
+        return self.spec.candidate_names(
+            index,
+            self.n,
+            fmt,
+            when=self.started,
+            prompt=self.prompt,
+            seed=seed,
+            provider=self.provider,
+            model=self.model,
+        )
 
     def _place(self, source: Path, index: int, seed: int | None, fmt: str) -> Path:
         directory = self.spec.directory
@@ -608,7 +350,7 @@ class ImageWriter:
         if self.spec.file_name is not None and self.spec.overwrite:
             target = directory / names[0]
             os.replace(source, target)
-            _fsync_dir(directory)
+            fsync_dir(directory)
             return target
         for name in names:
             target = directory / name
@@ -626,7 +368,7 @@ class ImageWriter:
                     raise SaveError(f"cannot save {target}: {exc.strerror}") from None
                 if not rename_no_replace(source, target):  # filesystems without hard links
                     continue
-            _fsync_dir(directory)
+            fsync_dir(directory)
             return target
         raise SaveError(f"no free file name for image {index} in {directory}")
 
