@@ -102,11 +102,15 @@ class JobRecorder:
         write: Callable[[T], SavedImage],
         *,
         remote_id: str | None = None,
+        passthrough: tuple[type[BaseException], ...] = (),
     ) -> SavedImage | ImagegenError:
-        """Fetch (``prepare``, cancellable) then write in a thread (shielded); an error is recorded and returned."""
+        """Fetch (``prepare``, cancellable) then write in a thread (shielded); an error is recorded and returned.
+
+        ``passthrough`` errors (the run's deadline) are not this image's failure: they propagate, claim released.
+        """
         try:
             payload = await prepare()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, *passthrough):
             self.release(index)
             raise
         except Exception as exc:  # noqa: BLE001 - one image's failure never ends the run

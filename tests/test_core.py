@@ -37,14 +37,14 @@ def prompt_file(tmp_path: Path, text: str) -> Path:
 def test_local_only_flag_on_a_remote_model_is_noted_in_a_batch_as_in_a_single_run(
     cli, gateway: FakeGateway, tmp_path: Path
 ) -> None:
-    single = cli("generate", "x", "-m", "openai:dall-e-2", "--device", "cuda")
+    single = cli("generate", "x", "-m", "openai:gpt-image-1.5", "--device", "cuda")
     batch = cli(
-        "generate", "--prompt-file", str(prompt_file(tmp_path, "x\n")), "-m", "openai:dall-e-2", "--device", "cuda"
+        "generate", "--prompt-file", str(prompt_file(tmp_path, "x\n")), "-m", "openai:gpt-image-1.5", "--device", "cuda"
     )
     assert single.returncode == batch.returncode == 0, batch.stderr
     assert "--device dropped: local only" in single.stderr
     assert "line 1: --device dropped: local only" in batch.stderr
-    strict = cli("generate", "--prompt-file", str(tmp_path / "prompts.txt"), "-m", "openai:dall-e-2", "--device",
+    strict = cli("generate", "--prompt-file", str(tmp_path / "prompts.txt"), "-m", "openai:gpt-image-1.5", "--device",
                  "cuda", "--strict")  # fmt: skip
     assert strict.returncode == 2 and "line 1: --device dropped" in strict.stderr
 
@@ -52,9 +52,9 @@ def test_local_only_flag_on_a_remote_model_is_noted_in_a_batch_as_in_a_single_ru
 def test_dry_run_creates_no_directory_single_or_batch(gateway: FakeGateway, tmp_path: Path) -> None:
     env = gateway_env(gateway)
     single_out, batch_out = tmp_path / "single", tmp_path / "batch"
-    single = run_cli("generate", "x", "-m", "openai:dall-e-2", "-o", str(single_out), "--dry-run", env=env)
+    single = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "-o", str(single_out), "--dry-run", env=env)
     prompts = prompt_file(tmp_path, "x\ny\n")
-    batch = run_cli("generate", "--prompt-file", str(prompts), "-m", "openai:dall-e-2", "-o", str(batch_out),
+    batch = run_cli("generate", "--prompt-file", str(prompts), "-m", "openai:gpt-image-1.5", "-o", str(batch_out),
                     "--dry-run", env=env)  # fmt: skip
     assert single.returncode == batch.returncode == 0, batch.stderr
     assert not single_out.exists() and not batch_out.exists()
@@ -91,7 +91,7 @@ def test_the_dry_run_prints_exactly_the_headers_and_body_that_are_sent(cli, gate
 
 def test_secret_header_values_from_the_config_are_redacted_in_the_dry_run(gateway: FakeGateway) -> None:
     config_file('[providers.openai]\nheaders = { "X-Api-Key" = "hunter2-secret", "X-Team" = "blue" }\n')
-    dry = run_cli("generate", "x", "-m", "openai:dall-e-2", "--dry-run", "--json", env=gateway_env(gateway))
+    dry = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "--dry-run", "--json", env=gateway_env(gateway))
     headers = dry.json()["calls"][0]["headers"]
     assert headers["X-Api-Key"] == "***" and headers["X-Team"] == "blue"
     assert "hunter2-secret" not in dry.stdout
@@ -112,7 +112,7 @@ def test_single_run_and_one_line_batch_journal_the_same_job(cli, gateway: FakeGa
 
 
 def test_usage_errors_journal_nothing(cli, gateway: FakeGateway) -> None:
-    assert cli("generate", "x", "-m", "openai:dall-e-2", "--size", "7x7").returncode == 2
+    assert cli("generate", "x", "-m", "openai:gpt-image-1.5", "--size", "7x7").returncode == 2
     listed = run_cli("tasks", "list", "--json")
     assert listed.returncode == 0 and listed.json() == []
 
@@ -128,9 +128,9 @@ def test_batch_dry_run_describes_every_line_as_a_single_dry_run_would(
     cli, gateway: FakeGateway, tmp_path: Path
 ) -> None:
     prompts = prompt_file(tmp_path, 'a\n{"prompt": "b", "model": "local:tiny", "n": 2, "seed": 3}\n')
-    dry = cli("generate", "--prompt-file", str(prompts), "-m", "openai:dall-e-2", "--dry-run", "--json").json()
+    dry = cli("generate", "--prompt-file", str(prompts), "-m", "openai:gpt-image-1.5", "--dry-run", "--json").json()
     first, second = dry["lines"]
-    single = cli("generate", "a", "-m", "openai:dall-e-2", "--dry-run", "--json").json()
+    single = cli("generate", "a", "-m", "openai:gpt-image-1.5", "--dry-run", "--json").json()
     assert first["calls"] == single["calls"] and first["line"] == 1
     assert second["provider"] == "local" and second["calls"][0]["seeds"] == [3, 4]
 
@@ -177,7 +177,7 @@ def test_config_set_accepts_negative_looking_values_and_quoted_numbers() -> None
 )
 def test_a_bad_value_in_the_file_is_exit_2_naming_key_and_file(text: str, message: str | None) -> None:
     path = config_file(text)
-    result = run_cli("generate", "x", "-m", "openai:dall-e-2", "--dry-run")
+    result = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "--dry-run")
     if message is None:
         assert result.returncode == 0, result.stderr  # "8" is read as 8
         return

@@ -406,7 +406,7 @@ def test_a_stored_key_with_a_line_break_is_refused(isolated_env: Path) -> None:
     path.write_text(json.dumps({"openai": "sk-one\nsk-two"}))
     path.chmod(0o600)
     with pytest.raises(ConfigError, match=r"from .*keys.json contains a line feed \(LF\)") as refused:
-        find_key("openai")
+        find_key("openai", [])
     assert "sk-one" not in refused.value.message
 
 

@@ -321,7 +321,11 @@ class RemoteJobRunner:
                     raise DownloadError(f"{self.provider.name}: image {index} has invalid base64 data") from None
             return await self._download(image, what)
 
-        outcome = await self.recorder.save_async(index, fetch, place, remote_id=remote_id)
+        from imagegen_cli.providers.http import DeadlineExceeded
+
+        outcome = await self.recorder.save_async(
+            index, fetch, place, remote_id=remote_id, passthrough=(DeadlineExceeded,)
+        )
         if isinstance(outcome, ImagegenError) and task is not None:
             self._mark_failed([task], outcome)
 
