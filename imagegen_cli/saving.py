@@ -29,7 +29,11 @@ BUSY_POLL = 0.2  # seconds between looks at an image another process is saving
 
 def as_job_error(exc: BaseException, what: str) -> ImagegenError:
     """Any exception met while making one image, as the error recorded for it (never an "internal error")."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]  # anyio wraps a bad port in a task group: the leaf says what happened
     if isinstance(exc, ImagegenError):
+        if what not in exc.message:
+            exc.message = f"{what}: {exc.message}"
         return exc
     if isinstance(exc, OSError) and exc.errno is not None:
         return SaveError(

@@ -71,6 +71,7 @@ class Fault:
     delay: float = 0.0
     times: int = 1
     duration: float = 30.0  # slowloris: how long to keep trickling
+    count: int = 1  # many_ids: how many task ids one submit answers with
 
 
 @dataclass
@@ -321,6 +322,12 @@ class FakeGateway:
 
     def _generate(self, handler: _BaseHandler, provider: str, body: dict[str, Any], fault: Fault | None) -> None:
         width, height = _size_from_body(body, provider)
+        if provider in TASK_PROVIDERS and fault and fault.kind == "many_ids":
+            ids = [f"task_{next(self.counter):04d}" for _ in range(fault.count)]
+            for task_id in ids:
+                self.tasks[task_id] = Task(task_id, width, height, self.task_polls, self.task_outcome, self.url_as_list)
+            handler._send_json(200, {"code": 200, "data": [{"status": "submitted", "task_id": i} for i in ids]})
+            return
         if provider in TASK_PROVIDERS:
             task_id = f"task_{next(self.counter):04d}"
             if fault and fault.kind == "task_id" and fault.body is not None:

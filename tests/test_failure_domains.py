@@ -1,0 +1,336 @@
+"""Each image is its own failure domain; a batch goes on; crashes and interrupts never lose a saved image.
+
+A hostile gateway on 127.0.0.1 answers one call with several images, some of which cannot be fetched in
+ways the HTTP layer does not expect (a redirect loop, a broken gzip body, a port out of range, a
+malformed IPv6 host): the good images are saved, printed and in the JSON; the run exits 3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import CAPTURED, IMAGEGEN, TEST_KEY, gateway_env, run_cli
+from tests.fakegateway import FakeGateway, png_bytes
+
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+class HostileGateway:
+    """An OpenAI-dialect gateway whose answers and image links are whatever a test says."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def _dispatch(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                owner.requests.append(self.path)
+                route = owner.routes.get(self.path.split("?")[0])
+                if route is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                route(self)
+
+            do_GET = do_POST = _dispatch
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> HostileGateway:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def answer(self, urls: list[str] | None = None, body: bytes | None = None) -> None:
+        def generate(handler: BaseHTTPRequestHandler) -> None:
+            payload = body if body is not None else json.dumps({"data": [{"url": u} for u in urls or []]}).encode()
+            send(handler, 200, payload, "application/json")
+
+        self.routes["/v1/images/generations"] = generate
+
+
+def send(handler: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, **headers: str) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", ctype)
+    handler.send_header("Content-Length", str(len(body)))
+    for name, value in headers.items():
+        handler.send_header(name.replace("_", "-"), value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileGateway]:
+    with HostileGateway() as gw:
+        gw.routes["/ok.png"] = lambda h: send(h, 200, png_bytes(32, 32), "image/png")
+        gw.routes["/ok2.png"] = lambda h: send(h, 200, png_bytes(32, 32, (1, 2, 3)), "image/png")
+        gw.routes["/loop"] = lambda h: send(h, 302, b"", "text/plain", Location="/loop")
+        gw.routes["/badgzip"] = lambda h: send(h, 200, b"\x1f\x8bnot gzip at all", "image/png", Content_Encoding="gzip")
+        yield gw
+
+
+def env_for(gw: HostileGateway) -> dict[str, str]:
+    return {"IMAGEGEN_OPENAI_BASE_URL": f"{gw.base}/v1", "IMAGEGEN_OPENAI_API_KEY": TEST_KEY}
+
+
+def test_each_image_is_its_own_failure_domain(hostile: HostileGateway, tmp_path: Path) -> None:
+    b = hostile.base
+    hostile.answer(
+        [
+            f"{b}/loop",
+            f"{b}/ok.png",
+            f"{b}/badgzip",
+            "http://127.0.0.1:99999/x.png",
+            "http://[::1/x.png",
+            f"{b}/ok2.png",
+        ]
+    )
+    result = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "-n", "6", "-o", str(tmp_path), "--json",
+                     env=env_for(hostile))  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    doc = result.json()
+    assert doc["status"] == "partial"
+    assert sorted(i["index"] for i in doc["images"]) == [2, 6]
+    assert all(Path(i["path"]).is_file() for i in doc["images"])
+    assert len(doc["errors"]) == 4
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    text = " ".join(e["message"] for e in doc["errors"])
+    assert "image 1" in text and "image 3" in text and "image 4" in text and "image 5" in text
+
+
+def test_json_nested_too_deep_is_one_line(hostile: HostileGateway, tmp_path: Path) -> None:
+    hostile.answer(body=b"[" * 200_000 + b"]" * 200_000)
+    result = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "-o", str(tmp_path), env=env_for(hostile))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") <= 2 and "internal error" not in result.stderr
+
+
+def test_a_hostile_line_does_not_stop_the_batch(hostile: HostileGateway, tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def generate(handler: BaseHTTPRequestHandler) -> None:
+        calls["n"] += 1
+        url = f"{hostile.base}/loop" if calls["n"] == 2 else f"{hostile.base}/ok.png"
+        send(handler, 200, json.dumps({"data": [{"url": url}]}).encode(), "application/json")
+
+    hostile.routes["/v1/images/generations"] = generate
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\nb\nc\n")
+    out = tmp_path / "out"
+    result = run_cli("generate", "--prompt-file", str(prompts), "-m", "openai:gpt-image-1.5", "--concurrency", "1",
+                     "-o", str(out), "--json", env=env_for(hostile))  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    doc = result.json()
+    assert [line["status"] for line in doc["lines"]] == ["succeeded", "failed", "succeeded"]
+    assert len(list(out.glob("*.png"))) == 2 == len(doc["images"])
+
+
+def test_a_failing_journal_never_loses_the_images(cli, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagegen_cli.store.journal import Journal
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Journal, "record_image", full)
+    result = cli("generate", "x", "-m", "openai:gpt-image-1.5", "-n", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = result.json()
+    assert len(doc["images"]) == 3 and all(Path(i["path"]).is_file() for i in doc["images"])
+    assert any("journal could not be updated" in note for note in doc["notes"])
+
+
+def test_too_many_task_ids_are_cut_to_what_was_asked(cli, gateway: FakeGateway) -> None:
+    gateway.fault("generate", "many_ids", count=50)
+    result = cli("generate", "x", "-m", "apimart:z-image-turbo", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = result.json()
+    assert len(doc["images"]) == 1 and len(doc["tasks"]) == 1
+    assert any("answered 50 task ids for 1 image" in note for note in doc["notes"])
+
+
+def test_invalid_utf8_prompt_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli("generate", "-", "-m", "openai:gpt-image-1.5", "--dry-run", input=b"caf\xe9\n")
+    assert result.returncode == 2 and "not valid UTF-8" in result.stderr
+    prompts = tmp_path / "p.txt"
+    prompts.write_bytes(b"\xef\xbb\xbfa fox\nb\n")
+    dry = run_cli("generate", "--prompt-file", str(prompts), "-m", "openai:gpt-image-1.5", "--dry-run", "--json")
+    assert dry.json()["lines"][0]["calls"][0]["body"]["prompt"] == "a fox"  # the BOM is not part of line 1
+
+
+def test_closing_stdout_early_exits_quietly(gateway: FakeGateway, tmp_path: Path) -> None:
+    env = {**os.environ, **gateway_env(gateway)}
+    proc = subprocess.run(
+        f"'{IMAGEGEN}' generate x -m openai:gpt-image-1.5 -n 4 -o '{tmp_path}' | head -c0",
+        shell=True,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    CAPTURED.extend([proc.stdout, proc.stderr])
+    assert b"internal error" not in proc.stderr and b"Traceback" not in proc.stderr
+    assert b"BrokenPipe" not in proc.stderr
+
+
+# ---------------------------------------------------------------- interrupts and crashes
+def _journal() -> Path:
+    return Path(os.environ["XDG_DATA_HOME"]) / "imagegen" / "journal.sqlite3"
+
+
+def test_interrupt_with_a_finished_task_not_yet_downloaded_is_pending(gateway: FakeGateway, tmp_path: Path) -> None:
+    gateway.task_outcome = "completed"
+    gateway.fault("image", "slow_body", delay=30)
+    env = {**os.environ, **gateway_env(gateway)}
+    proc = subprocess.Popen(
+        [str(IMAGEGEN), "generate", "x", "-m", "apimart:z-image-turbo", "-o", str(tmp_path), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 20
+    while not any(r.path.startswith("/files/") for r in gateway.requests) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=20)
+    CAPTURED.extend([stdout, stderr])
+    assert proc.returncode == 143, stderr
+    doc = json.loads(stdout)
+    assert doc["status"] == "submitted" and doc["tasks"][0]["status"] == "succeeded"
+    assert f"imagegen tasks wait {doc['job']}" in stderr.decode()
+    assert "terminated: 0 of 1 image(s) saved" in stderr.decode()
+    waited = run_cli("tasks", "wait", doc["job"], "--json", env=gateway_env(gateway))
+    assert waited.returncode == 0 and len(waited.json()["images"]) == 1
+
+
+def test_a_file_placed_before_a_crash_is_adopted_not_made_twice(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    """SIGKILL between placing the file and journalling it: the claim names the file, resume adopts it."""
+    from imagegen_cli.store.job_rows import Claim
+    from imagegen_cli.store.journal import Journal
+
+    out = tmp_path / "out"
+    done = cli("generate", "x", "-m", "apimart:z-image-turbo", "-n", "2", "--json")
+    job = done.json()["job"]
+    placed = Path(done.json()["images"][1]["path"])
+    # Rewind image 2 to what a killed process leaves: a 'saving' claim by a dead pid, naming the placed file.
+    with sqlite3.connect(_journal()) as conn:
+        conn.execute(
+            "UPDATE job_images SET state = 'saving', claimed_by = 999999, claimed_start = 1 WHERE job_id = ? AND"
+            " image_index = 2",
+            (job,),
+        )
+        conn.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (job,))
+    with Journal.open() as journal:
+        assert journal.claim_image(job, 2) == Claim.SAVED
+    before = sorted(p.name for p in out.iterdir())
+    waited = run_cli("tasks", "wait", job, "--json", env=gateway_env(gateway))
+    assert waited.returncode == 0, waited.stderr
+    assert sorted(p.name for p in out.iterdir()) == before  # no "-2" duplicate
+    assert placed.is_file() and len(waited.json()["images"]) == 2
+
+
+def test_a_claim_of_a_reused_pid_does_not_block(cli, gateway: FakeGateway) -> None:
+    from imagegen_cli.store.job_rows import Claim
+    from imagegen_cli.store.journal import Journal
+
+    gateway.fault("generate", "never")
+    job = cli("generate", "x", "-m", "apimart:z-image-turbo", "--no-wait", "--json").json()["job"]
+    with Journal.open() as journal:
+        assert journal.claim_image(job, 1) == Claim.CLAIMED
+    # The claim now names a live pid (ours) but another start time: that process is gone, the pid reused.
+    with sqlite3.connect(_journal()) as conn:
+        conn.execute("UPDATE job_images SET claimed_by = ?, claimed_start = 1 WHERE job_id = ?", (os.getpid(), job))
+    with Journal.open() as journal:
+        assert journal.claimed_by(job, 1) is None
+        assert journal.claim_image(job, 1) == Claim.CLAIMED
+
+
+def test_a_waiter_waits_for_the_process_saving_an_image(cli, gateway: FakeGateway) -> None:
+    """While another live process holds the claim, tasks wait says so and ends pending (5), not failed."""
+    from imagegen_cli.store.job_rows import MY_START
+    from imagegen_cli.store.journal import Journal
+
+    job = cli("generate", "x", "-m", "apimart:z-image-turbo", "--no-wait", "--json").json()["job"]
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        from imagegen_cli.store.job_rows import process_start
+
+        start = process_start(sleeper.pid) if MY_START is not None else None
+        with Journal.open() as journal:
+            journal.claim_image(job, 1)
+        with sqlite3.connect(_journal()) as conn:
+            conn.execute("UPDATE job_images SET claimed_by = ?, claimed_start = ? WHERE job_id = ?",
+                         (sleeper.pid, start, job))  # fmt: skip
+        waited = run_cli("tasks", "wait", job, "--timeout", "1", "--json", env=gateway_env(gateway))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert waited.returncode == 5, waited.stderr
+    assert f"being saved by another imagegen process (pid {sleeper.pid})" in waited.stderr
+
+
+def test_prune_forgets_a_killed_synchronous_job(cli, gateway: FakeGateway) -> None:
+    cli("generate", "x", "-m", "openai:gpt-image-1.5")
+    with sqlite3.connect(_journal()) as conn:
+        conn.execute("UPDATE jobs SET status = 'running', pid = 999999, pid_start = 1")
+    (listed,) = run_cli("tasks", "list", "--json").json()
+    assert listed["status"] == "succeeded"
+    with sqlite3.connect(_journal()) as conn:
+        conn.execute("DELETE FROM job_images")
+    (listed,) = run_cli("tasks", "list", "--json").json()
+    assert listed["status"] == "failed"
+    assert run_cli("tasks", "prune", "--older-than", "0s").stdout.strip() == "removed 1 job(s)"
+
+
+def test_journal_is_private(cli, gateway: FakeGateway) -> None:
+    old = os.umask(0)
+    try:
+        cli("generate", "x", "-m", "openai:gpt-image-1.5")
+    finally:
+        os.umask(old)
+    path = _journal()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_resume_with_gaps_makes_only_the_missing_images(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a koi\n")
+    args = ("generate", "--prompt-file", str(prompts), "-m", "token360:seedream-4.5", "-n", "4", "--seed", "10",
+            "--size", "1024x1024")  # fmt: skip
+    first = cli(*args, "--json").json()
+    for image in first["images"]:
+        if image["index"] in (1, 3):
+            Path(image["path"]).unlink()
+    before = len(gateway.calls("token360"))
+    resumed = cli(*args, "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    sent = gateway.calls("token360")[before:]
+    assert sorted(c.body["seed"] for c in sent) == [10, 12]  # images 1 and 3 only, each with its own seed
