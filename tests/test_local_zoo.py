@@ -26,6 +26,7 @@ def zoo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def zoo(zoo_root: Path) -> Any:
+    torch.set_num_threads(1)  # tiny tensors: more threads only spin against the other test worker
     return lambda name: build(name, zoo_root)
 
 

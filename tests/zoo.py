@@ -255,7 +255,9 @@ def build_flux(target: Path, guidance_embeds: bool = False) -> None:
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(),
         # Four levels, as the real one: a scale factor of 8, sizes in multiples of 16 (8 x the 2x2 packing).
-        vae=vae_kl((4, 4, 4, 4), shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False, use_post_quant_conv=False),
+        vae=vae_kl(
+            (4, 4, 4, 4), shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False, use_post_quant_conv=False
+        ),
         text_encoder=CLIPTextModel(clip_config()),
         tokenizer=clip_tokenizer(),
         text_encoder_2=text_encoder_2,

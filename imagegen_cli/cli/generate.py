@@ -21,6 +21,8 @@ EXAMPLES = """Examples:
   echo "a lighthouse" | imagegen generate - -m kkiai:flux-kontext-pro --ratio 21:9 --json
   imagegen generate "a cat" -m token360:seedream-4.5 --seed 42 --param watermark=false --dry-run
   imagegen generate "a lighthouse" -m local:tiny -n 2 --seed 7 -o out/
+  imagegen generate "a fox" -m local:sdxl-turbo --lora ./pixel-art.safetensors:0.8 --scheduler euler-a
+  imagegen generate "a fox" -m local:flux-schnell --quantize 4bit --offload model
   imagegen generate --prompt-file prompts.txt -m openai:dall-e-3 --concurrency 8 --resume -o out/
 """
 
@@ -99,6 +101,36 @@ def generate(
     compile_model: Annotated[
         bool, typer.Option("--compile", help="Local only: regional torch.compile of the repeated blocks.")
     ] = False,
+    lora: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lora",
+            metavar="PATH|ORG/NAME[:SCALE]",
+            help="Local only: apply a LoRA (scale 1 by default); repeatable. e.g. --lora ./style.safetensors:0.8",
+        ),
+    ] = None,
+    quantize: Annotated[
+        str | None,
+        typer.Option(
+            "--quantize", metavar="8bit|4bit", help="Local only: quantized weights (bitsandbytes on CUDA, else quanto)."
+        ),
+    ] = None,
+    gguf: Annotated[
+        str | None,
+        typer.Option("--gguf", metavar="FILE", help="Local only: load the transformer from a single GGUF file."),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="NAME",
+            help="Local only: euler, euler-a, dpm++2m, dpm++2m-karras, unipc, ddim, lcm, flow-match...",
+        ),
+    ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option("--variant", metavar="NAME", help="Local only: weight files *.NAME.safetensors, e.g. fp16."),
+    ] = None,
     prompt_file: Annotated[
         str | None,
         typer.Option(
@@ -139,6 +171,11 @@ def generate(
             "--offload": offload,
             "--vae-tiling": vae_tiling,
             "--compile": compile_model,
+            "--lora": tuple(lora or ()),
+            "--quantize": quantize,
+            "--gguf": gguf,
+            "--scheduler": scheduler,
+            "--variant": variant,
         }
         fields: dict[str, Any] = {
             "prompt": text,
@@ -264,6 +301,11 @@ def _local_options(local_flags: dict[str, Any]) -> Any:
         offload=local_flags["--offload"] or "none",
         vae_tiling=local_flags["--vae-tiling"],
         compile=local_flags["--compile"],
+        loras=local_flags.get("--lora", ()),
+        quantize=local_flags.get("--quantize"),
+        gguf=local_flags.get("--gguf"),
+        scheduler=local_flags.get("--scheduler"),
+        variant=local_flags.get("--variant"),
     )
 
 
