@@ -6,6 +6,7 @@ Each issue-15 item has a test here on a real tiny pipeline: the keywords a pipel
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from pathlib import Path
 from typing import Any
@@ -201,10 +202,9 @@ def test_an_output_of_another_size_is_noted(zoo: Any, tmp_path: Path) -> None:
 
     class Resizing(NoCallbackPipe):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            out = super().__call__(*args, **{**kwargs, "height": 48, "width": 48})
-            return out
+            return super().__call__(*args, **{**kwargs, "height": 48, "width": 48})
 
-    Resizing.__call__.__signature__ = __import__("inspect").signature(NoCallbackPipe.__call__)  # type: ignore[attr-defined]
+    Resizing.__call__.__signature__ = inspect.signature(NoCallbackPipe.__call__)  # type: ignore[attr-defined]
     _, result, _ = _direct_run(Resizing(DiffusionPipeline.from_pretrained(zoo("sd"))), tmp_path, n=1)
     assert any("returned 48x48 images, not the 32x32 asked" in n for n in result.notes)
 
