@@ -62,7 +62,7 @@ def test_a_pipeline_directory_the_tool_did_not_build(zimage_dir: Path, tmp_path:
         "--seed",
         "3",
         "--size",
-        "100x60",
+        "102x62",
         "--steps",
         "3",
         "-o",
@@ -74,11 +74,11 @@ def test_a_pipeline_directory_the_tool_did_not_build(zimage_dir: Path, tmp_path:
     assert [i["seed"] for i in doc["images"]] == [3, 4]
     for image in doc["images"]:
         with Image.open(image["path"]) as img:
-            assert img.size == (96, 64)  # rounded to the VAE's multiple, with a note
+            assert img.size == (104, 64)  # rounded to the pipeline's multiple, with a note
             record = json.loads(img.text["imagegen"])
             assert record["pipeline"] == "ZImagePipeline" and record["steps"] == 3
-    assert any("--size 100x60 → 96x64" in n for n in doc["notes"])
-    assert "--size 100x60 → 96x64" in result.stderr
+    assert any("--size 102x62 → 104x64 (multiples of 4 for ZImagePipeline)" in n for n in doc["notes"])
+    assert "--size 102x62 → 104x64" in result.stderr
 
 
 def test_local_errors_are_one_line(tmp_path: Path) -> None:
@@ -170,7 +170,18 @@ class FakePipe:
         self.stop_after = stop_after
         self.scheduler = object()
 
-    def __call__(self, **kwargs: Any) -> Any:
+    def __call__(
+        self,
+        prompt: str,
+        num_images_per_prompt: int = 1,
+        num_inference_steps: int = 1,
+        guidance_scale: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        generator: list[Any] | None = None,
+        callback_on_step_end: Any = None,
+    ) -> Any:
+        kwargs = dict(locals())
         count = kwargs["num_images_per_prompt"]
         self.calls.append(count)
         if self.oom_above is not None and count > self.oom_above:
