@@ -258,3 +258,21 @@ def test_a_slow_cpu_run_is_announced(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_variant_flag_reaches_from_pretrained(zoo: Any, tmp_path: Path) -> None:
     outcome = generate(zoo("sd"), tmp_path, n=1, options={"variant": "fp16"})  # there are no fp16 files
     assert outcome.images == [] and "--variant fp16" in outcome.errors[0]
+
+
+def test_new_flags_reach_the_plan_and_are_local_only() -> None:
+    from imagegen_cli.cli.app import app
+
+    runner = CliRunner()
+    flags = ["--lora", "org/style:0.5", "--lora", "./b", "--scheduler", "Euler a", "--variant", "fp16"]
+    result = runner.invoke(
+        app, ["generate", "x", "-m", "local:tiny", *flags, "--quantize", "8bit", "--dry-run", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    local = json.loads(result.stdout)["local"]
+    assert local["loras"] == [{"source": "org/style", "scale": 0.5}, {"source": "./b", "scale": 1.0}]
+    assert (local["scheduler"], local["variant"], local["quantize"]) == ("euler-a", "fp16", "8bit")
+    remote = runner.invoke(app, ["generate", "x", "-m", "openai:dall-e-2", "--scheduler", "euler", "--dry-run"])
+    assert "--scheduler dropped: local only" in remote.output
+    bad = runner.invoke(app, ["generate", "x", "-m", "local:tiny", "--quantize", "2bit", "--dry-run"])
+    assert bad.exit_code == 2 and "invalid --quantize '2bit'" in bad.output

@@ -153,13 +153,15 @@ def adapt(pipe: Any, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
     name = type(pipe).__name__
     where = f"local:{plan.source.name} ({name})"
     notes = Notes(plan.request.strict)
-    params, _swallows = call_parameters(pipe)
+    params, swallows = call_parameters(pipe)
 
     def takes(keyword: str) -> bool:
         return keyword in params
 
     def not_taken(flag: str, keyword: str) -> None:
-        notes.dropped(flag, where, f"{name}.__call__ has no {keyword}; not used")
+        # With **kwargs the pipeline would accept the keyword and silently ignore it: say so instead.
+        why = f"{name}.__call__ has no {keyword}" + (" (its **kwargs would ignore it)" if swallows else "")
+        notes.dropped(flag, where, why)
 
     base: dict[str, Any] = {"prompt": plan.request.prompt}
     width, height = plan.width, plan.height

@@ -197,9 +197,15 @@ class LocalPlan:
             "loras": [{"source": s, "scale": w} for s, w in self.options.lora_specs],
             "quantize": self.options.quantize,
             "gguf": self.options.gguf,
-            "scheduler": self.options.scheduler,
+            "scheduler": _scheduler_name(self.options.scheduler),
             "calls": [{**self.call_kwargs(b), "seeds": list(b.seeds), "first_image": b.first} for b in self.batches],
         }
+
+
+def _scheduler_name(name: str | None) -> str | None:
+    from imagegen_cli.local.schedulers import find_scheduler
+
+    return find_scheduler(name).name if name else None
 
 
 def resolve_source(name: str) -> ModelSource:
