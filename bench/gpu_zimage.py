@@ -61,10 +61,11 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from imagegen_cli.generation import GenerationResult, SilentReporter
     from imagegen_cli.local.planning import LocalOptions, ModelSource, build_local_plan
     from imagegen_cli.local.runner import LocalRun, Placement, place
     from imagegen_cli.request import GenerationRequest, Size
+    from imagegen_cli.result import JobResult, SilentSink
+    from imagegen_cli.saving import JobRecorder
     from imagegen_cli.store.writer import ImageWriter, OutputSpec
 
     if not args.tiny and not torch.cuda.is_available():
@@ -90,10 +91,9 @@ def main() -> None:
         spec = OutputSpec.from_args(
             str(out), default_dir=None, template=None, fmt=None, overwrite=False, metadata=True, n=1
         )
-        result = GenerationResult("local", "bench", 1)
-        run = LocalRun(
-            plan, ImageWriter(spec, prompt="x", provider="local", model="bench", n=1), result, SilentReporter()
-        )
+        result = JobResult("local", "bench", 1)
+        writer = ImageWriter(spec, prompt="x", provider="local", model="bench", n=1)
+        run = LocalRun(plan, writer, JobRecorder(result, None, SilentSink()), SilentSink())
         placement = Placement(device, "bf16" if device == "cuda" else "fp32", dtype)
         place(torch, pipe, plan, placement, result.notes)
         return lambda: run._generate(torch, pipe, placement, "bench")

@@ -118,6 +118,7 @@ def local_model_info(model: LocalModel) -> dict[str, Any]:
         "dtype": model.dtype,
         "licence": model.licence,
         "memory_gb": model.memory_gb,
+        "memory_by_mode_gb": model.memory_by_mode,
         "negative_prompt": model.negative_prompt,
         "downloaded": model.repo is None or state.downloaded,
         "size_on_disk": state.size_bytes,

@@ -112,9 +112,10 @@ class JobRecorder:
 
         ``passthrough`` errors (the run's deadline) are not this image's failure: they propagate, claim released.
         """
+        stop: tuple[type[BaseException], ...] = (asyncio.CancelledError, *passthrough)
         try:
             payload = await prepare()
-        except (asyncio.CancelledError, *passthrough):
+        except stop:
             self.release(index)
             raise
         except Exception as exc:  # noqa: BLE001 - one image's failure never ends the run

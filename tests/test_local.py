@@ -62,7 +62,7 @@ def test_a_pipeline_directory_the_tool_did_not_build(zimage_dir: Path, tmp_path:
         "--seed",
         "3",
         "--size",
-        "100x60",
+        "102x62",
         "--steps",
         "3",
         "-o",
@@ -74,11 +74,11 @@ def test_a_pipeline_directory_the_tool_did_not_build(zimage_dir: Path, tmp_path:
     assert [i["seed"] for i in doc["images"]] == [3, 4]
     for image in doc["images"]:
         with Image.open(image["path"]) as img:
-            assert img.size == (96, 64)  # rounded to the VAE's multiple, with a note
+            assert img.size == (104, 64)  # rounded to the pipeline's multiple, with a note
             record = json.loads(img.text["imagegen"])
             assert record["pipeline"] == "ZImagePipeline" and record["steps"] == 3
-    assert any("--size 100x60 → 96x64" in n for n in doc["notes"])
-    assert "--size 100x60 → 96x64" in result.stderr
+    assert any("--size 102x62 → 104x64 (multiples of 4 for ZImagePipeline)" in n for n in doc["notes"])
+    assert "--size 102x62 → 104x64" in result.stderr
 
 
 def test_local_errors_are_one_line(tmp_path: Path) -> None:
@@ -171,7 +171,18 @@ class FakePipe:
         self.stop_after = stop_after
         self.scheduler = object()
 
-    def __call__(self, **kwargs: Any) -> Any:
+    def __call__(
+        self,
+        prompt: str,
+        num_images_per_prompt: int = 1,
+        num_inference_steps: int = 1,
+        guidance_scale: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        generator: list[Any] | None = None,
+        callback_on_step_end: Any = None,
+    ) -> Any:
+        kwargs = dict(locals())
         count = kwargs["num_images_per_prompt"]
         self.calls.append(count)
         if self.oom_above is not None and count > self.oom_above:
@@ -308,3 +319,61 @@ def test_gated_model_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as caught:
         load_pipeline(Diffusers, plan, placement())
     assert "gated" in caught.value.message and "HF_TOKEN" in (caught.value.hint or "")
+
+
+# One denoising step made of a single torch operation lasting many seconds: Python runs no signal handler
+# until it returns, as in a 1280x720 step on a CPU.
+SLOW_STEP = """
+import sys, torch
+from diffusers import UNet2DConditionModel
+
+torch.set_num_threads(1)
+forward = UNet2DConditionModel.forward
+big = torch.ones(8000, 8000)
+marker = sys.argv[1]
+
+def slow(self, *args, **kwargs):
+    open(marker, "w").close()
+    torch.mm(big, big)
+    return forward(self, *args, **kwargs)
+
+UNet2DConditionModel.forward = slow
+sys.argv = ["imagegen", *sys.argv[2:]]
+from imagegen_cli.cli.app import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_second_signal_stops_at_once_inside_a_long_step(tmp_path: Path, signum: int, code: int) -> None:
+    import sys
+
+    started = tmp_path / "step-started"
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_STEP, str(started), "generate", "x", "-m", "local:tiny", "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert started.exists(), proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.3)
+        proc.send_signal(signum)
+        time.sleep(0.5)
+        assert proc.poll() is None  # the first signal waits for the step
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=30)
+        stopped_after = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    CAPTURED.extend([stdout, stderr])
+    assert proc.returncode == code, stderr
+    assert stopped_after < 5, f"took {stopped_after:.1f} s after the second signal"
+    assert b"press Ctrl-C again to stop at once" in stderr
+    assert b"stopped at once" in stderr and b"Traceback" not in stderr
+    assert not out.exists() or not list(out.iterdir())

@@ -10,6 +10,7 @@ import typer
 
 from imagegen_cli import __version__
 from imagegen_cli.cli.config_cmd import config_app
+from imagegen_cli.cli.doctor import doctor
 from imagegen_cli.cli.generate import EXAMPLES, generate
 from imagegen_cli.cli.keys import keys_app
 from imagegen_cli.cli.models import models_app
@@ -33,6 +34,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
+app.command("doctor", epilog="Examples:\n\n\b\n  imagegen doctor\n  imagegen doctor --online --json")(doctor)
 
 
 def _version(value: bool) -> None:

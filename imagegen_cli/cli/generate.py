@@ -20,12 +20,14 @@ if TYPE_CHECKING:
 EXAMPLES = """Examples:
 
 \b
-  imagegen generate "a red fox in the snow" -m openai:gpt-image-1 --size 1536x1024
+  imagegen generate "a red fox in the snow" -m openai:gpt-image-1.5 --size 1536x1024
   imagegen generate "a red fox" -m apimart:z-image-turbo --ratio 16:9 --resolution 2K -n 2 -o out/
   echo "a lighthouse" | imagegen generate - -m kkiai:flux-kontext-pro --ratio 21:9 --json
   imagegen generate "a cat" -m token360:seedream-4.5 --seed 42 --param watermark=false --dry-run
   imagegen generate "a lighthouse" -m local:tiny -n 2 --seed 7 -o out/
-  imagegen generate --prompt-file prompts.txt -m openai:dall-e-3 --concurrency 8 --resume -o out/
+  imagegen generate "a fox" -m local:sdxl-turbo --lora ./pixel-art.safetensors:0.8 --scheduler euler-a
+  imagegen generate "a fox" -m local:flux-schnell --quantize 4bit --offload model
+  imagegen generate --prompt-file prompts.txt -m openai:gpt-image-1.5 --concurrency 8 --resume -o out/
 """
 
 
@@ -105,6 +107,36 @@ def generate(
     compile_model: Annotated[
         bool, typer.Option("--compile", help="Local only: regional torch.compile of the repeated blocks.")
     ] = False,
+    lora: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lora",
+            metavar="PATH|ORG/NAME[:SCALE]",
+            help="Local only: apply a LoRA (scale 1 by default); repeatable. e.g. --lora ./style.safetensors:0.8",
+        ),
+    ] = None,
+    quantize: Annotated[
+        str | None,
+        typer.Option(
+            "--quantize", metavar="8bit|4bit", help="Local only: quantized weights (bitsandbytes on CUDA, else quanto)."
+        ),
+    ] = None,
+    gguf: Annotated[
+        str | None,
+        typer.Option("--gguf", metavar="FILE", help="Local only: load the transformer from a single GGUF file."),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="NAME",
+            help="Local only: euler, euler-a, dpm++2m, dpm++2m-karras, unipc, ddim, lcm, flow-match...",
+        ),
+    ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option("--variant", metavar="NAME", help="Local only: weight files *.NAME.safetensors, e.g. fp16."),
+    ] = None,
     prompt_file: Annotated[
         str | None,
         typer.Option(
@@ -150,7 +182,8 @@ def generate(
             )
         settings = load_settings()
         given = {"--device": device, "--dtype": dtype, "--offload": offload, "--vae-tiling": vae_tiling,
-                 "--compile": compile_model}  # fmt: skip
+                 "--compile": compile_model, "--lora": lora, "--quantize": quantize, "--gguf": gguf,
+                 "--scheduler": scheduler, "--variant": variant}  # fmt: skip
         options = GenerateOptions(
             model=model,
             provider=provider,
@@ -178,6 +211,11 @@ def generate(
                 offload=offload or "none",
                 vae_tiling=vae_tiling,
                 compile=compile_model,
+                loras=tuple(lora or ()),
+                quantize=quantize,
+                gguf=gguf,
+                scheduler=scheduler,
+                variant=variant,
             ),
             run=RunOptions(
                 timeout=timeout if timeout is not None else settings.timeout,

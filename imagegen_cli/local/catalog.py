@@ -23,6 +23,14 @@ class LocalModel:
     memory_gb: float
     negative_prompt: bool = True
     summary: str = ""
+    # Approximate peak GPU memory at the native size with --quantize 8bit / 4bit (memory_gb: unquantized).
+    memory_8bit_gb: float | None = None
+    memory_4bit_gb: float | None = None
+
+    @property
+    def memory_by_mode(self) -> dict[str, float | None]:
+        """GB of GPU memory per mode: the model's own dtype, --quantize 8bit, --quantize 4bit."""
+        return {self.dtype: self.memory_gb, "8bit": self.memory_8bit_gb, "4bit": self.memory_4bit_gb}
 
     @property
     def native(self) -> str:
@@ -45,6 +53,8 @@ LOCAL_MODELS: dict[str, LocalModel] = {
             21,
             negative_prompt=False,
             summary="6B DiT, distilled; best quality per second",
+            memory_8bit_gb=13,
+            memory_4bit_gb=9,
         ),
         LocalModel(
             "flux-schnell",
@@ -59,6 +69,8 @@ LOCAL_MODELS: dict[str, LocalModel] = {
             34,
             negative_prompt=False,
             summary="12B rectified flow, 4 steps",
+            memory_8bit_gb=19,
+            memory_4bit_gb=11,
         ),
         LocalModel(
             "sdxl-turbo",
@@ -72,6 +84,8 @@ LOCAL_MODELS: dict[str, LocalModel] = {
             "sai-nc-community (non-commercial)",
             7,
             summary="SDXL distilled to one step",
+            memory_8bit_gb=5,
+            memory_4bit_gb=4,
         ),
         LocalModel(
             "sd-turbo",
@@ -85,6 +99,8 @@ LOCAL_MODELS: dict[str, LocalModel] = {
             "sai-nc-community (non-commercial)",
             3,
             summary="SD 2.1 distilled to one step; runs anywhere",
+            memory_8bit_gb=2.5,
+            memory_4bit_gb=2,
         ),
         LocalModel(
             "sd-1.5",
@@ -98,6 +114,8 @@ LOCAL_MODELS: dict[str, LocalModel] = {
             "creativeml-openrail-m",
             4,
             summary="the classic",
+            memory_8bit_gb=3,
+            memory_4bit_gb=2.5,
         ),
         LocalModel(
             "qwen-image",
@@ -111,6 +129,8 @@ LOCAL_MODELS: dict[str, LocalModel] = {
             "apache-2.0",
             58,
             summary="20B MMDiT; strong text rendering",
+            memory_8bit_gb=30,
+            memory_4bit_gb=17,
         ),
         LocalModel(
             "tiny",
@@ -124,6 +144,8 @@ LOCAL_MODELS: dict[str, LocalModel] = {
             "test fixture",
             0.1,
             summary="random weights, built offline: draws noise, for smoke tests",
+            memory_8bit_gb=0.1,
+            memory_4bit_gb=0.1,
         ),
     )
 }

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import platform
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,67 @@ QUALITY_STEPS = {
     "low": 0.5, "standard": 1.0, "medium": 1.0, "auto": 1.0, "high": 1.5, "hd": 2.0, "xhigh": 2.0, "max": 3.0,
 }  # fmt: skip
 DEFAULT_BATCH = 4  # images per pipeline call before out-of-memory backoff halves it
+QUANTIZE = ("8bit", "4bit")
+MAX_SIDE = 8192  # no local pipeline is trained anywhere near this; beyond it only memory errors wait
+MIN_MAX_PIXELS = 1024 * 1024  # every model may be asked for 1024x1024, even a small one
+# On a CPU, a run above this many pixel-steps (width x height x steps x images) takes minutes: say so first.
+CPU_SLOW_PIXEL_STEPS = 2_000_000
+_WEIGHTS = re.compile(r"^(?:diffusion_pytorch_model|model)\.([A-Za-z0-9_]+)(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin)$")
+
+
+def max_pixels(native: tuple[int, int]) -> int:
+    """The largest image a model is asked for: four times its native pixel count, and at least 1024x1024."""
+    return max(4 * native[0] * native[1], MIN_MAX_PIXELS)
+
+
+def round_to(value: int, multiple: int) -> int:
+    """The nearest multiple (at least one multiple)."""
+    return max(multiple, round(value / multiple) * multiple)
+
+
+def parse_lora(text: str) -> tuple[str, float]:
+    """``PATH|org/name[:SCALE]`` → (source, scale); the scale defaults to 1."""
+    source, scale = text, 1.0
+    head, sep, tail = text.rpartition(":")
+    if sep and head:
+        try:
+            scale = float(tail)
+        except ValueError:
+            pass  # a colon that is part of the path
+        else:
+            source = head
+    if not source or not math.isfinite(scale):
+        raise UsageError(f"invalid --lora {text!r}", hint="use --lora PATH or --lora org/name, with :SCALE (e.g. :0.8)")
+    return source, scale
+
+
+def detect_variant(folder: Path) -> str | None:
+    """The weight variant of a pipeline folder whose components exist only as ``*.VARIANT.safetensors``."""
+    plain = False
+    variants: set[str] = set()
+    for component in folder.iterdir() if folder.is_dir() else ():
+        if not component.is_dir():
+            continue
+        for weights in component.iterdir():
+            if weights.name.startswith(("diffusion_pytorch_model.", "model.")) and weights.suffix in (
+                ".safetensors",
+                ".bin",
+            ):
+                match = _WEIGHTS.match(weights.name)
+                if match and not re.fullmatch(r"\d{5}-of-\d{5}", match.group(1)):
+                    variants.add(match.group(1))
+                else:
+                    plain = True
+    if plain or len(variants) != 1:
+        return None
+    return variants.pop()
+
+
+def accelerator_likely() -> bool:
+    """Whether a GPU is probably there, without importing torch (used only to warn about slow CPU runs)."""
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        return True
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
 
 
 @dataclass(frozen=True)
@@ -38,6 +101,11 @@ class LocalOptions:
     offload: str = "none"
     vae_tiling: bool = False
     compile: bool = False
+    variant: str | None = None  # weight files *.VARIANT.safetensors (fp16, bf16...); found by itself in folders
+    loras: tuple[str, ...] = ()  # PATH|org/name[:SCALE], in order
+    quantize: str | None = None  # 8bit | 4bit
+    gguf: str | None = None  # a single-file GGUF transformer
+    scheduler: str | None = None  # a name of imagegen_cli.local.schedulers.SCHEDULERS
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -47,6 +115,24 @@ class LocalOptions:
         ):
             if value not in allowed:
                 raise UsageError(f"invalid {name} {value!r}", hint="use one of " + ", ".join(allowed))
+        if self.quantize is not None and self.quantize not in QUANTIZE:
+            raise UsageError(f"invalid --quantize {self.quantize!r}", hint="use 8bit or 4bit")
+        if self.variant is not None and not re.fullmatch(r"[A-Za-z0-9_]+", self.variant):
+            raise UsageError(f"invalid --variant {self.variant!r}", hint="e.g. --variant fp16")
+        if self.gguf is not None and self.quantize is not None:
+            raise UsageError(
+                "--gguf and --quantize both given", hint="a GGUF file is already quantized: drop --quantize"
+            )
+        for lora in self.loras:
+            parse_lora(lora)
+        if self.scheduler is not None:
+            from imagegen_cli.local.schedulers import find_scheduler
+
+            find_scheduler(self.scheduler)
+
+    @property
+    def lora_specs(self) -> list[tuple[str, float]]:
+        return [parse_lora(text) for text in self.loras]
 
 
 @dataclass(frozen=True)
@@ -122,8 +208,19 @@ class LocalPlan:
             "offload": self.options.offload,
             "vae_tiling": self.options.vae_tiling,
             "compile": self.options.compile,
+            "variant": self.options.variant,
+            "loras": [{"source": s, "scale": w} for s, w in self.options.lora_specs],
+            "quantize": self.options.quantize,
+            "gguf": self.options.gguf,
+            "scheduler": _scheduler_name(self.options.scheduler),
             "calls": [{**self.call_kwargs(b), "seeds": list(b.seeds), "first_image": b.first} for b in self.batches],
         }
+
+
+def _scheduler_name(name: str | None) -> str | None:
+    from imagegen_cli.local.schedulers import find_scheduler
+
+    return find_scheduler(name).name if name else None
 
 
 def resolve_source(name: str) -> ModelSource:
@@ -152,16 +249,13 @@ def resolve_source(name: str) -> ModelSource:
     )
 
 
-def _round(value: int, multiple: int) -> int:
-    return max(multiple, round(value / multiple) * multiple)
-
-
 def _pixels(
     request: GenerationRequest, model: LocalModel | None, notes: Notes, where: str
 ) -> tuple[int | None, int | None]:
-    multiple = model.size_multiple if model else 8
+    # A folder or repo is rounded by the runner, to the multiple its loaded pipeline reports.
+    multiple = model.size_multiple if model else 1
     if request.size:
-        width, height = _round(request.size.width, multiple), _round(request.size.height, multiple)
+        width, height = round_to(request.size.width, multiple), round_to(request.size.height, multiple)
         if (width, height) != (request.size.width, request.size.height):
             notes.approximated(f"--size {request.size} → {width}x{height} (multiples of {multiple} for {where})")
         return width, height
@@ -175,7 +269,7 @@ def _pixels(
             target = Size(int(math.sqrt(area * ratio.aspect)), int(math.sqrt(area / ratio.aspect)))
         else:
             target = ratio_tier_pixels(ratio, "1K")
-        width, height = _round(target.width, multiple), _round(target.height, multiple)
+        width, height = round_to(target.width, multiple), round_to(target.height, multiple)
         text = f"--ratio {ratio}" + (f" --resolution {request.resolution}" if request.resolution else "")
         exact = str(ratio) in TIER_TABLE and (width, height) == (target.width, target.height)
         (notes.info if exact or not request.resolution else notes.approximated)(
@@ -185,6 +279,18 @@ def _pixels(
     if model:
         return model.native_size
     return None, None
+
+
+def _check_size(width: int, height: int, model: LocalModel | None, where: str) -> None:
+    """Refuse sizes no model can take (the runner checks folders against their pipeline's native size)."""
+    if max(width, height) > MAX_SIDE:
+        raise UsageError(f"{width}x{height} is too large for {where}: at most {MAX_SIDE} pixels a side")
+    if model and width * height > max_pixels(model.native_size):
+        limit = max_pixels(model.native_size)
+        raise UsageError(
+            f"{width}x{height} is too large for {where}: more than {limit:,} pixels (4x its native {model.native})",
+            hint=f"ask for a smaller --size (e.g. {model.native}), then upscale",
+        )
 
 
 def build_local_plan(
@@ -204,6 +310,8 @@ def build_local_plan(
         if value not in (None, False):
             notes.dropped(flag, where, "not used")
     width, height = _pixels(request, model, notes, where)
+    if width and height:
+        _check_size(width, height, model, where)
 
     steps = request.steps
     if steps is None and model:
@@ -232,6 +340,14 @@ def build_local_plan(
     )
     if options.offload != "none" and options.device == "cpu":
         notes.dropped(f"--offload {options.offload}", where, "no accelerator (--device cpu); skipped")
+    on_cpu = options.device == "cpu" or (options.device == "auto" and not accelerator_likely())
+    if on_cpu and width and height and steps:
+        work = width * height * steps * request.n
+        if work > CPU_SLOW_PIXEL_STEPS:
+            notes.info(
+                f"{request.n} x {width}x{height} x {steps} steps on a CPU will take minutes "
+                "(a smaller --size or fewer --steps is quicker)"
+            )
     return LocalPlan(
         request,
         source,

@@ -6,15 +6,16 @@ torch and diffusers are imported here, inside functions, and nowhere else in the
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from dataclasses import dataclass
-from types import FrameType
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
+from imagegen_cli.local.calls import PipelineCall, adapt, singles
 from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
-from imagegen_cli.local.planning import LocalBatch, LocalPlan
+from imagegen_cli.local.interrupts import SignalGuard
+from imagegen_cli.local.planning import LocalBatch, LocalPlan, detect_variant
 
 if TYPE_CHECKING:
     from imagegen_cli.result import JobResult, ProgressSink
@@ -103,12 +104,31 @@ def _is_oom(exc: BaseException) -> bool:
     return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
-def load_pipeline(diffusers: Any, plan: LocalPlan, placement: Placement) -> Any:
-    """``DiffusionPipeline.from_pretrained`` for every source, with its failures as one-line errors."""
+def load_pipeline(diffusers: Any, plan: LocalPlan, placement: Placement, record: dict[str, Any] | None = None) -> Any:
+    """``DiffusionPipeline.from_pretrained`` for every source, with its failures as one-line errors.
+
+    ``record`` receives what was loaded besides the folder: the weight variant and the quantization.
+    """
     from imagegen_cli.local.tiny import ensure_tiny_pipeline
+    from imagegen_cli.local.weights import gguf_transformer, quantization_config
 
     source = plan.source
+    options = plan.options
     location = str(ensure_tiny_pipeline()) if source.location == "tiny" else source.location
+    record = record if record is not None else {}
+    extra: dict[str, Any] = {}
+    variant = options.variant or (detect_variant(Path(location)) if source.is_dir else None)
+    if variant:
+        extra["variant"] = variant
+        record["variant"] = variant
+    if options.quantize:
+        extra["quantization_config"], backend = quantization_config(
+            diffusers, location, options.quantize, placement.device, placement.dtype
+        )
+        record["quantize"] = f"{options.quantize} ({backend})"
+    if options.gguf:
+        extra["transformer"] = gguf_transformer(diffusers, location, options.gguf, placement.dtype)
+        record["quantize"] = f"gguf ({Path(options.gguf).name})"
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     try:
         from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
@@ -118,7 +138,7 @@ def load_pipeline(diffusers: Any, plan: LocalPlan, placement: Placement) -> Any:
 
     gc.disable()  # as in import_stack: loading imports most of diffusers and transformers
     try:
-        pipe = diffusers.DiffusionPipeline.from_pretrained(location, dtype=placement.dtype)
+        pipe = diffusers.DiffusionPipeline.from_pretrained(location, dtype=placement.dtype, **extra)
     except GatedRepoError:
         raise ConfigError(
             f"{location} is gated: accept its licence on its Hugging Face page",
@@ -134,7 +154,13 @@ def load_pipeline(diffusers: Any, plan: LocalPlan, placement: Placement) -> Any:
             f"the weights of {source.name} are not downloaded {why}", hint=f"run: imagegen models pull {source.name}"
         ) from None
     except (ValueError, TypeError, AttributeError) as exc:
-        raise LocalError(f"cannot load {location} as a diffusers pipeline: {str(exc).splitlines()[0][:200]}") from None
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if variant and "variant" in first.lower():
+            raise UsageError(
+                f"cannot load {location} with --variant {variant}: {first}",
+                hint="drop --variant, or name one whose files exist (e.g. model.fp16.safetensors → fp16)",
+            ) from None
+        raise LocalError(f"cannot load {location} as a diffusers pipeline: {first}") from None
     finally:
         gc.enable()
     gc.freeze()
@@ -180,6 +206,9 @@ _LOADED: dict[tuple[Any, ...], Any] = {}
 class LocalRun:
     """Executes a :class:`LocalPlan`; images are saved as each pipeline call finishes."""
 
+    call: PipelineCall | None = None  # how the plan maps onto the loaded pipeline (set by run)
+    details: dict[str, Any] | None = None  # what was loaded besides the folder: variant, quantization, LoRAs
+
     def __init__(self, plan: LocalPlan, writer: ImageWriter, recorder: JobRecorder, reporter: ProgressSink) -> None:
         self.plan = plan
         self.writer = writer
@@ -188,9 +217,7 @@ class LocalRun:
         self.reporter = reporter
         self.stop_requested = False
 
-    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        if self.stop_requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
+    def _request_stop(self) -> None:
         self.stop_requested = True
 
     def run(self) -> None:
@@ -204,23 +231,35 @@ class LocalRun:
             options.offload,
             options.vae_tiling,
             options.compile,
+            options.variant,
+            options.loras,
+            options.quantize,
+            options.gguf,
+            options.scheduler,
         )
-        pipe = _LOADED.get(key)
-        if pipe is None:
+        loaded = _LOADED.get(key)
+        if loaded is None:
             self.reporter.start("load", f"loading {self.plan.source.name}", None)
             try:
-                pipe = load_pipeline(diffusers, self.plan, placement)
+                details: dict[str, Any] = {}
+                pipe = load_pipeline(diffusers, self.plan, placement, details)
+                prepare(diffusers, pipe, self.plan, details)
                 place(torch, pipe, self.plan, placement, self.result.notes)
             finally:
                 self.reporter.finish("load")
             _LOADED.clear()  # one model in memory at a time
-            _LOADED[key] = pipe
-        previous = signal.signal(signal.SIGINT, self._on_sigint) if _main_thread() else None
-        try:
+            loaded = _LOADED[key] = (pipe, details)
+        pipe, self.details = loaded
+        self._adapt(pipe)
+        # The first Ctrl-C or SIGTERM stops between steps; the second at once, even inside a long step.
+        with SignalGuard(self._request_stop):
             self._generate(torch, pipe, placement, diffusers.__version__)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+
+    def _adapt(self, pipe: Any) -> PipelineCall:
+        """Map the plan onto the pipeline's own signature (size, batches and notes follow)."""
+        self.call, self.plan = adapt(pipe, self.plan)
+        self.result.notes.extend(self.call.notes)
+        return self.call
 
     def _generate(self, torch: Any, pipe: Any, placement: Placement, diffusers_version: str) -> None:
         from functools import partial
@@ -228,15 +267,17 @@ class LocalRun:
         from imagegen_cli.store.journal import Claim
         from imagegen_cli.store.metadata import build_metadata
 
+        call = self.call or self._adapt(pipe)  # run() adapts; direct callers (tests) get the same mapping
+        details = self.details or {}
         plan = self.plan
         base = {
             "prompt": plan.request.prompt,
-            "negative_prompt": plan.negative_prompt,
+            "negative_prompt": call.base.get("negative_prompt"),
             "provider": "local",
             "model": plan.source.name,
             "source": plan.source.location if plan.source.location != "tiny" else "imagegen tiny pipeline",
-            "steps": plan.steps,
-            "guidance": plan.guidance,
+            "steps": call.steps,
+            "guidance": call.guidance,
             "scheduler": type(getattr(pipe, "scheduler", None)).__name__,
             "pipeline": type(pipe).__name__,
             "dtype": placement.dtype_name,
@@ -245,7 +286,9 @@ class LocalRun:
             "torch": torch.__version__,
             "params": dict(plan.extra) or None,
             "job": self.result.job_id,
+            **{k: v for k, v in {**details, **call.describe()}.items() if v},
         }
+        retried = False
         queue = list(plan.batches)
         while queue:
             batch = queue.pop(0)
@@ -255,6 +298,16 @@ class LocalRun:
                 self.result.interrupted = True
                 return
             except Exception as exc:  # noqa: BLE001 - any pipeline failure becomes one line; OOM is retried
+                if not _is_oom(exc) and len(batch.seeds) > 1 and not retried:
+                    # Some pipelines fail on several images per call only (a bug in the pipeline): retry once,
+                    # with one image per call for the rest of the run.
+                    retried = True
+                    queue[:] = list(singles([batch, *queue]))
+                    self.result.notes.append(
+                        f"the {type(pipe).__name__} failed at {len(batch.seeds)} images per call "
+                        f"({type(exc).__name__}); retrying one image per call"
+                    )
+                    continue
                 if not _is_oom(exc):
                     raise LocalError(
                         f"the {type(pipe).__name__} failed: {type(exc).__name__}: "
@@ -287,31 +340,64 @@ class LocalRun:
                 return
 
     def _call(self, torch: Any, pipe: Any, batch: LocalBatch) -> list[Any]:
+        call = self.call
+        assert call is not None
         key = f"batch{batch.first}"
         last = batch.first + len(batch.seeds) - 1
         label = f"image {batch.first}" if last == batch.first else f"images {batch.first}-{last}"
-        total = self.plan.steps
-        self.reporter.start(key, f"{self.plan.source.name} {label}", total)
+        self.reporter.start(key, f"{self.plan.source.name} {label}", call.total_steps)
+        # Two-stage pipelines: the prior's steps come first on the same bar.
+        offset = (call.prior_steps or 0) if call.prior_progress else 0
 
-        def on_step_end(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            self.reporter.update(key, completed=step + 1)
+        def stepped(done: int) -> None:
+            self.reporter.update(key, completed=done)
             if self.stop_requested:
                 raise _Interrupted
+
+        def on_step_end(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            stepped(offset + step + 1)
             return kwargs
 
+        def on_prior_step_end(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            stepped(step + 1)
+            return kwargs
+
+        def on_step(step: int, timestep: Any, latents: Any) -> None:
+            stepped(step + 1)
+
+        kwargs = call.kwargs(batch)
+        if call.progress == "steps":
+            kwargs["callback_on_step_end"] = on_step_end
+        elif call.progress == "legacy":
+            kwargs.update(callback=on_step, callback_steps=1)
+        if call.prior_progress:
+            kwargs["prior_callback_on_step_end"] = on_prior_step_end
         # One CPU generator per image: image i's pixels depend on seed+i alone, whatever the batch.
         generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in batch.seeds]
         try:
-            output = pipe(**self.plan.call_kwargs(batch), generator=generators, callback_on_step_end=on_step_end)
+            output = pipe(**kwargs, generator=generators if call.generator_list else generators[0])
         finally:
             self.reporter.finish(key)
-        return list(output.images)
+        images = list(output.images)
+        asked = (call.width, call.height)
+        if call.width and images and images[0].size != asked:
+            got = f"{images[0].width}x{images[0].height}"
+            note = f"{call.pipeline} returned {got} images, not the {asked[0]}x{asked[1]} asked"
+            if note not in self.result.notes:
+                self.result.notes.append(note)
+        return images
 
 
-def _main_thread() -> bool:
-    import threading
+def prepare(diffusers: Any, pipe: Any, plan: LocalPlan, record: dict[str, Any]) -> None:
+    """LoRAs and the scheduler, before the pipeline is placed on its device."""
+    from imagegen_cli.local.schedulers import swap_scheduler
+    from imagegen_cli.local.weights import apply_loras
 
-    return threading.current_thread() is threading.main_thread()
+    loras = apply_loras(pipe, plan.options.lora_specs)
+    if loras:
+        record["loras"] = loras
+    if plan.options.scheduler:
+        swap_scheduler(diffusers, pipe, plan.options.scheduler)
 
 
 def run_local(plan: LocalPlan, writer: ImageWriter, recorder: JobRecorder, reporter: ProgressSink) -> None:

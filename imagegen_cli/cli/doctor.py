@@ -1,0 +1,279 @@
+"""``imagegen doctor``: one screen of what matters for generating, with a fix for each problem.
+
+It never prints a key (only whether one is set, and where from), never imports torch when torch is not
+installed (a GPU is then looked for with ``nvidia-smi``), and touches the network only with ``--online``.
+Exit 0 when everything the default model needs is in place, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from imagegen_cli import __version__
+from imagegen_cli.cli.options import JsonOpt
+from imagegen_cli.errors import ImagegenError, redact
+
+if TYPE_CHECKING:
+    from imagegen_cli.settings import Settings
+
+OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
+LOCAL_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "peft")
+OPTIONAL_PACKAGES = ("bitsandbytes", "optimum-quanto", "gguf")
+
+
+@dataclass
+class Check:
+    """One line of the report; ``needed`` marks what the default model cannot do without."""
+
+    name: str
+    status: str
+    value: str
+    fix: str | None = None
+    needed: bool = False
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _gpu_without_torch() -> str | None:
+    """``nvidia-smi``'s view of the GPUs, for when torch is missing."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run(  # noqa: S603 - a fixed argument list, no shell
+            [exe, "--query-gpu=name,memory.free,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3:
+            gpus.append(f"{parts[0]} ({float(parts[1]) / 1024:.1f} of {float(parts[2]) / 1024:.1f} GB free)")
+    return "; ".join(gpus) or None
+
+
+def _torch_checks(local_needed: bool) -> tuple[list[Check], Any]:
+    """torch, its accelerator and the GPU; returns the torch module when it is installed."""
+    from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
+
+    if not _installed("torch"):
+        gpu = _gpu_without_torch()
+        return [
+            Check("torch", FAIL if local_needed else INFO, "not installed", LOCAL_EXTRA_HINT, needed=local_needed),
+            Check("gpu", INFO, gpu or "no NVIDIA GPU found (nvidia-smi)"),
+        ], None
+    import torch
+
+    checks = [Check("torch", OK, torch.__version__)]
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info(0)
+        name = torch.cuda.get_device_name(0)
+        checks.append(
+            Check("gpu", OK, f"CUDA {torch.version.cuda}: {name}, {free / 2**30:.1f} of {total / 2**30:.1f} GB free")
+        )
+    elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        checks.append(Check("gpu", OK, "Apple GPU (MPS)"))
+    else:
+        gpu = _gpu_without_torch()
+        fix = "install a CUDA build of torch: https://pytorch.org/get-started/locally/" if gpu else None
+        value = f"none usable by torch (nvidia-smi sees {gpu})" if gpu else "none: local models run on the CPU (slowly)"
+        checks.append(Check("gpu", WARN if gpu else INFO, value, fix))
+    return checks, torch
+
+
+def _cache_checks() -> list[Check]:
+    from imagegen_cli.local.catalog import hf_cache_dir, human_size
+
+    cache = hf_cache_dir()
+    size = 0
+    if cache.is_dir():
+        for repo in cache.glob("models--*"):
+            for blob in (repo / "blobs").glob("*"):
+                if blob.is_file():
+                    size += blob.stat().st_size
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    return [
+        Check("hf cache", INFO, f"{cache} ({human_size(size)})"),
+        Check("offline", INFO, "yes (HF_HUB_OFFLINE is set): nothing is downloaded" if offline else "no"),
+    ]
+
+
+def _local_model_check(name: str, torch: Any) -> Check:
+    """Whether the default local model can run now (weights downloaded, or a folder in place)."""
+    from imagegen_cli.local.catalog import LOCAL_MODELS, cache_state, human_size
+
+    label = f"local:{name}"
+    if name == "auto":
+        from imagegen_cli.local.hardware import choose_auto, detect_accelerator
+
+        name, why = choose_auto(detect_accelerator())
+        label = f"local:auto → local:{name} ({why})"
+    model = LOCAL_MODELS.get(name)
+    if model is None:
+        path = Path(name).expanduser()
+        if (path / "model_index.json").is_file():
+            return Check("default model", OK, f"{label}: a pipeline folder")
+        if name.count("/") == 1:
+            return Check("default model", INFO, f"{label}: a Hub repo, downloaded on first use")
+        return Check("default model", FAIL, f"{label}: no such model or folder", "imagegen models", needed=True)
+    if model.repo is None:
+        return Check("default model", OK, f"{label}: built on first use")
+    state = cache_state(model.repo)
+    if state.downloaded:
+        return Check("default model", OK, f"{label}: downloaded ({human_size(state.size_bytes)})")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    fix = f"imagegen models pull {name}"
+    if offline:
+        return Check("default model", FAIL, f"{label}: not downloaded, and offline", fix, needed=True)
+    return Check(
+        "default model", WARN, f"{label}: not downloaded ({model.memory_gb:g} GB of weights on first use)", fix
+    )
+
+
+def _online(url: str) -> tuple[bool, str]:
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=5.0, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        return False, f"{url} does not answer ({type(exc).__name__})"
+    return True, f"{url} answers (HTTP {response.status_code})"
+
+
+def run_checks(online: bool) -> tuple[list[Check], str]:
+    """Every check, and the default model they were judged for."""
+    from imagegen_cli.config import config_path
+    from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
+    from imagegen_cli.settings import Settings, load_settings
+
+    checks = [
+        Check("python", OK if sys.version_info >= (3, 11) else FAIL, f"{platform.python_version()} ({sys.executable})"),
+        Check("imagegen", OK, __version__),
+    ]
+    path = config_path()
+    settings = Settings(path=path)
+    try:
+        settings = load_settings()
+        profiles = settings.profiles()
+        checks.append(Check("config", OK, f"{path} ({'valid' if path.exists() else 'none yet; defaults apply'})"))
+    except ImagegenError as exc:
+        from imagegen_cli.providers.profiles import BUILTIN_PROFILES
+
+        profiles = dict(BUILTIN_PROFILES)
+        checks.append(Check("config", FAIL, f"{path}: {exc.message}", exc.hint or f"fix or remove {path}", True))
+    default = _default_model(settings, profiles)
+    provider, _, model = default.partition(":")
+    local = provider == "local"
+    torch_checks, torch = _torch_checks(local)
+    checks += torch_checks
+    for package in LOCAL_PACKAGES[1:]:
+        version = _version(package)
+        if version:
+            checks.append(Check(package, OK, version))
+        else:
+            checks.append(Check(package, FAIL if local else INFO, "not installed", LOCAL_EXTRA_HINT, needed=local))
+    extras = [f"{p} {_version(p)}" for p in OPTIONAL_PACKAGES if _version(p)]
+    checks.append(Check("quantization", INFO, ", ".join(extras) or "none (--quantize and --gguf need one)"))
+    checks += _cache_checks()
+    checks += _provider_checks(profiles, provider, online)
+    if local:
+        checks.append(_local_model_check(model or "auto", torch))
+    return checks, default
+
+
+def _default_model(settings: Settings, profiles: dict[str, Any]) -> str:
+    from imagegen_cli.backends import LOCAL, resolve_model_ref
+
+    try:
+        ref = resolve_model_ref(None, None, settings, profiles)
+    except ImagegenError:
+        return settings.default_model
+    if ref.provider == LOCAL:
+        return f"local:{ref.model or 'auto'}"
+    default = profiles[ref.provider].default_model
+    return f"{ref.provider}:{ref.model or default}"
+
+
+def _provider_checks(profiles: dict[str, Any], default_provider: str, online: bool) -> list[Check]:
+    from imagegen_cli.providers.registry import resolve_provider
+
+    checks = []
+    for name in sorted(profiles):
+        needed = name == default_provider
+        try:
+            resolved = resolve_provider(profiles, name, profiles[name].default_model or "x", None)
+        except ImagegenError as exc:
+            checks.append(Check(f"key {name}", FAIL if needed else WARN, exc.message, exc.hint, needed))
+            continue
+        if resolved.key_source is not None:
+            where = resolved.key_source.name if resolved.key_source.kind == "env" else "keys file"
+            checks.append(Check(f"key {name}", OK, f"set ({where})"))
+        else:
+            fix = f"imagegen keys set {name}"
+            checks.append(Check(f"key {name}", FAIL if needed else INFO, "not set", fix, needed))
+        if online:
+            answers, text = _online(resolved.base_url)
+            status = OK if answers else (FAIL if needed else WARN)
+            hint = None if answers else "check the network, or the base URL (imagegen config show)"
+            checks.append(Check(f"online {name}", status, text, hint, needed and not answers))
+    return checks
+
+
+def doctor(
+    json_out: JsonOpt = False,
+    online: Annotated[bool, typer.Option("--online", help="Also check that each provider's base URL answers.")] = False,
+) -> None:
+    """Check the set-up: Python, torch and GPU, packages, caches, keys (never shown), config."""
+    checks, default = run_checks(online)
+    failed = any(c.status == FAIL and c.needed for c in checks)
+    problems = [c for c in checks if c.status in (FAIL, WARN)]
+    if json_out:
+        document = {
+            "ok": not failed,
+            "default_model": default,
+            "checks": [asdict(c) for c in checks],
+            "problems": [{"name": c.name, "problem": c.value, "fix": c.fix} for c in problems],
+        }
+        sys.stdout.write(redact(json.dumps(document, indent=2, ensure_ascii=False)) + "\n")
+    else:
+        width = max(len(c.name) for c in checks)
+        lines = [f"imagegen doctor (default model: {default})"]
+        lines += [f"  {c.status:<4}  {c.name:<{width}}  {c.value}" for c in checks]
+        if problems:
+            lines.append("")
+            lines.append("to fix:")
+            lines += [f"  {c.name}: {c.fix or c.value}" for c in problems]
+        lines.append("")
+        lines.append("ready" if not failed else "not ready: the default model cannot run (see above)")
+        sys.stdout.write(redact("\n".join(lines)) + "\n")
+    if failed:
+        raise typer.Exit(1)

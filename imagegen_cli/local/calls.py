@@ -1,0 +1,276 @@
+"""How a local plan maps onto one pipeline's ``__call__``, read from its signature and config, not its class name.
+
+diffusers pipelines differ in what their ``__call__`` takes, and a keyword a pipeline does not name either
+raises ``TypeError`` or, with ``**kwargs``, is swallowed silently. So every keyword is decided here from
+``inspect.signature(pipe.__call__)`` and the pipeline's config (the rules are in the README, "Local models:
+how the flags map"):
+
+- a flag whose keyword the pipeline does not name is dropped with a note (an error under ``--strict``);
+- ``--steps`` sets ``num_inference_steps`` and, on two-stage pipelines, ``prior_num_inference_steps`` too;
+- ``--guidance`` goes to the knob that works: ``true_cfg_scale`` where the pipeline has one and its
+  transformer has no embedded guidance (Qwen-Image), else ``guidance_scale``; two-stage pipelines also get
+  ``prior_guidance_scale``. True CFG applies only with a negative prompt, so an empty one is passed when
+  the guidance is above 1 and none was given (as the Qwen-Image model card does);
+- a size that was asked turns off ``use_resolution_binning`` (which would silently change it), is rounded
+  to the pipeline's own multiple (VAE scale factor x patch size) with a note, and is refused above four times
+  the pipeline's native pixel count;
+- progress is per step through ``callback_on_step_end`` (and ``prior_callback_on_step_end``), or the older
+  ``callback``/``callback_steps``; a pipeline with neither gets per-call progress, and Ctrl-C then waits for
+  the call to end;
+- a pipeline whose ``generator`` takes a single generator, or that has no ``num_images_per_prompt``, makes
+  one image per call, so that image i still depends on seed+i alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from imagegen_cli.errors import UsageError
+from imagegen_cli.local.planning import LocalBatch, LocalPlan, max_pixels, round_to
+from imagegen_cli.request import Notes
+
+
+def call_parameters(pipe: Any) -> tuple[dict[str, inspect.Parameter], bool]:
+    """The named parameters of ``pipe.__call__`` and whether it also takes ``**kwargs``."""
+    try:
+        signature = inspect.signature(pipe.__call__)
+    except (TypeError, ValueError):  # a builtin or C callable: assume nothing
+        return {}, True
+    named = {
+        name: p
+        for name, p in signature.parameters.items()
+        if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    }
+    swallows = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    return named, swallows
+
+
+def _config(module: Any) -> dict[str, Any]:
+    config = getattr(module, "config", None)
+    return dict(config) if config is not None and hasattr(config, "keys") else {}
+
+
+def denoiser_of(pipe: Any) -> Any:
+    """The transformer or UNet of a pipeline (of its decoder, for two-stage pipelines), or None."""
+    for holder in (pipe, getattr(pipe, "decoder_pipe", None)):
+        for name in ("transformer", "unet"):
+            module = getattr(holder, name, None) if holder is not None else None
+            if module is not None:
+                return module
+    return None
+
+
+def size_multiple(pipe: Any) -> int | None:
+    """The multiple a pipeline needs its width and height to be: its image processor's scale factor, or the
+    VAE's scale factor times the denoiser's patch size, whichever is larger (Flux: 8 x 2 packing = 16)."""
+    for holder in (pipe, getattr(pipe, "decoder_pipe", None)):
+        if holder is None:
+            continue
+        scale = getattr(holder, "vae_scale_factor", None)
+        processor = _config(getattr(holder, "image_processor", None)).get("vae_scale_factor")
+        patch = _config(denoiser_of(holder)).get("patch_size") or 1
+        patch = patch if isinstance(patch, int) else 1
+        found = [v for v in (processor, scale * patch if isinstance(scale, int) else None) if isinstance(v, int)]
+        if found:
+            return max(found)
+    return None
+
+
+def native_size(pipe: Any, params: dict[str, inspect.Parameter]) -> tuple[int, int] | None:
+    """The size a pipeline makes when none is asked: its ``__call__`` defaults, else its sample size."""
+    width, height = (params[k].default if k in params else None for k in ("width", "height"))
+    if isinstance(width, int) and isinstance(height, int):
+        return width, height
+    scale = getattr(pipe, "vae_scale_factor", None)
+    if not isinstance(scale, int):
+        return None
+    sample = getattr(pipe, "default_sample_size", None)
+    if not isinstance(sample, int):
+        sample = _config(denoiser_of(pipe)).get("sample_size")
+    if isinstance(sample, int):
+        return sample * scale, sample * scale
+    if isinstance(sample, list | tuple) and len(sample) == 2:
+        return int(sample[1]) * scale, int(sample[0]) * scale
+    return None
+
+
+def _takes_generator_list(params: dict[str, inspect.Parameter]) -> bool:
+    parameter = params.get("generator")
+    if parameter is None or parameter.annotation is inspect.Parameter.empty:
+        return True
+    return "list" in str(parameter.annotation).lower()
+
+
+def _default_int(params: dict[str, inspect.Parameter], name: str) -> int | None:
+    parameter = params.get(name)
+    value = parameter.default if parameter is not None else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass
+class PipelineCall:
+    """The keywords one pipeline gets, and how its progress and generators work."""
+
+    pipeline: str
+    base: dict[str, Any]  # every keyword but the per-call count, generators and callbacks
+    width: int | None
+    height: int | None
+    steps: int | None  # the (decoder's) denoising steps, as run
+    prior_steps: int | None  # two-stage pipelines: the prior's steps
+    guidance: float | None
+    guidance_knob: str | None
+    counts_images: bool  # takes num_images_per_prompt
+    generator_list: bool  # takes a list of generators
+    progress: str  # "steps" (callback_on_step_end), "legacy" (callback/callback_steps) or "call"
+    prior_progress: bool  # takes prior_callback_on_step_end
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_steps(self) -> int | None:
+        """Progress total: prior and decoder steps together; None when progress is per call."""
+        if self.progress == "call" or self.steps is None:
+            return None
+        if self.prior_steps is not None:
+            return self.steps + self.prior_steps if self.prior_progress else self.steps
+        return self.steps
+
+    def kwargs(self, batch: LocalBatch) -> dict[str, Any]:
+        """The keywords of one call, without the generators and callbacks (the runner adds them)."""
+        kwargs = dict(self.base)
+        if self.counts_images:
+            kwargs["num_images_per_prompt"] = len(batch.seeds)
+        return kwargs
+
+    def describe(self) -> dict[str, Any]:
+        """What is recorded in each image's metadata about the mapping."""
+        return {"guidance_knob": self.guidance_knob, "prior_steps": self.prior_steps}
+
+
+def adapt(pipe: Any, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
+    """Map ``plan`` onto ``pipe``'s ``__call__``: the call, and the plan with its size and batches adjusted."""
+    name = type(pipe).__name__
+    where = f"local:{plan.source.name} ({name})"
+    notes = Notes(plan.request.strict)
+    params, swallows = call_parameters(pipe)
+
+    def takes(keyword: str) -> bool:
+        return keyword in params
+
+    def not_taken(flag: str, keyword: str) -> None:
+        # With **kwargs the pipeline would accept the keyword and silently ignore it: say so instead.
+        why = f"{name}.__call__ has no {keyword}" + (" (its **kwargs would ignore it)" if swallows else "")
+        notes.dropped(flag, where, why)
+
+    base: dict[str, Any] = {"prompt": plan.request.prompt}
+    width, height = plan.width, plan.height
+    native = native_size(pipe, params)
+    if width and height:
+        multiple = size_multiple(pipe)
+        if multiple and (width % multiple or height % multiple):
+            rounded = round_to(width, multiple), round_to(height, multiple)
+            asked = plan.request.size or f"{width}x{height}"
+            notes.approximated(f"--size {asked} → {rounded[0]}x{rounded[1]} (multiples of {multiple} for {name})")
+            width, height = rounded
+        if native:
+            limit = max_pixels(native)
+            if width * height > limit:
+                raise UsageError(
+                    f"{width}x{height} is too large for {where}: more than {limit:,} pixels "
+                    f"(4x its native {native[0]}x{native[1]})",
+                    hint=f"ask for a smaller --size (e.g. {native[0]}x{native[1]}), then upscale",
+                )
+        if takes("width") and takes("height"):
+            base.update(width=width, height=height)
+        else:
+            not_taken("--size", "width/height")
+            width = height = None
+        if takes("use_resolution_binning"):
+            # Binning snaps the size to the model's aspect-ratio table (HunyuanDiT: 64x64 becomes 1024x1024).
+            base["use_resolution_binning"] = False
+
+    steps = plan.steps
+    if steps is not None and not takes("num_inference_steps"):
+        not_taken("--steps", "num_inference_steps")
+        steps = None
+    if steps is not None:
+        base["num_inference_steps"] = steps
+    prior_steps: int | None = None
+    if takes("prior_num_inference_steps"):
+        prior_steps = steps if steps is not None else _default_int(params, "prior_num_inference_steps")
+        if steps is not None:
+            base["prior_num_inference_steps"] = steps
+    if steps is None:
+        steps = _default_int(params, "num_inference_steps")
+
+    negative = plan.negative_prompt
+    guidance, knob = plan.guidance, None
+    embedded = bool(_config(denoiser_of(pipe)).get("guidance_embeds"))
+    if guidance is not None:
+        if takes("true_cfg_scale") and not embedded:
+            knob = "true_cfg_scale"
+            if guidance > 1 and not negative and takes("negative_prompt"):
+                negative = " "
+                notes.info(
+                    f"--guidance {guidance:g} → true_cfg_scale on {name}, with an empty negative prompt "
+                    "(its true CFG applies only with one)"
+                )
+        elif takes("guidance_scale"):
+            knob = "guidance_scale"
+            if "guidance_embeds" in _config(denoiser_of(pipe)) and not embedded and plan.request.guidance is not None:
+                notes.info(f"--guidance has no effect on {name}: its transformer has no guidance embedding")
+        elif takes("prior_guidance_scale"):
+            knob = "prior_guidance_scale"
+        else:
+            not_taken("--guidance", "guidance_scale")
+            guidance = None
+        if knob:
+            base[knob] = guidance
+        if takes("prior_guidance_scale"):
+            base["prior_guidance_scale"] = guidance
+    if negative:
+        if takes("negative_prompt"):
+            base["negative_prompt"] = negative
+            if knob == "true_cfg_scale" and guidance is not None and guidance <= 1:
+                notes.info(f"--negative-prompt has no effect on {name} at --guidance {guidance:g} (true CFG needs > 1)")
+        else:
+            not_taken("--negative-prompt", "negative_prompt")
+    for key, value in plan.extra.items():
+        if takes(key):
+            base[key] = value
+        else:
+            not_taken(f"--param {key}", key)
+
+    if takes("callback_on_step_end"):
+        progress = "steps"
+    elif takes("callback") and takes("callback_steps"):
+        progress = "legacy"
+    else:
+        progress = "call"
+        notes.info(f"{name} reports no steps: progress is per image, and Ctrl-C waits for the current image")
+    call = PipelineCall(
+        pipeline=name,
+        base=base,
+        width=width,
+        height=height,
+        steps=steps,
+        prior_steps=prior_steps,
+        guidance=guidance,
+        guidance_knob=knob,
+        counts_images=takes("num_images_per_prompt"),
+        generator_list=_takes_generator_list(params),
+        progress=progress,
+        prior_progress=takes("prior_callback_on_step_end"),
+        notes=notes.items,
+    )
+    batches = plan.batches
+    if not (call.counts_images and call.generator_list):
+        # One generator per call: one image per call, so image i keeps seed+i.
+        batches = singles(batches)
+    return call, replace(plan, width=width, height=height, batches=batches)
+
+
+def singles(batches: tuple[LocalBatch, ...] | list[LocalBatch]) -> tuple[LocalBatch, ...]:
+    """The same images, one per call."""
+    return tuple(LocalBatch(b.first + i, (seed,)) for b in batches for i, seed in enumerate(b.seeds))

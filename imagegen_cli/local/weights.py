@@ -1,0 +1,164 @@
+"""What gets loaded besides the pipeline folder: weight variants, quantization, a GGUF transformer, LoRAs.
+
+- ``--variant``: the ``*.VARIANT.safetensors`` files (``fp16``...); a folder holding only one variant is
+  detected without the flag (``planning.detect_variant``).
+- ``--quantize 8bit|4bit``: diffusers' ``PipelineQuantizationConfig`` on the denoiser and the text encoders,
+  with bitsandbytes on CUDA, and optimum-quanto where bitsandbytes cannot run (CPU, Apple GPUs).
+- ``--gguf FILE``: a single-file GGUF transformer (``from_single_file`` with ``GGUFQuantizationConfig``).
+- ``--lora PATH|org/name[:SCALE]``: ``load_lora_weights`` then ``set_adapters``; needs peft.
+
+Missing packages are one-line errors that name the package and the pip command.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from imagegen_cli.errors import ConfigError, UsageError
+
+DENOISERS = ("transformer", "unet", "prior", "decoder")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def model_index(location: str) -> dict[str, Any]:
+    """The pipeline's ``model_index.json`` (a folder's, or a repo's from the cache); {} when unknown."""
+    path = Path(location) / "model_index.json"
+    if not path.is_file():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(location, "model_index.json"))
+        except Exception:  # noqa: BLE001 - not cached and offline, or no such repo: from_pretrained will say
+            return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _components(index: dict[str, Any]) -> dict[str, str]:
+    """Component name → library (``diffusers`` or ``transformers``) for the model components."""
+    found = {}
+    for name, entry in index.items():
+        library = entry[0] if isinstance(entry, list) and len(entry) == 2 else None
+        if library in ("diffusers", "transformers") and (name in DENOISERS or "text_encoder" in name):
+            found[name] = library
+    return found
+
+
+def quantization_config(diffusers: Any, location: str, quantize: str, device: str, dtype: Any) -> tuple[Any, str]:
+    """(``PipelineQuantizationConfig``, the backend's name) for ``--quantize`` on ``device``."""
+    bits = 8 if quantize == "8bit" else 4
+    components = _components(model_index(location)) or {"transformer": "diffusers", "unet": "diffusers"}
+    if device == "cuda":
+        if not _installed("bitsandbytes"):
+            raise ConfigError(
+                f"--quantize {quantize} on CUDA needs bitsandbytes (not installed)", hint="pip install bitsandbytes"
+            )
+        kwargs: dict[str, Any] = (
+            {"load_in_8bit": True}
+            if bits == 8
+            else {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype}
+        )
+        config = diffusers.PipelineQuantizationConfig(
+            quant_backend=f"bitsandbytes_{bits}bit", quant_kwargs=kwargs, components_to_quantize=list(components)
+        )
+        return config, "bitsandbytes"
+    if _installed("optimum.quanto"):
+        import transformers
+
+        weights = "int8" if bits == 8 else "int4"
+        mapping = {
+            name: diffusers.QuantoConfig(weights_dtype=weights)
+            if library == "diffusers"
+            else transformers.QuantoConfig(weights=weights)
+            for name, library in components.items()
+        }
+        return diffusers.PipelineQuantizationConfig(quant_mapping=mapping), "optimum-quanto"
+    raise ConfigError(
+        f"--quantize {quantize} on {device} needs optimum-quanto (not installed); bitsandbytes needs a CUDA GPU",
+        hint="pip install optimum-quanto",
+    )
+
+
+def gguf_transformer(diffusers: Any, location: str, path: str, dtype: Any) -> Any:
+    """The pipeline's transformer, loaded from a single GGUF file with the folder's config."""
+    entry = model_index(location).get("transformer")
+    if not (isinstance(entry, list) and len(entry) == 2):
+        raise UsageError(f"--gguf replaces a transformer, and {location} has none", hint="drop --gguf")
+    cls = getattr(diffusers, str(entry[1]), None)
+    if cls is None or not hasattr(cls, "from_single_file"):
+        raise UsageError(f"diffusers cannot load a {entry[1]} from a single GGUF file", hint="drop --gguf")
+    if not _installed("gguf"):
+        raise ConfigError("--gguf needs the gguf package (not installed)", hint="pip install gguf")
+    if not Path(path).is_file() and not path.startswith(("http://", "https://")):
+        raise UsageError(f"--gguf {path}: no such file")
+    try:
+        return cls.from_single_file(
+            path,
+            quantization_config=diffusers.GGUFQuantizationConfig(compute_dtype=dtype),
+            config=location,
+            subfolder="transformer",
+            torch_dtype=dtype,
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise UsageError(
+            f"cannot load {path} as the {entry[1]} of {location}: {str(exc).splitlines()[0][:200]}",
+            hint="use a GGUF of this model's transformer",
+        ) from None
+
+
+def _adapters(pipe: Any) -> set[str]:
+    try:
+        listed = pipe.get_list_adapters()
+    except (AttributeError, ValueError):
+        return set()
+    return {name for names in listed.values() for name in names}
+
+
+def apply_loras(pipe: Any, specs: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    """Load each LoRA as its own adapter and activate them all with their scales; what to record."""
+    if not specs:
+        return []
+    pipeline = type(pipe).__name__
+    if not hasattr(pipe, "load_lora_weights"):
+        raise UsageError(f"{pipeline} does not take LoRAs", hint="drop --lora")
+    if not _installed("peft"):
+        raise ConfigError("--lora needs peft (not installed)", hint="pip install peft (or the local extra)")
+    names: list[str] = []
+    for number, (source, _scale) in enumerate(specs, 1):
+        name = f"lora{number}"
+        path = Path(source).expanduser()
+        where: dict[str, Any] = {}
+        target: str = source
+        if path.is_file():  # a single .safetensors file: diffusers wants its folder and its name
+            target, where = str(path.parent), {"weight_name": path.name}
+        elif path.is_dir():
+            target = str(path)
+        try:
+            pipe.load_lora_weights(target, adapter_name=name, **where)
+        except OSError as exc:
+            raise UsageError(f"cannot read the LoRA {source}: {str(exc).splitlines()[0][:200]}") from None
+        except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(
+                f"the LoRA {source} does not fit {pipeline}: {str(exc).splitlines()[0][:160]}",
+                hint="use a LoRA trained for this model's architecture",
+            ) from None
+        if name not in _adapters(pipe):
+            raise UsageError(
+                f"the LoRA {source} does not fit {pipeline}: none of its weights matches the model's layers",
+                hint="use a LoRA trained for this model's architecture",
+            )
+        names.append(name)
+    pipe.set_adapters(names, adapter_weights=[scale for _, scale in specs])
+    return [{"source": source, "scale": scale} for source, scale in specs]

@@ -1,0 +1,121 @@
+"""``imagegen doctor``: what it reports, its exit code, no key values, no torch import when torch is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from tests.conftest import CAPTURED, gateway_env
+from tests.fakegateway import TEST_KEY, FakeGateway
+
+
+def doctor(*args: str, env: dict[str, str] | None = None) -> Any:
+    from imagegen_cli.cli.app import app
+
+    result = CliRunner().invoke(app, ["doctor", *args], env=env)
+    CAPTURED.append(result.output.encode())
+    return result
+
+
+def by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in document["checks"]}
+
+
+def test_remote_default_with_a_key_is_ready_and_the_key_is_never_shown(gateway: FakeGateway) -> None:
+    env = {**gateway_env(gateway), "IMAGEGEN_MODEL": "openai:dall-e-2"}
+    result = doctor("--json", env=env)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    checks = by_name(document)
+    assert document["ok"] is True and document["default_model"] == "openai:dall-e-2"
+    assert checks["key openai"]["status"] == "ok" and "IMAGEGEN_OPENAI_API_KEY" in checks["key openai"]["value"]
+    assert checks["python"]["status"] == "ok" and checks["config"]["status"] == "ok"
+    assert TEST_KEY not in result.output
+    human = doctor(env=env)
+    assert human.exit_code == 0 and TEST_KEY not in human.output
+    assert "key openai" in human.output and human.output.rstrip().endswith("ready")
+
+
+def test_missing_key_for_the_default_provider_is_exit_1_with_the_fix() -> None:
+    result = doctor(env={"IMAGEGEN_MODEL": "openai:dall-e-2"})
+    assert result.exit_code == 1
+    assert "key openai: imagegen keys set openai" in result.output
+    assert "not ready" in result.output
+
+
+def test_online_checks_each_base_url(gateway: FakeGateway) -> None:
+    env = {**gateway_env(gateway), "IMAGEGEN_MODEL": "openai:dall-e-2"}
+    result = doctor("--online", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    checks = by_name(json.loads(result.stdout))
+    assert checks["online openai"]["status"] == "ok" and "answers (HTTP" in checks["online openai"]["value"]
+    dead = doctor("--online", "--json", env={**env, "IMAGEGEN_OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    assert dead.exit_code == 1
+    problems = {p["name"]: p for p in json.loads(dead.stdout)["problems"]}
+    assert "does not answer" in problems["online openai"]["problem"] and problems["online openai"]["fix"]
+
+
+def test_a_broken_config_file_is_a_problem(isolated_env: Path) -> None:
+    config = isolated_env / "config" / "imagegen" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("default_model = [unclosed\n")
+    result = doctor("--json", env={"IMAGEGEN_MODEL": "local:tiny"})
+    assert result.exit_code == 1
+    check = by_name(json.loads(result.stdout))["config"]
+    assert check["status"] == "fail" and "not valid TOML" in check["value"]
+
+
+def test_local_tiny_default_is_ready_offline() -> None:
+    result = doctor("--json", env={"IMAGEGEN_MODEL": "local:tiny", "HF_HUB_OFFLINE": "1"})
+    assert result.exit_code == 0, result.output
+    checks = by_name(json.loads(result.stdout))
+    assert checks["default model"]["status"] == "ok" and checks["offline"]["value"].startswith("yes")
+    assert checks["hf cache"]["value"]
+    offline = doctor("--json", env={"IMAGEGEN_MODEL": "local:sd-turbo", "HF_HUB_OFFLINE": "1"})
+    assert offline.exit_code == 1
+    assert by_name(json.loads(offline.stdout))["default model"]["fix"] == "imagegen models pull sd-turbo"
+
+
+HIDE_TORCH = """
+import builtins, sys
+sys.modules["torch"] = None  # as if torch were not installed
+attempts = []
+real_import = builtins.__import__
+def watch(name, *args, **kwargs):
+    if name.split(".")[0] == "torch":
+        attempts.append(name)
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = watch
+from imagegen_cli.cli.app import app
+try:
+    app(["doctor", "--json"], prog_name="imagegen")
+except SystemExit as exc:
+    sys.stderr.write(f"attempts={attempts} code={exc.code}\\n")
+"""
+
+
+def test_without_torch_doctor_does_not_import_it() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", HIDE_TORCH],
+        capture_output=True,
+        env={**os.environ, "IMAGEGEN_MODEL": "local:auto"},
+        timeout=60,
+        check=False,
+    )
+    CAPTURED.extend([proc.stdout, proc.stderr])
+    assert b"attempts=[] code=1" in proc.stderr, proc.stderr
+    checks = by_name(json.loads(proc.stdout))
+    assert checks["torch"] == {
+        "name": "torch",
+        "status": "fail",
+        "value": "not installed",
+        "fix": "pip install 'imagegen-cli[local]' torch==2.13.0 (or your own CUDA build of torch)",
+        "needed": True,
+    }
+    assert checks["default model"]["status"] == "fail"

@@ -1,0 +1,278 @@
+"""The local-only flags on tiny pipelines: --lora, --scheduler, --quantize, --gguf, --variant, size limits, notes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.zoo import build, generate
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.getbasetemp() / "zoo"
+    torch.set_num_threads(1)  # tiny tensors: more threads only spin against the other test worker
+    return lambda name: build(name, root)
+
+
+def make_lora(pipeline_dir: Path, target: Path, seed: int = 1) -> Path:
+    """A random LoRA on the pipeline's denoiser, made with peft and saved with save_lora_weights."""
+    from diffusers import DiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = DiffusionPipeline.from_pretrained(pipeline_dir)
+    torch.manual_seed(seed)
+    name = "unet" if hasattr(pipe, "unet") else "transformer"
+    denoiser = getattr(pipe, name)
+    denoiser.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    )
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(denoiser))
+    type(pipe).save_lora_weights(target, **{f"{name}_lora_layers": layers})
+    return target
+
+
+@pytest.fixture(scope="session")
+def sd_lora(zoo: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_lora(zoo("sd"), tmp_path_factory.mktemp("lora") / "sd-style")
+
+
+# ---------------------------------------------------------------------------------------------------- --lora
+def test_lora_changes_pixels_scales_and_is_recorded(zoo: Any, sd_lora: Path, tmp_path: Path) -> None:
+    source = zoo("sd")
+    without = generate(source, tmp_path / "a", n=1)
+    styled = generate(source, tmp_path / "b", n=1, options={"loras": (str(sd_lora),)})
+    assert styled.errors == [] and styled.pixels() != without.pixels()
+    assert styled.metadata()["loras"] == [{"source": str(sd_lora), "scale": 1.0}]
+    zero = generate(source, tmp_path / "c", n=1, options={"loras": (f"{sd_lora}:0",)})
+    assert zero.pixels() == without.pixels()  # scale 0: the base model
+    half = generate(source, tmp_path / "d", n=1, options={"loras": (f"{sd_lora}:0.5",)})
+    assert half.pixels() not in (without.pixels(), styled.pixels())
+    # a single .safetensors file, twice (two adapters): repeatable
+    weights = next(sd_lora.glob("*.safetensors"))
+    two = generate(source, tmp_path / "e", n=1, options={"loras": (f"{weights}:0.5", f"{weights}:0.5")})
+    assert two.errors == [] and [lo["scale"] for lo in two.metadata()["loras"]] == [0.5, 0.5]
+    assert generate(source, tmp_path / "f", n=1).pixels() == without.pixels()  # unloaded again without --lora
+
+
+def test_a_lora_for_another_architecture_is_one_line(zoo: Any, tmp_path: Path) -> None:
+    flux_lora = make_lora(zoo("flux"), tmp_path / "flux-lora")
+    outcome = generate(zoo("sd"), tmp_path / "out", n=1, options={"loras": (str(flux_lora),)})
+    assert outcome.images == [] and len(outcome.errors) == 1
+    assert "does not fit StableDiffusionPipeline" in outcome.errors[0] and "\n" not in outcome.errors[0]
+    missing = generate(zoo("sd"), tmp_path / "out2", n=1, options={"loras": (str(tmp_path / "nope"),)})
+    assert missing.images == [] and "LoRA" in missing.errors[0]
+
+
+def test_lora_through_the_cli(zoo: Any, sd_lora: Path, tmp_path: Path) -> None:
+    from imagegen_cli.cli.app import app
+
+    args = ["generate", "a fox", "-m", f"local:{zoo('sd')}", "--size", "32x32", "--steps", "2", "--seed", "3"]
+    result = CliRunner().invoke(app, [*args, "--lora", f"{sd_lora}:0.7", "-o", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    (image,) = json.loads(result.stdout)["images"]
+    from PIL import Image
+
+    with Image.open(image["path"]) as img:
+        assert json.loads(img.text["imagegen"])["loras"] == [{"source": str(sd_lora), "scale": 0.7}]
+    bad = CliRunner().invoke(app, [*args, "--lora", "x:nan", "--dry-run"])
+    assert bad.exit_code == 2 and "invalid --lora" in bad.output
+
+
+# ----------------------------------------------------------------------------------------------- --scheduler
+def test_scheduler_swap_and_refusal(zoo: Any, tmp_path: Path) -> None:
+    base = generate(zoo("sd"), tmp_path / "a", n=1, steps=3)
+    karras = generate(zoo("sd"), tmp_path / "b", n=1, steps=3, options={"scheduler": "DPM++ 2M Karras"})
+    assert karras.errors == [] and karras.metadata()["scheduler"] == "DPMSolverMultistepScheduler"
+    assert karras.pixels() != base.pixels()
+    lcm = generate(zoo("sd"), tmp_path / "c", n=1, options={"scheduler": "lcm"})
+    assert lcm.errors == [] and lcm.metadata()["scheduler"] == "LCMScheduler"
+    wrong = generate(zoo("flux"), tmp_path / "d", n=1, options={"scheduler": "euler"})
+    assert wrong.images == [] and len(wrong.errors) == 1
+    assert "does not fit FluxPipeline: it is a flow-matching model" in wrong.errors[0]
+    flow = generate(zoo("flux"), tmp_path / "e", n=1, options={"scheduler": "flow-match"})
+    assert flow.errors == []
+    backwards = generate(zoo("sd"), tmp_path / "f", n=1, options={"scheduler": "FlowMatch"})
+    assert "does not fit StableDiffusionPipeline: it is a diffusion model" in backwards.errors[0]
+
+
+def test_scheduler_names() -> None:
+    from imagegen_cli.errors import UsageError
+    from imagegen_cli.local.planning import LocalOptions
+    from imagegen_cli.local.schedulers import find_scheduler
+
+    assert find_scheduler("EulerAncestral").name == "euler-a"
+    assert find_scheduler("Euler a").name == "euler-a"
+    assert find_scheduler("dpm++ 2m").overrides["use_karras_sigmas"] is False
+    assert find_scheduler("UniPCMultistepScheduler").name == "unipc"
+    with pytest.raises(UsageError, match="unknown --scheduler 'k_lms'"):
+        LocalOptions(scheduler="k_lms")
+
+
+def test_scheduler_matches_plain_diffusers(zoo: Any, tmp_path: Path) -> None:
+    from diffusers import DiffusionPipeline, UniPCMultistepScheduler
+
+    outcome = generate(zoo("sdxl"), tmp_path, n=1, steps=3, options={"scheduler": "unipc"})
+    pipe = DiffusionPipeline.from_pretrained(zoo("sdxl"))
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe(
+        "a red fox in the snow",
+        num_inference_steps=3,
+        height=32,
+        width=32,
+        generator=[torch.Generator().manual_seed(7)],
+    ).images[0]
+    assert outcome.pixels() == [image.convert("RGB").tobytes()]
+
+
+# ------------------------------------------------------------------------------------------------ --quantize
+@pytest.mark.skipif(importlib.util.find_spec("optimum") is None, reason="optimum-quanto is not installed")
+def test_quantize_8bit_on_cpu_uses_quanto(zoo: Any, tmp_path: Path) -> None:
+    outcome = generate(zoo("flux"), tmp_path, n=1, options={"quantize": "8bit"})
+    assert outcome.errors == [] and len(outcome.images) == 1
+    assert outcome.metadata()["quantize"] == "8bit (optimum-quanto)"
+    assert type(outcome.run.call).__name__ == "PipelineCall"
+    from imagegen_cli.local.runner import _LOADED
+
+    (pipe, _), *_ = _LOADED.values()
+    assert type(pipe.transformer.transformer_blocks[0].attn.to_q).__name__ == "QLinear"
+
+
+def test_quantize_without_a_backend_is_one_line(zoo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imagegen_cli.local.weights as weights
+
+    real = weights._installed
+    monkeypatch.setattr(weights, "_installed", lambda name: False if name.startswith("optimum") else real(name))
+    outcome = generate(zoo("flux"), tmp_path, n=1, options={"quantize": "4bit"})
+    assert outcome.images == [] and len(outcome.errors) == 1
+    error = outcome.result.errors[0]
+    assert error.message == "--quantize 4bit on cpu needs optimum-quanto (not installed); bitsandbytes needs a CUDA GPU"
+    assert error.hint == "pip install optimum-quanto"
+
+
+def test_quantize_on_cuda_needs_bitsandbytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import diffusers
+
+    import imagegen_cli.local.weights as weights
+    from imagegen_cli.errors import ConfigError
+
+    monkeypatch.setattr(weights, "_installed", lambda name: False)
+    with pytest.raises(ConfigError, match="needs bitsandbytes"):
+        weights.quantization_config(diffusers, "/nowhere", "8bit", "cuda", torch.bfloat16)
+    monkeypatch.setattr(weights, "_installed", lambda name: True)
+    config, backend = weights.quantization_config(diffusers, "/nowhere", "4bit", "cuda", torch.bfloat16)
+    assert backend == "bitsandbytes" and config.quant_backend == "bitsandbytes_4bit"
+    assert config.quant_kwargs["bnb_4bit_quant_type"] == "nf4"
+
+
+def test_quantize_and_gguf_flags_are_validated() -> None:
+    from imagegen_cli.errors import UsageError
+    from imagegen_cli.local.planning import LocalOptions
+
+    with pytest.raises(UsageError, match="invalid --quantize '3bit'"):
+        LocalOptions(quantize="3bit")
+    with pytest.raises(UsageError, match="--gguf and --quantize both given"):
+        LocalOptions(quantize="8bit", gguf="x.gguf")
+
+
+# ---------------------------------------------------------------------------------------------------- --gguf
+def write_gguf(transformer: Any, path: Path) -> Path:
+    """The transformer's weights in a GGUF file (diffusers keys; Q8_0 where the shape allows)."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), arch="flux")
+    for key, tensor in transformer.state_dict().items():
+        data = tensor.float().numpy()
+        if data.ndim == 2 and data.shape[-1] % 32 == 0:
+            writer.add_tensor(
+                key,
+                gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
+                raw_dtype=gguf.GGMLQuantizationType.Q8_0,
+            )
+        else:
+            writer.add_tensor(key, data.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="gguf is not installed")
+def test_gguf_transformer(zoo: Any, tmp_path: Path) -> None:
+    from diffusers import FluxTransformer2DModel
+
+    transformer = FluxTransformer2DModel.from_pretrained(zoo("flux"), subfolder="transformer")
+    path = write_gguf(transformer, tmp_path / "flux-Q8_0.gguf")
+    outcome = generate(zoo("flux"), tmp_path / "out", n=1, options={"gguf": str(path)})
+    assert outcome.errors == [] and len(outcome.images) == 1
+    assert outcome.metadata()["quantize"] == "gguf (flux-Q8_0.gguf)"
+    wrong = generate(zoo("sd"), tmp_path / "out2", n=1, options={"gguf": str(path)})
+    assert wrong.images == [] and "has none" in wrong.errors[0]
+
+
+# --------------------------------------------------------------------------------------- sizes and CPU notes
+def test_huge_sizes_are_refused_before_loading() -> None:
+    from imagegen_cli.cli.app import app
+
+    runner = CliRunner()
+    huge = runner.invoke(app, ["generate", "x", "-m", "local:tiny", "--size", "99999x99999", "--dry-run"])
+    assert huge.exit_code == 2 and "at most 8192 pixels a side" in huge.output
+    big = runner.invoke(app, ["generate", "x", "-m", "local:sd-turbo", "--size", "2048x2048", "--dry-run"])
+    assert big.exit_code == 2
+    assert "too large for local:sd-turbo: more than 1,048,576 pixels (4x its native 512x512)" in big.output
+    ok = runner.invoke(app, ["generate", "x", "-m", "local:sd-turbo", "--size", "1024x1024", "--dry-run"])
+    assert ok.exit_code == 0
+
+
+def test_a_slow_cpu_run_is_announced(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagegen_cli.local import planning
+    from imagegen_cli.local.planning import LocalOptions, build_local_plan, resolve_source
+    from imagegen_cli.request import GenerationRequest, Size
+
+    def plan(size: str, steps: int, device: str = "auto") -> Any:
+        request = GenerationRequest(prompt="x", provider="local", model="tiny", size=Size.parse(size), steps=steps)
+        return build_local_plan(request, resolve_source("tiny"), LocalOptions(device=device))
+
+    monkeypatch.setattr(planning, "accelerator_likely", lambda: False)
+    slow = plan("1280x720", 4)
+    assert any("on a CPU will take minutes" in n for n in slow.notes)
+    assert not any("minutes" in n for n in plan("64x64", 4).notes)
+    monkeypatch.setattr(planning, "accelerator_likely", lambda: True)
+    assert not any("minutes" in n for n in plan("1280x720", 4).notes)
+    assert any("minutes" in n for n in plan("1280x720", 4, device="cpu").notes)
+
+
+def test_variant_flag_reaches_from_pretrained(zoo: Any, tmp_path: Path) -> None:
+    outcome = generate(zoo("sd"), tmp_path, n=1, options={"variant": "fp16"})  # there are no fp16 files
+    assert outcome.images == [] and "--variant fp16" in outcome.errors[0]
+
+
+def test_new_flags_reach_the_plan_and_are_local_only() -> None:
+    from imagegen_cli.cli.app import app
+
+    runner = CliRunner()
+    flags = ["--lora", "org/style:0.5", "--lora", "./b", "--scheduler", "Euler a", "--variant", "fp16"]
+    result = runner.invoke(
+        app, ["generate", "x", "-m", "local:tiny", *flags, "--quantize", "8bit", "--dry-run", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    local = json.loads(result.stdout)["local"]
+    assert local["loras"] == [{"source": "org/style", "scale": 0.5}, {"source": "./b", "scale": 1.0}]
+    assert (local["scheduler"], local["variant"], local["quantize"]) == ("euler-a", "fp16", "8bit")
+    remote = runner.invoke(app, ["generate", "x", "-m", "openai:dall-e-2", "--scheduler", "euler", "--dry-run"])
+    assert "--scheduler dropped: local only" in remote.output
+    bad = runner.invoke(app, ["generate", "x", "-m", "local:tiny", "--quantize", "2bit", "--dry-run"])
+    assert bad.exit_code == 2 and "invalid --quantize '2bit'" in bad.output
