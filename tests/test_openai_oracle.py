@@ -5,7 +5,7 @@ For every model of the OpenAI catalog and a matrix of flags, the planned request
 annotations of ``openai.types.image_generate_params.ImageGenerateParamsNonStreaming``; the field
 docstrings of that file (read with ``ast``) say which fields are legacy and which values are
 deprecated, and ``openai.types.image_model.ImageModel`` lists the models. When a new ``openai``
-release changes any of it, this test says what to update in ``providers/profiles.py``.
+release changes any of it, this test says what to update in ``providers/catalog_openai.py``.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def test_the_oracle_reads_the_package() -> None:
 
 def test_the_catalog_is_the_packages_model_list() -> None:
     listed = set(get_args(image_model.ImageModel))
-    assert set(OPENAI.models) == listed, "update OPENAI in providers/profiles.py to the openai package's ImageModel"
+    assert set(OPENAI.models) == listed, "update OPENAI in providers/catalog_openai.py to the ImageModel of openai"
     retired = {model for model, caps in OPENAI.models.items() if caps.retired}
     assert retired == RETIRED_MODELS
     for model in retired:

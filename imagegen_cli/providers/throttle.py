@@ -14,7 +14,7 @@ from typing import Protocol
 
 
 class Sleeper(Protocol):
-    """A deadline that sleeps: it raises instead of sleeping past its end (``http.Deadline``)."""
+    """A deadline that sleeps: it raises instead of sleeping past its end (``transport.Deadline``)."""
 
     async def sleep(self, seconds: float, what: str = "") -> None: ...
 

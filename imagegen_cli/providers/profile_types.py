@@ -1,0 +1,99 @@
+"""The shape of a gateway as data: :class:`ProviderProfile` and the per-model :class:`ModelCaps`.
+
+The built-in catalogue fills these in (``catalog_openai``, ``catalog_gateways``); a ``[providers.NAME]``
+table in the config file does the same at run time (``profiles.caps_from_config``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+SizeMode = Literal["pixels", "free", "ratio_size", "aspect_ratio", "ratio_field", "none"]
+Dialect = Literal["openai", "tasks"]
+
+
+@dataclass(frozen=True)
+class ModelCaps:
+    """What one model accepts; drives validation, mapping and the dry-run plan.
+
+    ``size_mode`` says how a size is sent: ``pixels`` (a fixed list of WxH), ``free`` (any WxH within
+    limits), ``ratio_size`` (a ratio in ``size`` plus a ``resolution`` tier), ``aspect_ratio`` (a
+    separate, required ``aspect_ratio`` field), ``ratio_field`` (a ``ratio`` field) or ``none``.
+    ``params`` maps the common flags a model takes (seed, style, user, negative_prompt, steps,
+    guidance) to their body field names; anything else is dropped with a note.
+    """
+
+    id: str
+    size_mode: SizeMode = "free"
+    sizes: tuple[str, ...] = ()
+    ratios: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()
+    default_ratio: str | None = None
+    size_multiple: int | None = None
+    min_aspect: float | None = None
+    max_aspect: float | None = None
+    max_pixels: int | None = None
+    max_side: int | None = None
+    experimental_pixels: int | None = None  # sizes above this work but the provider calls them experimental
+    ratio_field: str | None = None  # free-size models that also take a ratio field (token360)
+    n_max: int = 10
+    n_values: tuple[int, ...] = ()  # when only some counts are allowed (1, 2, 4)
+    send_n: bool = True  # False: the model makes exactly one image per call and rejects n
+    prompt_max: int | None = None
+    qualities: tuple[str, ...] | None = None  # None: passed through as given; (): not supported
+    quality_map: dict[str, str] = field(default_factory=dict)
+    response_formats: tuple[str, ...] = ("url", "b64_json")  # (): never send response_format
+    default_response_format: str | None = None
+    output_formats: tuple[str, ...] = ()  # the model's own output_format values (GPT image models)
+    params: dict[str, str] = field(default_factory=dict)
+    summary: str = ""
+    retired: str | None = None  # "was retired on 2026-05-12": refused unless --base-url points elsewhere
+    replacement: str | None = None  # what to use instead of a retired model
+
+    def describe_sizes(self) -> str:
+        if self.size_mode == "pixels":
+            return " ".join(self.sizes)
+        if self.size_mode == "free":
+            parts = ["any WxH"]
+            if self.size_multiple:
+                parts.append(f"multiple of {self.size_multiple}")
+            if self.max_pixels:
+                parts.append(f"≤ {self.max_pixels} px")
+            return ", ".join(parts)
+        if self.size_mode in ("ratio_size", "aspect_ratio", "ratio_field"):
+            tiers = f" @ {'/'.join(self.tiers)}" if self.tiers else ""
+            return " ".join(self.ratios) + tiers
+        return "fixed"
+
+
+@dataclass(frozen=True)
+class ProviderProfile:
+    """A gateway: where it lives, how it authenticates, which dialect it speaks, and its models."""
+
+    name: str
+    base_url: str
+    dialect: Dialect = "openai"
+    generate_path: str = "images/generations"
+    task_path: str = "tasks/{id}"
+    cancel_path: str | None = None  # POST here to cancel a task, where the gateway documents one
+    records_path: str | None = None  # provider-side image records (Token360's images API)
+    models_path: str | None = "models"
+    default_model: str | None = None
+    models: dict[str, ModelCaps] = field(default_factory=dict)
+    default_caps: ModelCaps = field(default_factory=lambda: ModelCaps(id="*"))
+    key_env: tuple[str, ...] = ()
+    on_behalf_of_header: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    poll_interval: float = 2.0
+    docs: str = ""
+    builtin: bool = True
+
+    @property
+    def is_async(self) -> bool:
+        return self.dialect == "tasks"
+
+    def caps_for(self, model: str) -> ModelCaps:
+        """Capabilities of a model; an unknown id gets the provider-level limits only."""
+        caps = self.models.get(model)
+        return caps if caps is not None else replace(self.default_caps, id=model)
