@@ -269,10 +269,10 @@ def test_new_flags_reach_the_plan_and_are_local_only() -> None:
         app, ["generate", "x", "-m", "local:tiny", *flags, "--quantize", "8bit", "--dry-run", "--json"]
     )
     assert result.exit_code == 0, result.output
-    local = json.loads(result.stdout)["local"]
+    local = json.loads(result.stdout)
     assert local["loras"] == [{"source": "org/style", "scale": 0.5}, {"source": "./b", "scale": 1.0}]
     assert (local["scheduler"], local["variant"], local["quantize"]) == ("euler-a", "fp16", "8bit")
-    remote = runner.invoke(app, ["generate", "x", "-m", "openai:dall-e-2", "--scheduler", "euler", "--dry-run"])
+    remote = runner.invoke(app, ["generate", "x", "-m", "openai:gpt-image-1.5", "--scheduler", "euler", "--dry-run"])
     assert "--scheduler dropped: local only" in remote.output
     bad = runner.invoke(app, ["generate", "x", "-m", "local:tiny", "--quantize", "2bit", "--dry-run"])
     assert bad.exit_code == 2 and "invalid --quantize '2bit'" in bad.output
