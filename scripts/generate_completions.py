@@ -20,7 +20,10 @@ def render(shell: str) -> str:
     env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "imagegen_cli", "--show-completion", shell],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     return proc.stdout.rstrip("\n") + "\n"
 

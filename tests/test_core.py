@@ -301,3 +301,13 @@ def test_json_dry_run_is_valid_json_with_no_nan(cli, gateway: FakeGateway) -> No
     assert result.returncode == 2 and "--guidance nan is not a number" in result.stderr
     ok = cli("generate", "x", "-m", "local:tiny", "--guidance", "2.5", "--dry-run", "--json")
     assert json.loads(ok.stdout)["calls"][0]["guidance_scale"] == 2.5
+
+
+def test_readme_tables_are_generated_from_the_code() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import generate_docs
+    finally:
+        sys.path.pop(0)
+    readme = (ROOT / "README.md").read_text()
+    assert readme == generate_docs.render(readme), "README tables are stale: run python scripts/generate_docs.py"

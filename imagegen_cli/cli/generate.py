@@ -46,11 +46,13 @@ def generate(
     ] = None,
     style: Annotated[str | None, typer.Option("--style", metavar="vivid|natural", help="Where supported.")] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="Image i gets seed+i where the backend takes seeds.")
+        int | None, typer.Option("--seed", metavar="INT", help="Image i gets seed+i where the backend takes seeds.")
     ] = None,
-    negative_prompt: Annotated[str | None, typer.Option("--negative-prompt", help="Where supported.")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Denoising steps, where supported.")] = None,
-    guidance: Annotated[float | None, typer.Option("--guidance", help="Guidance scale, where supported.")] = None,
+    negative_prompt: Annotated[
+        str | None, typer.Option("--negative-prompt", metavar="TEXT", help="What to avoid.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", metavar="N", help="Denoising steps, where supported.")] = None,
+    guidance: Annotated[float | None, typer.Option("--guidance", metavar="X", help="Guidance scale.")] = None,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", metavar="KEY=VALUE", help="Provider-specific extra sent as-is; repeatable."),
@@ -85,7 +87,10 @@ def generate(
     ] = False,
     base_url: Annotated[str | None, typer.Option("--base-url", metavar="URL", help="Override the base URL.")] = None,
     user: Annotated[
-        str | None, typer.Option("--user", metavar="ID", help="End-user id (the body's user field).")
+        str | None,
+        typer.Option(
+            "--user", metavar="ID", help="End-user id (safety_identifier on current OpenAI models, user elsewhere)."
+        ),
     ] = None,
     on_behalf_of: Annotated[
         str | None,
