@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     AUTH = 4
     PENDING = 5
     INTERRUPTED = 130
+    BROKEN_PIPE = 141  # stdout closed early (`| head -1`), as a process killed by SIGPIPE would exit
     TERMINATED = 143
 
 

@@ -228,7 +228,7 @@ def reported(output: Output) -> Iterator[None]:
     except BrokenPipeError:
         # `imagegen ... | head -1`: the reader left. Exit quietly as other Unix tools do.
         _silence_stdout()
-        raise typer.Exit(int(ExitCode.FAILURE)) from None
+        raise typer.Exit(int(ExitCode.BROKEN_PIPE)) from None
     except (typer.Exit, typer.Abort, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - a bug: one line unless IMAGEGEN_DEBUG asks for the traceback
