@@ -1,12 +1,16 @@
-"""Every dialect × every fault: exit code, a one-line error naming the cause, no partial file, a true journal.
+"""Every dialect × every fault, and every provider × the faults its own error shapes decide.
 
-Dialects: OpenAI-style answering base64 (openai:dall-e-2), OpenAI-style answering URLs on a CDN
-(modelmax:imagen-3), and submit-and-poll tasks (apimart:z-image-turbo).
+The dialect matrix checks exit code, a one-line error naming the cause, no partial file and a true journal.
+Dialects: OpenAI-style answering base64 (openai:dall-e-2, through the fake gateway's base URL), OpenAI-style
+answering URLs on a CDN (modelmax:imagen-3), and submit-and-poll tasks (apimart:z-image-turbo). The provider
+matrix runs the faults whose outcome depends on each provider's own answers (error bodies, retry counts).
+The single cases at the end are the ones no matrix row can express.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,3 +192,137 @@ def test_fault(fault: Fault, dialect: str, gateway: FakeGateway, tmp_path: Path)
         assert cdn and all("Authorization" not in r.headers for r in cdn)
     if fault.name.startswith("API answer redirected"):
         assert gateway.image_requests == []  # the redirect was not followed, so the key went nowhere
+
+
+# ---------------------------------------------------------------- every provider
+PROVIDER_MODELS = {
+    "openai": "openai:gpt-image-1.5",
+    "mka1": "mka1:meetkai:z-image-turbo",
+    "kkiai": "kkiai:flux-kontext-pro",
+    "modelmax": "modelmax:imagen-3",
+    "token360": "token360:seedream-4.5",
+    "apimart": "apimart:z-image-turbo",
+}
+
+
+@dataclass(frozen=True)
+class ProviderFault:
+    """A fault injected for one provider only, with what the run must make of it."""
+
+    name: str
+    kind: str
+    kwargs: dict[str, object]
+    exit_code: int
+    calls: int  # requests the gateway must have seen (retries included)
+    message: str = ""
+
+
+PROVIDER_FAULTS = [
+    ProviderFault("transient 429", "status", {"status": 429, "times": 2, "headers": {"Retry-After": "0"}}, 0, 3),
+    ProviderFault("transient 502", "status", {"status": 502, "times": 2}, 0, 3),
+    ProviderFault("transient 503", "status", {"status": 503, "times": 2}, 0, 3),
+    ProviderFault("transient 504", "status", {"status": 504, "times": 2}, 0, 3),
+    ProviderFault("dropped connection", "drop", {}, 0, 2),
+    ProviderFault("persistent 503", "status", {"status": 503, "times": 99}, 1, 5, "HTTP 503: api_error: injected 503"),
+    ProviderFault("500 is not retried", "status", {"status": 500}, 1, 1, "HTTP 500"),
+]
+PROVIDER_CASES = [
+    pytest.param(p, f, id=f"{p}-{f.name.replace(' ', '_')}") for p in PROVIDER_MODELS for f in PROVIDER_FAULTS
+]
+
+
+@pytest.mark.parametrize(("provider", "fault"), PROVIDER_CASES)
+def test_provider_fault(provider: str, fault: ProviderFault, gateway: FakeGateway, tmp_path: Path) -> None:
+    gateway.fault("generate", fault.kind, provider=provider, **fault.kwargs)  # type: ignore[arg-type]
+    out = tmp_path / "out"
+    result = run_cli("generate", "x", "-m", PROVIDER_MODELS[provider], "-o", str(out), env=gateway_env(gateway))
+    assert result.returncode == fault.exit_code, result.stderr
+    assert len(gateway.calls(provider)) == fault.calls
+    if fault.exit_code == 0:
+        assert len(result.lines) == 1 and Path(result.lines[0]).is_file()
+    else:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: {provider}: {fault.message}"), result.stderr
+        assert result.stdout == "" and not (out.exists() and list(out.iterdir()))
+
+
+# ---------------------------------------------------------------- single cases
+def test_retry_after_is_honoured(gateway: FakeGateway, tmp_path: Path) -> None:
+    gateway.fault("generate", "status", status=429, headers={"Retry-After": "1"})
+    start = time.monotonic()
+    result = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "-o", str(tmp_path), env=gateway_env(gateway))
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - start >= 1.0
+
+
+def test_retry_after_beyond_the_timeout_ends_as_rate_limited_at_once(gateway: FakeGateway, tmp_path: Path) -> None:
+    body = {"error": {"message": "Rate limit reached", "type": "rate_limit_error", "code": "429"}}
+    gateway.fault("generate", "status", status=429, headers={"Retry-After": "120"}, body=json.dumps(body).encode())
+    start = time.monotonic()
+    result = run_cli("generate", "x", "-m", "token360:seedream-4.5", "--timeout", "5", "-o", str(tmp_path),
+                     env=gateway_env(gateway))  # fmt: skip
+    assert result.returncode == 1 and time.monotonic() - start < 5
+    assert "rate limited (HTTP 429)" in result.stderr and "Rate limit reached" in result.stderr
+
+
+def test_html_error_page_keeps_its_title_on_one_line(gateway: FakeGateway, tmp_path: Path) -> None:
+    page = b"<!DOCTYPE html><html><head><title>Internal oops</title></head><body><pre>trace\nback</pre></body></html>"
+    gateway.fault("generate", "status", status=500, body=page)
+    result = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "-o", str(tmp_path), env=gateway_env(gateway))
+    assert result.returncode == 1
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: openai: HTTP 500: Internal oops")
+
+
+def test_error_without_an_error_object_uses_its_message(gateway: FakeGateway, tmp_path: Path) -> None:
+    gateway.fault("generate", "status", status=400, body=b'{"code": 400, "message": "prompt rejected"}')
+    result = run_cli("generate", "x", "-m", "apimart:z-image-turbo", "-o", str(tmp_path), env=gateway_env(gateway))
+    assert result.returncode == 1 and "HTTP 400: prompt rejected" in result.stderr
+
+
+def test_never_finishing_task_exits_5_with_the_task_id(gateway: FakeGateway, tmp_path: Path) -> None:
+    gateway.fault("generate", "never")
+    result = run_cli("generate", "x", "-m", "apimart:z-image-turbo", "--timeout", "1", "--json", "-o", str(tmp_path),
+                     env=gateway_env(gateway))  # fmt: skip
+    assert result.returncode == 5, result.stderr
+    doc = result.json()
+    assert doc["status"] == "submitted"
+    (task,) = doc["tasks"]
+    assert task["status"] == "pending" and task["remote_id"].startswith("task_") and task["id"] == doc["job"]
+    assert task["remote_id"] in result.stderr
+
+
+def test_one_call_of_two_failing_is_partial(gateway: FakeGateway, tmp_path: Path) -> None:
+    gateway.fault("generate", "status", status=500)
+    result = run_cli("generate", "x", "-m", "token360:seedream-4.5", "-n", "2", "--seed", "1", "--json", "-o",
+                     str(tmp_path), env=gateway_env(gateway))  # fmt: skip
+    assert result.returncode == 3
+    doc = result.json()
+    assert doc["status"] == "partial" and len(doc["images"]) == 1 and len(doc["errors"]) == 1
+
+
+def test_fewer_images_than_asked_is_partial_and_an_invalid_response(gateway: FakeGateway, tmp_path: Path) -> None:
+    gateway.fault("generate", "fewer")
+    result = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "-n", "3", "--json", "-o", str(tmp_path),
+                     env=gateway_env(gateway))  # fmt: skip
+    assert result.returncode == 3
+    (error,) = result.json()["errors"]
+    assert error["code"] == "invalid_response" and "asked for 3 image(s), got 2" in error["message"]
+
+
+def test_same_origin_download_carries_the_key_but_a_redirect_to_a_cdn_does_not(
+    gateway: FakeGateway, tmp_path: Path
+) -> None:
+    env = gateway_env(gateway)
+    gateway.cross_host_images = False  # images served by the API host itself
+    first = run_cli("generate", "x", "-m", "modelmax:imagen-3", "-o", str(tmp_path), env=env)
+    assert first.returncode == 0, first.stderr
+    file_requests = [r for r in gateway.requests if r.path.startswith("/files/")]
+    assert file_requests[0].headers.get("Authorization", "").startswith("Bearer ")
+    token = "img-redirected"
+    gateway.images[token] = gateway.images[next(iter(gateway.images))]
+    gateway.fault("image", "redirect", headers={"Location": f"{gateway.image_origin}/files/{token}.png"})
+    second = run_cli("generate", "x", "-m", "modelmax:imagen-3", "-o", str(tmp_path), env=env)
+    assert second.returncode == 0, second.stderr
+    cdn = [r for r in gateway.image_requests if token in r.path]
+    assert cdn and "Authorization" not in cdn[0].headers
