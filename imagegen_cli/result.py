@@ -59,6 +59,7 @@ class JobResult:
     no_wait: bool = False
     interrupted: bool = False
     started: bool = False  # False: the line never ran (interrupted before its turn)
+    sent: bool = False  # a call went out (a gateway request, a pipeline call): the job really began
 
     @property
     def saved_indices(self) -> set[int]:

@@ -225,6 +225,12 @@ def begin_job(job: PlannedJob, context: RunContext) -> ImageWriter:
 def end_job(job: PlannedJob, context: RunContext) -> None:
     """Journal the job's final status (derived by the one rule) and report it."""
     result = job.result
+    if result.interrupted and not result.sent and job.previous is None and result.job_id is not None:
+        # Interrupted while waiting for its turn: nothing was sent, so nothing is journalled or counted as run.
+        with contextlib.suppress(sqlite3.Error):
+            context.journal.delete_job(result.job_id)
+        result.job_id, result.started = None, False
+        return
     if result.job_id is not None:
         # A failing journal was already said when the images were recorded.
         with contextlib.suppress(sqlite3.Error):

@@ -335,3 +335,77 @@ def test_resume_with_gaps_makes_only_the_missing_images(cli, gateway: FakeGatewa
     assert resumed.returncode == 0, resumed.stderr
     sent = gateway.calls("token360")[before:]
     assert sorted(c.body["seed"] for c in sent) == [10, 12]  # images 1 and 3 only, each with its own seed
+
+
+# ---------------------------------------------------------------- a new user's findings (issue 12)
+def test_disk_full_during_local_generation_is_a_save_error_and_keeps_what_was_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from imagegen_cli.store.writer import ImageWriter
+
+    original = ImageWriter.save_pil
+    saved: list[int] = []
+
+    def fill_up(self: ImageWriter, img: Any, **kwargs: Any) -> Any:
+        if len(saved) >= 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        saved.append(kwargs["index"])
+        return original(self, img, **kwargs)
+
+    monkeypatch.setattr(ImageWriter, "save_pil", fill_up)
+    result = run_cli("generate", "x", "-m", "local:tiny", "-n", "6", "--seed", "1", "-o", str(tmp_path), "--json")
+    assert result.returncode == 3, result.stderr
+    doc = result.json()
+    assert doc["status"] == "partial" and len(doc["images"]) == 3
+    assert {e["code"] for e in doc["errors"]} == {"save"}
+    assert "No space left on device" in result.stderr and "hint: check free space" in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_stdout_output_is_refused_on_a_terminal_and_with_json(
+    gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = gateway_env(gateway)
+    both = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "-o", "-", "--json", env=env)
+    assert both.returncode == 2 and "where --json would go" in both.stderr
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    from imagegen_cli.cli import generate as generate_module
+
+    class TTY:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(generate_module, "sys", type("S", (), {"stdout": TTY(), "stdin": sys.stdin}))
+    tty = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "-o", "-", env=env)
+    assert tty.returncode == 2 and "binary image data to the terminal" in tty.stderr
+    assert gateway.calls() == []
+
+
+def test_an_interrupted_batch_counts_lines_never_started_apart(gateway: FakeGateway, tmp_path: Path) -> None:
+    gateway.fault("generate", "never", times=99)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("".join(f"line {i}\n" for i in range(6)))
+    env = {**os.environ, **gateway_env(gateway)}
+    proc = subprocess.Popen(
+        [str(IMAGEGEN), "generate", "--prompt-file", str(prompts), "-m", "apimart:z-image-turbo", "--concurrency",
+         "1", "-o", str(tmp_path / "out"), "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while len(gateway.calls("apimart", route="images/generations")) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=20)
+    CAPTURED.extend([stdout, stderr])
+    assert proc.returncode == 130, stderr
+    doc = json.loads(stdout)
+    summary = doc["summary"]
+    assert summary["not_started"] >= 3 and summary["failed"] == 0
+    assert any(e["code"] == "interrupted" for e in doc["errors"])
+    assert "interrupted: 0 of 1 image(s) saved" in stderr.decode()
+    assert "not started" in stderr.decode()

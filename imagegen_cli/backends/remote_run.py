@@ -152,6 +152,7 @@ class RemoteJobRunner:
             finished: list[tuple[TaskRecord | None, list[RemoteImage]]] = []
             async with self.limiter:
                 self.waiting_on = f"the answer for {span}"
+                self.result.sent = True
                 data = await self.client.request_json("POST", generate_url, body=call.body, headers=call.headers)
                 if self.provider.profile.is_async:
                     tasks = self._add_tasks(parse_submit_response(data, self.provider.name), call)
@@ -236,6 +237,7 @@ class RemoteJobRunner:
     async def _resume_task(self, task: TaskRecord) -> None:
         from imagegen_cli.providers.http import DeadlineExceeded
 
+        self.result.sent = True
         key = f"{self.result.job_id}:task:{task.remote_id}"
         self.sink.start(key, f"{self.provider.name} {task.remote_id}", 100)
         try:

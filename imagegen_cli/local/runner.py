@@ -342,6 +342,7 @@ class LocalRun:
     def _call(self, torch: Any, pipe: Any, batch: LocalBatch) -> list[Any]:
         call = self.call
         assert call is not None
+        self.result.sent = True
         key = f"batch{batch.first}"
         last = batch.first + len(batch.seeds) - 1
         label = f"image {batch.first}" if last == batch.first else f"images {batch.first}-{last}"

@@ -311,6 +311,11 @@ class Journal:
         self.set_status(job_id, status, error if status != JobStatus.SUCCEEDED else None)
         return status
 
+    def delete_job(self, job_id: str) -> None:
+        """Forget a job that never sent anything (interrupted while waiting for its turn)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
     def prune(self, older_than: float) -> int:
         """Forget finished jobs created before ``older_than`` (a timestamp); open jobs are kept.
 
