@@ -12,8 +12,6 @@ import importlib.util
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -60,24 +58,14 @@ def _installed(module: str) -> bool:
 
 def _gpu_without_torch() -> str | None:
     """``nvidia-smi``'s view of the GPUs, for when torch is missing."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return None
-    try:
-        out = subprocess.run(  # noqa: S603 - a fixed argument list, no shell
-            [exe, "--query-gpu=name,memory.free,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
+    from imagegen_cli.local.hardware import nvidia_smi
+
     gpus = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            gpus.append(f"{parts[0]} ({float(parts[1]) / 1024:.1f} of {float(parts[2]) / 1024:.1f} GB free)")
+    for row in nvidia_smi("name,memory.free,memory.total"):
+        try:
+            gpus.append(f"{row[0]} ({float(row[1]) / 1024:.1f} of {float(row[2]) / 1024:.1f} GB free)")
+        except (IndexError, ValueError):
+            continue
     return "; ".join(gpus) or None
 
 

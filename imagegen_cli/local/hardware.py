@@ -35,23 +35,33 @@ def _cache_file() -> Path:
     return Path(user_cache_dir("imagegen", appauthor=False)) / "hardware.json"
 
 
+def nvidia_smi(fields: str) -> list[list[str]]:
+    """``nvidia-smi --query-gpu=FIELDS``: one row of values per GPU; empty without the driver's tool."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run(  # noqa: S603 - a fixed argument list, no shell
+            [smi, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [[part.strip() for part in line.split(",")] for line in out.strip().splitlines() if line.strip()]
+
+
 def _probe() -> Accelerator:
     if sys.platform == "darwin" and platform.machine() == "arm64":
         return Accelerator("mps", "Apple GPU")
-    smi = shutil.which("nvidia-smi")
-    if smi and os.environ.get("CUDA_VISIBLE_DEVICES", "0") not in ("", "-1"):
-        try:
-            out = subprocess.run(  # noqa: S603 - a fixed argument list, no shell
-                [smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=True,
-            ).stdout
-            name, _, memory = out.splitlines()[0].rpartition(",")
-            return Accelerator("cuda", name.strip(), float(memory) / 1024)
-        except (OSError, subprocess.SubprocessError, IndexError, ValueError):
-            pass
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "0") not in ("", "-1"):
+        for row in nvidia_smi("name,memory.total"):
+            try:
+                return Accelerator("cuda", ",".join(row[:-1]), float(row[-1]) / 1024)
+            except (IndexError, ValueError):
+                continue
     return Accelerator("none")
 
 

@@ -45,15 +45,9 @@ def fsync_file(path: Path) -> None:
 
 
 def _process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
+    from imagegen_cli.store.job_rows import process_alive
+
+    return pid > 0 and process_alive(pid)
 
 
 def remove_stale_parts(directory: Path, *, older_than: float = STALE_PART_SECONDS) -> list[Path]:
