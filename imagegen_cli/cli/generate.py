@@ -280,7 +280,8 @@ def print_dry_run(output: Output, described: list[dict[str, Any]], *, batch: boo
     for note in document["notes"]:
         output.note(note)
     calls = document["calls"]
-    if document["provider"] == "local":
+    if not all("method" in call and "url" in call for call in calls):
+        # Not HTTP requests (a local pipeline's calls): the plan as JSON.
         output.line(json.dumps({k: v for k, v in document.items() if k != "notes"}, indent=2, ensure_ascii=False))
         return
     for number, call in enumerate(calls, 1):
