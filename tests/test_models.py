@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -223,3 +224,73 @@ def test_completion_scripts_are_fresh() -> None:
         assert committed == generate_completions.render(shell), (
             f"completions/{name} is stale: run python scripts/generate_completions.py"
         )
+
+
+BASH_COMPLETION = Path("/usr/share/bash-completion/bash_completion")
+# (command line, COMP_WORDS exactly as bash 5 splits that line at its COMP_WORDBREAKS, expected COMPREPLY):
+# bash replaces only the part of the word after its last ":" or "=", so that is what COMPREPLY must hold.
+COLON_CASES = [
+    ("imagegen generate -m apimart:z", ["imagegen", "generate", "-m", "apimart", ":", "z"], ["z-image-turbo"]),
+    (
+        "imagegen generate -m apimart:",
+        ["imagegen", "generate", "-m", "apimart", ":"],
+        ["z-image-turbo", "gpt-4o-image", "gpt-image-1-official", "gemini-3-pro-image-preview",
+         "doubao-seedream-5-0-lite", "qwen-image-2.0"],
+    ),  # fmt: skip
+    (
+        "imagegen generate -m mka1:meetkai:z",
+        ["imagegen", "generate", "-m", "mka1", ":", "meetkai", ":", "z"],
+        ["z-image-turbo"],
+    ),
+    (
+        "imagegen generate --model=apimart:z",
+        ["imagegen", "generate", "--model", "=", "apimart", ":", "z"],
+        ["z-image-turbo"],
+    ),
+    ("imagegen generate --provider=tok", ["imagegen", "generate", "--provider", "=", "tok"], ["token360"]),
+    ("imagegen models show local:ti", ["imagegen", "models", "show", "local", ":", "ti"], ["tiny"]),
+    ("imagegen generate --provider tok", ["imagegen", "generate", "--provider", "tok"], ["token360"]),
+]
+
+
+def bash_complete(line: str, words: list[str], cword: int, *, bash_completion: bool) -> list[str]:
+    """COMPREPLY from the committed bash script, run by a real bash with bash's own COMP_* variables."""
+    from tests.conftest import IMAGEGEN
+
+    script = "\n".join(
+        [
+            f"source {BASH_COMPLETION}" if bash_completion else "unset -f _get_comp_words_by_ref",
+            "source completions/imagegen.bash",
+            f"COMP_LINE={shlex.quote(line)}; COMP_POINT=${{#COMP_LINE}}",
+            f"COMP_WORDS=({' '.join(shlex.quote(w) for w in words)}); COMP_CWORD={cword}",
+            "_imagegen_completion imagegen imagegen",
+            'printf "%s\\n" "${COMPREPLY[@]}"',
+        ]
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PATH": f"{IMAGEGEN.parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", script], capture_output=True, text=True, cwd=root, env=env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [line for line in proc.stdout.splitlines() if line]
+
+
+@pytest.mark.parametrize(
+    "bash_completion",
+    [
+        False,
+        pytest.param(
+            True, marks=pytest.mark.skipif(not BASH_COMPLETION.exists(), reason="bash-completion is not installed")
+        ),
+    ],
+    ids=["plain-bash", "bash-completion"],
+)
+def test_bash_completion_completes_after_a_colon(bash_completion: bool) -> None:
+    for line, words, expected in COLON_CASES:
+        assert bash_complete(line, words, len(words) - 1, bash_completion=bash_completion) == expected, line
+    # The cursor on the model word of a longer line: the words after it do not change the answer.
+    words = ["imagegen", "generate", "-m", "apimart", ":", "z", "-n", "2"]
+    assert bash_complete(" ".join(words[:3]) + " apimart:z -n 2", words, 5, bash_completion=bash_completion) == [
+        "z-image-turbo"
+    ]
