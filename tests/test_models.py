@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -234,9 +235,15 @@ COLON_CASES = [
     (
         "imagegen generate -m apimart:",
         ["imagegen", "generate", "-m", "apimart", ":"],
-        ["z-image-turbo", "gpt-4o-image", "gpt-image-1-official", "gemini-3-pro-image-preview",
-         "doubao-seedream-5-0-lite", "qwen-image-2.0"],
-    ),  # fmt: skip
+        [
+            "z-image-turbo",
+            "gpt-4o-image",
+            "gpt-image-1-official",
+            "gemini-3-pro-image-preview",
+            "doubao-seedream-5-0-lite",
+            "qwen-image-2.0",
+        ],
+    ),
     (
         "imagegen generate -m mka1:meetkai:z",
         ["imagegen", "generate", "-m", "mka1", ":", "meetkai", ":", "z"],
@@ -270,7 +277,13 @@ def bash_complete(line: str, words: list[str], cword: int, *, bash_completion: b
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PATH": f"{IMAGEGEN.parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(
-        ["bash", "--norc", "--noprofile", "-c", script], capture_output=True, text=True, cwd=root, env=env, timeout=60
+        ["bash", "--norc", "--noprofile", "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=env,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     return [line for line in proc.stdout.splitlines() if line]
@@ -294,3 +307,62 @@ def test_bash_completion_completes_after_a_colon(bash_completion: bool) -> None:
     assert bash_complete(" ".join(words[:3]) + " apimart:z -n 2", words, 5, bash_completion=bash_completion) == [
         "z-image-turbo"
     ]
+
+
+def _ids(lines: list[str]) -> list[str]:
+    return [line.split()[1] for line in lines[1:]]
+
+
+def test_models_table_fits_the_width_it_is_given() -> None:
+    ids = [m["id"] for p in run_cli("models", "--json").json()["providers"] for m in p["models"]]
+    # Piped with no COLUMNS: full rows, nothing shortened (a script or grep sees every note).
+    full = run_cli("models", env={"COLUMNS": ""})
+    assert max(map(len, full.lines)) > 190 and "…" not in full.stdout
+    assert _ids(full.lines) == ids
+    fitted = run_cli("models", env={"COLUMNS": "110"})
+    assert fitted.returncode == 0
+    assert max(map(len, fitted.lines)) <= 110
+    assert "…" in fitted.stdout and _ids(fitted.lines) == ids  # sizes and notes shortened, never an id
+    # No size is cut mid-word: a shortened SIZES cell ends on whole sizes.
+    sizes_at = fitted.lines[0].index("SIZES")
+    for line in fitted.lines[1:]:
+        cell = line[sizes_at:].split("  ")[0]
+        assert all(
+            part in ("…", "-") or re.fullmatch(r"(\d+x\d+|auto|any|WxH|\(×\d+\)|\d+:\d+|@[\dK/]+)…?", part)
+            for part in cell.split()
+        ), cell
+    # Narrower than the table can go: the shortened columns stop at their minimum, the ids stay whole.
+    narrow = run_cli("models", env={"COLUMNS": "30"})
+    assert _ids(narrow.lines) == ids and max(map(len, narrow.lines)) < max(map(len, fitted.lines))
+    local = run_cli("models", "--local", env={"COLUMNS": "60"})
+    assert all("downloaded" in line for line in local.lines[1:])  # the state comes first in a local row's notes
+
+
+def test_models_table_fits_the_terminal() -> None:
+    """On a terminal of 100 columns with no COLUMNS, rows fit the terminal (as ``shutil`` reads its size)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from tests.conftest import IMAGEGEN
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.Popen([str(IMAGEGEN), "models"], stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    lines = [line for line in b"".join(chunks).decode().splitlines() if line]
+    assert lines[0].startswith("PROVIDER") and len(lines) > 20
+    assert max(map(len, lines)) <= 100 and any(line.endswith("…") for line in lines)
