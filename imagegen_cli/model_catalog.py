@@ -126,6 +126,27 @@ def local_model_info(model: LocalModel) -> dict[str, Any]:
     }
 
 
+DEFAULT_ONLY = "the provider's configured default model: its general limits apply"
+
+
+def listed_models(profile: ProviderProfile) -> dict[str, ModelCaps]:
+    """A provider's models: its catalogue (built-in and ``[providers.NAME.models.ID]`` tables) and its default.
+
+    A gateway added in the config often names only a ``default_model``; it is still a model it offers.
+    """
+    models = dict(profile.models)
+    if profile.default_model and profile.default_model not in models:
+        models[profile.default_model] = profile.caps_for(profile.default_model)
+    return models
+
+
+def _listed_model_info(profile: ProviderProfile, caps: ModelCaps) -> dict[str, Any]:
+    info = remote_model_info(profile, caps)
+    if caps.id not in profile.models:
+        info["summary"] = info["summary"] or DEFAULT_ONLY
+    return info
+
+
 def provider_info(profile: ProviderProfile) -> dict[str, Any]:
     return {
         "name": profile.name,
@@ -136,7 +157,7 @@ def provider_info(profile: ProviderProfile) -> dict[str, Any]:
         "key_env": list(profile.key_env) or [f"IMAGEGEN_{profile.name.upper()}_API_KEY"],
         "default_model": profile.default_model,
         "builtin": profile.builtin,
-        "models": [remote_model_info(profile, caps) for caps in profile.models.values()],
+        "models": [_listed_model_info(profile, caps) for caps in listed_models(profile).values()],
     }
 
 
@@ -170,7 +191,7 @@ def catalog(
 
 def model_refs(profiles: dict[str, ProviderProfile]) -> list[str]:
     """``provider:model`` for every known model: what ``-m`` completes to."""
-    refs = [f"{name}:{model}" for name, p in profiles.items() for model in p.models]
+    refs = [f"{name}:{model}" for name, p in profiles.items() for model in listed_models(p)]
     refs += [f"{LOCAL_PROVIDER}:{m}" for m in (*LOCAL_MODELS, AUTO_ID)]
     return refs
 
@@ -184,14 +205,14 @@ def find_model(profiles: dict[str, ProviderProfile], ref: str) -> tuple[str, dic
         raise UsageError(f"unknown local model {rest!r}", hint="local models: " + ", ".join(LOCAL_MODELS))
     if sep and prefix in profiles:
         profile = profiles[prefix]
-        caps = profile.models.get(rest)
+        caps = listed_models(profile).get(rest)
         if caps is None:
             caps = profile.caps_for(rest)
             info = remote_model_info(profile, caps)
             info["summary"] = "not a built-in model: passed through with the provider's general limits"
             return prefix, info
-        return prefix, remote_model_info(profile, caps)
-    owners = [name for name, p in profiles.items() if ref in p.models]
+        return prefix, _listed_model_info(profile, caps)
+    owners = [name for name, p in profiles.items() if ref in listed_models(p)]
     if ref in LOCAL_MODELS:
         owners.append(LOCAL_PROVIDER)
     if len(owners) == 1:

@@ -366,3 +366,41 @@ def test_models_table_fits_the_terminal() -> None:
     lines = [line for line in b"".join(chunks).decode().splitlines() if line]
     assert lines[0].startswith("PROVIDER") and len(lines) > 20
     assert max(map(len, lines)) <= 100 and any(line.endswith("…") for line in lines)
+
+
+USER_PROVIDERS = """
+[providers.mygw]
+base_url = "https://gw.example.com/v1"
+default_model = "flux-dev"
+
+[providers.other]
+base_url = "https://other.example.com/v1"
+default_model = "m1"
+
+[providers.other.models.m2]
+size_mode = "pixels"
+sizes = ["512x512"]
+"""
+
+
+def test_user_defined_providers_list_their_default_and_configured_models(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(USER_PROVIDERS)
+    env = {"IMAGEGEN_CONFIG": str(config)}
+
+    def listed(provider: str) -> dict[str, dict]:
+        result = run_cli("models", "--provider", provider, "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        return {m["id"]: m for m in result.json()["providers"][0]["models"]}
+
+    mygw = listed("mygw")
+    assert list(mygw) == ["flux-dev"] and mygw["flux-dev"]["default"] is True
+    assert mygw["flux-dev"]["ref"] == "mygw:flux-dev" and "default model" in mygw["flux-dev"]["summary"]
+    other = listed("other")
+    assert sorted(other) == ["m1", "m2"] and other["m1"]["default"] and other["m2"]["sizes"] == ["512x512"]
+    table = run_cli("models", "--provider", "mygw", env=env)
+    assert [line.split()[:3] for line in table.lines[1:]] == [["mygw", "flux-dev", "sync"]]
+    shown = run_cli("models", "show", "flux-dev", env=env)  # a bare id only one provider offers
+    assert shown.returncode == 0, shown.stderr
+    assert "mygw:flux-dev" in shown.stdout and "not a built-in model" not in shown.stdout
+    assert "mygw:flux-dev" in complete("imagegen generate -m myg", env=env)

@@ -179,7 +179,7 @@ def _list_live(
     output: Output, profiles: Any, provider: str | None, json_out: bool, *, all_models: bool, timeout: float
 ) -> None:
     from imagegen_cli.errors import clean_text
-    from imagegen_cli.model_catalog import remote_model_info
+    from imagegen_cli.model_catalog import listed_models, remote_model_info
     from imagegen_cli.providers.registry import resolve_provider
 
     if provider is None:
@@ -218,7 +218,8 @@ def _list_live(
             hidden = [i for i in hidden if i not in profile.models]
             if all_models:
                 shown, hidden = shown + hidden, []
-    ids = [*shown, *profile.models] if reason is None else list(profile.models)
+    catalogue = listed_models(profile)
+    ids = [*shown, *catalogue] if reason is None else list(catalogue)
     for model_id in dict.fromkeys(ids):
         info = remote_model_info(profile, profile.caps_for(model_id))
         info["live"] = model_id in listed if reason is None else None
