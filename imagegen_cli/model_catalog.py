@@ -5,6 +5,7 @@ Reads profiles and the local catalog only: no network, no torch, no httpx.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from imagegen_cli.errors import UsageError
@@ -102,8 +103,24 @@ def remote_model_info(profile: ProviderProfile, caps: ModelCaps) -> dict[str, An
     }
 
 
-def local_model_info(model: LocalModel) -> dict[str, Any]:
+def _local_state(model: LocalModel) -> tuple[bool, int, str | None, str]:
+    """(on disk, bytes on disk, where, state in words): the Hub cache, or the tiny pipeline's build dir."""
+    if model.repo is None:
+        from imagegen_cli.local.tiny import tiny_dir
+
+        # local:tiny is built on this machine the first time it runs: until then nothing is on disk.
+        where = tiny_dir()
+        if not (where / "model_index.json").is_file():
+            return False, 0, str(where), "built on first use"
+        size = sum(f.stat().st_size for f in where.rglob("*") if f.is_file())
+        return True, size, str(where), "built"
     state = cache_state(model.repo)
+    words = "downloaded" if state.downloaded else "not downloaded"
+    return state.downloaded, state.size_bytes, str(repo_cache_dir(model.repo)), words
+
+
+def local_model_info(model: LocalModel) -> dict[str, Any]:
+    on_disk, size, where, state = _local_state(model)
     return {
         "provider": LOCAL_PROVIDER,
         "id": model.id,
@@ -119,9 +136,10 @@ def local_model_info(model: LocalModel) -> dict[str, Any]:
         "licence": model.licence,
         "memory_gb": model.memory_gb,
         "negative_prompt": model.negative_prompt,
-        "downloaded": model.repo is None or state.downloaded,
-        "size_on_disk": state.size_bytes,
-        "cache_dir": str(repo_cache_dir(model.repo)) if model.repo else None,
+        "downloaded": on_disk,
+        "state": state,
+        "size_on_disk": size,
+        "cache_dir": where,
         "summary": model.summary,
     }
 
@@ -273,6 +291,39 @@ def flag_mapping(profile: ProviderProfile, caps: ModelCaps) -> dict[str, str]:
         else "chosen by the gateway (dropped with a note)"
     )
     return {flag: mapping[flag] for flag in COMMON_FLAGS if flag in mapping}
+
+
+def local_flag_mapping(model: LocalModel) -> dict[str, str]:
+    """What each flag of ``generate`` does to a local pipeline call (as ``local.planning`` builds it)."""
+    from imagegen_cli.local.planning import DEFAULT_BATCH, QUALITY_STEPS
+
+    dropped = "dropped (with a note)"
+    scaled = sorted({(scale, q) for q, scale in QUALITY_STEPS.items() if scale != 1.0})
+    quality = ", ".join(f"{q} → {max(1, math.ceil(model.steps * scale))}" for scale, q in scaled)
+    multiple = model.size_multiple
+    return {
+        "-n": f"num_images_per_prompt, up to {DEFAULT_BATCH} per pipeline call (fewer when memory runs out); 1-100",
+        "--size": f"width and height, rounded to multiples of {multiple} (default {model.native})",
+        "--ratio": f"→ pixels at the native pixel count ({model.native}) in that aspect, multiples of {multiple}",
+        "--resolution": "with --ratio: the tier's pixels from the ratio/tier table",
+        "--quality": f"scales the default {model.steps} steps: {quality}; ignored with --steps",
+        "--style": dropped,
+        "--seed": "a torch.Generator per image: seed, seed+1, … (random when not given, and saved)",
+        "--negative-prompt": "negative_prompt" + (" (no effect at guidance ≤ 1)" if model.guidance <= 1 else "")
+        if model.negative_prompt
+        else dropped,
+        "--steps": f"num_inference_steps (default {model.steps})",
+        "--guidance": f"guidance_scale (default {model.guidance:g})",
+        "--param": "KEY=VALUE passed to the pipeline call as a keyword argument",
+        "--user": dropped,
+        "--on-behalf-of": dropped,
+        "--response-format": dropped,
+        "--device": "auto → cuda, then mps, then cpu",
+        "--dtype": "auto → bf16 on CUDA (fp16 without bf16), fp16 on MPS, fp32 on the CPU",
+        "--offload": "none | model (enable_model_cpu_offload) | sequential (enable_sequential_cpu_offload)",
+        "--vae-tiling": "decode in tiles: less memory for large images",
+        "--compile": "torch.compile of the repeated blocks (slow first image, faster after)",
+    }
 
 
 def example_command(info: dict[str, Any]) -> str:

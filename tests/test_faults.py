@@ -153,7 +153,7 @@ def test_download_404(cli, gateway: FakeGateway) -> None:
     gateway.fault("image", "status", status=404, body=b"<html><title>Not Found</title></html>")
     result = cli("generate", "x", "-m", "mka1:meetkai:z-image-turbo")
     assert result.returncode == 1
-    assert "image download failed (HTTP 404 from 127.0.0.2)" in result.stderr
+    assert f"image download failed (HTTP 404 from {gateway.image_host})" in result.stderr
 
 
 def test_html_error_page_is_one_line(cli, gateway: FakeGateway) -> None:

@@ -76,8 +76,8 @@ def _sizes(model: dict[str, Any]) -> str:
 
 def _row(model: dict[str, Any]) -> list[str]:
     if model["mode"] == "local":
-        state = "downloaded" if model["downloaded"] else "not downloaded"
-        if model["repo"] and model["size_on_disk"]:
+        state = model["state"]
+        if model["size_on_disk"]:
             from imagegen_cli.local.catalog import human_size
 
             state += f" ({human_size(model['size_on_disk'])})"
@@ -248,11 +248,14 @@ def show(model: ModelArg, json_out: JsonOpt = False) -> None:
     """
     output = Output(json_mode=json_out)
     with reported(output):
-        from imagegen_cli.model_catalog import example_command, find_model, flag_mapping
+        from imagegen_cli.local.catalog import LOCAL_MODELS
+        from imagegen_cli.model_catalog import example_command, find_model, flag_mapping, local_flag_mapping
 
         profiles = _profiles()
         provider, info = find_model(profiles, model)
-        if info["mode"] != "local":
+        if info["mode"] == "local":
+            info["flags"] = local_flag_mapping(LOCAL_MODELS[info["id"]])
+        else:
             profile = profiles[provider]
             info["flags"] = flag_mapping(profile, profile.caps_for(info["id"]))
             info["base_url"] = profile.base_url

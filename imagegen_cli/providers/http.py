@@ -414,7 +414,7 @@ class GatewayClient:
                 last_error = _transport_reason(outcome)
                 failure = GatewayError(
                     f"{self.provider.name}: cannot reach {urlsplit(url).netloc}: {last_error}",
-                    hint="check the network and the base URL (--base-url)",
+                    hint="check the network and the base URL: " + self.provider.base_url_hint(),
                 )
                 if attempt >= self.max_retries:
                     raise failure
@@ -458,12 +458,11 @@ class GatewayClient:
                 hint="wait and retry, or raise --timeout",
             )
         if status == 404 and self._is_base_route(method, url):
-            env = f"IMAGEGEN_{re.sub(r'[^A-Za-z0-9]', '_', name).upper()}_BASE_URL"
             return GatewayError(
                 f"{name}: HTTP 404 for {method} {url}: {message}",
                 status=status,
-                hint=f"is the base URL right? it is {self.provider.base_url} (set by --base-url, {env} or the "
-                "config); OpenAI-compatible gateways usually end in /v1",
+                hint=f"is the base URL right? {self.provider.base_url_hint()}; "
+                "OpenAI-compatible gateways usually end in /v1",
             )
         if status == 502:
             return GatewayError(f"{name}: upstream provider error (HTTP 502): {message}", status=status)
