@@ -5,6 +5,7 @@ Reads profiles and the local catalog only: no network, no torch, no httpx.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from imagegen_cli.errors import UsageError
@@ -102,8 +103,24 @@ def remote_model_info(profile: ProviderProfile, caps: ModelCaps) -> dict[str, An
     }
 
 
-def local_model_info(model: LocalModel) -> dict[str, Any]:
+def _local_state(model: LocalModel) -> tuple[bool, int, str | None, str]:
+    """(on disk, bytes on disk, where, state in words): the Hub cache, or the tiny pipeline's build dir."""
+    if model.repo is None:
+        from imagegen_cli.local.tiny import tiny_dir
+
+        # local:tiny is built on this machine the first time it runs: until then nothing is on disk.
+        where = tiny_dir()
+        if not (where / "model_index.json").is_file():
+            return False, 0, str(where), "built on first use"
+        size = sum(f.stat().st_size for f in where.rglob("*") if f.is_file())
+        return True, size, str(where), "built"
     state = cache_state(model.repo)
+    words = "downloaded" if state.downloaded else "not downloaded"
+    return state.downloaded, state.size_bytes, str(repo_cache_dir(model.repo)), words
+
+
+def local_model_info(model: LocalModel) -> dict[str, Any]:
+    on_disk, size, where, state = _local_state(model)
     return {
         "provider": LOCAL_PROVIDER,
         "id": model.id,
@@ -120,11 +137,33 @@ def local_model_info(model: LocalModel) -> dict[str, Any]:
         "memory_gb": model.memory_gb,
         "memory_by_mode_gb": model.memory_by_mode,
         "negative_prompt": model.negative_prompt,
-        "downloaded": model.repo is None or state.downloaded,
-        "size_on_disk": state.size_bytes,
-        "cache_dir": str(repo_cache_dir(model.repo)) if model.repo else None,
+        "downloaded": on_disk,
+        "state": state,
+        "size_on_disk": size,
+        "cache_dir": where,
         "summary": model.summary,
     }
+
+
+DEFAULT_ONLY = "the provider's configured default model: its general limits apply"
+
+
+def listed_models(profile: ProviderProfile) -> dict[str, ModelCaps]:
+    """A provider's models: its catalogue (built-in and ``[providers.NAME.models.ID]`` tables) and its default.
+
+    A gateway added in the config often names only a ``default_model``; it is still a model it offers.
+    """
+    models = dict(profile.models)
+    if profile.default_model and profile.default_model not in models:
+        models[profile.default_model] = profile.caps_for(profile.default_model)
+    return models
+
+
+def _listed_model_info(profile: ProviderProfile, caps: ModelCaps) -> dict[str, Any]:
+    info = remote_model_info(profile, caps)
+    if caps.id not in profile.models:
+        info["summary"] = info["summary"] or DEFAULT_ONLY
+    return info
 
 
 def provider_info(profile: ProviderProfile) -> dict[str, Any]:
@@ -137,7 +176,7 @@ def provider_info(profile: ProviderProfile) -> dict[str, Any]:
         "key_env": list(profile.key_env) or [f"IMAGEGEN_{profile.name.upper()}_API_KEY"],
         "default_model": profile.default_model,
         "builtin": profile.builtin,
-        "models": [remote_model_info(profile, caps) for caps in profile.models.values()],
+        "models": [_listed_model_info(profile, caps) for caps in listed_models(profile).values()],
     }
 
 
@@ -171,7 +210,7 @@ def catalog(
 
 def model_refs(profiles: dict[str, ProviderProfile]) -> list[str]:
     """``provider:model`` for every known model: what ``-m`` completes to."""
-    refs = [f"{name}:{model}" for name, p in profiles.items() for model in p.models]
+    refs = [f"{name}:{model}" for name, p in profiles.items() for model in listed_models(p)]
     refs += [f"{LOCAL_PROVIDER}:{m}" for m in (*LOCAL_MODELS, AUTO_ID)]
     return refs
 
@@ -185,14 +224,14 @@ def find_model(profiles: dict[str, ProviderProfile], ref: str) -> tuple[str, dic
         raise UsageError(f"unknown local model {rest!r}", hint="local models: " + ", ".join(LOCAL_MODELS))
     if sep and prefix in profiles:
         profile = profiles[prefix]
-        caps = profile.models.get(rest)
+        caps = listed_models(profile).get(rest)
         if caps is None:
             caps = profile.caps_for(rest)
             info = remote_model_info(profile, caps)
             info["summary"] = "not a built-in model: passed through with the provider's general limits"
             return prefix, info
-        return prefix, remote_model_info(profile, caps)
-    owners = [name for name, p in profiles.items() if ref in p.models]
+        return prefix, _listed_model_info(profile, caps)
+    owners = [name for name, p in profiles.items() if ref in listed_models(p)]
     if ref in LOCAL_MODELS:
         owners.append(LOCAL_PROVIDER)
     if len(owners) == 1:
@@ -253,6 +292,39 @@ def flag_mapping(profile: ProviderProfile, caps: ModelCaps) -> dict[str, str]:
         else "chosen by the gateway (dropped with a note)"
     )
     return {flag: mapping[flag] for flag in COMMON_FLAGS if flag in mapping}
+
+
+def local_flag_mapping(model: LocalModel) -> dict[str, str]:
+    """What each flag of ``generate`` does to a local pipeline call (as ``local.planning`` builds it)."""
+    from imagegen_cli.local.planning import DEFAULT_BATCH, QUALITY_STEPS
+
+    dropped = "dropped (with a note)"
+    scaled = sorted({(scale, q) for q, scale in QUALITY_STEPS.items() if scale != 1.0})
+    quality = ", ".join(f"{q} → {max(1, math.ceil(model.steps * scale))}" for scale, q in scaled)
+    multiple = model.size_multiple
+    return {
+        "-n": f"num_images_per_prompt, up to {DEFAULT_BATCH} per pipeline call (fewer when memory runs out); 1-100",
+        "--size": f"width and height, rounded to multiples of {multiple} (default {model.native})",
+        "--ratio": f"→ pixels at the native pixel count ({model.native}) in that aspect, multiples of {multiple}",
+        "--resolution": "with --ratio: the tier's pixels from the ratio/tier table",
+        "--quality": f"scales the default {model.steps} steps: {quality}; ignored with --steps",
+        "--style": dropped,
+        "--seed": "a torch.Generator per image: seed, seed+1, … (random when not given, and saved)",
+        "--negative-prompt": "negative_prompt" + (" (no effect at guidance ≤ 1)" if model.guidance <= 1 else "")
+        if model.negative_prompt
+        else dropped,
+        "--steps": f"num_inference_steps (default {model.steps})",
+        "--guidance": f"guidance_scale (default {model.guidance:g})",
+        "--param": "KEY=VALUE passed to the pipeline call as a keyword argument",
+        "--user": dropped,
+        "--on-behalf-of": dropped,
+        "--response-format": dropped,
+        "--device": "auto → cuda, then mps, then cpu",
+        "--dtype": "auto → bf16 on CUDA (fp16 without bf16), fp16 on MPS, fp32 on the CPU",
+        "--offload": "none | model (enable_model_cpu_offload) | sequential (enable_sequential_cpu_offload)",
+        "--vae-tiling": "decode in tiles: less memory for large images",
+        "--compile": "torch.compile of the repeated blocks (slow first image, faster after)",
+    }
 
 
 def example_command(info: dict[str, Any]) -> str:

@@ -1,8 +1,9 @@
 """A fake image gateway: real HTTP servers on loopback that speak every provider's dialect.
 
 The API server (127.0.0.1) serves each provider under its own prefix, exactly as providers.md
-documents it; the image host (127.0.0.2) stands in for a CDN. Both record every request, and
-tests queue faults that the next matching requests receive.
+documents it; the image host (127.0.0.2, or another port of 127.0.0.1 where that address is missing)
+stands in for a CDN. Both record every request, and tests queue faults that the next matching
+requests receive.
 """
 
 from __future__ import annotations
@@ -140,6 +141,21 @@ def _size_from_body(body: dict[str, Any], provider: str) -> tuple[int, int]:
     return 1024, 1024
 
 
+def loopback_server(host: str, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A server on ``host`` (a free port), or on 127.0.0.1 when ``host`` is no local address.
+
+    Linux routes all of 127.0.0.0/8 to the loopback; macOS has only 127.0.0.1 unless
+    `sudo ifconfig lo0 alias 127.0.0.2 up`. Another port of 127.0.0.1 is still another origin, which is
+    what the second host stands for (the key must never reach it).
+    """
+    try:
+        return ThreadingHTTPServer((host, 0), handler)
+    except OSError:
+        if host == "127.0.0.1":
+            raise
+        return ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+
 class FakeGateway:
     """Start with ``with FakeGateway() as gw:``; point providers at ``gw.base_url(name)``."""
 
@@ -175,7 +191,7 @@ class FakeGateway:
     # ------------------------------------------------------------------ lifecycle
     @staticmethod
     def _serve(host: str, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
-        server = ThreadingHTTPServer((host, 0), handler)
+        server = loopback_server(host, handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return server
@@ -195,6 +211,11 @@ class FakeGateway:
     def origin(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def image_host(self) -> str:
+        """127.0.0.2, or 127.0.0.1 where that address is missing (see ``loopback_server``)."""
+        return str(self.image_server.server_address[0])
 
     @property
     def image_origin(self) -> str:
@@ -661,7 +682,7 @@ class FakeProxy:
 
             do_GET = do_POST = do_DELETE = do_CONNECT = _record
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server = loopback_server(host, Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

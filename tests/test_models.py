@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 import subprocess
 import sys
@@ -223,3 +225,184 @@ def test_completion_scripts_are_fresh() -> None:
         assert committed == generate_completions.render(shell), (
             f"completions/{name} is stale: run python scripts/generate_completions.py"
         )
+
+
+BASH_COMPLETION = Path("/usr/share/bash-completion/bash_completion")
+# (command line, COMP_WORDS exactly as bash 5 splits that line at its COMP_WORDBREAKS, expected COMPREPLY):
+# bash replaces only the part of the word after its last ":" or "=", so that is what COMPREPLY must hold.
+COLON_CASES = [
+    ("imagegen generate -m apimart:z", ["imagegen", "generate", "-m", "apimart", ":", "z"], ["z-image-turbo"]),
+    (
+        "imagegen generate -m apimart:",
+        ["imagegen", "generate", "-m", "apimart", ":"],
+        [
+            "z-image-turbo",
+            "gpt-4o-image",
+            "gpt-image-1-official",
+            "gemini-3-pro-image-preview",
+            "doubao-seedream-5-0-lite",
+            "qwen-image-2.0",
+        ],
+    ),
+    (
+        "imagegen generate -m mka1:meetkai:z",
+        ["imagegen", "generate", "-m", "mka1", ":", "meetkai", ":", "z"],
+        ["z-image-turbo"],
+    ),
+    (
+        "imagegen generate --model=apimart:z",
+        ["imagegen", "generate", "--model", "=", "apimart", ":", "z"],
+        ["z-image-turbo"],
+    ),
+    ("imagegen generate --provider=tok", ["imagegen", "generate", "--provider", "=", "tok"], ["token360"]),
+    ("imagegen models show local:ti", ["imagegen", "models", "show", "local", ":", "ti"], ["tiny"]),
+    ("imagegen generate --provider tok", ["imagegen", "generate", "--provider", "tok"], ["token360"]),
+]
+
+
+def bash_complete(line: str, words: list[str], cword: int, *, bash_completion: bool) -> list[str]:
+    """COMPREPLY from the committed bash script, run by a real bash with bash's own COMP_* variables."""
+    from tests.conftest import IMAGEGEN
+
+    script = "\n".join(
+        [
+            f"source {BASH_COMPLETION}" if bash_completion else "unset -f _get_comp_words_by_ref",
+            "source completions/imagegen.bash",
+            f"COMP_LINE={shlex.quote(line)}; COMP_POINT=${{#COMP_LINE}}",
+            f"COMP_WORDS=({' '.join(shlex.quote(w) for w in words)}); COMP_CWORD={cword}",
+            "_imagegen_completion imagegen imagegen",
+            'printf "%s\\n" "${COMPREPLY[@]}"',
+        ]
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PATH": f"{IMAGEGEN.parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [line for line in proc.stdout.splitlines() if line]
+
+
+@pytest.mark.parametrize(
+    "bash_completion",
+    [
+        False,
+        pytest.param(
+            True, marks=pytest.mark.skipif(not BASH_COMPLETION.exists(), reason="bash-completion is not installed")
+        ),
+    ],
+    ids=["plain-bash", "bash-completion"],
+)
+def test_bash_completion_completes_after_a_colon(bash_completion: bool) -> None:
+    for line, words, expected in COLON_CASES:
+        assert bash_complete(line, words, len(words) - 1, bash_completion=bash_completion) == expected, line
+    # The cursor on the model word of a longer line: the words after it do not change the answer.
+    words = ["imagegen", "generate", "-m", "apimart", ":", "z", "-n", "2"]
+    assert bash_complete(" ".join(words[:3]) + " apimart:z -n 2", words, 5, bash_completion=bash_completion) == [
+        "z-image-turbo"
+    ]
+
+
+def _ids(lines: list[str]) -> list[str]:
+    return [line.split()[1] for line in lines[1:]]
+
+
+def test_models_table_fits_the_width_it_is_given() -> None:
+    ids = [m["id"] for p in run_cli("models", "--json").json()["providers"] for m in p["models"]]
+    # Piped with no COLUMNS: full rows, nothing shortened (a script or grep sees every note).
+    full = run_cli("models", env={"COLUMNS": ""})
+    assert max(map(len, full.lines)) > 190 and "…" not in full.stdout
+    assert _ids(full.lines) == ids
+    fitted = run_cli("models", env={"COLUMNS": "110"})
+    assert fitted.returncode == 0
+    assert max(map(len, fitted.lines)) <= 110
+    assert "…" in fitted.stdout and _ids(fitted.lines) == ids  # sizes and notes shortened, never an id
+    # No size is cut mid-word: a shortened SIZES cell ends on whole sizes.
+    sizes_at = fitted.lines[0].index("SIZES")
+    for line in fitted.lines[1:]:
+        cell = line[sizes_at:].split("  ")[0]
+        assert all(
+            part in ("…", "-") or re.fullmatch(r"(\d+x\d+|auto|any|WxH|\(×\d+\)|\d+:\d+|@[\dK/]+)…?", part)
+            for part in cell.split()
+        ), cell
+    # Narrower than the table can go: the shortened columns stop at their minimum, the ids stay whole.
+    narrow = run_cli("models", env={"COLUMNS": "30"})
+    assert _ids(narrow.lines) == ids and max(map(len, narrow.lines)) < max(map(len, fitted.lines))
+    local = run_cli("models", "--local", env={"COLUMNS": "60"})
+    notes_at = local.lines[0].index("NOTES")
+    for line in local.lines[1:]:  # the state comes first in a local row's notes, so it survives shortening
+        assert line[notes_at:].startswith(("downloaded", "not downloaded", "built")), line
+
+
+def test_models_table_fits_the_terminal() -> None:
+    """On a terminal of 100 columns with no COLUMNS, rows fit the terminal (as ``shutil`` reads its size)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from tests.conftest import IMAGEGEN
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.Popen([str(IMAGEGEN), "models"], stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    lines = [line for line in b"".join(chunks).decode().splitlines() if line]
+    assert lines[0].startswith("PROVIDER") and len(lines) > 20
+    assert max(map(len, lines)) <= 100 and any(line.endswith("…") for line in lines)
+
+
+USER_PROVIDERS = """
+[providers.mygw]
+base_url = "https://gw.example.com/v1"
+default_model = "flux-dev"
+
+[providers.other]
+base_url = "https://other.example.com/v1"
+default_model = "m1"
+
+[providers.other.models.m2]
+size_mode = "pixels"
+sizes = ["512x512"]
+"""
+
+
+def test_user_defined_providers_list_their_default_and_configured_models(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(USER_PROVIDERS)
+    env = {"IMAGEGEN_CONFIG": str(config)}
+
+    def listed(provider: str) -> dict[str, dict]:
+        result = run_cli("models", "--provider", provider, "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        return {m["id"]: m for m in result.json()["providers"][0]["models"]}
+
+    mygw = listed("mygw")
+    assert list(mygw) == ["flux-dev"] and mygw["flux-dev"]["default"] is True
+    assert mygw["flux-dev"]["ref"] == "mygw:flux-dev" and "default model" in mygw["flux-dev"]["summary"]
+    other = listed("other")
+    assert sorted(other) == ["m1", "m2"] and other["m1"]["default"] and other["m2"]["sizes"] == ["512x512"]
+    table = run_cli("models", "--provider", "mygw", env=env)
+    assert [line.split()[:3] for line in table.lines[1:]] == [["mygw", "flux-dev", "sync"]]
+    shown = run_cli("models", "show", "flux-dev", env=env)  # a bare id only one provider offers
+    assert shown.returncode == 0, shown.stderr
+    assert "mygw:flux-dev" in shown.stdout and "not a built-in model" not in shown.stdout
+    assert "mygw:flux-dev" in complete("imagegen generate -m myg", env=env)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import signal
+from difflib import get_close_matches
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from imagegen_cli import __version__
 from imagegen_cli.cli.config_cmd import config_app
@@ -17,11 +19,43 @@ from imagegen_cli.cli.models import models_app
 from imagegen_cli.cli.tasks import tasks_app
 from imagegen_cli.signals import StopSignal
 
+DEFAULT_COMMAND = "generate"
+
+
+class DefaultToGenerate(TyperGroup):
+    """The root group: ``imagegen "a cat" [OPTIONS]`` is ``imagegen generate "a cat" [OPTIONS]`` (as in ``llm``).
+
+    A first argument that is neither a command nor a root option (``--help``, ``--version``, ...) starts
+    ``generate``, so ``imagegen -m local:tiny "a fox"`` works too. A near miss of a command's name
+    (``imagegen modles``) is still "No such command ... Did you mean 'models'?", never a paid generation.
+    """
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**{**attrs, "subcommand_metavar": "PROMPT|COMMAND [ARGS]..."})
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and self._starts_generate(ctx, args[0]):
+            args = [DEFAULT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+    def _starts_generate(self, ctx: Any, first: str) -> bool:
+        if first in self.commands:
+            return False
+        root_options = {name for param in self.get_params(ctx) for name in (*param.opts, *param.secondary_opts)}
+        if first.partition("=")[0] in root_options:
+            return False
+        one_word = first.isascii() and first.replace("-", "").isalpha()
+        return not (one_word and get_close_matches(first, list(self.commands), cutoff=0.75))
+
+
 app = typer.Typer(
     name="imagegen",
+    cls=DefaultToGenerate,
     help="Generate images from a prompt, with a local GPU pipeline or a remote gateway.\n\n"
-    "Example:\n\n\b\n"
-    '  imagegen generate "a red fox in the snow" -m apimart:z-image-turbo --ratio 16:9',
+    'A prompt with no command runs generate: imagegen "a cat" is imagegen generate "a cat".\n\n'
+    "Examples:\n\n\b\n"
+    '  imagegen generate "a red fox in the snow" -m apimart:z-image-turbo --ratio 16:9\n'
+    '  imagegen "a lighthouse" -m local:tiny -n 2 --seed 7 -o out/',
     no_args_is_help=True,
     add_completion=True,
     # Rich tracebacks print local variables, which can hold API keys: never show them.

@@ -35,7 +35,7 @@ def generate(
     prompt: Annotated[str | None, typer.Argument(help="The prompt; - reads it from stdin.", show_default=False)] = None,
     model: ModelOpt = None,
     provider: ProviderOpt = None,
-    n: Annotated[int, typer.Option("-n", "--n", min=1, help="Number of images.")] = 1,
+    n: Annotated[int, typer.Option("-n", "--n", metavar="N", help="Number of images, 1-100.")] = 1,
     size: Annotated[str | None, typer.Option("-s", "--size", metavar="WxH", help="Pixel size.")] = None,
     ratio: Annotated[str | None, typer.Option("-r", "--ratio", metavar="W:H", help="Aspect ratio.")] = None,
     resolution: Annotated[
@@ -151,7 +151,7 @@ def generate(
         ),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", min=1, metavar="K", help="Calls in flight (default per provider).")
+        int | None, typer.Option("--concurrency", metavar="K", help="Calls in flight, 1-64 (default per provider).")
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Batch: skip lines whose images are already saved (via the journal).")

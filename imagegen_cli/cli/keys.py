@@ -26,11 +26,10 @@ def _known_providers() -> set[str]:
     return set(load_settings().profiles())
 
 
-@keys_app.command("set")
-def set_key(
-    name: NameArg,
-    value: Annotated[str | None, typer.Argument(hidden=True, show_default=False)] = None,
-) -> None:
+# A key typed after the provider is taken in as an extra argument (not a declared one, which would show in
+# the usage line) only to be refused without being echoed: argv lands in shell history and `ps`.
+@keys_app.command("set", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def set_key(ctx: typer.Context, name: NameArg) -> None:
     """Save a provider's key: read from a hidden prompt, or from stdin when piped.
 
     Example: imagegen keys set apimart
@@ -39,8 +38,10 @@ def set_key(
     with reported(output):
         from imagegen_cli.config import store_key
 
-        if value is not None:
-            # Accepted only to refuse it without echoing it: argv lands in shell history and `ps`.
+        options = [arg for arg in ctx.args if arg.startswith("-")]
+        if options:
+            raise UsageError(f"no such option: {options[0]}", hint="see: imagegen keys set --help")
+        if ctx.args:
             raise UsageError(
                 "keys are never taken from the command line",
                 hint=f'type it at the prompt, or pipe it: printf %s "$KEY" | imagegen keys set {name}',

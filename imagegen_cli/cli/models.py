@@ -76,22 +76,68 @@ def _sizes(model: dict[str, Any]) -> str:
 
 def _row(model: dict[str, Any]) -> list[str]:
     if model["mode"] == "local":
-        state = "downloaded" if model["downloaded"] else "not downloaded"
-        if model["repo"] and model["size_on_disk"]:
+        state = model["state"]
+        if model["size_on_disk"]:
             from imagegen_cli.local.catalog import human_size
 
             state += f" ({human_size(model['size_on_disk'])})"
         steps = f"{model['steps']} step{'s' if model['steps'] != 1 else ''}"
-        notes = f"{steps}, guidance {model['guidance']:g}, ~{model['memory_gb']:g} GB; {state}"
+        # The state first: it is what a narrow terminal must still show when the notes are shortened.
+        notes = f"{state}; {steps}, guidance {model['guidance']:g}, ~{model['memory_gb']:g} GB"
         return [model["provider"], model["id"], "local", _sizes(model), "1+", notes]
     return [model["provider"], model["id"], model["mode"], _sizes(model), model["n"], ", ".join(model["notable"])]
 
 
-def _table(rows: list[list[str]], header: list[str]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-    return [
-        "  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]]).rstrip() for r in [header, *rows]
-    ]
+HEADER = ["PROVIDER", "MODEL", "MODE", "SIZES", "N/CALL", "NOTES"]
+SHRINKABLE = (3, 5)  # SIZES and NOTES give way to the terminal's width; ids and modes never do
+# The narrowest SIZES and NOTES get: a size or two ("1024x1024…"), a local model's state ("not downloaded…").
+MIN_WIDTH = {3: 12, 5: 16}
+
+
+def table_width() -> int | None:
+    """The width to fit the table to, or ``None`` for full rows.
+
+    On a terminal: its width (``COLUMNS`` first, as ``shutil.get_terminal_size`` reads it). Piped or
+    redirected: ``COLUMNS`` when it is set (a caller that asks for a width gets it), else full rows, so
+    ``imagegen models | grep`` sees every note.
+    """
+    import os
+    import shutil
+
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
+def _shorten(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    # End on a word boundary when one is near, so "1024x1536" is never cut into "10…".
+    space = cut.rfind(" ")
+    if space >= width // 2:
+        cut = cut[: space + 1]
+    return cut.rstrip(" ,;") + "…"
+
+
+def _table(rows: list[list[str]], header: list[str], width: int | None = None) -> list[str]:
+    """Aligned columns; with ``width``, SIZES and NOTES are shortened with … to fit (not below MIN_WIDTH)."""
+    table = [header, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    if width is not None:
+        fixed = sum(w for i, w in enumerate(widths) if i not in SHRINKABLE) + 2 * (len(header) - 1)
+        budget = width - fixed
+        sizes_need, notes_need = (widths[i] for i in SHRINKABLE)
+        if sizes_need + notes_need > budget:
+            # Half the room each; what one does not need goes to the other.
+            sizes_min, notes_min = (MIN_WIDTH[i] for i in SHRINKABLE)
+            sizes = min(sizes_need, max(budget // 2, sizes_min))
+            notes = min(notes_need, max(budget - sizes, notes_min))
+            sizes = min(sizes_need, max(budget - notes, sizes_min))
+            widths[SHRINKABLE[0]], widths[SHRINKABLE[1]] = sizes, notes
+            table = [[_shorten(c, widths[i]) if i in SHRINKABLE else c for i, c in enumerate(r)] for r in table]
+    return ["  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)), r[-1]]).rstrip() for r in table]
 
 
 @models_app.command("list")
@@ -125,7 +171,7 @@ def list_models(
             output.json({"providers": entries})
             return
         rows = [_row(model) for entry in entries for model in entry["models"]]
-        for line in _table(rows, ["PROVIDER", "MODEL", "MODE", "SIZES", "N/CALL", "NOTES"]):
+        for line in _table(rows, HEADER, table_width()):
             output.line(line)
 
 
@@ -133,7 +179,7 @@ def _list_live(
     output: Output, profiles: Any, provider: str | None, json_out: bool, *, all_models: bool, timeout: float
 ) -> None:
     from imagegen_cli.errors import clean_text
-    from imagegen_cli.model_catalog import remote_model_info
+    from imagegen_cli.model_catalog import listed_models, remote_model_info
     from imagegen_cli.providers.registry import resolve_provider
 
     if provider is None:
@@ -172,7 +218,8 @@ def _list_live(
             hidden = [i for i in hidden if i not in profile.models]
             if all_models:
                 shown, hidden = shown + hidden, []
-    ids = [*shown, *profile.models] if reason is None else list(profile.models)
+    catalogue = listed_models(profile)
+    ids = [*shown, *catalogue] if reason is None else list(catalogue)
     for model_id in dict.fromkeys(ids):
         info = remote_model_info(profile, profile.caps_for(model_id))
         info["live"] = model_id in listed if reason is None else None
@@ -189,7 +236,7 @@ def _list_live(
     if json_out:
         output.json({"provider": provider, "live": reason is None, "note": reason, "models": models, "hidden": hidden})
         return
-    for line in _table([_row(m) for m in models], ["PROVIDER", "MODEL", "MODE", "SIZES", "N/CALL", "NOTES"]):
+    for line in _table([_row(m) for m in models], HEADER, table_width()):
         output.line(line)
 
 
@@ -201,11 +248,14 @@ def show(model: ModelArg, json_out: JsonOpt = False) -> None:
     """
     output = Output(json_mode=json_out)
     with reported(output):
-        from imagegen_cli.model_catalog import example_command, find_model, flag_mapping
+        from imagegen_cli.local.catalog import LOCAL_MODELS
+        from imagegen_cli.model_catalog import example_command, find_model, flag_mapping, local_flag_mapping
 
         profiles = _profiles()
         provider, info = find_model(profiles, model)
-        if info["mode"] != "local":
+        if info["mode"] == "local":
+            info["flags"] = local_flag_mapping(LOCAL_MODELS[info["id"]])
+        else:
             profile = profiles[provider]
             info["flags"] = flag_mapping(profile, profile.caps_for(info["id"]))
             info["base_url"] = profile.base_url

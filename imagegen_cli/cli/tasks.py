@@ -68,6 +68,8 @@ def list_tasks(
 
         if status and status not in JOB_STATES:
             raise UsageError(f"invalid --status {status!r}", hint="one of " + ", ".join(JOB_STATES))
+        if limit < 0:
+            raise UsageError(f"--limit {limit} is negative", hint="give a count, or 0 for every job")
         jobs = []
         if journal_path().exists():
             with Journal.open() as journal:

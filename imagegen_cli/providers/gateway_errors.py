@@ -148,12 +148,10 @@ def status_error(provider: ResolvedProvider, answer: Answer, method: str, url: s
             hint="wait and retry, or raise --timeout",
         )
     if status == 404 and _is_base_route(provider, url):
-        env = f"IMAGEGEN_{re.sub(r'[^A-Za-z0-9]', '_', name).upper()}_BASE_URL"
         return GatewayError(
             f"{name}: HTTP 404 for {method} {url}: {message}",
             status=status,
-            hint=f"is the base URL right? it is {provider.base_url} (set by --base-url, {env} or the "
-            "config); OpenAI-compatible gateways usually end in /v1",
+            hint=f"is the base URL right? {provider.base_url_hint()}; OpenAI-compatible gateways usually end in /v1",
         )
     if status == 502:
         return GatewayError(f"{name}: upstream provider error (HTTP 502): {message}", status=status)

@@ -236,7 +236,7 @@ class GatewayClient:
                 last_error = transport_reason(outcome)
                 failure = GatewayError(
                     f"{self.provider.name}: cannot reach {urlsplit(url).netloc}: {last_error}",
-                    hint="check the network and the base URL (--base-url)",
+                    hint="check the network and the base URL: " + self.provider.base_url_hint(),
                 )
                 if attempt >= self.max_retries:
                     raise failure

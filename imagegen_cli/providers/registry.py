@@ -129,10 +129,18 @@ class ResolvedProvider:
     base_url: str
     key: str | None
     key_source: KeySource | None
+    base_url_source: str = ""  # where base_url came from, for hints: "--base-url", an env var, the config
 
     @property
     def name(self) -> str:
         return self.profile.name
+
+    def base_url_hint(self) -> str:
+        """Where the base URL came from and how to change it, naming only what applies to this command."""
+        env = f"IMAGEGEN_{env_name(self.name)}_BASE_URL"
+        if self.base_url_source in ("", "default"):
+            return f"it is {self.base_url}, {self.name}'s default (set {env} or [providers.{self.name}] base_url)"
+        return f"it is {self.base_url} (from {self.base_url_source})"
 
     @property
     def official(self) -> bool:
@@ -199,12 +207,18 @@ def resolve_provider(
     model_id = model or profile.default_model
     if not model_id:
         raise UsageError(f"provider {name} has no default model", hint=f"name one: -m {name}:MODEL")
-    url = (
-        base_url
-        or os.environ.get(f"IMAGEGEN_{env_name(name)}_BASE_URL")
-        or (os.environ.get("OPENAI_BASE_URL") if name == "openai" else None)
-        or profile.base_url
+    env = f"IMAGEGEN_{env_name(name)}_BASE_URL"
+    builtin = BUILTIN_PROFILES.get(name)
+    candidates = (
+        (base_url, "--base-url"),
+        (os.environ.get(env), env),
+        (os.environ.get("OPENAI_BASE_URL") if name == "openai" else None, "OPENAI_BASE_URL"),
+        (
+            profile.base_url,
+            "default" if builtin and builtin.base_url == profile.base_url else f"[providers.{name}] base_url",
+        ),
     )
+    url, url_source = next(((value, where) for value, where in candidates if value), (profile.base_url, "default"))
     found = find_key(name, profile_key_vars(profile))
     key, source = found if found else (None, None)
-    return ResolvedProvider(profile, model_id, profile.caps_for(model_id), url, key, source)
+    return ResolvedProvider(profile, model_id, profile.caps_for(model_id), url, key, source, url_source)
