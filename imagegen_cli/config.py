@@ -68,7 +68,7 @@ def load_config() -> dict[str, Any]:
         ) from None
 
 
-def _toml_value(value: Any) -> str:
+def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -121,9 +121,9 @@ def atomic_write(path: Path, text: str, mode: int) -> None:
         raise
 
 
-def get_dotted(data: dict[str, Any], key: str) -> Any:
+def get_dotted(data: dict[str, Any], key: str) -> object:
     """``providers.openai.base_url`` → the value, or KeyError."""
-    node: Any = data
+    node: object = data
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             raise KeyError(key)
@@ -131,7 +131,7 @@ def get_dotted(data: dict[str, Any], key: str) -> Any:
     return node
 
 
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(data: dict[str, Any], key: str, value: object) -> None:
     """Set a dotted key, creating tables on the way."""
     parts = key.split(".")
     if not all(parts):
@@ -148,7 +148,7 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 def unset_dotted(data: dict[str, Any], key: str) -> bool:
     """Remove a dotted key; True when something was removed."""
     parts = key.split(".")
-    node: Any = data
+    node: object = data
     for part in parts[:-1]:
         node = node.get(part) if isinstance(node, dict) else None
     if isinstance(node, dict) and parts[-1] in node:
@@ -160,16 +160,21 @@ def unset_dotted(data: dict[str, Any], key: str) -> bool:
 SECRET_KEY_NAMES = re.compile(r"(?i)(api[_-]?key|token|secret|password|authorization|cookie)$")
 
 
-def redact_config(data: Any) -> Any:
+def redact_config(data: dict[str, Any]) -> dict[str, object]:
     """A copy of the config with every key-like value replaced (``config show`` prints this)."""
-    if isinstance(data, dict):
-        return {
-            k: ("***" if SECRET_KEY_NAMES.search(k) and not k.endswith("_env") and v else redact_config(v))
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [redact_config(v) for v in data]
-    return data
+    return {
+        k: ("***" if SECRET_KEY_NAMES.search(k) and not k.endswith("_env") and v else _redacted(v))
+        for k, v in data.items()
+    }
+
+
+def _redacted(value: object) -> object:
+    """A value of the config, with the key-like values of its tables (nested in lists too) replaced."""
+    if isinstance(value, dict):
+        return redact_config(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
 
 
 # ---------------------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ class GenerateOptions:
         return replace(self, model=model, provider=provider, request=request, output=output)
 
 
-def _string(key: str, value: Any) -> str | None:
+def _string(key: str, value: object) -> str | None:
     if value is not None and not isinstance(value, str):
         raise UsageError(f'"{key}" must be a string')
     return value

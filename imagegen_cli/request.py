@@ -132,7 +132,7 @@ def size_to_ratio_tier(size: Size, ratios: list[str], tiers: list[str]) -> tuple
     return ratio_text, tier, exact
 
 
-def parse_param(text: str) -> tuple[str, Any]:
+def parse_param(text: str) -> tuple[str, object]:
     """Parse ``KEY=VALUE``: the value as JSON when it parses (true, 3, 0.5), else as a string."""
     import json
 
@@ -141,7 +141,7 @@ def parse_param(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise UsageError(f"invalid --param {text!r}", hint="write it as KEY=VALUE, e.g. watermark=false")
     try:
-        value: Any = json.loads(raw)
+        value: object = json.loads(raw)
     except ValueError:
         value = raw
     return key, value

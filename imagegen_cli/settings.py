@@ -31,13 +31,13 @@ class SettingError(UsageError):
     code = "setting"
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("a non-empty string")
     return value
 
 
-def _positive_number(value: Any) -> float:
+def _positive_number(value: object) -> float:
     if isinstance(value, str):
         try:
             value = int(value) if value.strip().isdigit() else float(value)
@@ -48,7 +48,7 @@ def _positive_number(value: Any) -> float:
     return value  # an int stays an int in the file: `timeout = 60`, not `60.0`
 
 
-def _positive_int(value: Any) -> int:
+def _positive_int(value: object) -> int:
     if isinstance(value, str):
         try:
             value = int(value)
@@ -59,7 +59,7 @@ def _positive_int(value: Any) -> int:
     return value
 
 
-def _boolean(value: Any) -> bool:
+def _boolean(value: object) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     if isinstance(value, bool):
@@ -67,13 +67,13 @@ def _boolean(value: Any) -> bool:
     raise ValueError("true or false")
 
 
-def _format(value: Any) -> str:
+def _format(value: object) -> str:
     if not isinstance(value, str) or value.lower() not in OUTPUT_FORMATS:
         raise ValueError("one of " + ", ".join(OUTPUT_FORMATS))
     return "jpeg" if value.lower() == "jpg" else value.lower()
 
 
-def _template(value: Any) -> str:
+def _template(value: object) -> str:
     from imagegen_cli.store.naming import check_template
 
     text = _text(value)
@@ -87,7 +87,7 @@ class SettingSpec:
 
     name: str
     help: str
-    check: Callable[[Any], Any]
+    check: Callable[[object], object]
 
 
 SETTINGS: dict[str, SettingSpec] = {
@@ -106,7 +106,7 @@ PROVIDERS_KEY = "providers"
 KNOWN_KEYS = (*SETTINGS, PROVIDERS_KEY)
 
 
-def check_setting(key: str, value: Any, where: str) -> Any:
+def check_setting(key: str, value: object, where: str) -> object:
     """The checked value of a top-level setting; a bad one is exit 2 naming the key and ``where``."""
     spec = SETTINGS.get(key)
     if spec is None:

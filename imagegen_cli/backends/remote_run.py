@@ -29,6 +29,10 @@ from imagegen_cli.result import TaskRecord
 from imagegen_cli.status import TaskState
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import httpx
+
     from imagegen_cli.backends import PlannedJob, RunContext
     from imagegen_cli.providers.dialects import RemoteImage
     from imagegen_cli.providers.http import Deadline, GatewayClient
@@ -43,7 +47,7 @@ GRACE_SECONDS = 2.0  # the backstop over the per-request deadlines
 class SharedTransport:
     """What the jobs of a run share: one HTTP client, a bound on calls in flight, a provider throttle."""
 
-    http: Any  # httpx.AsyncClient, typed loosely so that this module imports without httpx
+    http: httpx.AsyncClient  # imported for the type checker only: this module imports without httpx
     limiter: asyncio.Semaphore
     throttle: ProviderThrottle
 
@@ -308,14 +312,14 @@ class RemoteJobRunner:
         remote_id = task.remote_id if task else None
         self.waiting_on = f"the download of image {index}"
 
-        def place(source: Any) -> SavedImage:
+        def place(source: bytes | Path) -> SavedImage:
             if isinstance(source, bytes):
                 saved = self.writer.save_bytes(source, index=index, seed=seed, meta=meta)
             else:
                 saved = self.writer.finish(source, index=index, seed=seed, meta=meta)
             return replace(saved, seed=seed, url=image.url, revised_prompt=revised)
 
-        async def fetch() -> Any:
+        async def fetch() -> bytes | Path:
             if image.b64 is not None:
                 try:
                     return base64.b64decode(image.b64, validate=True)
@@ -331,7 +335,7 @@ class RemoteJobRunner:
         if isinstance(outcome, ImagegenError) and task is not None:
             self._mark_failed([task], outcome)
 
-    async def _download(self, image: RemoteImage, what: str) -> Any:
+    async def _download(self, image: RemoteImage, what: str) -> Path:
         from imagegen_cli.store.writer import MAX_DOWNLOAD_BYTES
 
         assert image.url is not None

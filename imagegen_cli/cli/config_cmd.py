@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -70,14 +71,14 @@ def get(key: KeyArg, json_out: JsonOpt = False) -> None:
             output.line(str(value).lower() if isinstance(value, bool) else str(value))
 
 
-def _parse_value(raw: str) -> Any:
+def _parse_value(raw: str) -> object:
     try:
         return json.loads(raw)
     except ValueError:
         return raw
 
 
-def _checked(key: str, value: Any, where: str) -> Any:
+def _checked(key: str, value: object, where: str) -> object:
     """Check a value before it is written: settings by their spec, provider tables by loading them."""
     from imagegen_cli.settings import PROVIDERS_KEY, check_setting
 
@@ -135,7 +136,7 @@ def unset(key: KeyArg) -> None:
         _edit_file(config_path(), key, None)
 
 
-def _edit_file(path: Path, key: str, value: Any) -> None:
+def _edit_file(path: Path, key: str, value: object) -> None:
     """Set (or, with ``None``, remove) a dotted key in the TOML file, keeping its comments and layout."""
     import tomlkit
 
@@ -146,7 +147,7 @@ def _edit_file(path: Path, key: str, value: Any) -> None:
     except FileNotFoundError:
         document = tomlkit.document()
     parts = key.split(".")
-    node: Any = document
+    node: MutableMapping[str, Any] = document  # the document, then the tables on the key's path
     for part in parts[:-1]:
         if part not in node:
             if value is None:

@@ -24,6 +24,8 @@ from imagegen_cli.cli.options import JsonOpt
 from imagegen_cli.errors import ImagegenError, redact
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from imagegen_cli.settings import Settings
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
@@ -69,7 +71,7 @@ def _gpu_without_torch() -> str | None:
     return "; ".join(gpus) or None
 
 
-def _torch_checks(local_needed: bool) -> tuple[list[Check], Any]:
+def _torch_checks(local_needed: bool) -> tuple[list[Check], ModuleType | None]:
     """torch, its accelerator and the GPU; returns the torch module when it is installed."""
     from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
 
@@ -115,7 +117,7 @@ def _cache_checks() -> list[Check]:
     ]
 
 
-def _local_model_check(name: str, torch: Any) -> Check:
+def _local_model_check(name: str, torch: ModuleType | None) -> Check:
     """Whether the default local model can run now (weights downloaded, or a folder in place)."""
     from imagegen_cli.local.catalog import LOCAL_MODELS, cache_state, human_size
 

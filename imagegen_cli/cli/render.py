@@ -13,7 +13,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -59,7 +59,7 @@ class Output:
         sys.stdout.write(redact(text) + "\n")
         sys.stdout.flush()
 
-    def json(self, data: Any) -> None:
+    def json(self, data: object) -> None:
         # allow_nan=False: NaN is not JSON; the options refuse non-finite numbers before this point.
         sys.stdout.write(redact(json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False)) + "\n")
         sys.stdout.flush()

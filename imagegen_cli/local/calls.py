@@ -47,12 +47,12 @@ def call_parameters(pipe: Any) -> tuple[dict[str, inspect.Parameter], bool]:
     return named, swallows
 
 
-def _config(module: Any) -> dict[str, Any]:
+def _config(module: object) -> dict[str, Any]:
     config = getattr(module, "config", None)
     return dict(config) if config is not None and hasattr(config, "keys") else {}
 
 
-def denoiser_of(pipe: Any) -> Any:
+def denoiser_of(pipe: object) -> object:
     """The transformer or UNet of a pipeline (of its decoder, for two-stage pipelines), or None."""
     for holder in (pipe, getattr(pipe, "decoder_pipe", None)):
         for name in ("transformer", "unet"):
@@ -62,7 +62,7 @@ def denoiser_of(pipe: Any) -> Any:
     return None
 
 
-def size_multiple(pipe: Any) -> int | None:
+def size_multiple(pipe: object) -> int | None:
     """The multiple a pipeline needs its width and height to be: its image processor's scale factor, or the
     VAE's scale factor times the denoiser's patch size, whichever is larger (Flux: 8 x 2 packing = 16)."""
     for holder in (pipe, getattr(pipe, "decoder_pipe", None)):
@@ -78,7 +78,7 @@ def size_multiple(pipe: Any) -> int | None:
     return None
 
 
-def native_size(pipe: Any, params: dict[str, inspect.Parameter]) -> tuple[int, int] | None:
+def native_size(pipe: object, params: dict[str, inspect.Parameter]) -> tuple[int, int] | None:
     """The size a pipeline makes when none is asked: its ``__call__`` defaults, else its sample size."""
     width, height = (params[k].default if k in params else None for k in ("width", "height"))
     if isinstance(width, int) and isinstance(height, int):
@@ -148,7 +148,7 @@ class PipelineCall:
         return {"guidance_knob": self.guidance_knob, "prior_steps": self.prior_steps}
 
 
-def adapt(pipe: Any, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
+def adapt(pipe: object, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
     """Map ``plan`` onto ``pipe``'s ``__call__``: the call, and the plan with its size and batches adjusted."""
     name = type(pipe).__name__
     where = f"local:{plan.source.name} ({name})"

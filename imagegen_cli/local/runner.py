@@ -18,6 +18,10 @@ from imagegen_cli.local.interrupts import SignalGuard
 from imagegen_cli.local.planning import LocalBatch, LocalPlan, detect_variant
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
+    from PIL import Image
+
     from imagegen_cli.result import JobResult, ProgressSink
     from imagegen_cli.saving import JobRecorder
     from imagegen_cli.store.writer import ImageWriter
@@ -39,7 +43,7 @@ class _Interrupted(Exception):
     """Raised from the step callback after Ctrl-C, so the pipeline stops between steps."""
 
 
-def import_stack() -> tuple[Any, Any]:
+def import_stack() -> tuple[ModuleType, ModuleType]:
     """torch and diffusers, quietly; a missing ``local`` extra is a one-line error with the pip command."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
@@ -73,10 +77,10 @@ class Placement:
 
     device: str
     dtype_name: str
-    dtype: Any
+    dtype: object  # a torch.dtype, passed on to diffusers
 
 
-def resolve_placement(torch: Any, device: str, dtype: str) -> Placement:
+def resolve_placement(torch: ModuleType, device: str, dtype: str) -> Placement:
     """--device/--dtype auto → CUDA bf16 (fp16 without bf16 support), then MPS fp16, then CPU fp32."""
     has_cuda = torch.cuda.is_available()
     has_mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
@@ -104,7 +108,9 @@ def _is_oom(exc: BaseException) -> bool:
     return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
-def load_pipeline(diffusers: Any, plan: LocalPlan, placement: Placement, record: dict[str, Any] | None = None) -> Any:
+def load_pipeline(
+    diffusers: ModuleType, plan: LocalPlan, placement: Placement, record: dict[str, Any] | None = None
+) -> Any:
     """``DiffusionPipeline.from_pretrained`` for every source, with its failures as one-line errors.
 
     ``record`` receives what was loaded besides the folder: the weight variant and the quantization.
@@ -168,7 +174,7 @@ def load_pipeline(diffusers: Any, plan: LocalPlan, placement: Placement, record:
     return pipe
 
 
-def place(torch: Any, pipe: Any, plan: LocalPlan, placement: Placement, notes: list[str]) -> None:
+def place(torch: ModuleType, pipe: Any, plan: LocalPlan, placement: Placement, notes: list[str]) -> None:
     """Device placement or offloading, VAE tiling and regional compilation."""
     offload = plan.options.offload
     if offload != "none" and placement.device == "cpu":
@@ -261,7 +267,7 @@ class LocalRun:
         self.result.notes.extend(self.call.notes)
         return self.call
 
-    def _generate(self, torch: Any, pipe: Any, placement: Placement, diffusers_version: str) -> None:
+    def _generate(self, torch: ModuleType, pipe: Any, placement: Placement, diffusers_version: str) -> None:
         from functools import partial
 
         from imagegen_cli.store.journal import Claim
@@ -339,7 +345,7 @@ class LocalRun:
                 self.result.interrupted = bool(queue)
                 return
 
-    def _call(self, torch: Any, pipe: Any, batch: LocalBatch) -> list[Any]:
+    def _call(self, torch: ModuleType, pipe: Any, batch: LocalBatch) -> list[Image.Image]:
         call = self.call
         assert call is not None
         self.result.sent = True
@@ -355,15 +361,15 @@ class LocalRun:
             if self.stop_requested:
                 raise _Interrupted
 
-        def on_step_end(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        def on_step_end(pipeline: object, step: int, timestep: object, kwargs: dict[str, Any]) -> dict[str, Any]:
             stepped(offset + step + 1)
             return kwargs
 
-        def on_prior_step_end(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        def on_prior_step_end(pipeline: object, step: int, timestep: object, kwargs: dict[str, Any]) -> dict[str, Any]:
             stepped(step + 1)
             return kwargs
 
-        def on_step(step: int, timestep: Any, latents: Any) -> None:
+        def on_step(step: int, timestep: object, latents: object) -> None:
             stepped(step + 1)
 
         kwargs = call.kwargs(batch)
@@ -389,7 +395,7 @@ class LocalRun:
         return images
 
 
-def prepare(diffusers: Any, pipe: Any, plan: LocalPlan, record: dict[str, Any]) -> None:
+def prepare(diffusers: ModuleType, pipe: Any, plan: LocalPlan, record: dict[str, Any]) -> None:
     """LoRAs and the scheduler, before the pipeline is placed on its device."""
     from imagegen_cli.local.schedulers import swap_scheduler
     from imagegen_cli.local.weights import apply_loras

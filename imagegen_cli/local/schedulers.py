@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 DIFFUSION = "diffusion"
 FLOW = "flow-matching"
@@ -74,7 +77,7 @@ def find_scheduler(name: str) -> SchedulerChoice:
     raise UsageError(f"unknown --scheduler {name!r}", hint="use one of " + ", ".join(SCHEDULERS))
 
 
-def family_of(scheduler: Any) -> str | None:
+def family_of(scheduler: object) -> str | None:
     """Diffusion (a beta schedule), flow-matching (a shift, no betas), or None for anything else."""
     config = getattr(scheduler, "config", None) or {}
     if "beta_schedule" in config or "trained_betas" in config:
@@ -84,7 +87,7 @@ def family_of(scheduler: Any) -> str | None:
     return None
 
 
-def swap_scheduler(diffusers: Any, pipe: Any, name: str) -> str:
+def swap_scheduler(diffusers: ModuleType, pipe: Any, name: str) -> str:
     """Replace ``pipe.scheduler`` by the named one, built from the current config; returns its class name."""
     choice = find_scheduler(name)
     pipeline = type(pipe).__name__

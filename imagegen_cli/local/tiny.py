@@ -11,7 +11,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 TINY_VERSION = 1
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
@@ -54,7 +53,7 @@ def build_tiny_pipeline(target: Path) -> None:
     torch.manual_seed(0)
     vocab = byte_level_vocab(SPECIAL_TOKENS)
     bos, eos = SPECIAL_TOKENS
-    tokenizer: Any = CLIPTokenizer(
+    tokenizer: object = CLIPTokenizer(
         vocab=vocab, merges=[], unk_token=eos, bos_token=bos, eos_token=eos, pad_token=eos, model_max_length=77
     )
     text_encoder = CLIPTextModel(

@@ -15,9 +15,12 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 DENOISERS = ("transformer", "unet", "prior", "decoder")
 
@@ -56,7 +59,9 @@ def _components(index: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def quantization_config(diffusers: Any, location: str, quantize: str, device: str, dtype: Any) -> tuple[Any, str]:
+def quantization_config(
+    diffusers: ModuleType, location: str, quantize: str, device: str, dtype: object
+) -> tuple[object, str]:
     """(``PipelineQuantizationConfig``, the backend's name) for ``--quantize`` on ``device``."""
     bits = 8 if quantize == "8bit" else 4
     components = _components(model_index(location)) or {"transformer": "diffusers", "unet": "diffusers"}
@@ -91,7 +96,7 @@ def quantization_config(diffusers: Any, location: str, quantize: str, device: st
     )
 
 
-def gguf_transformer(diffusers: Any, location: str, path: str, dtype: Any) -> Any:
+def gguf_transformer(diffusers: ModuleType, location: str, path: str, dtype: object) -> object:
     """The pipeline's transformer, loaded from a single GGUF file with the folder's config."""
     entry = model_index(location).get("transformer")
     if not (isinstance(entry, list) and len(entry) == 2):

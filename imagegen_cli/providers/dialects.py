@@ -54,14 +54,14 @@ class TaskStatus:
     error: str | None = None
 
 
-def _finite(value: Any) -> float | None:
+def _finite(value: object) -> float | None:
     """A JSON number as a float; booleans, strings, Infinity and NaN (json.loads accepts them) are None."""
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
 
 
-def _urls(value: Any) -> list[str]:
+def _urls(value: object) -> list[str]:
     if isinstance(value, str) and value:
         return [value]
     if isinstance(value, list):
@@ -72,7 +72,9 @@ def _urls(value: Any) -> list[str]:
 _DATA_URL = re.compile(r"data:(?P<type>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)", re.DOTALL | re.IGNORECASE)
 
 
-def decode_data_url(url: str, provider: str, **fields: Any) -> RemoteImage:
+def decode_data_url(
+    url: str, provider: str, *, revised_prompt: str | None = None, expires_at: float | None = None
+) -> RemoteImage:
     """A ``data:image/...;base64,`` URL (LiteLLM mock answers, some gateways) as a base64 image.
 
     The rest of the run then treats it exactly like ``b64_json``; a data URL that is not an image, or not
@@ -88,10 +90,10 @@ def decode_data_url(url: str, provider: str, **fields: Any) -> RemoteImage:
         payload = re.sub(r"\s+", "", unquote(match["data"]))
     else:
         payload = base64.b64encode(unquote_to_bytes(match["data"])).decode("ascii")
-    return RemoteImage(b64=payload, **fields)
+    return RemoteImage(b64=payload, revised_prompt=revised_prompt, expires_at=expires_at)
 
 
-def _image_items(items: Any, provider: str) -> list[RemoteImage]:
+def _image_items(items: object, provider: str) -> list[RemoteImage]:
     if isinstance(items, dict):
         items = [items]
     if not isinstance(items, list):
@@ -115,7 +117,7 @@ def _image_items(items: Any, provider: str) -> list[RemoteImage]:
     return images
 
 
-def parse_images_response(data: Any, provider: str) -> SyncResult:
+def parse_images_response(data: object, provider: str) -> SyncResult:
     """Parse ``{"created", "data": [{"url"|"b64_json", "revised_prompt"?}], "usage"?}``."""
     if not isinstance(data, dict) or "data" not in data:
         raise InvalidResponse(f"{provider}: unexpected response shape (no 'data')", hint="is the base URL right?")
@@ -126,7 +128,7 @@ def parse_images_response(data: Any, provider: str) -> SyncResult:
     return SyncResult(images, usage if isinstance(usage, dict) else None)
 
 
-def _envelope(data: Any, provider: str) -> Any:
+def _envelope(data: object, provider: str) -> object:
     """apimart wraps answers as ``{"code": 200, "data": ...}``; a non-200 code is an error."""
     if not isinstance(data, dict):
         raise InvalidResponse(f"{provider}: unexpected response shape")
@@ -148,7 +150,7 @@ def _error_text(data: dict[str, Any]) -> str | None:
     return clean_text(str(message), 300) if message else None
 
 
-def parse_submit_response(data: Any, provider: str) -> list[str]:
+def parse_submit_response(data: object, provider: str) -> list[str]:
     """Task ids from either documented submit shape (a list of ``task_id`` or one object ``id``)."""
     inner = _envelope(data, provider)
     items = inner if isinstance(inner, list) else [inner]
@@ -165,7 +167,7 @@ def parse_submit_response(data: Any, provider: str) -> list[str]:
     return ids
 
 
-def parse_task_status(data: Any, provider: str, task_id: str) -> TaskStatus:
+def parse_task_status(data: object, provider: str, task_id: str) -> TaskStatus:
     """Parse ``GET tasks/{id}``: status, progress, result images or the error."""
     inner = _envelope(data, provider)
     if not isinstance(inner, dict):

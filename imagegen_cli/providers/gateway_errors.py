@@ -12,7 +12,7 @@ import html
 import json
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from imagegen_cli.errors import AuthError, GatewayError, InsufficientBalance, clean_text
 
@@ -38,7 +38,7 @@ def error_message(body: bytes, content_type: str = "") -> str:
     """One line from any gateway's error body: error.message, else message, else an excerpt."""
     text = body[:65536].decode("utf-8", "replace")
     try:
-        data: Any = json.loads(text)
+        data: object = json.loads(text)
     except ValueError:
         data = None
     if isinstance(data, dict):
@@ -103,7 +103,7 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
 def error_code(content: bytes) -> str | None:
     """``error.code`` (else ``error.type``, else a top-level ``code``) of a JSON error body."""
     try:
-        data: Any = json.loads(content[:ERROR_BODY_BYTES])
+        data: object = json.loads(content[:ERROR_BODY_BYTES])
     except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict):

@@ -13,7 +13,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -46,6 +46,9 @@ from imagegen_cli.providers.transport import (
     read_bounded,
     transport_reason,
 )
+
+if TYPE_CHECKING:
+    from imagegen_cli.jsontypes import JSON
 
 __all__ = [
     "BOMB_FLOOR",
@@ -150,7 +153,7 @@ class GatewayClient:
         *,
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-    ) -> Any:
+    ) -> JSON:
         """Send one request, retrying transient failures; return the decoded JSON body."""
         answer = await self.send(method, url, body=body, headers=headers)
         try:
@@ -257,7 +260,7 @@ class GatewayClient:
                 raise status_error(self.provider, answer, method, url)
             return answer
 
-    async def _fetch(self, url: str, sink: Any, max_bytes: int) -> str | Answer:
+    async def _fetch(self, url: str, sink: IO[bytes], max_bytes: int) -> str | Answer:
         """One download try: the Content-Type once the body is in ``sink``, or the error answer."""
         # Redirects are followed by httpx, which drops Authorization when the origin changes.
         async with self.client.stream(
@@ -279,7 +282,7 @@ class GatewayClient:
             sink.flush()
             return str(response.headers.get("content-type", ""))
 
-    async def download(self, url: str, sink: Any, max_bytes: int) -> str:
+    async def download(self, url: str, sink: IO[bytes], max_bytes: int) -> str:
         """Stream an image into ``sink`` (a binary file) within the deadline; returns the Content-Type."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import GatewayError, InvalidResponse
 from imagegen_cli.providers.registry import ResolvedProvider
+
+if TYPE_CHECKING:
+    from imagegen_cli.jsontypes import JSON
 
 DEFAULT_TIMEOUT = 30.0
 _IMAGE_NAME = re.compile(r"image|dall-e|flux|imagen|seedream|diffusion|sdxl|kolors|kling|midjourney", re.IGNORECASE)
@@ -60,7 +63,7 @@ def fetch_live_models(provider: ResolvedProvider, timeout: float = DEFAULT_TIMEO
     assert provider.profile.models_path is not None
     url = provider.url(provider.profile.models_path)
 
-    async def run() -> Any:
+    async def run() -> JSON:
         async with make_async_client() as http:
             return await GatewayClient(provider, Deadline(timeout), http).request_json("GET", url)
 

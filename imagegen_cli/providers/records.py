@@ -6,13 +6,19 @@ import asyncio
 import base64
 import json
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode, urljoin
 
 from imagegen_cli.errors import GatewayError, InvalidResponse
 from imagegen_cli.providers.dialects import decode_data_url
 from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.store.writer import MAX_DOWNLOAD_BYTES, ImageWriter, OutputSpec, SavedImage
+
+if TYPE_CHECKING:
+    from imagegen_cli.providers.http import GatewayClient
+
+T = TypeVar("T")
 
 MAX_PAGES = 1000  # a gateway that always says has_more cannot keep us paging forever
 
@@ -25,11 +31,11 @@ def _path(provider: ResolvedProvider, *parts: str) -> str:
 DEFAULT_TIMEOUT = 120.0
 
 
-def _run(provider: ResolvedProvider, work: Any, timeout: float) -> Any:
+def _run(provider: ResolvedProvider, work: Callable[[GatewayClient], Awaitable[T]], timeout: float) -> T:
     """Run one records operation within ``timeout`` seconds overall (every request and download included)."""
     from imagegen_cli.providers.http import Deadline, DeadlineExceeded, GatewayClient, make_async_client
 
-    async def main() -> Any:
+    async def main() -> T:
         async with make_async_client() as http:
             return await work(GatewayClient(provider, Deadline(timeout), http))
 
@@ -54,7 +60,7 @@ def list_records(
 ) -> list[dict[str, Any]]:
     """``GET images?limit=&after=&before=&order=``, following ``has_more`` when asked."""
 
-    async def work(client: Any) -> list[dict[str, Any]]:
+    async def work(client: GatewayClient) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
         cursor = after
         for _ in range(MAX_PAGES):
@@ -65,7 +71,7 @@ def list_records(
                 query["before"] = before
             data = await client.request_json("GET", _path(provider) + "?" + urlencode(query))
             page = data.get("data") if isinstance(data, dict) else None
-            if not isinstance(page, list):
+            if not isinstance(data, dict) or not isinstance(page, list):
                 raise InvalidResponse(f"{provider.name}: unexpected image list shape")
             records.extend(r for r in page if isinstance(r, dict))
             last = data.get("last_id") or (page[-1].get("id") if page and isinstance(page[-1], dict) else None)
@@ -81,7 +87,7 @@ def list_records(
 def delete_record(provider: ResolvedProvider, record_id: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     """``DELETE images/{id}`` (only the owning key may)."""
 
-    async def work(client: Any) -> None:
+    async def work(client: GatewayClient) -> None:
         data = await client.request_json("DELETE", _path(provider, record_id))
         if isinstance(data, dict) and data.get("deleted") is False:
             raise InvalidResponse(f"{provider.name}: record {record_id} was not deleted")
@@ -113,7 +119,7 @@ def download_record(
     writer = ImageWriter(spec, prompt=record_id, provider=provider.name, model="", n=1)
     meta = {"provider": provider.name, "record": record_id, "index": 1}
 
-    async def work(client: Any) -> SavedImage:
+    async def work(client: GatewayClient) -> SavedImage:
         url = _path(provider, record_id, "content") + "?" + urlencode({"format": via})
         response = await client.send("GET", url, body=None, headers={"Accept": "*/*"}, max_bytes=MAX_DOWNLOAD_BYTES)
         content_type = response.headers.get("content-type", "")

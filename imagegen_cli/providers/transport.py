@@ -14,13 +14,16 @@ import os
 import time
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 
 from imagegen_cli.errors import ConfigError, InvalidResponse, clean_text
 from imagegen_cli.providers.registry import is_loopback
+
+if TYPE_CHECKING:
+    from imagegen_cli.jsontypes import JSON
 
 MAX_JSON_BYTES = 256 * 1024 * 1024  # a b64_json answer with 10 large PNGs stays far below this
 # A gzip answer may expand at most this much once past BOMB_FLOOR bytes: base64 images compress about
@@ -87,8 +90,9 @@ class Answer:
     content: bytes
     url: str
 
-    def json(self) -> Any:
-        return json.loads(self.content)
+    def json(self) -> JSON:
+        data: JSON = json.loads(self.content)
+        return data
 
 
 async def read_bounded(response: httpx.Response, limit: int, *, truncate: bool, what: str) -> bytes:

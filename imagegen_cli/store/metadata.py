@@ -35,12 +35,12 @@ def build_metadata(
 _CONTROLS = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     """PNG text may hold no NUL, and terminal escapes have no place in metadata: keep newlines only."""
     return _CONTROLS.sub(" ", str(value))
 
 
-def _one_line(value: Any) -> str:
+def _one_line(value: object) -> str:
     return _text(value).replace("\n", " ").replace(",", ";")
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli.errors import DownloadError, ImagegenError, SaveError, UsageError
 from imagegen_cli.store.containers import (
@@ -49,6 +49,9 @@ from imagegen_cli.store.placement import (
     remove_stale_parts,
     rename_no_replace,
 )
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = [
     "FORMATS",
@@ -139,7 +142,7 @@ class ImageWriter:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def save_pil(self, img: Any, *, index: int, seed: int | None, meta: dict[str, Any]) -> SavedImage:
+    def save_pil(self, img: Image.Image, *, index: int, seed: int | None, meta: dict[str, Any]) -> SavedImage:
         """Save an image made in this process (local pipelines): encoded once, then tagged."""
         fmt = self.spec.fmt or "png"
         if fmt == "svg":
@@ -228,7 +231,7 @@ class ImageWriter:
             size=(document.width, document.height),
         )
 
-    def _decode(self, data: bytes, layout: Layout, index: int) -> Any:
+    def _decode(self, data: bytes, layout: Layout, index: int) -> Image.Image:
         """Decode every frame once (proof that the pixels are there); only the four formats may decode.
 
         Naming the format keeps Pillow's other plugins out: an EPS can never reach Ghostscript.
@@ -382,7 +385,7 @@ def _conversion_notes(index: int, layout: Layout, fmt: str) -> tuple[str, ...]:
     return (f"{what} converted to animated {_DISPLAY[fmt]} (--format {fmt})",)
 
 
-def _encode(img: Any, fmt: str, *, frames: int) -> bytes:
+def _encode(img: Image.Image, fmt: str, *, frames: int) -> bytes:
     """Encode once with Pillow, all frames where the format animates (metadata is added afterwards)."""
     options: dict[str, Any] = {}
     if fmt == "png":
