@@ -13,13 +13,15 @@ import math
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import UsageError
 from imagegen_cli.local.planning import LocalOptions
-from imagegen_cli.request import MAX_IMAGES, GenerationRequest, Ratio, Size, parse_param, parse_tier
+from imagegen_cli.request import Ratio, RequestOptions, Size, parse_param, parse_tier
+
+__all__ = ["GenerateOptions", "OutputOptions", "PromptLine", "RequestOptions", "RunOptions", "read_prompt_file"]
 
 # Keys a JSON Lines prompt file may set per line (``-`` in a key is read as ``_``).
 LINE_KEYS = (
@@ -28,37 +30,6 @@ LINE_KEYS = (
     "name", "format", "out",
 )  # fmt: skip
 LOCAL_FLAGS = {"device": "--device", "dtype": "--dtype", "offload": "--offload", "vae_tiling": "--vae-tiling"}
-
-
-@dataclass(frozen=True)
-class RequestOptions:
-    """The request flags (everything of a :class:`GenerationRequest` but the prompt, provider and model)."""
-
-    n: int = 1
-    size: Size | None = None
-    ratio: Ratio | None = None
-    resolution: str | None = None
-    quality: str | None = None
-    style: str | None = None
-    seed: int | None = None
-    negative_prompt: str | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    params: tuple[tuple[str, Any], ...] = ()
-    response_format: str | None = None
-    user: str | None = None
-    on_behalf_of: str | None = None
-    strict: bool = False
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.n <= MAX_IMAGES:
-            raise UsageError(f"-n {self.n} is out of range", hint=f"ask for 1 to {MAX_IMAGES} images")
-        if self.guidance is not None and not math.isfinite(self.guidance):
-            raise UsageError(f"--guidance {self.guidance} is not a number", hint="give a finite number, e.g. 4.5")
-
-    def to_request(self, prompt: str, provider: str, model: str, base_url: str | None = None) -> GenerationRequest:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return GenerationRequest(prompt=prompt, provider=provider, model=model, base_url=base_url, **values)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from imagegen_cli.errors import UsageError
@@ -148,12 +148,13 @@ def parse_param(text: str) -> tuple[str, object]:
 
 
 @dataclass(frozen=True)
-class GenerationRequest:
-    """What the user asked for, provider-independent; built once from the command line."""
+class RequestOptions:
+    """The request flags: everything of a :class:`GenerationRequest` but the prompt and where it goes.
 
-    prompt: str
-    provider: str
-    model: str
+    Built once from the command line (``GenerateOptions.request``) and checked here, so a bad flag is a usage
+    error before any line of a batch is planned.
+    """
+
     n: int = 1
     size: Size | None = None
     ratio: Ratio | None = None
@@ -164,16 +165,13 @@ class GenerationRequest:
     negative_prompt: str | None = None
     steps: int | None = None
     guidance: float | None = None
-    params: tuple[tuple[str, Any], ...] = ()
+    params: tuple[tuple[str, object], ...] = ()
     response_format: str | None = None
     user: str | None = None
     on_behalf_of: str | None = None
     strict: bool = False
-    base_url: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.prompt.strip():
-            raise UsageError("the prompt is empty", hint='pass a prompt: imagegen generate "a red fox"')
         if not 1 <= self.n <= MAX_IMAGES:
             raise UsageError(f"-n {self.n} is out of range", hint=f"ask for 1 to {MAX_IMAGES} images")
         if self.size and self.ratio:
@@ -190,6 +188,27 @@ class GenerationRequest:
             raise UsageError("--steps must be at least 1")
         if self.seed is not None and self.seed < 0:
             raise UsageError("--seed must be zero or positive")
+        if self.guidance is not None and not math.isfinite(self.guidance):
+            raise UsageError(f"--guidance {self.guidance} is not a number", hint="give a finite number, e.g. 4.5")
+
+    def to_request(self, prompt: str, provider: str, model: str, base_url: str | None = None) -> GenerationRequest:
+        values = {f.name: getattr(self, f.name) for f in fields(RequestOptions)}
+        return GenerationRequest(prompt=prompt, provider=provider, model=model, base_url=base_url, **values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationRequest(RequestOptions):
+    """What the user asked for, provider-independent: the request flags plus the prompt and where it goes."""
+
+    prompt: str
+    provider: str
+    model: str
+    base_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.prompt.strip():
+            raise UsageError("the prompt is empty", hint='pass a prompt: imagegen generate "a red fox"')
+        super().__post_init__()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the journal (no key can be in here: keys never enter a request)."""

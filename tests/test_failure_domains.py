@@ -409,3 +409,15 @@ def test_an_interrupted_batch_counts_lines_never_started_apart(gateway: FakeGate
     assert any(e["code"] == "interrupted" for e in doc["errors"])
     assert "interrupted: 0 of 1 image(s) saved" in stderr.decode()
     assert "not started" in stderr.decode()
+
+
+def test_every_image_is_journalled_when_many_land_at_once(cli, gateway: FakeGateway) -> None:
+    """Files are named in the journal from the writer's threads while the loop records others: no interleaving."""
+    for _ in range(3):
+        result = cli("generate", "x", "-m", "token360:seedream-4.5", "-n", "10", "--seed", "1", "--json")
+        assert result.returncode == 0, result.stderr
+        doc = result.json()
+        assert not any("journal" in note for note in doc["notes"]), doc["notes"]
+        with sqlite3.connect(_journal()) as conn:
+            states = conn.execute("SELECT state FROM job_images WHERE job_id = ?", (doc["job"],)).fetchall()
+        assert [s for (s,) in states] == ["saved"] * 10

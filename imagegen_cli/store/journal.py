@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +53,9 @@ class Journal:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
+        # One connection serves the event loop and the writer's worker threads (a file's name is journalled
+        # from the thread that places it): a transaction must never interleave with another thread's statement.
+        self._lock = threading.RLock()
 
     @classmethod
     def open(cls, path: Path | None = None) -> Journal:
@@ -93,13 +97,23 @@ class Journal:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         # BEGIN IMMEDIATE takes the write lock up front, so read-then-write sequences cannot interleave.
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def _rows(self, sql: str, args: tuple[object, ...] | list[object] = ()) -> list[sqlite3.Row]:
+        """A read, whole, under the same lock as the writes."""
+        with self._lock:
+            return list(self.conn.execute(sql, args).fetchall())
+
+    def _row(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Row | None:
+        rows = self._rows(sql, args)
+        return rows[0] if rows else None
 
     def _migrate(self) -> None:
         with self._tx() as conn:
@@ -256,10 +270,10 @@ class Journal:
 
     def claimed_by(self, job_id: str, index: int) -> int | None:
         """The pid of the live process saving image ``index``, if another one is."""
-        row = self.conn.execute(
+        row = self._row(
             "SELECT state, claimed_by, claimed_start FROM job_images WHERE job_id = ? AND image_index = ?",
             (job_id, index),
-        ).fetchone()
+        )
         if row is None or row["state"] != "saving" or not process_alive(row["claimed_by"], row["claimed_start"]):
             return None
         return int(row["claimed_by"])
@@ -321,7 +335,7 @@ class Journal:
 
         A job whose process died (killed) and that cannot be resumed counts as finished.
         """
-        rows = self.conn.execute("SELECT * FROM jobs WHERE created_at < ?", (older_than,)).fetchall()
+        rows = self._rows("SELECT * FROM jobs WHERE created_at < ?", (older_than,))
         doomed = [row["id"] for row in rows if self._job(row).status not in OPEN_STATES]
         with self._tx() as conn:
             conn.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in doomed])
@@ -357,15 +371,13 @@ class Journal:
                 r["error"],
                 r["expires_at"],
             )
-            for r in self.conn.execute(
-                "SELECT * FROM job_tasks WHERE job_id = ? ORDER BY call_index, remote_id", (job.id,)
-            )
+            for r in self._rows("SELECT * FROM job_tasks WHERE job_id = ? ORDER BY call_index, remote_id", (job.id,))
         ]
         job.images = [
             ImageRow(
                 r["image_index"], r["state"], r["path"], r["url"], r["seed"], r["width"], r["height"], r["remote_id"]
             )
-            for r in self.conn.execute("SELECT * FROM job_images WHERE job_id = ? ORDER BY image_index", (job.id,))
+            for r in self._rows("SELECT * FROM job_images WHERE job_id = ? ORDER BY image_index", (job.id,))
         ]
         if job.status in OPEN_STATES and not process_alive(job.pid, row["pid_start"]):
             # The process died (killed): say what the job is now instead of "running" forever. A remote task
@@ -378,15 +390,15 @@ class Journal:
 
     def get(self, ident: str) -> Job:
         """A job by local id, unique id prefix, or remote task id."""
-        row = self.conn.execute("SELECT * FROM jobs WHERE id = ?", (ident,)).fetchone()
+        row = self._row("SELECT * FROM jobs WHERE id = ?", (ident,))
         if row is None:
-            task = self.conn.execute("SELECT job_id FROM job_tasks WHERE remote_id = ?", (ident,)).fetchall()
+            task = self._rows("SELECT job_id FROM job_tasks WHERE remote_id = ?", (ident,))
             if len(task) == 1:
-                row = self.conn.execute("SELECT * FROM jobs WHERE id = ?", (task[0]["job_id"],)).fetchone()
+                row = self._row("SELECT * FROM jobs WHERE id = ?", (task[0]["job_id"],))
         if row is None and len(ident) >= 4:
-            rows = self.conn.execute(
+            rows = self._rows(
                 "SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\'", (ident.replace("%", "\\%").replace("_", "\\_") + "%",)
-            ).fetchall()
+            )
             if len(rows) > 1:
                 raise UsageError(f"task id {ident!r} is ambiguous", hint="give more of it")
             row = rows[0] if rows else None
@@ -404,17 +416,17 @@ class Journal:
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         query += " ORDER BY id DESC"
-        jobs = [self._job(row) for row in self.conn.execute(query, args)]
+        jobs = [self._job(row) for row in self._rows(query, args)]
         if status:
             jobs = [job for job in jobs if job.status == status]
         return jobs[:limit] if limit > 0 else jobs
 
     def by_batch_key(self, key: str) -> Job | None:
         """The newest job of a batch line, for ``--resume``."""
-        row = self.conn.execute("SELECT * FROM jobs WHERE batch_key = ? ORDER BY id DESC LIMIT 1", (key,)).fetchone()
+        row = self._row("SELECT * FROM jobs WHERE batch_key = ? ORDER BY id DESC LIMIT 1", (key,))
         return self._job(row) if row is not None else None
 
     def task_ids(self, prefix: str = "") -> list[str]:
         """Job ids for shell completion."""
-        rows = self.conn.execute("SELECT id FROM jobs WHERE id LIKE ? ORDER BY id DESC LIMIT 50", (prefix + "%",))
+        rows = self._rows("SELECT id FROM jobs WHERE id LIKE ? ORDER BY id DESC LIMIT 50", (prefix + "%",))
         return [r["id"] for r in rows]
