@@ -216,7 +216,7 @@ def test_interrupt_with_a_finished_task_not_yet_downloaded_is_pending(gateway: F
         stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 20
-    while not any(r.path.startswith("/files/") for r in gateway.requests) and time.monotonic() < deadline:
+    while not gateway.image_requests and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
