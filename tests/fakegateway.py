@@ -193,7 +193,8 @@ class FakeGateway:
     def _serve(host: str, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
         server = loopback_server(host, handler)
         server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # A short poll interval: shutdown() waits for it, and every test stops two servers.
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return server
 
     def __enter__(self) -> FakeGateway:
@@ -684,7 +685,7 @@ class FakeProxy:
 
         self.server = loopback_server(host, Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     @property
     def url(self) -> str:
