@@ -47,7 +47,7 @@ def n_range(caps: ModelCaps) -> str:
 
 def notable_params(caps: ModelCaps, profile: ProviderProfile) -> list[str]:
     """seed, style, negative prompt, quality values, ... in one short list."""
-    notes = [_PARAM_FLAGS[p].lstrip("-") for p in caps.params if p in _PARAM_FLAGS and p != "user"]
+    notes = [_PARAM_FLAGS[p].lstrip("-") for p in caps.flag_fields if p in _PARAM_FLAGS and p != "user"]
     if caps.retired:
         notes.insert(0, caps.retired.removeprefix("was ") + (f"; use {caps.replacement}" if caps.replacement else ""))
     if caps.qualities:
@@ -94,7 +94,7 @@ def remote_model_info(profile: ProviderProfile, caps: ModelCaps) -> dict[str, An
         "qualities": None if caps.qualities is None else list(caps.qualities),
         "quality_map": dict(caps.quality_map),
         "response_formats": list(caps.response_formats),
-        "params": sorted(caps.params),
+        "params": sorted(caps.flag_fields),
         "notable": notable_params(caps, profile),
         "summary": caps.summary,
         "retired": caps.retired.removeprefix("was ") if caps.retired else None,
@@ -278,9 +278,9 @@ def flag_mapping(profile: ProviderProfile, caps: ModelCaps) -> dict[str, str]:
         aliases = ", ".join(f"{k}→{v}" for k, v in caps.quality_map.items())
         mapping["--quality"] = "one of " + " ".join(caps.qualities) + (f"; approximated: {aliases}" if aliases else "")
     for param, flag in _PARAM_FLAGS.items():
-        if param in caps.params:
+        if param in caps.flag_fields:
             extra = ", one call per image (seed, seed+1, …)" if param == "seed" else ""
-            mapping[flag] = f"sent as {caps.params[param]}{extra}"
+            mapping[flag] = f"sent as {caps.flag_fields[param]}{extra}"
         else:
             mapping[flag] = "dropped (with a note)"
     mapping["--on-behalf-of"] = (

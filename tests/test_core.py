@@ -311,3 +311,14 @@ def test_readme_tables_are_generated_from_the_code() -> None:
         sys.path.pop(0)
     readme = (ROOT / "README.md").read_text()
     assert readme == generate_docs.render(readme), "README tables are stale: run python scripts/generate_docs.py"
+
+
+@pytest.mark.parametrize("key", ["flag_fields", "params"])  # "params" is the name before 0.2, still read
+def test_a_user_gateway_maps_flags_to_its_own_body_fields(key: str, gateway: FakeGateway) -> None:
+    config_file(
+        "[providers.mygw]\nbase_url = 'http://127.0.0.1:9/v1'\ndefault_model = 'm'\n"
+        f"[providers.mygw.models.m]\n{key} = {{ seed = 'random_seed' }}\n"
+    )
+    dry = run_cli("generate", "x", "-m", "mygw:m", "--seed", "5", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.json()["calls"][0]["body"]["random_seed"] == 5

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from imagegen_cli.cli.options import JsonOpt
-from imagegen_cli.cli.render import Output, reported
+from imagegen_cli.cli.render import Output, report_errors
 from imagegen_cli.errors import UsageError
 
 config_app = typer.Typer(
@@ -29,7 +29,7 @@ def show(json_out: JsonOpt = False) -> None:
     Example: imagegen config show
     """
     output = Output(json_mode=json_out)
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.config import dump_toml, load_config, redact_config
 
         data = redact_config(load_config())
@@ -58,7 +58,7 @@ def get(key: KeyArg, json_out: JsonOpt = False) -> None:
     Example: imagegen config get providers.openai.base_url
     """
     output = Output(json_mode=json_out)
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.config import get_dotted, load_config, redact_config
 
         try:
@@ -102,7 +102,7 @@ def set_value(
     Example: imagegen config set providers.apimart.base_url https://my-proxy.example/v1
     """
     output = Output()
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.config import SECRET_KEY_NAMES, config_path, load_config, set_dotted
         from imagegen_cli.providers.registry import load_profiles
         from imagegen_cli.settings import KNOWN_KEYS, SettingError
@@ -128,7 +128,7 @@ def unset(key: KeyArg) -> None:
     Example: imagegen config unset default_model
     """
     output = Output()
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.config import config_path, load_config, unset_dotted
 
         if not unset_dotted(load_config(), key):

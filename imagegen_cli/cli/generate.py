@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from imagegen_cli.cli.options import JsonOpt, ModelOpt, ProviderOpt, QuietOpt
-from imagegen_cli.cli.render import Output, reported
+from imagegen_cli.cli.render import Output, report_errors
 from imagegen_cli.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def generate(
 ) -> None:
     """Generate images from a prompt and save them."""
     output = Output(json_mode=json_out, quiet=quiet)
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.local.planning import LocalOptions
         from imagegen_cli.options import (
             GenerateOptions,

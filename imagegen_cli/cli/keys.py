@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from imagegen_cli.cli.options import JsonOpt
-from imagegen_cli.cli.render import Output, reported
+from imagegen_cli.cli.render import Output, report_errors
 from imagegen_cli.errors import UsageError
 
 keys_app = typer.Typer(
@@ -35,7 +35,7 @@ def set_key(ctx: typer.Context, name: NameArg) -> None:
     Example: imagegen keys set apimart
     """
     output = Output()
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.config import store_key
 
         options = [arg for arg in ctx.args if arg.startswith("-")]
@@ -72,7 +72,7 @@ def list_keys(json_out: JsonOpt = False) -> None:
     Example: imagegen keys list --json
     """
     output = Output(json_mode=json_out)
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.config import find_key
         from imagegen_cli.providers.registry import profile_key_vars
         from imagegen_cli.settings import load_settings
@@ -102,7 +102,7 @@ def remove(name: NameArg) -> None:
     Example: imagegen keys rm openai
     """
     output = Output()
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.config import remove_key
 
         if not remove_key(name):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from imagegen_cli.cli.options import JsonOpt, YesOpt, complete_model, complete_provider
-from imagegen_cli.cli.render import Output, reported
+from imagegen_cli.cli.render import Output, report_errors
 from imagegen_cli.errors import ExitCode, ImagegenError, UsageError
 
 models_app = typer.Typer(
@@ -155,7 +155,7 @@ def list_models(
     Example: imagegen models list --provider apimart --json
     """
     output = Output(json_mode=json_out)
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.model_catalog import catalog
 
         if local and remote:
@@ -247,7 +247,7 @@ def show(model: ModelArg, json_out: JsonOpt = False) -> None:
     Example: imagegen models show openai:dall-e-3
     """
     output = Output(json_mode=json_out)
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.local.catalog import LOCAL_MODELS
         from imagegen_cli.model_catalog import example_command, find_model, flag_mapping, local_flag_mapping
 
@@ -291,7 +291,7 @@ def pull(model: ModelArg) -> None:
     Example: imagegen models pull sd-turbo
     """
     output = Output()
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.local.hub import pull as pull_weights
 
         output.line(pull_weights(model))
@@ -304,7 +304,7 @@ def remove(model: ModelArg, yes: YesOpt = False) -> None:
     Example: imagegen models rm sd-turbo --yes
     """
     output = Output()
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.local.catalog import cache_state, human_size, repo_cache_dir
         from imagegen_cli.local.hub import remove as remove_weights
         from imagegen_cli.local.hub import repo_for

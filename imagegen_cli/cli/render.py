@@ -211,7 +211,7 @@ class CliSink:
 
 
 @contextmanager
-def reported(output: Output) -> Iterator[None]:
+def report_errors(output: Output) -> Iterator[None]:
     """Map the project's errors to one line plus hint and the documented exit code."""
     from imagegen_cli.signals import StopSignal, interrupted_exit_code
 

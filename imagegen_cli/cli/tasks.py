@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from imagegen_cli.cli.options import JsonOpt, QuietOpt, YesOpt
-from imagegen_cli.cli.render import Output, reported
+from imagegen_cli.cli.render import Output, report_errors
 from imagegen_cli.errors import ExitCode, UsageError, clean_text
 
 tasks_app = typer.Typer(
@@ -63,7 +63,7 @@ def list_tasks(
     Example: imagegen tasks list --status submitted --json
     """
     output = Output(json_mode=json_out)
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.store.journal import JOB_STATES, Journal, journal_path
 
         if status and status not in JOB_STATES:
@@ -94,7 +94,7 @@ def show(task_id: IdArg, json_out: JsonOpt = False) -> None:
     Example: imagegen tasks show 1m80bnk3kgjv --json
     """
     output = Output(json_mode=json_out)
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.store.journal import Journal
 
         with Journal.open() as journal:
@@ -146,7 +146,7 @@ def wait(
     Example: imagegen tasks wait 1m80bnk3kgjv -o out/
     """
     output = Output(json_mode=json_out, quiet=quiet)
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli import api
 
         run = api.resume(task_ids, out_dir=out, timeout=timeout, sink=output.sink(batch=False))
@@ -170,7 +170,7 @@ def cancel(task_ids: IdsArg) -> None:
     Example: imagegen tasks cancel 1m80bnk3kgjv
     """
     output = Output()
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli import api
 
         cancelled, notes = api.cancel(task_ids)
@@ -190,7 +190,7 @@ def prune(
     Example: imagegen tasks prune --older-than 7d
     """
     output = Output(json_mode=json_out)
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli import api
 
         removed = api.prune(older_than)
@@ -246,7 +246,7 @@ def records_list(
     Example: imagegen tasks records list --provider token360 --limit 50 --all --json
     """
     output = Output(json_mode=json_out)
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.providers.records import list_records
 
         if order not in ("desc", "asc"):
@@ -288,7 +288,7 @@ def records_get(
     Example: imagegen tasks records get img_123 -o out/
     """
     output = Output(json_mode=json_out)
-    with reported(output):
+    with report_errors(output):
         from imagegen_cli.providers.records import download_record
 
         if via not in ("redirect", "url", "binary"):
@@ -322,7 +322,7 @@ def records_rm(
     Example: imagegen tasks records rm img_123 --yes
     """
     output = Output()
-    with reported(output):
+    with report_errors(output):
         import sys
 
         from imagegen_cli.providers.records import delete_record

@@ -24,7 +24,7 @@ _MKA1_CAPS = ModelCaps(
     qualities=("standard", "hd", "low", "medium", "high", "auto"),
     default_response_format="url",
     output_formats=("png", "jpeg", "webp"),
-    params={"user": "user", "style": "style"},
+    flag_fields={"user": "user", "style": "style"},
 )
 
 MKA1 = ProviderProfile(
@@ -50,7 +50,7 @@ _FLUX = ModelCaps(
     prompt_max=1000,
     qualities=(),  # documented as dall-e-3 only
     default_response_format="url",
-    params={"user": "user"},
+    flag_fields={"user": "user"},
     summary="aspect_ratio is required",
 )
 
@@ -72,7 +72,7 @@ KKIAI = ProviderProfile(
             prompt_max=1000,
             qualities=(),
             default_response_format="url",
-            params={"user": "user"},
+            flag_fields={"user": "user"},
         ),
     },
     default_caps=ModelCaps(id="*", size_mode="free", n_max=10, prompt_max=1000, default_response_format="url"),
@@ -93,7 +93,7 @@ MODELMAX = ProviderProfile(
             qualities=("standard", "hd"),
             quality_map=DALLE_QUALITY_MAP,
             default_response_format="url",
-            params={"style": "style"},
+            flag_fields={"style": "style"},
         ),
     },
     default_caps=ModelCaps(
@@ -103,7 +103,7 @@ MODELMAX = ProviderProfile(
         qualities=("standard", "hd"),
         quality_map=DALLE_QUALITY_MAP,
         default_response_format="url",
-        params={"style": "style"},
+        flag_fields={"style": "style"},
     ),
 )
 
@@ -114,7 +114,7 @@ _SEEDREAM = ModelCaps(
     send_n=False,
     qualities=(),
     default_response_format="url",
-    params={"seed": "seed"},
+    flag_fields={"seed": "seed"},
     summary="seed, watermark, sequential_image_generation",
 )
 
@@ -162,7 +162,7 @@ TOKEN360 = ProviderProfile(
         n_max=10,
         qualities=None,
         default_response_format="url",
-        params={"seed": "seed"},
+        flag_fields={"seed": "seed"},
     ),
 )
 
@@ -221,7 +221,7 @@ APIMART = ProviderProfile(
             id="qwen-image-2.0",
             n_max=6,
             send_n=True,
-            params={"negative_prompt": "negative_prompt"},
+            flag_fields={"negative_prompt": "negative_prompt"},
         ),
     },
     default_caps=_APIMART_BASE,

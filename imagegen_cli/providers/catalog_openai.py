@@ -37,7 +37,7 @@ def _gpt_image(model_id: str, summary: str = "GPT image model; always returns ba
         quality_map=GPT_QUALITY_MAP,
         response_formats=(),  # GPT image models always answer b64_json and reject the field
         output_formats=_GPT_FORMATS,
-        params={"user": "safety_identifier"},  # `user` is deprecated in favour of safety_identifier
+        flag_fields={"user": "safety_identifier"},  # `user` is deprecated in favour of safety_identifier
         summary=summary,
     )
 
@@ -117,7 +117,7 @@ _OPENAI_RETIRED = {
         qualities=("standard",),
         quality_map={"low": "standard", "medium": "standard", "auto": "standard"},
         default_response_format="b64_json",
-        params={"user": "user"},
+        flag_fields={"user": "user"},
         retired=f"was retired on {OPENAI_DALLE_RETIRED}",
         replacement=OPENAI_DEFAULT_MODEL,
         summary=f"retired on {OPENAI_DALLE_RETIRED}",
@@ -131,7 +131,7 @@ _OPENAI_RETIRED = {
         qualities=("standard", "hd"),
         quality_map=DALLE_QUALITY_MAP,
         default_response_format="b64_json",
-        params={"user": "user", "style": "style"},
+        flag_fields={"user": "user", "style": "style"},
         retired=f"was retired on {OPENAI_DALLE_RETIRED}",
         replacement=OPENAI_DEFAULT_MODEL,
         summary=f"retired on {OPENAI_DALLE_RETIRED}; one image per call; style vivid|natural",
@@ -155,7 +155,7 @@ OPENAI = ProviderProfile(
         qualities=None,
         response_formats=(),
         output_formats=_GPT_FORMATS,
-        params={"user": "user"},
+        flag_fields={"user": "user"},
         summary="not in imagegen's catalog: sent only the fields every GPT image model accepts",
     ),
 )

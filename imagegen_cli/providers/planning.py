@@ -338,8 +338,8 @@ def build_plan(
     for flag, name, value in optional:
         if value is None:
             continue
-        if name in caps.params:
-            body[caps.params[name]] = value
+        if name in caps.flag_fields:
+            body[caps.flag_fields[name]] = value
         else:
             notes.dropped(flag, where)
 
@@ -350,7 +350,7 @@ def build_plan(
         else:
             notes.dropped("--on-behalf-of", where)
 
-    seed_field = caps.params.get("seed")
+    seed_field = caps.flag_fields.get("seed")
     if request.seed is not None and not seed_field:
         notes.dropped("--seed", where)
     per_image_seed = request.seed is not None and seed_field is not None

@@ -20,7 +20,7 @@ class ModelCaps:
     ``size_mode`` says how a size is sent: ``pixels`` (a fixed list of WxH), ``free`` (any WxH within
     limits), ``ratio_size`` (a ratio in ``size`` plus a ``resolution`` tier), ``aspect_ratio`` (a
     separate, required ``aspect_ratio`` field), ``ratio_field`` (a ``ratio`` field) or ``none``.
-    ``params`` maps the common flags a model takes (seed, style, user, negative_prompt, steps,
+    ``flag_fields`` maps the common flags a model takes (seed, style, user, negative_prompt, steps,
     guidance) to their body field names; anything else is dropped with a note.
     """
 
@@ -46,7 +46,7 @@ class ModelCaps:
     response_formats: tuple[str, ...] = ("url", "b64_json")  # (): never send response_format
     default_response_format: str | None = None
     output_formats: tuple[str, ...] = ()  # the model's own output_format values (GPT image models)
-    params: dict[str, str] = field(default_factory=dict)
+    flag_fields: dict[str, str] = field(default_factory=dict)
     summary: str = ""
     retired: str | None = None  # "was retired on 2026-05-12": refused unless --base-url points elsewhere
     replacement: str | None = None  # what to use instead of a retired model

@@ -72,6 +72,8 @@ _TUPLE_FIELDS = {"sizes", "ratios", "tiers", "n_values", "qualities", "response_
 
 def caps_from_config(model_id: str, raw: dict[str, Any], base: ModelCaps, where: str) -> ModelCaps:
     """Capabilities from a config table, on top of ``base``; unknown keys are a config error."""
+    if "params" in raw:  # the key's name before 0.2: still read, so existing config files keep working
+        raw = {("flag_fields" if k == "params" else k): v for k, v in raw.items()}
     unknown = set(raw) - _CAPS_FIELDS
     if unknown:
         raise ConfigError(
@@ -84,7 +86,7 @@ def caps_from_config(model_id: str, raw: dict[str, Any], base: ModelCaps, where:
             if not isinstance(value, list):
                 raise ConfigError(f"{where}.{key} must be a list")
             values[key] = tuple(str(v) if key != "n_values" else int(v) for v in value)
-        elif key in ("params", "quality_map"):
+        elif key in ("flag_fields", "quality_map"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}.{key} must be a table")
             values[key] = {str(k): str(v) for k, v in value.items()}
