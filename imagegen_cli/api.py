@@ -137,18 +137,7 @@ def _resume_job(row: Job, settings: Settings, out_dir: str | Path | None) -> tup
     result = JobResult(row.provider, row.model, row.n, job_id=row.id, prompt=str(row.request.get("prompt", "")))
     result.started = True
     saved = row.saved_indices()
-    for row_task in row.tasks:
-        state = TaskState(row_task.status)
-        record = TaskRecord(
-            row_task.remote_id,
-            state,
-            row_task.call_index,
-            row_task.first_image,
-            row_task.count,
-            row_task.seed,
-            row_task.error,
-        )
-        result.tasks.append(record)
+    result.tasks.extend(TaskRecord.from_row(task) for task in row.tasks)
     todo = [
         t for t in result.tasks if not set(t.indices) <= saved and t.state in (TaskState.PENDING, TaskState.SUCCEEDED)
     ]
@@ -185,17 +174,7 @@ def _resume_job(row: Job, settings: Settings, out_dir: str | Path | None) -> tup
 
 def _report_all_saved(row: Job, result: JobResult) -> None:
     """Every image the job has on disk is reported, whoever saved it (this run or an earlier one)."""
-    from imagegen_cli.store.writer import SavedImage
-
-    have = result.saved_indices
-    for image in row.saved:
-        if image.index in have or not image.path or not Path(image.path).exists():
-            continue
-        fmt = image.path.rpartition(".")[2]
-        result.images.append(
-            SavedImage(image.path, image.index, image.width or 0, image.height or 0, fmt, image.seed, url=image.url)
-        )
-        result.reused.add(image.index)
+    result.report_saved_rows(row.images)
 
 
 def cancel(job_ids: list[str]) -> tuple[list[str], list[str]]:

@@ -120,27 +120,12 @@ def prepare_resume(journal: Journal, jobs: list[PlannedJob]) -> None:
         job.previous = previous
         job.result.job_id = previous.id
         saved = previous.saved_indices()
-        for row in previous.saved:
-            if row.index in saved and row.path:
-                from imagegen_cli.store.writer import SavedImage
-
-                fmt = row.path.rpartition(".")[2]
-                image = SavedImage(row.path, row.index, row.width or 0, row.height or 0, fmt, row.seed, url=row.url)
-                job.result.images.append(image)
-                job.result.reused.add(row.index)
+        job.result.report_saved_rows(previous.images)
         covered: set[int] = set()
         for task in previous.tasks:
             indices = set(range(task.first_image, task.first_image + task.count))
             if task.status in (TaskState.PENDING, TaskState.SUCCEEDED) and not indices <= saved:
-                record = TaskRecord(
-                    task.remote_id,
-                    TaskState(task.status),
-                    task.call_index,
-                    task.first_image,
-                    task.count,
-                    task.seed,
-                    task.error,
-                )
+                record = TaskRecord.from_row(task)
                 job.resume_tasks.append(record)
                 job.result.tasks.append(record)
                 covered |= indices

@@ -6,12 +6,15 @@ and nowhere else: the journal, the JSON document, the batch summary and the exit
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from imagegen_cli.errors import AuthError, ConfigError, ExitCode, ImagegenError, clean_text
 from imagegen_cli.signals import interrupted_exit_code
 from imagegen_cli.status import RESUMABLE_TASK_STATES, JobStatus, TaskState, job_status
+from imagegen_cli.store.job_rows import ImageRow, TaskRow
 from imagegen_cli.store.writer import SavedImage
 
 
@@ -30,6 +33,12 @@ class TaskRecord:
     @property
     def indices(self) -> range:
         return range(self.first_image, self.first_image + self.count)
+
+    @classmethod
+    def from_row(cls, row: TaskRow) -> TaskRecord:
+        """The one journal row → record conversion."""
+        state = TaskState(row.status)
+        return cls(row.remote_id, state, row.call_index, row.first_image, row.count, row.seed, row.error)
 
 
 class Interrupted(ImagegenError):
@@ -64,6 +73,19 @@ class JobResult:
     @property
     def saved_indices(self) -> set[int]:
         return {i.index for i in self.images}
+
+    def report_saved_rows(self, rows: Iterable[ImageRow], only: set[int] | None = None) -> None:
+        """Report images saved earlier (another run or process), from their journal rows, if still on disk."""
+        for row in rows:
+            if row.state != "saved" or not row.path or row.index in self.saved_indices:
+                continue
+            if (only is not None and row.index not in only) or not Path(row.path).exists():
+                continue
+            fmt = row.path.rpartition(".")[2]
+            self.images.append(
+                SavedImage(row.path, row.index, row.width or 0, row.height or 0, fmt, row.seed, url=row.url)
+            )
+            self.reused.add(row.index)
 
     @property
     def skipped(self) -> bool:

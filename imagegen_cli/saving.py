@@ -164,17 +164,8 @@ class JobRecorder:
         self.sink.image_saved(self.result, saved)
 
     def _report_saved(self, index: int) -> None:
-        from imagegen_cli.store.writer import SavedImage
-
-        if self.journal is None or self.result.job_id is None or index in self.result.saved_indices:
-            return
-        job = self.journal.get(self.result.job_id)
-        for row in job.saved:
-            if row.index == index and row.path:
-                fmt = row.path.rpartition(".")[2]
-                image = SavedImage(row.path, index, row.width or 0, row.height or 0, fmt, row.seed, url=row.url)
-                self.result.images.append(image)
-                self.result.reused.add(index)
+        if self.journal is not None and self.result.job_id is not None:
+            self.result.report_saved_rows(self.journal.get(self.result.job_id).images, only={index})
 
     def _journal_call(self, action: Callable[[Journal, str], T], fallback: T) -> T:
         """A journal write; when the journal fails (disk full, locked) the image is still saved and reported."""
