@@ -421,3 +421,16 @@ def test_every_image_is_journalled_when_many_land_at_once(cli, gateway: FakeGate
         with sqlite3.connect(_journal()) as conn:
             states = conn.execute("SELECT state FROM job_images WHERE job_id = ?", (doc["job"],)).fetchall()
         assert [s for (s,) in states] == ["saved"] * 10
+
+
+def test_a_key_echoed_as_a_task_id_is_never_stored_or_printed(cli, gateway: FakeGateway) -> None:
+    gateway.fault("generate", "task_id", body=TEST_KEY.encode())
+    submitted = cli("generate", "x", "-m", "apimart:z-image-turbo", "--no-wait", "--json")
+    assert submitted.returncode == 0, submitted.stderr
+    (task,) = submitted.json()["tasks"]
+    assert task["remote_id"] == "***"
+    shown = run_cli("tasks", "show", submitted.json()["job"], "--json")
+    assert shown.json()["tasks"][0]["remote_id"] == "***"
+    # The journal file itself holds no key either: the autouse leak check reads every file under the test's
+    # home, the journal included.
+    assert TEST_KEY.encode() not in _journal().read_bytes()
