@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.backends import PlannedJob, RunContext
 from imagegen_cli.batch import assign_keys, build_output_specs, describe_jobs, plan_lines, prepare_resume, run_jobs
-from imagegen_cli.errors import TaskFailed, UsageError
+from imagegen_cli.errors import ImagegenError, TaskFailed, UsageError
 from imagegen_cli.options import GenerateOptions, PromptLine, read_prompt_file
 from imagegen_cli.result import JobResult, ProgressSink, RunResult, SilentSink, TaskRecord
 from imagegen_cli.settings import Settings, load_settings
@@ -83,14 +83,8 @@ def run_batch(
     with Journal.open() as journal:
         if options.run.resume:
             prepare_resume(journal, jobs)
-        context = RunContext(
-            settings,
-            journal,
-            sink or SilentSink(),
-            options.run.timeout,
-            concurrency=options.run.concurrency,
-            no_wait=options.run.no_wait,
-        )
+        timeout = options.run.timeout if options.run.timeout is not None else settings.timeout
+        context = RunContext(settings, journal, sink or SilentSink(), timeout, concurrency=options.run.concurrency)
         return run_jobs(jobs, context)
 
 
@@ -115,15 +109,25 @@ def resume(
         results: list[JobResult] = []
         run = RunResult(results)
         started = time.monotonic()
+        # Every job is prepared before any runs: one job that cannot be resumed (a removed provider, a missing
+        # key) is that job's error, reported beside the others, never the end of the whole command.
+        prepared: list[tuple[Job, JobResult, PlannedJob | None]] = []
         for row in rows:
-            result, job = _resume_job(row, settings, out_dir)
+            try:
+                result, job = _resume_job(row, settings, out_dir)
+            except ImagegenError as exc:
+                result = JobResult(row.provider, row.model, row.n, job_id=row.id, started=True, errors=[exc])
+                job = None
             results.append(result)
-            if job is not None:
-                single = run_jobs([job], RunContext(settings, journal, sink, timeout))
-                run.interrupted = single.interrupted
+            prepared.append((row, result, job))
+        for row, result, job in prepared:
+            if job is not None and not run.interrupted:
+                try:
+                    single = run_jobs([job], RunContext(settings, journal, sink, timeout))
+                    run.interrupted = single.interrupted
+                except ImagegenError as exc:
+                    result.errors.append(exc)
             _report_all_saved(journal.get(row.id), result)
-            if run.interrupted:
-                break
         run.elapsed = time.monotonic() - started
     sink.close()
     return run

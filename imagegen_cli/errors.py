@@ -102,6 +102,16 @@ class PendingTimeout(ImagegenError):
     code = "timeout"
 
 
+class ImageBusy(PendingTimeout):
+    """Another live imagegen process is saving this image right now (exit 5: it will be there, or wait again)."""
+
+    code = "busy"
+
+    def __init__(self, message: str, index: int, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.index = index
+
+
 class SaveError(ImagegenError):
     """The output could not be written (permissions, disk full, name taken)."""
 

@@ -29,7 +29,6 @@ LINE_KEYS = (
     "negative_prompt", "steps", "guidance", "params", "param", "response_format", "user", "on_behalf_of",
     "name", "format", "out",
 )  # fmt: skip
-LOCAL_FLAGS = {"device": "--device", "dtype": "--dtype", "offload": "--offload", "vae_tiling": "--vae-tiling"}
 
 
 @dataclass(frozen=True)
@@ -47,14 +46,14 @@ class OutputOptions:
 class RunOptions:
     """Bounds and modes of a run."""
 
-    timeout: float = 300.0
+    timeout: float | None = None  # None: the config's timeout (300 s by default)
     concurrency: int | None = None
     no_wait: bool = False
     base_url: str | None = None
     resume: bool = False
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.timeout) or self.timeout <= 0:
+        if self.timeout is not None and (not math.isfinite(self.timeout) or self.timeout <= 0):
             raise UsageError("--timeout must be a positive number of seconds")
         if self.concurrency is not None and not 1 <= self.concurrency <= 64:
             raise UsageError(f"--concurrency {self.concurrency} is out of range", hint="use 1 to 64")

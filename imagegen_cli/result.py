@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from imagegen_cli.errors import AuthError, ConfigError, ExitCode, ImagegenError, clean_text
+from imagegen_cli.errors import AuthError, ConfigError, ExitCode, ImageBusy, ImagegenError, clean_text
 from imagegen_cli.signals import interrupted_exit_code
 from imagegen_cli.status import RESUMABLE_TASK_STATES, JobStatus, TaskState, job_status
 from imagegen_cli.store.job_rows import ImageRow, TaskRow
@@ -75,7 +75,10 @@ class JobResult:
         return {i.index for i in self.images}
 
     def report_saved_rows(self, rows: Iterable[ImageRow], only: set[int] | None = None) -> None:
-        """Report images saved earlier (another run or process), from their journal rows, if still on disk."""
+        """Report images saved earlier (another run or process), from their journal rows, if still on disk.
+
+        An image another process was saving and has saved meanwhile is no longer an error of this run.
+        """
         for row in rows:
             if row.state != "saved" or not row.path or row.index in self.saved_indices:
                 continue
@@ -86,6 +89,7 @@ class JobResult:
                 SavedImage(row.path, row.index, row.width or 0, row.height or 0, fmt, row.seed, url=row.url)
             )
             self.reused.add(row.index)
+            self.errors = [e for e in self.errors if not (isinstance(e, ImageBusy) and e.index == row.index)]
 
     @property
     def skipped(self) -> bool:
@@ -114,9 +118,9 @@ class JobResult:
             return interrupted_exit_code()
         if self.no_wait and status in (JobStatus.SUBMITTED, JobStatus.SUCCEEDED) and not self.errors:
             return ExitCode.OK
-        if status == JobStatus.SUCCEEDED and not self.errors:
-            return ExitCode.OK
-        if status in (JobStatus.SUBMITTED, JobStatus.RUNNING):
+        if status == JobStatus.SUCCEEDED:
+            return ExitCode.OK  # every image is on disk, whatever went wrong on the way
+        if status in (JobStatus.SUBMITTED, JobStatus.RUNNING) or any(isinstance(e, ImageBusy) for e in self.errors):
             return ExitCode.PENDING
         if self.images:
             return ExitCode.PARTIAL

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from imagegen_cli.errors import DownloadError, ImagegenError, PendingTimeout, SaveError, clean_text
+from imagegen_cli.errors import DownloadError, ImageBusy, ImagegenError, SaveError, clean_text
 from imagegen_cli.store.journal import Claim
 
 if TYPE_CHECKING:
@@ -70,16 +70,21 @@ class JobRecorder:
             if outcome != Claim.BUSY:
                 return outcome == Claim.CLAIMED
             if time.monotonic() >= deadline:
-                assert self.journal is not None and self.result.job_id is not None
-                pid = self.journal.claimed_by(self.result.job_id, index)
-                self.result.errors.append(
-                    PendingTimeout(
-                        f"image {index} is being saved by another imagegen process (pid {pid})",
-                        hint=f"wait for it, or run again: imagegen tasks wait {self.result.job_id}",
-                    )
-                )
+                self.busy(index)
                 return False
             await asyncio.sleep(BUSY_POLL)
+
+    def busy(self, index: int) -> None:
+        """Image ``index`` is being saved by another live process: say which, as a pending outcome (exit 5)."""
+        assert self.journal is not None and self.result.job_id is not None
+        pid = self.journal.claimed_by(self.result.job_id, index)
+        self.result.errors.append(
+            ImageBusy(
+                f"image {index} is being saved by another imagegen process (pid {pid})",
+                index,
+                hint=f"wait for it, or run again: imagegen tasks wait {self.result.job_id}",
+            )
+        )
 
     def release(self, index: int) -> None:
         self._journal_call(lambda j, job_id: j.release_image(job_id, index), None)
@@ -121,21 +126,26 @@ class JobRecorder:
         except Exception as exc:  # noqa: BLE001 - one image's failure never ends the run
             return self.fail(index, exc)
         future = asyncio.get_running_loop().run_in_executor(None, write, payload)
-        try:
-            saved = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # Interrupted while the file is being placed: let the writer finish, then journal and report what
-            # it placed, so no file is ever on disk without being recorded.
+        # Interrupted (once or more) while the file is being placed: let the writer finish, then journal and
+        # report what it placed, so no file is ever on disk without being recorded; then pass the interrupt on.
+        interrupted = False
+        while not future.done():
             try:
-                saved = await future
-            except Exception as exc:  # noqa: BLE001
-                self.fail(index, exc)
-                raise asyncio.CancelledError from None
-            self.record(saved, remote_id=remote_id)
-            raise
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                interrupted = True
+            except Exception:  # noqa: BLE001, S112 - the future holds the error, read below
+                continue
+        try:
+            saved = future.result()
         except Exception as exc:  # noqa: BLE001 - one image's failure never ends the run
-            return self.fail(index, exc)
+            error = self.fail(index, exc)
+            if interrupted:
+                raise asyncio.CancelledError from None
+            return error
         self.record(saved, remote_id=remote_id)
+        if interrupted:
+            raise asyncio.CancelledError
         return saved
 
     def fail(self, index: int, exc: BaseException) -> ImagegenError:

@@ -70,14 +70,17 @@ def _boolean(value: object) -> bool:
 def _format(value: object) -> str:
     if not isinstance(value, str) or value.lower() not in OUTPUT_FORMATS:
         raise ValueError("one of " + ", ".join(OUTPUT_FORMATS))
-    return "jpeg" if value.lower() == "jpg" else value.lower()
+    return value.lower()
 
 
 def _template(value: object) -> str:
     from imagegen_cli.store.naming import check_template
 
     text = _text(value)
-    check_template(text)
+    try:
+        check_template(text)
+    except UsageError as exc:
+        raise ValueError(f"a file-name template ({exc.message})") from None
     return text
 
 

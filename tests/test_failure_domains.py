@@ -434,3 +434,78 @@ def test_a_key_echoed_as_a_task_id_is_never_stored_or_printed(cli, gateway: Fake
     # The journal file itself holds no key either: the autouse leak check reads every file under the test's
     # home, the journal included.
     assert TEST_KEY.encode() not in _journal().read_bytes()
+
+
+# ---------------------------------------------------------------- found by review
+def test_a_task_answering_fewer_images_than_asked_is_partial_not_pending(cli, gateway: FakeGateway) -> None:
+    result = cli("generate", "x", "-m", "apimart:gpt-4o-image", "-n", "2", "--json")  # one task, one image back
+    assert result.returncode == 3, result.stderr
+    doc = result.json()
+    assert doc["status"] == "partial" and doc["tasks"][0]["status"] == "failed"
+    assert "asked for 2 image(s), got 1" in result.stderr
+    polls = len([r for r in gateway.requests if "/tasks/" in r.path])
+    waited = run_cli("tasks", "wait", doc["job"], "--json", env=gateway_env(gateway))
+    assert waited.returncode == 3 and len(waited.json()["images"]) == 1
+    assert len([r for r in gateway.requests if "/tasks/" in r.path]) == polls  # nothing left to poll
+
+
+def _custom_tasks_config(gateway: FakeGateway) -> Path:
+    config = Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'[providers.customtasks]\nbase_url = "{gateway.base_url("customtasks")}"\ndialect = "tasks"\n')
+    return config
+
+
+def test_one_job_that_cannot_resume_does_not_hide_the_others(gateway: FakeGateway, tmp_path: Path) -> None:
+    env = gateway_env(gateway)
+    config = _custom_tasks_config(gateway)
+    gateway.fault("generate", "never")
+    orphan = run_cli("generate", "x", "-m", "customtasks:m", "--no-wait", "-o", str(tmp_path), env=env).lines[0]
+    fine = run_cli("generate", "y", "-m", "apimart:z-image-turbo", "--no-wait", "-o", str(tmp_path), env=env).lines[0]
+    config.unlink()  # the orphan's provider is gone
+    waited = run_cli("tasks", "wait", fine, orphan, env=env)
+    assert waited.returncode == 3, waited.stderr
+    assert len(waited.lines) == 1 and Path(waited.lines[0]).is_file()  # the other job's image, saved and printed
+    assert "customtasks" in waited.stderr and "no longer configured" in waited.stderr
+    cancelled = run_cli("tasks", "cancel", orphan, env=env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert run_cli("tasks", "show", orphan, "--json").json()["status"] == "cancelled"
+
+
+def test_no_wait_prints_the_job_id_even_when_one_call_failed(gateway: FakeGateway, tmp_path: Path) -> None:
+    gateway.fault("generate", "status", status=500)
+    result = run_cli("generate", "x", "-m", "apimart:z-image-turbo", "-n", "2", "--no-wait", "-o", str(tmp_path),
+                     env=gateway_env(gateway))  # fmt: skip
+    assert result.returncode == 5, result.stderr
+    (job,) = result.lines
+    assert f"imagegen tasks wait {job}" in result.stderr and "HTTP 500" in result.stderr
+
+
+def test_a_queued_batch_line_does_not_spend_its_timeout_waiting_for_a_slot(
+    cli, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    gateway.task_polls = 6  # each task takes six polls (about 0.4 s) while it holds the only call slot
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("".join(f"line {i}\n" for i in range(4)))
+    result = cli("generate", "--prompt-file", str(prompts), "-m", "apimart:z-image-turbo", "--concurrency", "1",
+                 "--timeout", "0.7", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.json()["summary"]["succeeded"] == 4
+
+
+def test_the_api_uses_the_configured_timeout(gateway: FakeGateway) -> None:
+    from imagegen_cli.options import RunOptions
+
+    config_path = Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text("timeout = 7\n")
+    from imagegen_cli.settings import load_settings
+
+    assert RunOptions().timeout is None and load_settings().timeout == 7
+
+
+def test_config_set_keeps_text_values_as_typed() -> None:
+    assert run_cli("config", "set", "output_dir", "2024").returncode == 0
+    assert run_cli("config", "get", "output_dir").stdout.strip() == "2024"
+    bad = run_cli("config", "set", "name_template", "{nope}.png")
+    assert bad.returncode == 2 and "invalid name_template" in bad.stderr and "unknown field {nope}" in bad.stderr

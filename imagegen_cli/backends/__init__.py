@@ -126,7 +126,6 @@ class RunContext:
     sink: ProgressSink
     timeout: float
     concurrency: int | None = None
-    no_wait: bool = False
 
 
 class Backend(Protocol):

@@ -22,13 +22,18 @@ def cancel_job(journal: Journal, job: Job, settings: Settings) -> list[str]:
     notes: list[str] = []
     pending = [t for t in job.tasks if t.status == TaskState.PENDING]
     if pending:
-        plan = RemoteBackend().journal_plan(job, settings)
-        assert isinstance(plan, Plan)
-        provider = plan.provider
-        if provider.profile.cancel_path and provider.key:
-            notes.extend(_cancel_remote(provider, [t.remote_id for t in pending]))
+        try:
+            plan = RemoteBackend().journal_plan(job, settings)
+        except ImagegenError as exc:
+            # The provider is gone from the config (or unusable): the job is still cancelled here.
+            notes.append(f"{job.provider} was not asked to cancel ({exc.message}); its task(s) may still finish")
         else:
-            notes.append(f"{job.provider} has no cancel API: its task(s) may still finish (and be billed) remotely")
+            assert isinstance(plan, Plan)
+            provider = plan.provider
+            if provider.profile.cancel_path and provider.key:
+                notes.extend(_cancel_remote(provider, [t.remote_id for t in pending]))
+            else:
+                notes.append(f"{job.provider} has no cancel API: its task(s) may still finish (and be billed) remotely")
     for task in pending:
         journal.update_task(job.id, task.remote_id, TaskState.CANCELLED, "cancelled by the user")
     journal.set_status(job.id, "cancelled", "cancelled by the user")

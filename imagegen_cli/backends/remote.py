@@ -142,14 +142,14 @@ def _runs(indices: list[int]) -> list[tuple[int, int]]:
 
 
 async def _run_job(job: PlannedJob, context: RunContext, shared: SharedTransport) -> None:
-    from imagegen_cli.backends.remote_run import GRACE_SECONDS, RemoteJobRunner
+    from imagegen_cli.backends.remote_run import RemoteJobRunner
     from imagegen_cli.saving import as_job_error, begin_job, end_job
 
     writer = begin_job(job, context)
     runner = RemoteJobRunner(job, context, shared, writer)
     try:
-        await asyncio.wait_for(runner.run(), context.timeout + GRACE_SECONDS)
-    except TimeoutError:
+        await runner.run()
+    except TimeoutError:  # the backstop (runner.run) fired: nothing outlives --timeout by more than a moment
         runner.timed_out()
     except asyncio.CancelledError:
         job.result.interrupted = True

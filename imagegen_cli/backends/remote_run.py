@@ -82,6 +82,8 @@ class RemoteJobRunner:
         writer.on_target = self.recorder.record_target
         self.waiting_on = "the gateway"
         self.deadline_hit = False
+        self.clock_started = False
+        self.backstop: asyncio.Timeout | None = None
         self.poll_interval = float(os.environ.get("IMAGEGEN_POLL_INTERVAL", self.provider.profile.poll_interval))
         request = self.plan.request
         self.meta_base: dict[str, Any] = {
@@ -107,10 +109,21 @@ class RemoteJobRunner:
 
         todo = self.job.todo
         calls = todo.calls if isinstance(todo, Plan) else ()
-        await asyncio.gather(
-            *(self._resume_task(task) for task in self.job.resume_tasks),
-            *(self._run_call(call, self.plan.method_url[1]) for call in calls),
-        )
+        # The backstop over the per-request deadlines: armed with the clock, when the first call slot is taken.
+        async with asyncio.timeout(None) as self.backstop:
+            await asyncio.gather(
+                *(self._resume_task(task) for task in self.job.resume_tasks),
+                *(self._run_call(call, self.plan.method_url[1]) for call in calls),
+            )
+
+    def _start_clock(self) -> None:
+        """This job's --timeout counts from its first call slot: lines queued behind others do not lose time."""
+        if self.clock_started:
+            return
+        self.clock_started = True
+        self.deadline.restart()
+        if self.backstop is not None:
+            self.backstop.reschedule(asyncio.get_running_loop().time() + self.deadline.seconds + GRACE_SECONDS)
 
     def _retrying(self, attempt: int, delay: float, reason: str) -> None:
         """Say once per reason that the gateway is being retried, so a spinning bar is never silent."""
@@ -155,6 +168,7 @@ class RemoteJobRunner:
             # saving that follow: the next call starts while this one's images are written.
             finished: list[tuple[TaskRecord | None, list[RemoteImage]]] = []
             async with self.limiter:
+                self._start_clock()
                 self.waiting_on = f"the answer for {span}"
                 self.result.sent = True
                 data = await self.client.request_json("POST", generate_url, body=call.body, headers=call.headers)
@@ -246,6 +260,7 @@ class RemoteJobRunner:
         self.sink.start(key, f"{self.provider.name} {task.remote_id}", 100)
         try:
             async with self.limiter:
+                self._start_clock()
                 images = await self._poll(task, key)
             await self._save_all(task.first_image, task.count, task.seed, images, task)
         except DeadlineExceeded:
@@ -299,9 +314,10 @@ class RemoteJobRunner:
                 continue
             await self._save_one(image, index, seed if count == 1 else None, task)
         if len(images) < count:
-            self.result.errors.append(
-                InvalidResponse(f"{self.provider.name}: asked for {count} image(s), got {len(images)}")
-            )
+            short = InvalidResponse(f"{self.provider.name}: asked for {count} image(s), got {len(images)}")
+            if task is not None:
+                self._mark_failed([task], short)  # polling again would give the same short answer
+            self.result.errors.append(short)
 
     async def _save_one(self, image: RemoteImage, index: int, seed: int | None, task: TaskRecord | None) -> None:
         from imagegen_cli.store.metadata import build_metadata

@@ -71,7 +71,14 @@ def get(key: KeyArg, json_out: JsonOpt = False) -> None:
             output.line(str(value).lower() if isinstance(value, bool) else str(value))
 
 
-def _parse_value(raw: str) -> object:
+# Settings whose value is text: what the user typed is the value (`config set output_dir 2024` is a folder
+# called 2024, not the number), where other values parse as JSON (true, 3, "8").
+TEXT_SETTINGS = ("default_model", "output_dir", "name_template", "format")
+
+
+def _parse_value(key: str, raw: str) -> object:
+    if key in TEXT_SETTINGS:
+        return raw
     try:
         return json.loads(raw)
     except ValueError:
@@ -113,7 +120,7 @@ def set_value(
         if SECRET_KEY_NAMES.search(key.rsplit(".", 1)[-1]) and not key.endswith("_env"):
             raise UsageError("keys do not belong in the config file", hint="use: imagegen keys set PROVIDER")
         path = config_path()
-        checked = _checked(key, _parse_value(value), "the value given")
+        checked = _checked(key, _parse_value(key, value), "the value given")
         data = load_config()
         set_dotted(data, key, checked)
         load_profiles(data, source=str(path))  # validate provider tables before writing anything

@@ -223,7 +223,7 @@ def generate(
                 variant=variant,
             ),
             run=RunOptions(
-                timeout=timeout if timeout is not None else settings.timeout,
+                timeout=timeout,
                 concurrency=concurrency,
                 no_wait=no_wait,
                 base_url=base_url,

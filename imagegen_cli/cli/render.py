@@ -101,7 +101,7 @@ class Output:
             where = f"line {job.line}: " if job.line is not None else ""
             for note in job.notes[job.planned_notes :]:
                 self.note(where + note)  # said while running (a skipped offload, a journal problem)
-            if not self.json_mode and job.no_wait and job.job_id and job.tasks and not job.errors:
+            if not self.json_mode and job.no_wait and job.job_id and job.resumable:
                 self.line(job.job_id)
             for error in job.errors:
                 # The same failure of several calls (a dead base URL, -n 4) is said once.
@@ -109,7 +109,7 @@ class Output:
                 if said not in seen:
                     seen.add(said)
                     self.error(error, where)
-            if job.no_wait and job.job_id and job.tasks and not job.errors:
+            if job.no_wait and job.job_id and job.resumable:
                 self.note(
                     f"submitted {len(job.tasks)} task(s); fetch the images with: imagegen tasks wait {job.job_id}"
                 )

@@ -337,12 +337,16 @@ class LocalRun:
                 continue
             for offset, image in enumerate(images):
                 index, seed = batch.first + offset, batch.seeds[offset]
-                if self.recorder.claim(index) != Claim.CLAIMED:
-                    continue  # saved already (or being saved by another process)
+                claim = self.recorder.claim(index)
+                if claim == Claim.BUSY:
+                    self.recorder.busy(index)  # another process is saving it: said, not silently skipped
+                if claim != Claim.CLAIMED:
+                    continue
                 meta = build_metadata(base, index=index, seed=seed, width=image.width, height=image.height)
                 self.recorder.save(index, partial(self.writer.save_pil, image, index=index, seed=seed, meta=meta))
             if self.stop_requested:
-                self.result.interrupted = bool(queue)
+                # Even when this was the line's last call: the user asked the run to stop, so no later line starts.
+                self.result.interrupted = True
                 return
 
     def _call(self, torch: ModuleType, pipe: Any, batch: LocalBatch) -> list[Image.Image]:

@@ -64,6 +64,10 @@ class Deadline:
     def __post_init__(self) -> None:
         self.start = time.monotonic()
 
+    def restart(self) -> None:
+        """Count from now (a batch line's clock starts when it gets its first call slot, not while it queues)."""
+        self.start = time.monotonic()
+
     def remaining(self) -> float:
         return self.seconds - (time.monotonic() - self.start)
 
