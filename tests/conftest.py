@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,13 @@ from tests.fakegateway import PREFIXES, TEST_KEY, FakeGateway
 IMAGEGEN = Path(sys.executable).with_name("imagegen")
 PROVIDERS = ("openai", "mka1", "kkiai", "modelmax", "token360", "apimart")
 CAPTURED: list[bytes] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests send Ctrl-C to the processes they start: run from a script's background job (where SIGINT is
+    ignored, and children inherit that), give those children back the default Ctrl-C."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -509,3 +509,25 @@ def test_config_set_keeps_text_values_as_typed() -> None:
     assert run_cli("config", "get", "output_dir").stdout.strip() == "2024"
     bad = run_cli("config", "set", "name_template", "{nope}.png")
     assert bad.returncode == 2 and "invalid name_template" in bad.stderr and "unknown field {nope}" in bad.stderr
+
+
+def test_sigterm_stops_a_run_started_with_ctrl_c_ignored(gateway: FakeGateway, tmp_path: Path) -> None:
+    """`imagegen ... &` in a script ignores SIGINT (the shell's rule for background jobs): `kill` still works."""
+    gateway.fault("generate", "never")
+    env = {**os.environ, **gateway_env(gateway)}
+    proc = subprocess.Popen(
+        [str(IMAGEGEN), "generate", "x", "-m", "apimart:z-image-turbo", "-o", str(tmp_path), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
+    )
+    deadline = time.monotonic() + 20
+    while not any("/tasks/" in r.path for r in gateway.requests) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=20)
+    CAPTURED.extend([stdout, stderr])
+    assert proc.returncode == 143, stderr
+    doc = json.loads(stdout)
+    assert doc["status"] == "submitted" and f"imagegen tasks wait {doc['job']}" in stderr.decode()

@@ -87,10 +87,15 @@ def root(
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # The same orderly stop as Ctrl-C, then exit 143: SIGTERM is delivered again as SIGINT, so whoever handles
-    # Ctrl-C at this moment (asyncio's runner, a local run between steps, Python's default) handles it.
+    # The same orderly stop as Ctrl-C, then exit 143: whoever handles Ctrl-C at this moment (asyncio's runner, a
+    # local run between steps, Python's default) handles it. It is called directly, not re-raised as SIGINT: a
+    # job started in the background of a script has SIGINT ignored, and `kill PID` must still stop it.
     StopSignal.terminated = True
-    signal.raise_signal(signal.SIGINT)
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
 
 
 def main() -> None:
