@@ -12,6 +12,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -531,3 +532,18 @@ def test_sigterm_stops_a_run_started_with_ctrl_c_ignored(gateway: FakeGateway, t
     assert proc.returncode == 143, stderr
     doc = json.loads(stdout)
     assert doc["status"] == "submitted" and f"imagegen tasks wait {doc['job']}" in stderr.decode()
+
+
+def test_processes_opening_a_new_journal_at_once_all_succeed(tmp_path: Path) -> None:
+    """Switching a fresh journal to WAL takes a lock SQLite's busy timeout does not wait for: opening retries."""
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom imagegen_cli.store.journal import Journal\n"
+        "for _ in range(5):\n"
+        "    path = Path(sys.argv[1]) / f'j{_}.sqlite3'\n"
+        "    with Journal.open(path) as j:\n"
+        "        j.create_job(provider='p', model='m', dialect='openai', base_url='u', request={}, calls=[], n=1,"
+        " out_dir='.', output={})\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stderr=subprocess.PIPE) for _ in range(6)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors

@@ -69,14 +69,7 @@ class Journal:
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.chmod(f"{path}{suffix}", 0o600)
-            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            journal = cls(conn, path)
-            journal._migrate()
+            journal = cls._connect(path)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(
                 f"cannot open the task journal {path}: {exc}", hint="move the file away to start a new journal"
@@ -84,6 +77,33 @@ class Journal:
         except OSError as exc:
             raise ConfigError(f"cannot create the task journal in {path.parent}: {exc.strerror}") from None
         return journal
+
+    @classmethod
+    def _connect(cls, path: Path) -> Journal:
+        """Connect, switch to WAL and migrate; retried while another process does the same.
+
+        Switching a fresh file to WAL takes an exclusive lock for which SQLite's busy timeout does not wait,
+        so two processes opening a new journal at once could see "database is locked" (seen in the suite).
+        """
+        delay = 0.02
+        for attempt in range(12):  # about 10 s in all
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            try:
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA busy_timeout = 30000")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                journal = cls(conn, path)
+                journal._migrate()
+                return journal
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if "locked" not in str(exc) or attempt == 11:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.conn.close()
