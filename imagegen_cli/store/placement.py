@@ -51,10 +51,12 @@ def _process_alive(pid: int) -> bool:
 
 
 def remove_stale_parts(directory: Path, *, older_than: float = STALE_PART_SECONDS) -> list[Path]:
-    """Remove ``.part`` files a killed run left: unchanged for ``older_than`` seconds and with no live owner.
+    """Remove ``.part`` files a killed run left.
 
-    The owner's pid is in the name (``.imagegen-<pid>-*.part``); a name without one (older versions) goes
-    on age alone. A file of another user, or of a process still running, is never touched.
+    The owner's pid is in the name (``.imagegen-<pid>-*.part``): when that process is gone, nothing can write
+    the file any more, so it goes at once (a resumed batch leaves no hidden leftovers beside its images). A
+    name without a pid (older versions) goes when unchanged for ``older_than`` seconds. A file of another
+    user, or of a process still running, is never touched.
     """
     removed: list[Path] = []
     now = time.time()
@@ -69,10 +71,12 @@ def remove_stale_parts(directory: Path, *, older_than: float = STALE_PART_SECOND
             info = entry.stat(follow_symlinks=False)
         except OSError:
             continue
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or now - info.st_mtime < older_than:
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
             continue
         owner = _TEMP_PID.match(entry.name)
-        if owner and _process_alive(int(owner[1])):
+        if owner and (int(owner[1]) == os.getpid() or _process_alive(int(owner[1]))):
+            continue
+        if not owner and now - info.st_mtime < older_than:
             continue
         with contextlib.suppress(OSError):
             Path(entry.path).unlink()
