@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from imagegen_cli.backends import LinePlan, PlannedJob, RunContext
 from imagegen_cli.errors import UsageError
+from imagegen_cli.signals import StopSignal
 
 if TYPE_CHECKING:
     from imagegen_cli.backends import ModelRef
@@ -108,6 +109,13 @@ class RemoteBackend:
             queue: asyncio.Queue[PlannedJob] = asyncio.Queue()
             for job in jobs:
                 queue.put_nowait(job)
+            loop, main_task = asyncio.get_running_loop(), asyncio.current_task()
+            assert main_task is not None
+
+            def stop() -> None:
+                loop.call_soon_threadsafe(main_task.cancel)
+
+            StopSignal.hook = stop
             # Twice the call slots: while one line's images are decoded and written, another line's call is out.
             workers = 2 * (context.concurrency or sum(bound(name) for name in names))
             async with make_async_client() as http:
@@ -122,12 +130,15 @@ class RemoteBackend:
 
         try:
             asyncio.run(main())
-        except KeyboardInterrupt:
-            # asyncio.run cancelled every job in order (files being placed were finished and recorded).
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            # Every job was cancelled in order (files being placed were finished and recorded). Ctrl-C arrives
+            # as KeyboardInterrupt, SIGTERM (through StopSignal.hook) as the main task's cancellation.
             for job in jobs:
                 if job.result.started:
                     job.result.interrupted = True
-            raise
+            raise KeyboardInterrupt from None
+        finally:
+            StopSignal.hook = None
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:

@@ -92,7 +92,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # job started in the background of a script has SIGINT ignored, and `kill PID` must still stop it.
     StopSignal.terminated = True
     handler = signal.getsignal(signal.SIGINT)
-    if callable(handler):
+    if StopSignal.hook is not None:
+        StopSignal.hook()
+    elif callable(handler):
         handler(signal.SIGINT, frame)
     else:
         raise KeyboardInterrupt
