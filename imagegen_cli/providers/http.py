@@ -228,11 +228,15 @@ class GatewayClient:
         sent_headers = self.provider.headers_for(url, headers if body is not None else None)
         attempt = 0
         last_error: str | None = None
+        rate_limited: ImagegenError | None = None  # the last 429: what the deadline cut short
         while True:
             self._check_throttle_wait()
             try:
                 outcome = await self._attempt(method, url, body, sent_headers, max_bytes)
             except DeadlineExceeded as exc:
+                if rate_limited is not None:
+                    # The gateway kept answering 429 until the deadline: that is the cause, not the timeout.
+                    raise rate_limited from None
                 exc.last_error = exc.last_error or last_error
                 raise
             if isinstance(outcome, httpx.TransportError):
@@ -253,7 +257,9 @@ class GatewayClient:
             if status >= 400 and is_retryable(method, answer) and attempt < retries:
                 wait = retry_after_seconds(answer.headers)
                 delay = wait if wait is not None else self._backoff(attempt)
-                await self._pause(attempt, delay, f"HTTP {status}", status_error(self.provider, answer, method, url))
+                cause = status_error(self.provider, answer, method, url)
+                rate_limited = cause if status == 429 else None
+                await self._pause(attempt, delay, f"HTTP {status}", cause)
                 attempt += 1
                 continue
             if status >= 400:
