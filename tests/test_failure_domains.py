@@ -202,6 +202,27 @@ def test_closing_stdout_early_exits_quietly(gateway: FakeGateway, tmp_path: Path
 
 
 # ---------------------------------------------------------------- interrupts and crashes
+def interrupt(args: list[str], env: dict[str, str], ready: Any, sig: int, **popen: Any) -> tuple[int, Any, str]:
+    """Start imagegen, wait until ``ready()`` (20 s at most), send ``sig``; (exit code, JSON document, stderr).
+
+    The process is killed if it outlives the test, so a regression cannot leave it spinning behind the suite.
+    """
+    proc = subprocess.Popen([str(IMAGEGEN), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    try:
+        deadline = time.monotonic() + 20
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    CAPTURED.extend([stdout, stderr])
+    return proc.returncode, json.loads(stdout), stderr.decode()
+
+
 def _journal() -> Path:
     return Path(os.environ["XDG_DATA_HOME"]) / "imagegen" / "journal.sqlite3"
 
@@ -210,24 +231,12 @@ def test_interrupt_with_a_finished_task_not_yet_downloaded_is_pending(gateway: F
     gateway.task_outcome = "completed"
     gateway.fault("image", "slow_body", delay=30)
     env = {**os.environ, **gateway_env(gateway)}
-    proc = subprocess.Popen(
-        [str(IMAGEGEN), "generate", "x", "-m", "apimart:z-image-turbo", "-o", str(tmp_path), "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 20
-    while not gateway.image_requests and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=20)
-    CAPTURED.extend([stdout, stderr])
-    assert proc.returncode == 143, stderr
-    doc = json.loads(stdout)
+    args = ["generate", "x", "-m", "apimart:z-image-turbo", "-o", str(tmp_path), "--json"]
+    code, doc, stderr = interrupt(args, env, lambda: gateway.image_requests, signal.SIGTERM)
+    assert code == 143, stderr
     assert doc["status"] == "submitted" and doc["tasks"][0]["status"] == "succeeded"
-    assert f"imagegen tasks wait {doc['job']}" in stderr.decode()
-    assert "terminated: 0 of 1 image(s) saved" in stderr.decode()
+    assert f"imagegen tasks wait {doc['job']}" in stderr
+    assert "terminated: 0 of 1 image(s) saved" in stderr
     waited = run_cli("tasks", "wait", doc["job"], "--json", env=gateway_env(gateway))
     assert waited.returncode == 0 and len(waited.json()["images"]) == 1
 
@@ -391,25 +400,16 @@ def test_an_interrupted_batch_counts_lines_never_started_apart(gateway: FakeGate
     prompts = tmp_path / "p.txt"
     prompts.write_text("".join(f"line {i}\n" for i in range(6)))
     env = {**os.environ, **gateway_env(gateway)}
-    proc = subprocess.Popen(
-        [str(IMAGEGEN), "generate", "--prompt-file", str(prompts), "-m", "apimart:z-image-turbo", "--concurrency",
-         "1", "-o", str(tmp_path / "out"), "--json"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while len(gateway.calls("apimart", route="images/generations")) < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=20)
-    CAPTURED.extend([stdout, stderr])
-    assert proc.returncode == 130, stderr
-    doc = json.loads(stdout)
+    args = ["generate", "--prompt-file", str(prompts), "-m", "apimart:z-image-turbo", "--concurrency", "1", "-o",
+            str(tmp_path / "out"), "--json"]  # fmt: skip
+    ready = lambda: gateway.calls("apimart", route="images/generations")  # noqa: E731
+    code, doc, stderr = interrupt(args, env, ready, signal.SIGINT)
+    assert code == 130, stderr
     summary = doc["summary"]
     assert summary["not_started"] >= 3 and summary["failed"] == 0
     assert any(e["code"] == "interrupted" for e in doc["errors"])
-    assert "interrupted: 0 of 1 image(s) saved" in stderr.decode()
-    assert "not started" in stderr.decode()
+    assert "interrupted: 0 of 1 image(s) saved" in stderr
+    assert "not started" in stderr
 
 
 def test_every_image_is_journalled_when_many_land_at_once(cli, gateway: FakeGateway) -> None:
@@ -516,22 +516,12 @@ def test_sigterm_stops_a_run_started_with_ctrl_c_ignored(gateway: FakeGateway, t
     """`imagegen ... &` in a script ignores SIGINT (the shell's rule for background jobs): `kill` still works."""
     gateway.fault("generate", "never")
     env = {**os.environ, **gateway_env(gateway)}
-    proc = subprocess.Popen(
-        [str(IMAGEGEN), "generate", "x", "-m", "apimart:z-image-turbo", "-o", str(tmp_path), "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
-    )
-    deadline = time.monotonic() + 20
-    while not any("/tasks/" in r.path for r in gateway.requests) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=20)
-    CAPTURED.extend([stdout, stderr])
-    assert proc.returncode == 143, stderr
-    doc = json.loads(stdout)
-    assert doc["status"] == "submitted" and f"imagegen tasks wait {doc['job']}" in stderr.decode()
+    args = ["generate", "x", "-m", "apimart:z-image-turbo", "-o", str(tmp_path), "--json"]
+    ready = lambda: any("/tasks/" in r.path for r in gateway.requests)  # noqa: E731
+    ignore_ctrl_c = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    code, doc, stderr = interrupt(args, env, ready, signal.SIGTERM, preexec_fn=ignore_ctrl_c)
+    assert code == 143, stderr
+    assert doc["status"] == "submitted" and f"imagegen tasks wait {doc['job']}" in stderr
 
 
 def test_processes_opening_a_new_journal_at_once_all_succeed(tmp_path: Path) -> None:
