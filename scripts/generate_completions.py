@@ -84,7 +84,7 @@ complete -o default -F @COMPLETE_FUNC@ @PROG@
 def render(shell: str) -> str:
     """The completion script for ``shell``: Typer's, or for bash the colon-aware one above."""
     env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: S603 - our own interpreter running our own module
         [sys.executable, "-m", "imagegen_cli", "--show-completion", shell],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip

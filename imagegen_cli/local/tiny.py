@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 TINY_VERSION = 1
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
@@ -44,18 +45,32 @@ def byte_level_vocab(extra: tuple[str, ...] = ()) -> dict[str, int]:
     return vocab
 
 
+def clip_tokenizer() -> Any:
+    """A CLIP tokenizer over :func:`byte_level_vocab`: built in memory, no merges, no files, no Hub."""
+    from transformers import CLIPTokenizer
+
+    bos, eos = SPECIAL_TOKENS
+    return CLIPTokenizer(
+        vocab=byte_level_vocab(SPECIAL_TOKENS),
+        merges=[],
+        unk_token=eos,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=eos,
+        model_max_length=77,
+    )
+
+
 def build_tiny_pipeline(target: Path) -> None:
     """Build the pipeline with fixed seeds and save it to ``target`` (atomically: a temp dir, then rename)."""
     import torch
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
     vocab = byte_level_vocab(SPECIAL_TOKENS)
     bos, eos = SPECIAL_TOKENS
-    tokenizer: object = CLIPTokenizer(
-        vocab=vocab, merges=[], unk_token=eos, bos_token=bos, eos_token=eos, pad_token=eos, model_max_length=77
-    )
+    tokenizer = clip_tokenizer()
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             hidden_size=32,

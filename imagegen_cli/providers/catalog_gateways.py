@@ -78,6 +78,16 @@ KKIAI = ProviderProfile(
     default_caps=ModelCaps(id="*", size_mode="free", n_max=10, prompt_max=1000, default_response_format="url"),
 )
 
+_IMAGEN = ModelCaps(
+    id="imagen-3",
+    size_mode="free",
+    n_max=10,
+    qualities=("standard", "hd"),
+    quality_map=DALLE_QUALITY_MAP,
+    default_response_format="url",
+    flag_fields={"style": "style"},
+)
+
 MODELMAX = ProviderProfile(
     models_path=None,
     name="modelmax",
@@ -85,26 +95,8 @@ MODELMAX = ProviderProfile(
     default_model="imagen-3",
     key_env=("IMAGEGEN_MODELMAX_API_KEY", "MODELMAX_API_KEY"),
     docs="modelmax gateway; OpenAI-style with usage and 402 insufficient balance",
-    models={
-        "imagen-3": ModelCaps(
-            id="imagen-3",
-            size_mode="free",
-            n_max=10,
-            qualities=("standard", "hd"),
-            quality_map=DALLE_QUALITY_MAP,
-            default_response_format="url",
-            flag_fields={"style": "style"},
-        ),
-    },
-    default_caps=ModelCaps(
-        id="*",
-        size_mode="free",
-        n_max=10,
-        qualities=("standard", "hd"),
-        quality_map=DALLE_QUALITY_MAP,
-        default_response_format="url",
-        flag_fields={"style": "style"},
-    ),
+    models={"imagen-3": _IMAGEN},
+    default_caps=replace(_IMAGEN, id="*"),  # other models: the same OpenAI-style fields
 )
 
 _SEEDREAM = ModelCaps(

@@ -133,6 +133,18 @@ class GatewayClient:
             self.on_retry(attempt + 2, delay, reason)
         await asyncio.sleep(delay)
 
+    async def _retry(
+        self, attempt: int, limit: int, reason: str, failure: ImagegenError, answer: Answer | None = None
+    ) -> None:
+        """Wait before retry number ``attempt + 1``, or raise ``failure`` once ``limit`` retries are spent.
+
+        The wait is what the answer's Retry-After asks, else an exponential backoff with jitter.
+        """
+        if attempt >= limit:
+            raise failure
+        wait = retry_after_seconds(answer.headers) if answer is not None else None
+        await self._pause(attempt, wait if wait is not None else self._backoff(attempt), reason, failure)
+
     def _check_throttle_wait(self) -> None:
         """A Retry-After that outlasts the deadline is a rate limit now, not a sleep until the timeout."""
         if self.throttle is None:
@@ -245,26 +257,19 @@ class GatewayClient:
                     f"{self.provider.name}: cannot reach {urlsplit(url).netloc}: {last_error}",
                     hint="check the network and the base URL: " + self.provider.base_url_hint(),
                 )
-                if attempt >= self.max_retries:
-                    raise failure
-                await self._pause(attempt, self._backoff(attempt), last_error, failure)
-                attempt += 1
-                continue
-            answer = outcome
-            status = answer.status_code
-            # A rate limit is worth a few more tries than an outage: the throttle is already slowing down.
-            retries = max(self.max_retries, 8) if status == 429 and self.throttle else self.max_retries
-            if status >= 400 and is_retryable(method, answer) and attempt < retries:
-                wait = retry_after_seconds(answer.headers)
-                delay = wait if wait is not None else self._backoff(attempt)
-                cause = status_error(self.provider, answer, method, url)
+                await self._retry(attempt, self.max_retries, last_error, failure)
+            else:
+                status = outcome.status_code
+                if status < 400:
+                    return outcome
+                cause = status_error(self.provider, outcome, method, url)
+                if not is_retryable(method, outcome):
+                    raise cause
                 rate_limited = cause if status == 429 else None
-                await self._pause(attempt, delay, f"HTTP {status}", cause)
-                attempt += 1
-                continue
-            if status >= 400:
-                raise status_error(self.provider, answer, method, url)
-            return answer
+                # A rate limit is worth a few more tries than an outage: the throttle is already slowing down.
+                retries = max(self.max_retries, 8) if status == 429 and self.throttle else self.max_retries
+                await self._retry(attempt, retries, f"HTTP {status}", cause, outcome)
+            attempt += 1
 
     async def _fetch(self, url: str, sink: IO[bytes], max_bytes: int) -> str | Answer:
         """One download try: the Content-Type once the body is in ``sink``, or the error answer."""
@@ -324,23 +329,17 @@ class GatewayClient:
             if isinstance(outcome, httpx.TransportError):
                 last_error = transport_reason(outcome)
                 failure = DownloadError(f"{self.provider.name}: {what} failed: {last_error}")
-                if attempt >= self.max_retries:
+                await self._retry(attempt, self.max_retries, last_error, failure)
+            else:
+                status = outcome.status_code
+                reason = "the link has expired or is not allowed" if status in (403, 404, 410) else ""
+                failure = DownloadError(
+                    f"{self.provider.name}: image download failed (HTTP {status} from {parts.hostname}): "
+                    f"{error_message(outcome.content, outcome.headers.get('content-type', ''))}",
+                    hint=reason or None,
+                    status=status,
+                )
+                if not is_retryable("GET", outcome):
                     raise failure
-                await self._pause(attempt, self._backoff(attempt), last_error, failure)
-                attempt += 1
-                continue
-            status = outcome.status_code
-            reason = "the link has expired or is not allowed" if status in (403, 404, 410) else ""
-            failure = DownloadError(
-                f"{self.provider.name}: image download failed (HTTP {status} from {parts.hostname}): "
-                f"{error_message(outcome.content, outcome.headers.get('content-type', ''))}",
-                hint=reason or None,
-                status=status,
-            )
-            if is_retryable("GET", outcome) and attempt < self.max_retries:
-                wait = retry_after_seconds(outcome.headers)
-                delay = wait if wait is not None else self._backoff(attempt)
-                await self._pause(attempt, delay, f"HTTP {status}", failure)
-                attempt += 1
-                continue
-            raise failure
+                await self._retry(attempt, self.max_retries, f"HTTP {status}", failure, outcome)
+            attempt += 1

@@ -19,20 +19,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from imagegen_cli.store.job_rows import process_alive
+
 STALE_PART_SECONDS = 3600
 TEMP_PREFIX = ".imagegen-"
 TEMP_SUFFIX = ".part"
 _TEMP_PID = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-")
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a new name in ``directory`` durable; best effort, as some filesystems cannot fsync a directory."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def fsync_file(path: Path) -> None:
@@ -44,10 +36,10 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _process_alive(pid: int) -> bool:
-    from imagegen_cli.store.job_rows import process_alive
-
-    return pid > 0 and process_alive(pid)
+def fsync_dir(directory: Path) -> None:
+    """Make a new name in ``directory`` durable; best effort, as some filesystems cannot fsync a directory."""
+    with contextlib.suppress(OSError):
+        fsync_file(directory)
 
 
 def remove_stale_parts(directory: Path, *, older_than: float = STALE_PART_SECONDS) -> list[Path]:
@@ -74,7 +66,7 @@ def remove_stale_parts(directory: Path, *, older_than: float = STALE_PART_SECOND
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
             continue
         owner = _TEMP_PID.match(entry.name)
-        if owner and (int(owner[1]) == os.getpid() or _process_alive(int(owner[1]))):
+        if owner and (int(owner[1]) == os.getpid() or process_alive(int(owner[1]))):
             continue
         if not owner and now - info.st_mtime < older_than:
             continue
