@@ -140,6 +140,50 @@ def _run_in_process(args: list[str], *, env: dict[str, str] | None, input: bytes
     return Result(result.exit_code, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"), stdout)
 
 
+def config_path() -> Path:
+    """The user's config file in the isolated world."""
+    return Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml"
+
+
+def write_config(text: str) -> Path:
+    """Write the user's config file (creating its directory) and return its path."""
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+HEAVY_MODULES = ("torch", "diffusers", "transformers", "huggingface_hub", "httpx")
+_IMPORT_PROBE = """
+import json, sys
+from typer.testing import CliRunner
+from imagegen_cli.cli.app import app
+outputs = []
+for args in json.loads(sys.argv[1]):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, (args, result.output)
+    outputs.append(result.stdout)
+heavy = sorted(m for m in json.loads(sys.argv[2]) if m in sys.modules)
+print(json.dumps({"heavy": heavy, "outputs": outputs}))
+"""
+
+
+def heavy_imports(*commands: list[str], modules: tuple[str, ...] = HEAVY_MODULES) -> tuple[list[str], list[str]]:
+    """Run ``commands`` in order in a fresh interpreter (each must exit 0); return which of ``modules``
+    they imported, and each command's stdout. Start-up cost is a feature: this is how a test guards it."""
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE, json.dumps(commands), json.dumps(modules)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    return answer["heavy"], answer["outputs"]
+
+
 def gateway_env(gw: FakeGateway, *, key: bool = True) -> dict[str, str]:
     env: dict[str, str] = {}
     for name in PREFIXES:

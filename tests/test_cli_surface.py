@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_KEY, gateway_env, run_cli
+from tests.conftest import TEST_KEY, gateway_env, run_cli, write_config
 from tests.fakegateway import FakeGateway, FakeProxy
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -178,9 +177,7 @@ def test_records_hint_names_where_the_base_url_came_from() -> None:
 
 
 def test_a_404_hint_on_the_default_base_url_says_how_to_change_it(gateway: FakeGateway) -> None:
-    config = Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(f'[providers.openai]\nbase_url = "{gateway.origin}/openai"\n')  # forgot the /v1
+    write_config(f'[providers.openai]\nbase_url = "{gateway.origin}/openai"\n')  # forgot the /v1
     result = run_cli(
         "generate", "x", "-m", "openai:gpt-image-1.5", "-o", "-", env={"IMAGEGEN_OPENAI_API_KEY": TEST_KEY}
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import ExifTags, Image
 
-from tests.conftest import CAPTURED, IMAGEGEN, TEST_KEY, gateway_env, run_cli
+from tests.conftest import CAPTURED, IMAGEGEN, TEST_KEY, gateway_env, heavy_imports, run_cli, write_config
 from tests.fakegateway import FakeGateway
 
 
@@ -298,13 +298,6 @@ def test_output_dir_that_is_a_file(cli, gateway: FakeGateway, tmp_path: Path) ->
 
 
 # ---------------------------------------------------------------- settings and custom providers
-def write_config(text: str) -> Path:
-    path = Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
 def test_user_defined_openai_and_tasks_providers(gateway: FakeGateway, tmp_path: Path) -> None:
     write_config(f"""
 default_model = "custom:my-model"
@@ -393,24 +386,15 @@ def test_python_dash_m_works() -> None:
 
 
 # ---------------------------------------------------------------- start-up stays light
-LAZY_PROBE = """
-import sys
-from typer.testing import CliRunner
-from imagegen_cli.cli.app import app
-runner = CliRunner()
-for args in (["--help"], ["generate", "--help"], ["generate", "x", "-m", "apimart:z-image-turbo", "--dry-run"],
-             ["keys", "list"], ["config", "show"]):
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, (args, result.output)
-heavy = sorted(m for m in ("torch", "diffusers", "transformers", "httpx") if m in sys.modules)
-print(",".join(heavy))
-"""
-
-
 def test_help_and_dry_run_import_no_heavy_modules() -> None:
-    proc = subprocess.run([sys.executable, "-c", LAZY_PROBE], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == ""
+    heavy, _ = heavy_imports(
+        ["--help"],
+        ["generate", "--help"],
+        ["generate", "x", "-m", "apimart:z-image-turbo", "--dry-run"],
+        ["keys", "list"],
+        ["config", "show"],
+    )
+    assert heavy == []
 
 
 def all_command_paths() -> list[list[str]]:

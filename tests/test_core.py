@@ -13,18 +13,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_KEY, gateway_env, run_cli
+from tests.conftest import TEST_KEY, config_path, gateway_env, heavy_imports, run_cli, write_config
 from tests.fakegateway import FakeGateway
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "imagegen_cli"
-
-
-def config_file(text: str) -> Path:
-    path = Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def prompt_file(tmp_path: Path, text: str) -> Path:
@@ -65,7 +58,7 @@ def test_tasks_wait_takes_its_timeout_from_the_config(cli, gateway: FakeGateway)
     gateway.fault("generate", "never")
     submitted = cli("generate", "x", "-m", "apimart:z-image-turbo", "--no-wait", "--json")
     job = submitted.json()["job"]
-    config_file("timeout = 1\n")
+    write_config("timeout = 1\n")
     waited = cli("tasks", "wait", job, "--json")
     assert waited.returncode == 5, waited.stderr
     assert "timed out; still pending on apimart" in waited.stderr
@@ -90,7 +83,7 @@ def test_the_dry_run_prints_exactly_the_headers_and_body_that_are_sent(cli, gate
 
 
 def test_secret_header_values_from_the_config_are_redacted_in_the_dry_run(gateway: FakeGateway) -> None:
-    config_file('[providers.openai]\nheaders = { "X-Api-Key" = "hunter2-secret", "X-Team" = "blue" }\n')
+    write_config('[providers.openai]\nheaders = { "X-Api-Key" = "hunter2-secret", "X-Team" = "blue" }\n')
     dry = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "--dry-run", "--json", env=gateway_env(gateway))
     headers = dry.json()["calls"][0]["headers"]
     assert headers["X-Api-Key"] == "***" and headers["X-Team"] == "blue"
@@ -153,8 +146,7 @@ def test_config_set_checks_the_value_before_writing(key: str, value: str, messag
     result = run_cli("config", "set", key, value)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "\n" == result.stderr[-1] and result.stderr.count("error:") == 1
-    path = Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml"
-    assert not path.exists()
+    assert not config_path().exists()
 
 
 def test_config_set_accepts_negative_looking_values_and_quoted_numbers() -> None:
@@ -176,7 +168,7 @@ def test_config_set_accepts_negative_looking_values_and_quoted_numbers() -> None
     ],
 )
 def test_a_bad_value_in_the_file_is_exit_2_naming_key_and_file(text: str, message: str | None) -> None:
-    path = config_file(text)
+    path = write_config(text)
     result = run_cli("generate", "x", "-m", "openai:gpt-image-1.5", "--dry-run")
     if message is None:
         assert result.returncode == 0, result.stderr  # "8" is read as 8
@@ -187,7 +179,7 @@ def test_a_bad_value_in_the_file_is_exit_2_naming_key_and_file(text: str, messag
 
 
 def test_config_set_and_unset_keep_comments_and_layout() -> None:
-    path = config_file(
+    path = write_config(
         "# my settings\ntimeout = 60  # seconds\n\n[providers.openai]\n# proxy\nbase_url = 'https://p/v1'\n"
     )
     assert run_cli("config", "set", "concurrency", "3").returncode == 0
@@ -227,16 +219,9 @@ def test_local_lines_of_a_batch_load_the_model_once(tmp_path: Path, monkeypatch:
 
 # ---------------------------------------------------------------- start-up and layering
 def test_dry_run_of_the_default_model_never_imports_torch() -> None:
-    probe = (
-        "import sys\nfrom typer.testing import CliRunner\nfrom imagegen_cli.cli.app import app\n"
-        "r = CliRunner().invoke(app, ['generate', 'x', '--dry-run', '--json'])\n"
-        "assert r.exit_code == 0, r.output\n"
-        "import json; assert json.loads(r.stdout)['provider'] == 'local'\n"
-        "print(','.join(m for m in ('torch', 'diffusers', 'transformers', 'httpx') if m in sys.modules))"
-    )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == ""
+    heavy, (plan,) = heavy_imports(["generate", "x", "--dry-run", "--json"])
+    assert json.loads(plan)["provider"] == "local"
+    assert heavy == []
 
 
 def _imports(path: Path) -> set[str]:
@@ -315,7 +300,7 @@ def test_readme_tables_are_generated_from_the_code() -> None:
 
 @pytest.mark.parametrize("key", ["flag_fields", "params"])  # "params" is the name before 0.2, still read
 def test_a_user_gateway_maps_flags_to_its_own_body_fields(key: str, gateway: FakeGateway) -> None:
-    config_file(
+    write_config(
         "[providers.mygw]\nbase_url = 'http://127.0.0.1:9/v1'\ndefault_model = 'm'\n"
         f"[providers.mygw.models.m]\n{key} = {{ seed = 'random_seed' }}\n"
     )

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CAPTURED, IMAGEGEN, TEST_KEY, gateway_env, run_cli
+from tests.conftest import CAPTURED, IMAGEGEN, TEST_KEY, gateway_env, run_cli, write_config
 from tests.fakegateway import FakeGateway, png_bytes
 
 Route = Callable[[BaseHTTPRequestHandler], None]
@@ -451,10 +451,7 @@ def test_a_task_answering_fewer_images_than_asked_is_partial_not_pending(cli, ga
 
 
 def _custom_tasks_config(gateway: FakeGateway) -> Path:
-    config = Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(f'[providers.customtasks]\nbase_url = "{gateway.base_url("customtasks")}"\ndialect = "tasks"\n')
-    return config
+    return write_config(f'[providers.customtasks]\nbase_url = "{gateway.base_url("customtasks")}"\ndialect = "tasks"\n')
 
 
 def test_one_job_that_cannot_resume_does_not_hide_the_others(gateway: FakeGateway, tmp_path: Path) -> None:
@@ -497,9 +494,7 @@ def test_a_queued_batch_line_does_not_spend_its_timeout_waiting_for_a_slot(
 def test_the_api_uses_the_configured_timeout(gateway: FakeGateway) -> None:
     from imagegen_cli.options import RunOptions
 
-    config_path = Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml"
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text("timeout = 7\n")
+    write_config("timeout = 7\n")
     from imagegen_cli.settings import load_settings
 
     assert RunOptions().timeout is None and load_settings().timeout == 7

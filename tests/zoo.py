@@ -15,18 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagegen_cli.local.tiny import SPECIAL_TOKENS, byte_level_vocab
+from imagegen_cli.local.tiny import SPECIAL_TOKENS, byte_level_vocab, clip_tokenizer
 from imagegen_cli.result import SilentSink
-
-
-def clip_tokenizer() -> Any:
-    from transformers import CLIPTokenizer
-
-    vocab = byte_level_vocab(SPECIAL_TOKENS)
-    bos, eos = SPECIAL_TOKENS
-    return CLIPTokenizer(
-        vocab=vocab, merges=[], unk_token=eos, bos_token=bos, eos_token=eos, pad_token=eos, model_max_length=77
-    )
 
 
 def clip_config(hidden: int = 32, projection: int = 32, layers: int = 2) -> Any:
