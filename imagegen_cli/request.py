@@ -219,7 +219,8 @@ class GenerationRequest(RequestOptions):
                 value = str(value)
             elif name == "params":
                 value = [[k, v] for k, v in value]
-            if value not in (None, False, (), []) or name in ("prompt", "n"):
+            # An unset field is left out; 0 and 0.0 are values (seed 0, guidance 0), though 0 == False.
+            if not (value is None or value is False or value in ((), [])) or name in ("prompt", "n"):
                 data[name] = value
         return data
 

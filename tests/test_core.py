@@ -307,3 +307,24 @@ def test_a_user_gateway_maps_flags_to_its_own_body_fields(key: str, gateway: Fak
     dry = run_cli("generate", "x", "-m", "mygw:m", "--seed", "5", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     assert dry.json()["calls"][0]["body"]["random_seed"] == 5
+
+
+# ---------------------------------------------------------------- zero is a value
+def test_seed_0_and_guidance_0_survive_the_journal_and_tell_lines_apart(cli, gateway: FakeGateway) -> None:
+    from imagegen_cli.request import GenerationRequest
+
+    request = GenerationRequest(prompt="x", provider="openai", model="m", seed=0, guidance=0.0)
+    data = request.to_dict()
+    assert data["seed"] == 0 and data["guidance"] == 0.0
+    assert GenerationRequest.from_dict(data) == request
+    job = cli("generate", "x", "-m", "token360:seedream-4.5", "--seed", "0", "--json").json()["job"]
+    shown = run_cli("tasks", "show", job, "--json").json()
+    assert shown["request"]["seed"] == 0
+    # A line with seed 0 is not the line without a seed: --resume must not take one for the other.
+    lines = b'{"prompt": "koi", "seed": 0}\nkoi\n'
+    args = ("generate", "--prompt-file", "-", "-m", "token360:seedream-4.5", "--json")
+    assert cli(*args, input=lines).returncode == 0
+    assert [call.body.get("seed") for call in gateway.calls("token360")][-2:] in ([0, None], [None, 0])
+    again = cli(*args, "--resume", input=lines)
+    assert again.returncode == 0, again.stderr
+    assert [line["status"] for line in again.json()["lines"]] == ["skipped", "skipped"]
