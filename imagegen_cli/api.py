@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.backends import PlannedJob, RunContext
 from imagegen_cli.batch import assign_keys, build_output_specs, describe_jobs, plan_lines, prepare_resume, run_jobs
-from imagegen_cli.errors import ImagegenError, TaskFailed, UsageError
-from imagegen_cli.options import GenerateOptions, PromptLine, read_prompt_file
+from imagegen_cli.errors import ImagegenError, TaskFailed
+from imagegen_cli.options import GenerateOptions, PromptLine, RunOptions, read_prompt_file
 from imagegen_cli.result import JobResult, ProgressSink, RunResult, SilentSink, TaskRecord
 from imagegen_cli.settings import Settings, load_settings
 from imagegen_cli.status import JobStatus, TaskState
@@ -100,9 +100,7 @@ def resume(
     from imagegen_cli.store.journal import Journal
 
     settings = settings or load_settings()
-    timeout = timeout if timeout is not None else settings.timeout
-    if timeout <= 0:
-        raise UsageError("--timeout must be positive")
+    timeout = RunOptions(timeout=timeout).timeout or settings.timeout  # RunOptions checks it as generate does
     sink = sink or SilentSink()
     with Journal.open() as journal:
         rows = [journal.get(job_id) for job_id in job_ids]
@@ -127,7 +125,7 @@ def resume(
                     run.interrupted = single.interrupted
                 except ImagegenError as exc:
                     result.errors.append(exc)
-            _report_all_saved(journal.get(row.id), result)
+            result.report_saved_rows(journal.get(row.id).images)  # whoever saved them: this run or an earlier one
         run.elapsed = time.monotonic() - started
     sink.close()
     return run
@@ -141,17 +139,15 @@ def _resume_job(row: Job, settings: Settings, out_dir: str | Path | None) -> tup
     result = JobResult(row.provider, row.model, row.n, job_id=row.id, prompt=str(row.request.get("prompt", "")))
     result.started = True
     saved = row.saved_indices()
-    result.tasks.extend(TaskRecord.from_row(task) for task in row.tasks)
-    todo = [
-        t for t in result.tasks if not set(t.indices) <= saved and t.state in (TaskState.PENDING, TaskState.SUCCEEDED)
-    ]
-    for task in result.tasks:
-        if set(task.indices) <= saved or task in todo:
-            continue
-        what = (
-            "images expired" if task.state == TaskState.EXPIRED else f"{task.state}: {task.error or 'no reason given'}"
-        )
-        result.errors.append(TaskFailed(f"{row.provider}: task {task.remote_id} {what}"))
+    todo: list[TaskRecord] = []
+    for task in map(TaskRecord.from_row, row.tasks):
+        result.tasks.append(task)
+        if task.resumable(saved):
+            todo.append(task)
+        elif not set(task.indices) <= saved:
+            why = task.error or "no reason given"
+            what = "images expired" if task.state == TaskState.EXPIRED else f"{task.state}: {why}"
+            result.errors.append(TaskFailed(f"{row.provider}: task {task.remote_id} {what}"))
     if len(saved) < row.n and not todo and not result.errors:
         if row.dialect != "tasks":
             result.errors.append(
@@ -176,11 +172,6 @@ def _resume_job(row: Job, settings: Settings, out_dir: str | Path | None) -> tup
     return result, job
 
 
-def _report_all_saved(row: Job, result: JobResult) -> None:
-    """Every image the job has on disk is reported, whoever saved it (this run or an earlier one)."""
-    result.report_saved_rows(row.images)
-
-
 def cancel(job_ids: list[str]) -> tuple[list[str], list[str]]:
     """Stop tracking jobs; ask each provider to cancel pending tasks where it can. Returns (cancelled, notes)."""
     from imagegen_cli.backends.cancel import cancel_job
@@ -189,13 +180,15 @@ def cancel(job_ids: list[str]) -> tuple[list[str], list[str]]:
 
     notes: list[str] = []
     cancelled: list[str] = []
+    settings: Settings | None = None  # read once, when a job needs it (a job already over needs no config)
     with Journal.open() as journal:
         for job_id in job_ids:
             row = journal.get(job_id)
             if row.status not in OPEN_STATUSES:
                 notes.append(f"{row.id} is already {row.status}")
                 continue
-            notes.extend(cancel_job(journal, row, load_settings()))
+            settings = settings or load_settings()
+            notes.extend(cancel_job(journal, row, settings))
             cancelled.append(row.id)
     return cancelled, notes
 

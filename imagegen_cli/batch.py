@@ -15,10 +15,9 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.backends import Backend, PlannedJob, RunContext, backend_for, resolve_model_ref
+from imagegen_cli.backends import PlannedJob, RunContext, backend_for, resolve_model_ref
 from imagegen_cli.errors import ImagegenError, UsageError
 from imagegen_cli.result import JobResult, RunResult, TaskRecord
-from imagegen_cli.status import TaskState
 
 if TYPE_CHECKING:
     from imagegen_cli.options import GenerateOptions, PromptLine
@@ -30,14 +29,12 @@ if TYPE_CHECKING:
 def plan_lines(lines: list[PromptLine], options: GenerateOptions, settings: Settings) -> list[PlannedJob]:
     """Plan every line (nothing is sent, no directory is made); a usage error names its line."""
     profiles = settings.profiles()
-    backends: dict[str, Backend] = {}
     jobs: list[PlannedJob] = []
     for line in lines:
         try:
             line_options = options.with_overrides(line.overrides)
             ref = resolve_model_ref(line_options.model, line_options.provider, settings, profiles)
             backend = backend_for(ref)
-            backend = backends.setdefault(backend.name, backend)
             plan = backend.plan(line, line_options, ref, settings)
             if line.number is not None and line_options.output.out == "-":
                 raise UsageError("-o - writes one image to stdout; a batch writes many", hint="use -o DIR")
@@ -122,13 +119,11 @@ def prepare_resume(journal: Journal, jobs: list[PlannedJob]) -> None:
         saved = previous.saved_indices()
         job.result.report_saved_rows(previous.images)
         covered: set[int] = set()
-        for task in previous.tasks:
-            indices = set(range(task.first_image, task.first_image + task.count))
-            if task.status in (TaskState.PENDING, TaskState.SUCCEEDED) and not indices <= saved:
-                record = TaskRecord.from_row(task)
-                job.resume_tasks.append(record)
-                job.result.tasks.append(record)
-                covered |= indices
+        for task in map(TaskRecord.from_row, previous.tasks):
+            if task.resumable(saved):
+                job.resume_tasks.append(task)
+                job.result.tasks.append(task)
+                covered.update(task.indices)
         missing = [i for i in range(1, job.plan.request.n + 1) if i not in saved and i not in covered]
         job.todo = job.backend.narrow(job.plan, missing) if missing else None
 
@@ -137,14 +132,13 @@ def run_jobs(jobs: list[PlannedJob], context: RunContext) -> RunResult:
     """Run every job not already complete, each backend's jobs together; Ctrl-C keeps what was saved."""
     started = time.monotonic()
     result = RunResult([job.result for job in jobs])
-    todo = [job for job in jobs if job.todo is not None or job.resume_tasks]
+    groups: dict[str, list[PlannedJob]] = {}
     for job in jobs:
-        if job not in todo:
+        if job.todo is not None or job.resume_tasks:
+            groups.setdefault(job.backend.name, []).append(job)
+        else:
             job.result.started = True  # complete from an earlier run: reported, not redone
             context.sink.job_finished(job.result)
-    groups: dict[str, list[PlannedJob]] = {}
-    for job in todo:
-        groups.setdefault(job.backend.name, []).append(job)
     try:
         # Remote lines first: they mostly wait on gateways, while local lines hold the machine.
         for name in sorted(groups, key=lambda n: n != "remote"):
@@ -174,9 +168,9 @@ def _say_interrupted(result: JobResult) -> None:
     message = f"{verb}: {saved} of {requested} image(s) saved"
     hint = None
     if result.resumable and result.job_id:
-        pending = " ".join(t.remote_id for t in result.tasks if t.state in (TaskState.PENDING, TaskState.SUCCEEDED))
+        pending = " ".join(t.remote_id for t in result.resumable_tasks)
         message += f"; still to fetch from {result.provider}: {pending}"
-        hint = f"resume with: imagegen tasks wait {result.job_id}"
+        hint = result.resume_hint()
     result.errors.append(Interrupted(message, hint=hint))
 
 

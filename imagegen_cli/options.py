@@ -144,9 +144,6 @@ class PromptLine:
     prompt: str
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
-    def label(self) -> str:
-        return f"line {self.number}" if self.number is not None else "prompt"
-
 
 def read_prompt(prompt: str) -> str:
     """The PROMPT argument; ``-`` reads it from stdin (which must not be a terminal)."""

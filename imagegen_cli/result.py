@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from imagegen_cli.errors import AuthError, ConfigError, ExitCode, ImageBusy, ImagegenError, clean_text
 from imagegen_cli.signals import interrupted_exit_code
-from imagegen_cli.status import RESUMABLE_TASK_STATES, JobStatus, TaskState, job_status
+from imagegen_cli.status import JobStatus, TaskState, job_status, job_status_of, task_resumable
 from imagegen_cli.store.job_rows import ImageRow, TaskRow
 from imagegen_cli.store.writer import SavedImage
 
@@ -33,6 +33,9 @@ class TaskRecord:
     @property
     def indices(self) -> range:
         return range(self.first_image, self.first_image + self.count)
+
+    def resumable(self, saved: set[int]) -> bool:
+        return task_resumable(self.state, self.indices, saved)
 
     @classmethod
     def from_row(cls, row: TaskRow) -> TaskRecord:
@@ -97,20 +100,20 @@ class JobResult:
         return len(self.reused) >= self.requested and self.saved_indices <= self.reused
 
     @property
-    def resumable(self) -> bool:
-        """A task is pending, or finished with images not fetched yet: ``tasks wait`` can finish the job."""
+    def resumable_tasks(self) -> list[TaskRecord]:
+        """Tasks pending, or finished with images not fetched yet: ``tasks wait`` can finish them."""
         saved = self.saved_indices
-        return any(t.state in RESUMABLE_TASK_STATES and not set(t.indices) <= saved for t in self.tasks)
+        return [t for t in self.tasks if t.resumable(saved)]
+
+    @property
+    def resumable(self) -> bool:
+        return bool(self.resumable_tasks)
+
+    def resume_hint(self) -> str | None:
+        return f"resume with: imagegen tasks wait {self.job_id}" if self.job_id else None
 
     def status(self) -> JobStatus:
-        return job_status(
-            requested=self.requested,
-            saved=len(self.saved_indices),
-            resumable=self.resumable,
-            finished=True,
-            cancelled=any(t.state == TaskState.CANCELLED for t in self.tasks),
-            expired=any(t.state == TaskState.EXPIRED for t in self.tasks),
-        )
+        return job_status_of(self.requested, self.saved_indices, ((t.state, t.indices) for t in self.tasks))
 
     def exit_code(self) -> ExitCode:
         status = self.status()
@@ -222,7 +225,6 @@ class RunResult:
             requested=requested,
             saved=saved,
             resumable=any(job.resumable for job in self.jobs),
-            finished=True,
             cancelled=bool(statuses) and all(s == JobStatus.CANCELLED for s in statuses),
             expired=bool(statuses) and all(s == JobStatus.EXPIRED for s in statuses),
         )

@@ -56,8 +56,6 @@ class JobRecorder:
     # ------------------------------------------------------------------ claims
     def claim(self, index: int) -> Claim:
         """Reserve image ``index``; an image already saved is reported (again) as part of this result."""
-        if self.journal is None or self.result.job_id is None:
-            return Claim.CLAIMED
         outcome = self._journal_call(lambda j, job_id: j.claim_image(job_id, index), Claim.CLAIMED)
         if outcome == Claim.SAVED:
             self._report_saved(index)
@@ -94,7 +92,7 @@ class JobRecorder:
         self._journal_call(lambda j, job_id: j.claim_target(job_id, index, path), None)
 
     # ------------------------------------------------------------------ saving
-    def save(self, index: int, write: Callable[[], SavedImage], *, url: str | None = None) -> SavedImage | None:
+    def save(self, index: int, write: Callable[[], SavedImage]) -> SavedImage | None:
         """Write one image in this thread (local pipelines); an error is recorded, not raised."""
         try:
             saved = write()

@@ -126,7 +126,6 @@ class Settings:
 
     path: Path
     default_model: str = DEFAULT_MODEL
-    default_model_source: str = "default"  # env, config or default: said in the dry run
     output_dir: str | None = None
     name_template: str | None = None
     format: str | None = None
@@ -148,11 +147,10 @@ class Settings:
                 values["provider_tables"] = raw
                 continue
             values[key] = check_setting(key, raw, str(path))
-        source = "config" if "default_model" in values else "default"
         env_model = os.environ.get("IMAGEGEN_MODEL", "").strip()
         if env_model:
-            values["default_model"], source = env_model, "env"
-        return cls(path=path, default_model_source=source, **values)
+            values["default_model"] = env_model
+        return cls(path=path, **values)
 
     def profiles(self) -> dict[str, ProviderProfile]:
         """Built-in provider profiles with the config file's ``[providers.NAME]`` tables applied (checked once)."""

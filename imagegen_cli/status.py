@@ -6,6 +6,7 @@ nothing else decides what state a job is in. Only the standard library: the jour
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -23,7 +24,6 @@ class JobStatus(StrEnum):
 
 
 OPEN_STATUSES = (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING)
-FINAL_STATUSES = tuple(s for s in JobStatus if s not in OPEN_STATUSES)
 
 
 class TaskState(StrEnum):
@@ -39,24 +39,38 @@ class TaskState(StrEnum):
 RESUMABLE_TASK_STATES = (TaskState.PENDING, TaskState.SUCCEEDED)
 
 
+def task_resumable(state: str, indices: range, saved: set[int]) -> bool:
+    """Whether ``tasks wait`` can still finish a task: pending, or done remotely with images not saved yet."""
+    return state in RESUMABLE_TASK_STATES and not set(indices) <= saved
+
+
 def job_status(
     *,
     requested: int,
     saved: int,
     resumable: bool,
-    finished: bool,
     cancelled: bool = False,
     expired: bool = False,
 ) -> JobStatus:
-    """The rule. ``resumable``: a remote task is pending, or finished with images not fetched yet."""
+    """The rule, once a run is over. ``resumable``: some task is :func:`task_resumable`."""
     if saved >= requested:
         return JobStatus.SUCCEEDED
     if resumable:
         return JobStatus.RUNNING if saved else JobStatus.SUBMITTED
-    if not finished:
-        return JobStatus.RUNNING if saved else JobStatus.QUEUED
     if cancelled and not saved:
         return JobStatus.CANCELLED
     if expired and not saved:
         return JobStatus.EXPIRED
     return JobStatus.PARTIAL if saved else JobStatus.FAILED
+
+
+def job_status_of(requested: int, saved: set[int], tasks: Iterable[tuple[str, range]]) -> JobStatus:
+    """:func:`job_status` of one job from its saved image indices and its tasks' (state, image indices)."""
+    states = list(tasks)
+    return job_status(
+        requested=requested,
+        saved=len(saved),
+        resumable=any(task_resumable(state, indices, saved) for state, indices in states),
+        cancelled=any(state == TaskState.CANCELLED for state, _ in states),
+        expired=any(state == TaskState.EXPIRED for state, _ in states),
+    )

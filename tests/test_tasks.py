@@ -97,6 +97,15 @@ def test_wait_timeout_is_exit_5_and_interrupt_keeps_record(cli, gateway: FakeGat
     assert run_cli("tasks", "show", job_id, "--json").json()["status"] == "submitted"
 
 
+def test_wait_refuses_a_timeout_generate_refuses(cli, gateway: FakeGateway) -> None:
+    job_id = cli("generate", "x", "-m", "apimart:z-image-turbo", "--no-wait").lines[0]
+    polls = len(gateway.requests)
+    for bad in ("nan", "inf", "0"):
+        waited = run_cli("tasks", "wait", job_id, "--timeout", bad, env=gateway_env(gateway))
+        assert waited.returncode == 2 and "--timeout must be a positive number of seconds" in waited.stderr, bad
+    assert len(gateway.requests) == polls
+
+
 def test_two_processes_share_the_journal(gateway: FakeGateway, tmp_path: Path) -> None:
     gateway.latency = 0.2
     procs = [

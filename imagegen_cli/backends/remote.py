@@ -132,10 +132,8 @@ class RemoteBackend:
             asyncio.run(main())
         except (KeyboardInterrupt, asyncio.CancelledError):
             # Every job was cancelled in order (files being placed were finished and recorded). Ctrl-C arrives
-            # as KeyboardInterrupt, SIGTERM (through StopSignal.hook) as the main task's cancellation.
-            for job in jobs:
-                if job.result.started:
-                    job.result.interrupted = True
+            # as KeyboardInterrupt, SIGTERM (through StopSignal.hook) as the main task's cancellation; either
+            # way run_jobs says, for each started job, how far it got.
             raise KeyboardInterrupt from None
         finally:
             StopSignal.hook = None

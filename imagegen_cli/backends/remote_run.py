@@ -26,7 +26,7 @@ from imagegen_cli.errors import (
     clean_text,
 )
 from imagegen_cli.result import TaskRecord
-from imagegen_cli.status import TaskState
+from imagegen_cli.status import RESUMABLE_TASK_STATES, TaskState
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -144,12 +144,9 @@ class RemoteJobRunner:
         result = self.result
         if not self.deadline_hit or not result.resumable or result.no_wait or result.interrupted:
             return
-        ids = " ".join(t.remote_id for t in result.tasks if t.state in (TaskState.PENDING, TaskState.SUCCEEDED))
+        ids = " ".join(t.remote_id for t in result.resumable_tasks)
         result.errors.append(
-            PendingTimeout(
-                f"timed out; still pending on {self.provider.name}: {ids}",
-                hint=f"resume with: imagegen tasks wait {result.job_id}" if result.job_id else None,
-            )
+            PendingTimeout(f"timed out; still pending on {self.provider.name}: {ids}", hint=result.resume_hint())
         )
 
     # ------------------------------------------------------------------ one call
@@ -190,7 +187,7 @@ class RemoteJobRunner:
                     await self._save_all(done.first_image, done.count, done.seed, images, done)
         except DeadlineExceeded as exc:
             self.deadline_hit = True
-            if not any(t.state in (TaskState.PENDING, TaskState.SUCCEEDED) for t in tasks):
+            if not any(t.state in RESUMABLE_TASK_STATES for t in tasks):
                 why = f": {exc}" if str(exc) else ""
                 self.result.errors.append(
                     PendingTimeout(f"{self.provider.name}: no answer within --timeout for {span}{why}")
@@ -234,7 +231,7 @@ class RemoteJobRunner:
         A save error (a full disk) leaves the task resumable: ``tasks wait`` can fetch it again.
         """
         for task in tasks:
-            if not isinstance(exc, SaveError) and task.state in (TaskState.PENDING, TaskState.SUCCEEDED):
+            if not isinstance(exc, SaveError) and task.state in RESUMABLE_TASK_STATES:
                 task.state = TaskState.EXPIRED if isinstance(exc, ImagesExpired) else TaskState.FAILED
                 task.error = exc.message
                 self._journal_task(task)

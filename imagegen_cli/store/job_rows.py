@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from imagegen_cli.status import RESUMABLE_TASK_STATES, JobStatus, TaskState, job_status
+from imagegen_cli.status import JobStatus, job_status_of
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: sortable, no look-alikes
 
@@ -94,6 +94,10 @@ class TaskRow:
     error: str | None = None
     expires_at: float | None = None
 
+    @property
+    def indices(self) -> range:
+        return range(self.first_image, self.first_image + self.count)
+
 
 @dataclass
 class ImageRow:
@@ -139,19 +143,9 @@ class Job:
         """Images saved and still on disk."""
         return {i.index for i in self.saved if i.path and Path(i.path).exists()}
 
-    def derived_status(self, *, finished: bool) -> JobStatus:
-        saved = self.saved_indices()
-        return job_status(
-            requested=self.n,
-            saved=len(saved),
-            resumable=any(
-                t.status in RESUMABLE_TASK_STATES and not set(range(t.first_image, t.first_image + t.count)) <= saved
-                for t in self.tasks
-            ),
-            finished=finished,
-            cancelled=any(t.status == TaskState.CANCELLED for t in self.tasks),
-            expired=any(t.status == TaskState.EXPIRED for t in self.tasks),
-        )
+    def derived_status(self) -> JobStatus:
+        """What the journal's rows say the job is, once no process works on it."""
+        return job_status_of(self.n, self.saved_indices(), ((t.status, t.indices) for t in self.tasks))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -341,7 +341,7 @@ class Journal:
     def finish_job(self, job_id: str, error: str | None = None) -> JobStatus:
         """Set the final status from what the journal holds (:func:`status.job_status`)."""
         job = self.get(job_id)
-        status = job.derived_status(finished=True)
+        status = job.derived_status()
         self.set_status(job_id, status, error if status != JobStatus.SUCCEEDED else None)
         return status
 
@@ -402,7 +402,7 @@ class Journal:
         if job.status in OPEN_STATES and not process_alive(job.pid, row["pid_start"]):
             # The process died (killed): say what the job is now instead of "running" forever. A remote task
             # still pending or fetched-but-not-saved keeps it open for ``tasks wait``.
-            status = job.derived_status(finished=True)
+            status = job.derived_status()
             if status not in OPEN_STATES:
                 job.status = status
                 job.error = job.error or f"the imagegen process ({job.pid}) ended before the job finished"
