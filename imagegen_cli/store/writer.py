@@ -357,6 +357,10 @@ class ImageWriter:
             return target
         for name in names:
             target = directory / name
+            if os.path.lexists(target):
+                # Taken (link() would refuse it): journalling it would let a crash right here hand another file
+                # to the next run as this image.
+                continue
             if self.on_target is not None:
                 # Journalled before the name exists: a crash right after placing leaves a claim naming the file,
                 # and the next run adopts that file instead of making the image again.
