@@ -13,17 +13,14 @@ from imagegen_cli.errors import redact
 
 
 def build_metadata(
-    base: dict[str, Any],
-    *,
-    index: int,
-    seed: int | None,
-    width: int,
-    height: int,
-    revised_prompt: str | None = None,
+    base: dict[str, Any], *, index: int, seed: int | None, revised_prompt: str | None = None
 ) -> dict[str, Any]:
-    """The per-image record: the run's parameters plus this image's index, seed and pixels."""
+    """The per-image record: the run's parameters plus this image's index and seed.
+
+    The pixel size is not known here: the writer adds the one it reads from the file it writes.
+    """
     meta = {k: v for k, v in base.items() if v not in (None, (), [], {})}
-    meta.update(index=index, width=width, height=height, generator=f"imagegen {__version__}")
+    meta.update(index=index, generator=f"imagegen {__version__}")
     meta["created"] = datetime.now(UTC).isoformat(timespec="seconds")
     if seed is not None:
         meta["seed"] = seed
