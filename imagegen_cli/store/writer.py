@@ -144,8 +144,8 @@ class ImageWriter:
         data = _encode(img, fmt, frames=1)
         layout = parse(data, fmt)
         meta = {**meta, "width": layout.width, "height": layout.height}
-        pieces = layout.with_metadata(self._metadata(layout, meta)) if self.spec.metadata else [data]
-        return self._deliver(pieces, None, index=index, seed=seed, fmt=fmt, size=(layout.width, layout.height))
+        pieces = layout.with_metadata(self._metadata(layout, meta)) if self.spec.metadata else None
+        return self._deliver(pieces, data, None, index=index, seed=seed, fmt=fmt, size=(layout.width, layout.height))
 
     # ------------------------------------------------------------------------------------ the save path
     def _refuse(self, index: int, why: str, hint: str | None = None) -> DownloadError:
@@ -187,8 +187,9 @@ class ImageWriter:
         meta = {**meta, "width": layout.width, "height": layout.height}
         pieces = layout.with_metadata(self._metadata(layout, meta)) if self.spec.metadata else None
         return self._deliver(
-            pieces if pieces is not None else [data],
-            received if pieces is None else None,
+            pieces,
+            data,
+            received,
             index=index,
             seed=seed,
             fmt=fmt,
@@ -214,8 +215,9 @@ class ImageWriter:
         meta = {**meta, "width": document.width, "height": document.height}
         pieces = document.with_comment(svg_comment(meta)) if self.spec.metadata else None
         return self._deliver(
-            pieces if pieces is not None else [data],
-            received if pieces is None else None,
+            pieces,
+            data,
+            received,
             index=index,
             seed=seed,
             fmt="svg",
@@ -284,7 +286,8 @@ class ImageWriter:
     # ------------------------------------------------------------------------------------ writing
     def _deliver(
         self,
-        pieces: Sequence[bytes | memoryview],
+        pieces: Sequence[bytes | memoryview] | None,
+        data: bytes,
         received: Path | None,
         *,
         index: int,
@@ -293,7 +296,15 @@ class ImageWriter:
         size: tuple[int, int],
         notes: tuple[str, ...] = (),
     ) -> SavedImage:
-        """Write ``pieces`` (or link ``received`` unchanged) into place, or onto stdout."""
+        """Write ``pieces`` (the file with its metadata) into place, or onto stdout.
+
+        Without metadata (``pieces`` None) the file is ``data`` itself: ``received``, the download when it holds
+        exactly that, is then linked into place instead of being written again.
+        """
+        if pieces is None:
+            pieces = [data]
+        else:
+            received = None  # the file differs from the download
         if self.spec.to_stdout:
             for piece in pieces:
                 sys.stdout.buffer.write(piece)
