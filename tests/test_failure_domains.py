@@ -267,6 +267,38 @@ def test_a_file_placed_before_a_crash_is_adopted_not_made_twice(cli, gateway: Fa
     assert placed.is_file() and len(waited.json()["images"]) == 2
 
 
+_KILLED_AFTER_JOURNALLING_A_TAKEN_NAME = """
+import os, signal, sys
+from imagegen_cli.store.journal import Journal
+journalled = Journal.claim_target
+def claim_target(self, job_id, index, path):
+    journalled(self, job_id, index, path)
+    if os.path.lexists(path):  # SIGKILL before link() finds the name taken
+        os.kill(os.getpid(), signal.SIGKILL)
+Journal.claim_target = claim_target
+from imagegen_cli.cli.app import main
+sys.argv[0] = "imagegen"
+main()
+"""
+
+
+def test_a_taken_name_is_never_journalled_so_a_crash_cannot_adopt_another_file(
+    gateway: FakeGateway, tmp_path: Path
+) -> None:
+    """A file that was there before is never the image: no claim names it, so no resume adopts it."""
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"someone else's file")
+    killer = [sys.executable, "-c", _KILLED_AFTER_JOURNALLING_A_TAKEN_NAME]
+    args = ["generate", "x", "-m", "apimart:z-image-turbo", "-o", str(tmp_path), "--name", "taken.png"]
+    env = {**os.environ, **gateway_env(gateway)}
+    run = subprocess.run([*killer, *args], env=env, capture_output=True, check=False, timeout=60)
+    (job,) = run_cli("tasks", "list", "--json").json()
+    waited = run_cli("tasks", "wait", job["id"], "--json", env=gateway_env(gateway))  # the resume, had it died
+    assert [image["path"] for image in waited.json()["images"]] == [str(tmp_path / "taken-2.png")], waited.stderr
+    assert (run.returncode, waited.returncode) == (0, 0), run.stderr
+    assert taken.read_bytes() == b"someone else's file"
+
+
 def test_a_claim_of_a_reused_pid_does_not_block(cli, gateway: FakeGateway) -> None:
     from imagegen_cli.store.job_rows import Claim
     from imagegen_cli.store.journal import Journal

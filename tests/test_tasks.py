@@ -207,6 +207,24 @@ def test_prune(cli, gateway: FakeGateway) -> None:
     assert run_cli("tasks", "prune", "--older-than", "soon").returncode == 2
 
 
+def test_prune_forgets_final_and_dead_jobs_but_keeps_live_or_resumable_ones(tmp_path: Path) -> None:
+    from imagegen_cli.store.journal import Journal, TaskRow
+
+    with Journal.open(tmp_path / "journal.sqlite3") as journal:
+        done, live, dead, pending = (
+            journal.create_job(provider="p", model="m", dialect="d", base_url="http://127.0.0.1", request={},
+                               calls=[], n=1, out_dir=str(tmp_path), output={})
+            for _ in range(4)
+        )  # fmt: skip
+        journal.set_status(done, "succeeded")
+        journal.set_status(live, "running")  # run by this process, which is alive
+        journal.add_task(pending, TaskRow("remote-1", 0, 0, 1, None, "pending"))
+        journal.conn.execute("UPDATE jobs SET pid = 999999, pid_start = 1 WHERE id IN (?, ?)", (dead, pending))
+        journal.set_status(dead, "running")
+        assert journal.prune(time.time() + 1) == 2
+        assert sorted(job.id for job in journal.jobs(limit=0)) == sorted([live, pending])
+
+
 def test_journal_schema_is_versioned(cli, gateway: FakeGateway) -> None:
     cli("generate", "x", "-m", "openai:dall-e-2")
     with sqlite3.connect(journal_file()) as conn:

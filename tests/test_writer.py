@@ -459,6 +459,16 @@ def test_a_name_with_an_image_extension_through_the_cli(cli, gateway: FakeGatewa
 
 
 # ------------------------------------------------------------- placement and temporary files
+def test_only_a_free_name_is_journalled_before_placing(tmp_path: Path) -> None:
+    """A taken name is skipped before the journal hears of it: a crash there could not adopt another file."""
+    for expected in ("same.png", "same-2.png", "same-3.png"):
+        writer = make_writer(tmp_path, template="same")
+        told: list[tuple[int, str]] = []
+        writer.on_target = lambda index, path: told.append((index, Path(path).name))
+        saved = writer.save_bytes(source_image("png"), index=1, seed=1, meta=dict(META))
+        assert told == [(1, expected)] and Path(saved.path).name == expected
+
+
 def race_two_writers(out: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Two writers save to one file name at once, on a filesystem without hard links."""
 

@@ -320,7 +320,7 @@ class RemoteJobRunner:
         from imagegen_cli.store.metadata import build_metadata
 
         revised = clean_text(image.revised_prompt, 2000) if image.revised_prompt else None
-        meta = build_metadata(self.meta_base, index=index, seed=seed, width=0, height=0, revised_prompt=revised)
+        meta = build_metadata(self.meta_base, index=index, seed=seed, revised_prompt=revised)
         what = f"task {task.remote_id}: image {index}" if task else f"image {index}"
         remote_id = task.remote_id if task else None
         self.waiting_on = f"the download of image {index}"

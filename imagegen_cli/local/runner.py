@@ -342,7 +342,7 @@ class LocalRun:
                     self.recorder.busy(index)  # another process is saving it: said, not silently skipped
                 if claim != Claim.CLAIMED:
                     continue
-                meta = build_metadata(base, index=index, seed=seed, width=image.width, height=image.height)
+                meta = build_metadata(base, index=index, seed=seed)
                 self.recorder.save(index, partial(self.writer.save_pil, image, index=index, seed=seed, meta=meta))
             if self.stop_requested:
                 # Even when this was the line's last call: the user asked the run to stop, so no later line starts.

@@ -353,13 +353,13 @@ class Journal:
     def prune(self, older_than: float) -> int:
         """Forget finished jobs created before ``older_than`` (a timestamp); open jobs are kept.
 
-        A job whose process died (killed) and that cannot be resumed counts as finished.
+        A job whose process died and that cannot be resumed counts as finished (:meth:`_job`: only an open one can).
         """
-        rows = self._rows("SELECT * FROM jobs WHERE created_at < ?", (older_than,))
-        doomed = [row["id"] for row in rows if self._job(row).status not in OPEN_STATES]
         with self._tx() as conn:
-            conn.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in doomed])
-        return len(doomed)
+            rows = conn.execute("SELECT * FROM jobs WHERE created_at < ?", (older_than,)).fetchall()
+            done = [r["id"] for r in rows if r["status"] not in OPEN_STATES or self._job(r).status not in OPEN_STATES]
+            conn.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in done])
+        return len(done)
 
     # ------------------------------------------------------------------ reading
     def _job(self, row: sqlite3.Row) -> Job:

@@ -13,17 +13,14 @@ from imagegen_cli.errors import redact
 
 
 def build_metadata(
-    base: dict[str, Any],
-    *,
-    index: int,
-    seed: int | None,
-    width: int,
-    height: int,
-    revised_prompt: str | None = None,
+    base: dict[str, Any], *, index: int, seed: int | None, revised_prompt: str | None = None
 ) -> dict[str, Any]:
-    """The per-image record: the run's parameters plus this image's index, seed and pixels."""
+    """The per-image record: the run's parameters plus this image's index and seed.
+
+    The pixel size is not known here: the writer adds the one it reads from the file it writes.
+    """
     meta = {k: v for k, v in base.items() if v not in (None, (), [], {})}
-    meta.update(index=index, width=width, height=height, generator=f"imagegen {__version__}")
+    meta.update(index=index, generator=f"imagegen {__version__}")
     meta["created"] = datetime.now(UTC).isoformat(timespec="seconds")
     if seed is not None:
         meta["seed"] = seed
@@ -87,18 +84,18 @@ def exif_tiff(meta: dict[str, Any], existing: bytes | None = None, limit: int | 
     """
     from PIL import ExifTags, Image
 
+    exif = Image.Exif()
+    if existing:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Pillow warns about broken tags, which are then skipped
+                exif.load(existing)
+                exif.get_ifd(ExifTags.IFD.Exif)
+        except Exception:  # noqa: BLE001 - a gateway's broken EXIF is dropped, not a reason to lose the image
+            exif = Image.Exif()
     keep = 1 << 30
-    while True:
+    while True:  # each pass writes the same three tags again, shorter
         short = meta if keep >= 1 << 30 else _shortened(meta, keep)
-        exif = Image.Exif()
-        if existing:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # Pillow warns about broken tags, which are then skipped
-                    exif.load(existing)
-                    exif.get_ifd(ExifTags.IFD.Exif)
-            except Exception:  # noqa: BLE001 - a gateway's broken EXIF is dropped, not a reason to lose the image
-                exif = Image.Exif()
         # ASCII JSON: EXIF strings are ASCII, and \\u escapes keep every character of the prompt.
         exif[ExifTags.Base.ImageDescription] = metadata_json(short, ascii_only=True)
         exif[ExifTags.Base.Software] = str(meta.get("generator", "imagegen"))
@@ -152,10 +149,11 @@ def jpeg_xmp(meta: dict[str, Any], limit: int) -> tuple[bytes, bytes | None]:
     """
     from imagegen_cli.store.containers import xmp_guid
 
-    packet = xmp_packet(meta)
+    rdf = _RDF.format(extra="", body=_xmp_body(meta))
+    packet = _PACKET.format(rdf=rdf).encode()
     if len(packet) <= limit:
         return packet, None
-    extension = _RDF.format(extra="", body=_xmp_body(meta)).encode()
+    extension = rdf.encode()
     note = ' xmlns:xmpNote="http://ns.adobe.com/xmp/note/" xmpNote:HasExtendedXMP="{}"'
     standard = _PACKET.format(rdf=_RDF.format(extra=note.format(xmp_guid(extension)), body="")).encode()
     return standard, extension

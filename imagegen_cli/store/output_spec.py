@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import UsageError
+from imagegen_cli.settings import OUTPUT_FORMATS
 from imagegen_cli.store.naming import DEFAULT_TEMPLATE, check_template, render_name, safe_component
 
-FORMATS = ("png", "jpeg", "webp", "gif", "svg")
-RASTER_FORMATS = ("png", "jpeg", "webp", "gif")
 _SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".gif": "gif", ".svg": "svg"}
 # Extensions of image formats imagegen does not write: naming one is a mistake, not a directory name.
 _OTHER_IMAGE_SUFFIXES = frozenset({
@@ -55,7 +54,7 @@ class OutputSpec:
         metadata: bool,
         n: int,
     ) -> OutputSpec:
-        if fmt is not None and fmt not in FORMATS:
+        if fmt is not None and fmt not in OUTPUT_FORMATS:
             raise UsageError(f"invalid --format {fmt!r}", hint=f"use {_ACCEPTED}")
         if template is not None:
             check_template(template)

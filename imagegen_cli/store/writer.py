@@ -6,9 +6,9 @@ added as container blocks (PNG text chunks, JPEG APP1 EXIF and XMP, WebP EXIF an
 comment, an SVG comment) around the untouched image data. Only ``--format`` asking for another format
 re-encodes, once. Local pipelines encode once, at a fast PNG compression level.
 
-Where the files go and their names come from ``output_spec``; how a file is put in place without replacing
-another (``.part`` files, hard links, ``renameat2``) is ``placement``. The names of both that callers
-import from here (``OutputSpec``, ``FORMATS``, ``remove_stale_parts``...) are re-exported.
+Where the files go and their names come from ``output_spec`` (its ``OutputSpec`` is re-exported here, with
+the writer); how a file is put in place without replacing another (``.part`` files, hard links,
+``renameat2``) is ``placement``.
 """
 
 from __future__ import annotations
@@ -39,9 +39,8 @@ from imagegen_cli.store.containers import (
     sniff,
 )
 from imagegen_cli.store.metadata import exif_tiff, gif_comment, jpeg_xmp, png_texts, svg_comment, xmp_packet
-from imagegen_cli.store.output_spec import FORMATS, RASTER_FORMATS, OutputSpec, template_format
+from imagegen_cli.store.output_spec import OutputSpec
 from imagegen_cli.store.placement import (
-    STALE_PART_SECONDS,
     TEMP_PREFIX,
     TEMP_SUFFIX,
     fsync_dir,
@@ -54,21 +53,13 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = [
-    "FORMATS",
     "LOSSY_QUALITY",
     "MAX_DOWNLOAD_BYTES",
     "PIXEL_LIMIT",
     "PNG_COMPRESS_LEVEL",
-    "RASTER_FORMATS",
-    "STALE_PART_SECONDS",
-    "TEMP_PREFIX",
-    "TEMP_SUFFIX",
     "ImageWriter",
     "OutputSpec",
     "SavedImage",
-    "remove_stale_parts",
-    "rename_no_replace",
-    "template_format",
 ]
 
 PIXEL_LIMIT = 100_000_000  # 100 MP: far above any gateway's output, far below a decompression bomb
@@ -79,7 +70,7 @@ MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 PNG_COMPRESS_LEVEL = 4
 LOSSY_QUALITY = 95  # JPEG and WebP written by a conversion or a local pipeline
 _PIL_NAMES = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF"}
-_DISPLAY = {"png": "PNG", "jpeg": "JPEG", "webp": "WebP", "gif": "GIF", "svg": "SVG"}
+_DISPLAY = {fmt: kind for kind, fmt in RASTER_KINDS.items()} | {"svg": "SVG"}  # png -> PNG, webp -> WebP...
 
 
 @dataclass(frozen=True)
@@ -153,8 +144,8 @@ class ImageWriter:
         data = _encode(img, fmt, frames=1)
         layout = parse(data, fmt)
         meta = {**meta, "width": layout.width, "height": layout.height}
-        pieces = layout.with_metadata(self._metadata(layout, meta)) if self.spec.metadata else [data]
-        return self._deliver(pieces, None, index=index, seed=seed, fmt=fmt, size=(layout.width, layout.height))
+        pieces = layout.with_metadata(self._metadata(layout, meta)) if self.spec.metadata else None
+        return self._deliver(pieces, data, None, index=index, seed=seed, fmt=fmt, size=(layout.width, layout.height))
 
     # ------------------------------------------------------------------------------------ the save path
     def _refuse(self, index: int, why: str, hint: str | None = None) -> DownloadError:
@@ -196,8 +187,9 @@ class ImageWriter:
         meta = {**meta, "width": layout.width, "height": layout.height}
         pieces = layout.with_metadata(self._metadata(layout, meta)) if self.spec.metadata else None
         return self._deliver(
-            pieces if pieces is not None else [data],
-            received if pieces is None else None,
+            pieces,
+            data,
+            received,
             index=index,
             seed=seed,
             fmt=fmt,
@@ -223,8 +215,9 @@ class ImageWriter:
         meta = {**meta, "width": document.width, "height": document.height}
         pieces = document.with_comment(svg_comment(meta)) if self.spec.metadata else None
         return self._deliver(
-            pieces if pieces is not None else [data],
-            received if pieces is None else None,
+            pieces,
+            data,
+            received,
             index=index,
             seed=seed,
             fmt="svg",
@@ -293,7 +286,8 @@ class ImageWriter:
     # ------------------------------------------------------------------------------------ writing
     def _deliver(
         self,
-        pieces: Sequence[bytes | memoryview],
+        pieces: Sequence[bytes | memoryview] | None,
+        data: bytes,
         received: Path | None,
         *,
         index: int,
@@ -302,7 +296,15 @@ class ImageWriter:
         size: tuple[int, int],
         notes: tuple[str, ...] = (),
     ) -> SavedImage:
-        """Write ``pieces`` (or link ``received`` unchanged) into place, or onto stdout."""
+        """Write ``pieces`` (the file with its metadata) into place, or onto stdout.
+
+        Without metadata (``pieces`` None) the file is ``data`` itself: ``received``, the download when it holds
+        exactly that, is then linked into place instead of being written again.
+        """
+        if pieces is None:
+            pieces = [data]
+        else:
+            received = None  # the file differs from the download
         if self.spec.to_stdout:
             for piece in pieces:
                 sys.stdout.buffer.write(piece)
@@ -357,6 +359,10 @@ class ImageWriter:
             return target
         for name in names:
             target = directory / name
+            if os.path.lexists(target):
+                # Taken (link() would refuse it): journalling it would let a crash right here hand another file
+                # to the next run as this image.
+                continue
             if self.on_target is not None:
                 # Journalled before the name exists: a crash right after placing leaves a claim naming the file,
                 # and the next run adopts that file instead of making the image again.

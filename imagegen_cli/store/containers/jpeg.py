@@ -108,13 +108,14 @@ class JpegLayout(Layout):
             new.extend(jpeg_extended_xmp(*metadata.xmp_extended))
         elif metadata.xmp is not None:
             new.append(jpeg_segment(0xE1, XMP_HEADER + metadata.xmp))
-        keep: list[tuple[int, int]] = []
-        run_start = 2
         # After SOI and any JFIF APP0: JFIF wants APP0 first, Exif wants APP1 as early as it can be.
         insert_at = 2
         for segment in self.segments:
             if segment.marker == 0xE0 and segment.start == insert_at:
                 insert_at = segment.end
+        view = memoryview(self.data)
+        pieces: Pieces = [view[:insert_at], *new]
+        run = insert_at  # only APP1 segments are dropped, so each one lies past the APP0 run
         for segment in self.segments:
             payload_head = self.data[segment.start + 4 : segment.start + 4 + len(XMP_EXTENSION_HEADER)]
             ours = segment.marker == 0xE1 and (
@@ -125,22 +126,9 @@ class JpegLayout(Layout):
                 )
             )
             if ours:
-                keep.append((run_start, segment.start))
-                run_start = segment.end
-        keep.append((run_start, len(self.data)))
-        pieces: Pieces = [memoryview(self.data)[0:2]]
-        view = memoryview(self.data)
-        placed = False
-        for start, end in keep:
-            if not placed and start <= insert_at <= end:
-                pieces.append(view[start:insert_at])
-                pieces.extend(new)
-                pieces.append(view[insert_at:end])
-                placed = True
-            else:
-                pieces.append(view[start:end])
-        if not placed:  # the APP0 run was itself removed: put the new segments right after SOI
-            pieces[1:1] = new
+                pieces.append(view[run : segment.start])
+                run = segment.end
+        pieces.append(view[run:])
         return [piece for piece in pieces if len(piece)]
 
 

@@ -88,22 +88,6 @@ class PngLayout(Layout):
         payload = self.data[chunk.payload]
         return payload.split(b"\x00", 1)[0].decode("latin-1")
 
-    def texts(self) -> dict[str, str]:
-        """The uncompressed text chunks (tEXt and iTXt), keyword → text; for tests and readers."""
-        found: dict[str, str] = {}
-        for chunk in self.chunks:
-            payload = self.data[chunk.payload]
-            if chunk.kind == b"tEXt":
-                key, _, text = payload.partition(b"\x00")
-                found[key.decode("latin-1")] = text.decode("latin-1")
-            elif chunk.kind == b"iTXt":
-                key, _, rest = payload.partition(b"\x00")
-                if rest[:1] == b"\x00":  # uncompressed
-                    _lang, _, rest = rest[2:].partition(b"\x00")
-                    _translated, _, text = rest.partition(b"\x00")
-                    found[key.decode("latin-1")] = text.decode("utf-8")
-        return found
-
     def idat(self) -> bytes:
         """The concatenated IDAT payloads: the compressed pixels."""
         return b"".join(self.data[chunk.payload] for chunk in self.chunks if chunk.kind == b"IDAT")

@@ -6,29 +6,29 @@ import re
 
 from imagegen_cli.store.containers.png import PNG_SIGNATURE
 
-_SNIFF: tuple[tuple[bytes, int, str], ...] = (
-    (PNG_SIGNATURE, 0, "PNG"),
-    (b"\xff\xd8\xff", 0, "JPEG"),
-    (b"GIF87a", 0, "GIF"),
-    (b"GIF89a", 0, "GIF"),
-    (b"II*\x00", 0, "TIFF"),
-    (b"MM\x00*", 0, "TIFF"),
-    (b"BM", 0, "BMP"),
-    (b"%!PS-Adobe-3.0 EPSF", 0, "EPS"),
-    (b"\xc5\xd0\xd3\xc6", 0, "EPS"),
-    (b"%!PS", 0, "PostScript"),
-    (b"%PDF-", 0, "PDF"),
-    (b"8BPS", 0, "PSD"),
-    (b"qoif", 0, "QOI"),
-    (b"\xff\x0a", 0, "JPEG XL"),
-    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", 0, "JPEG XL"),
-    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", 0, "JPEG 2000"),
-    (b"\xff\x4f\xff\x51", 0, "JPEG 2000"),
-    (b"\x00\x00\x01\x00", 0, "ICO"),
-    (b"v/1\x01", 0, "OpenEXR"),
-    (b"#?RADIANCE", 0, "HDR"),
-    (b"PK\x03\x04", 0, "ZIP"),
-    (b"\x1f\x8b", 0, "gzip"),
+_SNIFF: tuple[tuple[bytes, str], ...] = (  # magic bytes at the start of the file
+    (PNG_SIGNATURE, "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+    (b"%!PS-Adobe-3.0 EPSF", "EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"%!PS", "PostScript"),
+    (b"%PDF-", "PDF"),
+    (b"8BPS", "PSD"),
+    (b"qoif", "QOI"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"v/1\x01", "OpenEXR"),
+    (b"#?RADIANCE", "HDR"),
+    (b"PK\x03\x04", "ZIP"),
+    (b"\x1f\x8b", "gzip"),
 )
 _FTYP_BRANDS = {
     b"avif": "AVIF",
@@ -51,8 +51,8 @@ def sniff(data: bytes | memoryview) -> str:
         return "WebP"
     if head[4:8] == b"ftyp":
         return _FTYP_BRANDS.get(head[8:12], "ISO media (" + head[8:12].decode("latin-1").strip() + ")")
-    for magic, offset, name in _SNIFF:
-        if head[offset : offset + len(magic)] == magic:
+    for magic, name in _SNIFF:
+        if head.startswith(magic):
             return name
     if re.match(rb"P[1-7]\s", head):
         return "PNM"
