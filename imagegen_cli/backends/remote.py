@@ -105,7 +105,7 @@ class RemoteBackend:
             # One bound across the batch when --concurrency is given, else one per provider.
             shared_limit = asyncio.Semaphore(context.concurrency) if context.concurrency else None
             limiters = {name: shared_limit or asyncio.Semaphore(bound(name)) for name in names}
-            throttles = {name: ProviderThrottle(bound(name)) for name in names}
+            throttles = {name: ProviderThrottle(bound(name), name) for name in names}
             queue: asyncio.Queue[PlannedJob] = asyncio.Queue()
             for job in jobs:
                 queue.put_nowait(job)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -145,19 +144,6 @@ class GatewayClient:
         wait = retry_after_seconds(answer.headers) if answer is not None else None
         await self._pause(attempt, wait if wait is not None else self._backoff(attempt), reason, failure)
 
-    def _check_throttle_wait(self) -> None:
-        """A Retry-After that outlasts the deadline is a rate limit now, not a sleep until the timeout."""
-        if self.throttle is None:
-            return
-        wait = self.throttle.not_before - time.monotonic()
-        if wait > 0 and wait >= self.deadline.remaining():
-            raise GatewayError(
-                f"{self.provider.name}: rate limited: the gateway asked to wait {wait:.0f} s (Retry-After), "
-                "more than --timeout leaves",
-                status=429,
-                hint="wait and retry, or raise --timeout",
-            )
-
     async def request_json(
         self,
         method: str,
@@ -242,7 +228,6 @@ class GatewayClient:
         last_error: str | None = None
         rate_limited: ImagegenError | None = None  # the last 429: what the deadline cut short
         while True:
-            self._check_throttle_wait()
             try:
                 outcome = await self._attempt(method, url, body, sent_headers, max_bytes)
             except DeadlineExceeded as exc:
