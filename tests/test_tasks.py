@@ -238,3 +238,17 @@ def test_records_list_get_rm(cli, gateway: FakeGateway, tmp_path: Path) -> None:
     missing = run_cli("tasks", "records", "get", record_ids[0], "-o", str(tmp_path / "rec"), env=env)
     assert missing.returncode == 1 and "Image not found" in missing.stderr
     assert run_cli("tasks", "records", "list", "--provider", "openai", env=env).returncode == 2
+
+
+def test_records_get_sends_its_own_accept_header(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    cli("generate", "koi", "-m", "token360:seedream-4.5", "--size", "320x200")
+    record_id = gateway.records[0]["id"]
+    got = run_cli(
+        "tasks", "records", "get", record_id, "--via", "binary", "-o", str(tmp_path / "rec"), env=gateway_env(gateway)
+    )
+    assert got.returncode == 0, got.stderr
+    (content,) = [r for r in gateway.requests if r.path.split("?")[0].endswith(f"/{record_id}/content")]
+    headers = {name.lower(): value for name, value in content.headers.items()}
+    assert headers["accept"] == "*/*"  # the image itself, not the JSON that calls with a body ask for
+    assert "content-type" not in headers and headers["authorization"] == f"Bearer {TEST_KEY}"
+

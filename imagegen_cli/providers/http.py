@@ -223,7 +223,7 @@ class GatewayClient:
         max_bytes: int = MAX_JSON_BYTES,
     ) -> Answer:
         """Send with retries (transport errors and the statuses above) inside the deadline; raise typed errors."""
-        sent_headers = self.provider.headers_for(url, headers if body is not None else None)
+        sent_headers = self.provider.headers_for(url, headers, json_body=body is not None)
         attempt = 0
         last_error: str | None = None
         rate_limited: ImagegenError | None = None  # the last 429: what the deadline cut short

@@ -67,10 +67,14 @@ class Plan:
         """The ``--dry-run`` form: each call exactly as it is sent (the same header builder), key redacted."""
         method, url = self.method_url
         calls = [
-            {"method": method, "url": url, "headers": self.provider.headers_for(url, call.headers, redact=True),
-             "body": call.body}
+            {
+                "method": method,
+                "url": url,
+                "headers": self.provider.headers_for(url, call.headers, json_body=True, redact=True),
+                "body": call.body,
+            }
             for call in self.calls
-        ]  # fmt: skip
+        ]
         return {"provider": self.provider.name, "model": self.provider.model, "calls": calls}
 
     def journal_entry(self) -> JournalEntry:

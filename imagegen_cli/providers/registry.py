@@ -151,15 +151,17 @@ class ResolvedProvider:
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
 
-    def headers_for(self, url: str, extra: dict[str, str] | None = None, *, redact: bool = False) -> dict[str, str]:
+    def headers_for(
+        self, url: str, extra: dict[str, str] | None = None, *, json_body: bool, redact: bool = False
+    ) -> dict[str, str]:
         """The one header builder: what a request to ``url`` carries (``redact``: as ``--dry-run`` shows it).
 
         Profile headers, then the call's own, then the key last; the key goes only to the provider's own
         origin, never to a CDN or any other host. Secret-looking configured header values are redacted too.
         """
         headers = {"User-Agent": f"imagegen/{__version__}", "Accept": "application/json"}
-        if extra is not None:
-            headers["Content-Type"] = "application/json"  # calls with a body
+        if json_body:
+            headers["Content-Type"] = "application/json"
         for name, value in {**self.profile.headers, **(extra or {})}.items():
             headers[name] = "***" if redact and SECRET_HEADER.search(name) else value
         if self.key and same_origin(url, self.base_url):
