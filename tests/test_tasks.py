@@ -252,3 +252,15 @@ def test_records_get_sends_its_own_accept_header(cli, gateway: FakeGateway, tmp_
     assert headers["accept"] == "*/*"  # the image itself, not the JSON that calls with a body ask for
     assert "content-type" not in headers and headers["authorization"] == f"Bearer {TEST_KEY}"
 
+
+def test_records_get_reports_a_malformed_data_url(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    cli("generate", "koi", "-m", "token360:seedream-4.5", "--size", "320x200")
+    record_id = gateway.records[0]["id"]
+    for payload in ("abcde", "****AAAA"):  # bad padding; characters outside the alphabet
+        gateway.fault("records", "status", status=200, body=b'{"url": "data:image/png;base64,%s"}' % payload.encode())
+        got = run_cli(
+            "tasks", "records", "get", record_id, "--via", "url", "-o", str(tmp_path / "rec"), env=gateway_env(gateway)
+        )
+        assert got.returncode == 1, got.stderr
+        errors = [line for line in got.stderr.splitlines() if line.startswith("error:")]
+        assert errors == [f"error: token360: record {record_id} has invalid base64 data"], payload

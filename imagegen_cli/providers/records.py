@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode, urljoin
 
 from imagegen_cli.errors import GatewayError, InvalidResponse
-from imagegen_cli.providers.dialects import decode_data_url
+from imagegen_cli.providers.dialects import decode_data_url, image_bytes
 from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.store.writer import MAX_DOWNLOAD_BYTES, ImageWriter, OutputSpec, SavedImage
 
@@ -135,9 +134,7 @@ def download_record(
             if not isinstance(target, str) or not target:
                 raise InvalidResponse(f"{provider.name}: record {record_id} answer carried no url")
         if target is not None and target.startswith("data:"):
-            image = decode_data_url(target, provider.name)
-            assert image.b64 is not None
-            content = base64.b64decode(image.b64)
+            content = image_bytes(decode_data_url(target, provider.name), f"{provider.name}: record {record_id}")
             return await asyncio.to_thread(writer.save_bytes, content, index=1, seed=None, meta=meta)
         if target is None:
             return await asyncio.to_thread(writer.save_bytes, response.content, index=1, seed=None, meta=meta)
