@@ -189,6 +189,26 @@ def test_cancel_asks_the_provider_where_it_can(gateway: FakeGateway, tmp_path: P
     assert "apimart has no cancel API" in note.stderr
 
 
+def test_cancel_of_a_stalled_gateway_still_cancels_the_job(gateway: FakeGateway, tmp_path: Path) -> None:
+    write_config(
+        f'timeout = 2\n[providers.customtasks]\nbase_url = "{gateway.base_url("customtasks")}"\ndialect = "tasks"\n'
+        'cancel_path = "tasks/{id}/cancel"\n'
+    )
+    env = gateway_env(gateway)
+    gateway.task_polls = 10_000
+    job_id = run_cli("generate", "x", "-m", "customtasks:m", "--no-wait", "-o", str(tmp_path), env=env).lines[0]
+    gateway.latency = 8  # the cancel request gets no answer within the config's timeout
+    start = time.monotonic()
+    cancelled = run_cli("tasks", "cancel", job_id, env=env)
+    assert time.monotonic() - start < 2 + 2
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.lines == [job_id]
+    assert "customtasks: no answer to the cancel request within 2 s" in cancelled.stderr
+    assert "may still finish" in cancelled.stderr and "internal error" not in cancelled.stderr
+    gateway.latency = 0
+    assert run_cli("tasks", "show", job_id, "--json").json()["status"] == "cancelled"
+
+
 def test_prune(cli, gateway: FakeGateway) -> None:
     cli("generate", "x", "-m", "openai:dall-e-2")
     assert run_cli("tasks", "prune", "--older-than", "1d", "--json").json() == {"removed": 0}

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -68,6 +68,7 @@ __all__ = [
     "make_async_client",
     "no_proxy_matches",
     "read_bounded",
+    "run_once",
 ]
 
 
@@ -79,6 +80,7 @@ def _env_float(name: str, default: float) -> float:
 
 
 RetryHook = Callable[[int, float, str], None]
+T = TypeVar("T")
 
 
 class GatewayClient:
@@ -328,3 +330,27 @@ class GatewayClient:
                     raise failure
                 await self._retry(attempt, self.max_retries, f"HTTP {status}", failure, outcome)
             attempt += 1
+
+
+def run_once(
+    provider: ResolvedProvider,
+    timeout: float,
+    work: Callable[[GatewayClient], Awaitable[T]],
+    *,
+    timed_out: str,
+    hint: str | None = None,
+) -> T:
+    """Run ``work`` with a client of its own, every request within ``timeout`` seconds overall.
+
+    A deadline that runs out is a :class:`GatewayError` saying ``timed_out`` and what was being waited for.
+    """
+
+    async def main() -> T:
+        async with make_async_client() as http:
+            return await work(GatewayClient(provider, Deadline(timeout), http))
+
+    try:
+        return asyncio.run(main())
+    except DeadlineExceeded as exc:
+        waited = f" ({exc.describe()})" if exc.describe() else ""
+        raise GatewayError(f"{provider.name}: {timed_out}{waited}", hint=hint) from None

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode, urljoin
 
-from imagegen_cli.errors import GatewayError, InvalidResponse
+from imagegen_cli.errors import InvalidResponse
 from imagegen_cli.providers.dialects import decode_data_url, image_bytes
 from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.store.writer import MAX_DOWNLOAD_BYTES, ImageWriter, OutputSpec, SavedImage
@@ -32,19 +32,15 @@ DEFAULT_TIMEOUT = 120.0
 
 def _run(provider: ResolvedProvider, work: Callable[[GatewayClient], Awaitable[T]], timeout: float) -> T:
     """Run one records operation within ``timeout`` seconds overall (every request and download included)."""
-    from imagegen_cli.providers.http import Deadline, DeadlineExceeded, GatewayClient, make_async_client
+    from imagegen_cli.providers.http import run_once
 
-    async def main() -> T:
-        async with make_async_client() as http:
-            return await work(GatewayClient(provider, Deadline(timeout), http))
-
-    try:
-        return asyncio.run(main())
-    except DeadlineExceeded as exc:
-        raise GatewayError(
-            f"{provider.name}: no answer within --timeout {timeout:g} s ({exc.describe() or 'records'})",
-            hint="the gateway is slow or stalled; try again, or raise --timeout",
-        ) from None
+    return run_once(
+        provider,
+        timeout,
+        work,
+        timed_out=f"no answer within --timeout {timeout:g} s",
+        hint="the gateway is slow or stalled; try again, or raise --timeout",
+    )
 
 
 def list_records(
