@@ -209,6 +209,28 @@ def test_cancel_of_a_stalled_gateway_still_cancels_the_job(gateway: FakeGateway,
     assert run_cli("tasks", "show", job_id, "--json").json()["status"] == "cancelled"
 
 
+def test_cancel_asks_the_provider_even_when_todays_catalog_rejects_the_request(
+    gateway: FakeGateway, tmp_path: Path
+) -> None:
+    table = (
+        f'[providers.customtasks]\nbase_url = "{gateway.base_url("customtasks")}"\ndialect = "tasks"\n'
+        'cancel_path = "tasks/{id}/cancel"\n'
+    )
+    write_config(table)
+    env = gateway_env(gateway)
+    gateway.task_polls = 10_000
+    generated = run_cli(
+        "generate", "x", "-m", "customtasks:m", "--quality", "high", "--no-wait", "-o", str(tmp_path), env=env
+    )
+    assert generated.returncode == 0, generated.stderr
+    job_id = generated.lines[0]
+    write_config(table + '[providers.customtasks.models.m]\nqualities = ["low"]\n')  # "high" is refused now
+    cancelled = run_cli("tasks", "cancel", job_id, env=env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert [r.path for r in gateway.requests if r.path.endswith("/cancel")] != []
+    assert "was not asked" not in cancelled.stderr and "asked customtasks to cancel" in cancelled.stderr
+
+
 def test_prune(cli, gateway: FakeGateway) -> None:
     cli("generate", "x", "-m", "openai:dall-e-2")
     assert run_cli("tasks", "prune", "--older-than", "1d", "--json").json() == {"removed": 0}

@@ -18,20 +18,18 @@ CANCEL_TIMEOUT = 30.0  # a cancel is one short request per task; the config's ti
 
 def cancel_job(journal: Journal, job: Job, settings: Settings) -> list[str]:
     """Mark the job and its pending tasks cancelled; returns notes on what was asked of the provider."""
-    from imagegen_cli.backends.remote import RemoteBackend
-    from imagegen_cli.providers.planning import Plan
+    from imagegen_cli.backends.remote import journal_provider
 
     notes: list[str] = []
     pending = [t for t in job.tasks if t.status == TaskState.PENDING]
     if pending:
         try:
-            plan = RemoteBackend().journal_plan(job, settings)
+            # Only the provider is needed: a request today's catalog would refuse is still cancelled remotely.
+            provider = journal_provider(job, settings)
         except ImagegenError as exc:
             # The provider is gone from the config (or unusable): the job is still cancelled here.
             notes.append(f"{job.provider} was not asked to cancel ({exc.message}); its task(s) may still finish")
         else:
-            assert isinstance(plan, Plan)
-            provider = plan.provider
             if provider.profile.cancel_path and provider.key:
                 timeout = min(CANCEL_TIMEOUT, settings.timeout)
                 notes.extend(_cancel_remote(provider, [t.remote_id for t in pending], timeout))
