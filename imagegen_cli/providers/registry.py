@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from imagegen_cli import __version__
-from imagegen_cli.config import KeySource, env_name, find_key, key_env_vars
+from imagegen_cli.config import KeySource, env_name, find_key, is_secret_name, key_env_vars
 from imagegen_cli.errors import ConfigError, UsageError
 from imagegen_cli.providers.profiles import (
     BUILTIN_PROFILES,
@@ -82,9 +81,6 @@ def load_profiles(config: dict[str, Any], source: str = "the config file") -> di
             on_behalf_of_header=table.get("on_behalf_of_header", base.on_behalf_of_header),
         )
     return profiles
-
-
-SECRET_HEADER = re.compile(r"(?i)(auth|key|token|secret|password|cookie|signature)")
 
 
 def same_origin(url_a: str, url_b: str) -> bool:
@@ -163,7 +159,7 @@ class ResolvedProvider:
         if json_body:
             headers["Content-Type"] = "application/json"
         for name, value in {**self.profile.headers, **(extra or {})}.items():
-            headers[name] = "***" if redact and SECRET_HEADER.search(name) else value
+            headers[name] = "***" if redact and is_secret_name(name) else value
         if self.key and same_origin(url, self.base_url):
             headers["Authorization"] = "Bearer ***" if redact else f"Bearer {self.key}"
         elif redact and not self.key:
