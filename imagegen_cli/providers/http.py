@@ -30,7 +30,7 @@ from imagegen_cli.providers.gateway_errors import (
     retry_after_seconds,
     status_error,
 )
-from imagegen_cli.providers.registry import ResolvedProvider, same_origin
+from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.providers.throttle import ProviderThrottle
 from imagegen_cli.providers.transport import (
     BOMB_FLOOR,
@@ -107,12 +107,6 @@ class GatewayClient:
         self.max_retries = int(_env_float("IMAGEGEN_MAX_RETRIES", 4))
         self.base_delay = _env_float("IMAGEGEN_RETRY_BASE_DELAY", 0.5)
         self.max_delay = 20.0
-
-    def _auth_headers(self, url: str) -> dict[str, str]:
-        # Keys go only to the provider's own origin: never to a CDN or any other host.
-        if self.provider.key and same_origin(url, self.provider.base_url):
-            return {"Authorization": f"Bearer {self.provider.key}"}
-        return {}
 
     def _backoff(self, attempt: int) -> float:
         delay: float = min(self.max_delay, self.base_delay * 2.0**attempt)
@@ -264,7 +258,7 @@ class GatewayClient:
         async with self.client.stream(
             "GET",
             url,
-            headers={"User-Agent": f"imagegen/{__version__}", **self._auth_headers(url)},
+            headers={"User-Agent": f"imagegen/{__version__}", **self.provider.auth_header(url)},
             timeout=self._timeout(),
             follow_redirects=True,
         ) as response:

@@ -152,19 +152,26 @@ class ResolvedProvider:
     ) -> dict[str, str]:
         """The one header builder: what a request to ``url`` carries (``redact``: as ``--dry-run`` shows it).
 
-        Profile headers, then the call's own, then the key last; the key goes only to the provider's own
-        origin, never to a CDN or any other host. Secret-looking configured header values are redacted too.
+        Profile headers, then the call's own, then the key last (:meth:`auth_header`). Secret-looking
+        configured header values are redacted too.
         """
         headers = {"User-Agent": f"imagegen/{__version__}", "Accept": "application/json"}
         if json_body:
             headers["Content-Type"] = "application/json"
         for name, value in {**self.profile.headers, **(extra or {})}.items():
             headers[name] = "***" if redact and is_secret_name(name) else value
-        if self.key and same_origin(url, self.base_url):
-            headers["Authorization"] = "Bearer ***" if redact else f"Bearer {self.key}"
+        auth = self.auth_header(url)
+        if redact and auth:
+            auth = {"Authorization": "Bearer ***"}
         elif redact and not self.key:
-            headers["Authorization"] = f"Bearer <missing: set {self.key_vars()[0]}>"
-        return headers
+            auth = {"Authorization": f"Bearer <missing: set {self.key_vars()[0]}>"}
+        return {**headers, **auth}
+
+    def auth_header(self, url: str) -> dict[str, str]:
+        """The key as a header, for ``url`` on the provider's own origin only: never a CDN or any other host."""
+        if self.key and same_origin(url, self.base_url):
+            return {"Authorization": f"Bearer {self.key}"}
+        return {}
 
     def key_vars(self) -> list[str]:
         return profile_key_vars(self.profile)
