@@ -141,8 +141,8 @@ def test_a_retry_after_past_the_deadline_never_parks_the_other_calls(cli, gatewa
 
 def _queued_behind_a_429(retry_after: float, deadline_s: float) -> float:
     """Seconds a request queued for the one slot waits once the slot's holder is released with a 429."""
+    from imagegen_cli.providers.http import Deadline
     from imagegen_cli.providers.throttle import ProviderThrottle
-    from imagegen_cli.providers.transport import Deadline
 
     async def main() -> float:
         throttle = ProviderThrottle(1, "openai")

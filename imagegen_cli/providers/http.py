@@ -3,7 +3,7 @@
 httpx is imported here (and in :mod:`~imagegen_cli.providers.transport`), and this module is imported only
 when a request is really sent, so ``--help``, ``--dry-run`` and the settings commands never pay for it.
 The deadline, bounded reads and proxies live in ``transport``; what a failed answer means (its message,
-its error, whether to retry) in ``gateway_errors``. Both are re-exported here, where callers import them.
+its error, whether to retry) in ``gateway_errors``. What callers need of both is re-exported here (``__all__``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,6 @@ from imagegen_cli import __version__
 from imagegen_cli.errors import DownloadError, GatewayError, ImagegenError, InvalidResponse, clean_text
 from imagegen_cli.providers.gateway_errors import (
     ERROR_BODY_BYTES,
-    IDEMPOTENT_METHODS,
-    QUOTA_CODES,
-    RETRY_IDEMPOTENT_STATUSES,
-    RETRY_STATUSES,
     error_message,
     is_retryable,
     retry_after_seconds,
@@ -33,8 +29,6 @@ from imagegen_cli.providers.gateway_errors import (
 from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.providers.throttle import ProviderThrottle
 from imagegen_cli.providers.transport import (
-    BOMB_FLOOR,
-    MAX_EXPANSION,
     MAX_JSON_BYTES,
     Answer,
     Deadline,
@@ -50,15 +44,6 @@ if TYPE_CHECKING:
     from imagegen_cli.jsontypes import JSON
 
 __all__ = [
-    "BOMB_FLOOR",
-    "ERROR_BODY_BYTES",
-    "IDEMPOTENT_METHODS",
-    "MAX_EXPANSION",
-    "MAX_JSON_BYTES",
-    "QUOTA_CODES",
-    "RETRY_IDEMPOTENT_STATUSES",
-    "RETRY_STATUSES",
-    "Answer",
     "Deadline",
     "DeadlineExceeded",
     "GatewayClient",
@@ -67,7 +52,6 @@ __all__ = [
     "error_message",
     "make_async_client",
     "no_proxy_matches",
-    "read_bounded",
     "run_once",
 ]
 
@@ -173,7 +157,7 @@ class GatewayClient:
             )
         finally:
             await response.aclose()
-        return Answer(response.status_code, response.headers, content, str(response.url))
+        return Answer(response.status_code, response.headers, content)
 
     async def _attempt(
         self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str], max_bytes: int
@@ -264,7 +248,7 @@ class GatewayClient:
         ) as response:
             if response.status_code >= 400:
                 body = await read_bounded(response, ERROR_BODY_BYTES, truncate=True, what=self.provider.name)
-                return Answer(response.status_code, response.headers, body, str(response.url))
+                return Answer(response.status_code, response.headers, body)
             total = 0
             async for chunk in response.aiter_bytes(1 << 16):
                 total += len(chunk)
