@@ -206,9 +206,13 @@ def _clamp_free_size(size: Size, caps: ModelCaps) -> Size:
     return Size(max(step, int(size.width * factor) // step * step), max(step, int(size.height * factor) // step * step))
 
 
+_PIXELS_NAMED = {2560 * 1440: "2560x1440"}  # the built-in threshold, in the words OpenAI's docs use
+
+
 def _note_experimental(size: Size, caps: ModelCaps, where: str, notes: Notes) -> None:
-    if caps.experimental_pixels and size.width * size.height > caps.experimental_pixels:
-        notes.info(f"size {size} is above 2560x1440: experimental for {where}")
+    limit = caps.experimental_pixels
+    if limit and size.width * size.height > limit:
+        notes.info(f"size {size} is above {_PIXELS_NAMED.get(limit, f'{limit} pixels')}: experimental for {where}")
 
 
 def _map_quality(request: GenerationRequest, caps: ModelCaps, where: str, notes: Notes) -> dict[str, Any]:
