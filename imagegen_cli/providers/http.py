@@ -159,6 +159,26 @@ class GatewayClient:
             await response.aclose()
         return Answer(response.status_code, response.headers, content)
 
+    async def _within_deadline(
+        self, work: Callable[[], Awaitable[T]], what: str, last_error: str | None = None
+    ) -> T | httpx.TransportError:
+        """``work()`` within what is left of the deadline; a transport error worth another try is returned.
+
+        Only the deadline's end is :class:`DeadlineExceeded`: a connect or read timeout with time left is one
+        more transport error. Other failures (a body that does not decode, a bad URL) are the caller's to name.
+        """
+        try:
+            left = self.deadline.check(what)  # before work() starts: no coroutine is left unawaited
+            return await asyncio.wait_for(work(), left)
+        except TimeoutError:
+            raise DeadlineExceeded(what, last_error) from None
+        except httpx.TimeoutException as exc:
+            if self.deadline.remaining() <= 0.05:
+                raise DeadlineExceeded(what, last_error) from None
+            return exc
+        except httpx.TransportError as exc:
+            return exc
+
     async def _attempt(
         self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str], max_bytes: int
     ) -> Answer | httpx.TransportError:
@@ -170,18 +190,10 @@ class GatewayClient:
         status: int | None = None
         retry_after: float | None = None
         try:
-            left = self.deadline.check(what)
-            answer = await asyncio.wait_for(self._exchange(method, url, body, headers, max_bytes), left)
-            status, retry_after = answer.status_code, retry_after_seconds(answer.headers)
-            return answer
-        except TimeoutError:
-            raise DeadlineExceeded(what) from None
-        except httpx.TimeoutException as exc:
-            if self.deadline.remaining() <= 0.05:
-                raise DeadlineExceeded(what) from None
-            return exc  # a connect or read timeout with time left: worth another try
-        except httpx.TransportError as exc:
-            return exc
+            outcome = await self._within_deadline(lambda: self._exchange(method, url, body, headers, max_bytes), what)
+            if isinstance(outcome, Answer):
+                status, retry_after = outcome.status_code, retry_after_seconds(outcome.headers)
+            return outcome
         except httpx.DecodingError:
             raise InvalidResponse(f"{self.provider.name}: the answer's compressed body does not decode") from None
         except (httpx.InvalidURL, ValueError) as exc:
@@ -271,16 +283,7 @@ class GatewayClient:
             sink.truncate()
             outcome: str | Answer | httpx.TransportError
             try:
-                left = self.deadline.check(what)
-                outcome = await asyncio.wait_for(self._fetch(url, sink, max_bytes), left)
-            except TimeoutError:
-                raise DeadlineExceeded(what, last_error) from None
-            except httpx.TimeoutException as exc:
-                if self.deadline.remaining() <= 0.05:
-                    raise DeadlineExceeded(what, last_error) from None
-                outcome = exc
-            except httpx.TransportError as exc:
-                outcome = exc
+                outcome = await self._within_deadline(lambda: self._fetch(url, sink, max_bytes), what, last_error)
             except httpx.TooManyRedirects:
                 raise DownloadError(f"{self.provider.name}: {what} failed: too many redirects") from None
             except httpx.DecodingError:
