@@ -157,14 +157,23 @@ def unset_dotted(data: dict[str, Any], key: str) -> bool:
     return False
 
 
-SECRET_KEY_NAMES = re.compile(r"(?i)(api[_-]?key|token|secret|password|authorization|cookie)$")
+_SECRET_NAME = re.compile(r"(?i)(auth|key|token|secret|password|cookie|signature)")
+
+
+def is_secret_name(name: str) -> bool:
+    """The one rule for names whose values are secret: config settings and request headers alike.
+
+    ``api_key_env`` and its kind name a variable, not a key. ``config show``, ``--dry-run`` and
+    ``config set`` (which refuses to write a key) all go by this.
+    """
+    return bool(_SECRET_NAME.search(name)) and not name.endswith("_env")
 
 
 def redact_config(data: dict[str, Any]) -> dict[str, object]:
     """A copy of the config with every key-like value replaced (``config show`` prints this)."""
+    # A table is looked into, never blanked: a model id such as "keyframe-1" names capabilities, not a key.
     return {
-        k: ("***" if SECRET_KEY_NAMES.search(k) and not k.endswith("_env") and v else _redacted(v))
-        for k, v in data.items()
+        k: ("***" if is_secret_name(k) and v and not isinstance(v, dict) else _redacted(v)) for k, v in data.items()
     }
 
 

@@ -355,6 +355,18 @@ def test_config_show_redacts_secrets() -> None:
     assert "hunter2-secret" not in shown.stdout and 'X-Api-Key = "***"' in shown.stdout
 
 
+@pytest.mark.parametrize("header", ["X-Signature", "X-Auth", "X-Key-Id", "X-Api-Key", "Cookie"])
+def test_config_show_and_dry_run_redact_the_same_headers(header: str) -> None:
+    write_config(f'[providers.openai]\nbase_url = "https://x/v1"\nheaders = {{ "{header}" = "hunter2-secret" }}\n')
+    shown = run_cli("config", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert "hunter2-secret" not in shown.stdout and f'{header} = "***"' in shown.stdout
+    planned = run_cli("generate", "x", "-m", "openai:dall-e-3", "--dry-run", "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert "hunter2-secret" not in planned.stdout
+    assert planned.json()["calls"][0]["headers"][header] == "***"
+
+
 def test_broken_config_is_exit_4() -> None:
     write_config("default_model = [unclosed")
     result = run_cli("generate", "x", "--dry-run")

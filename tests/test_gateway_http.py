@@ -139,6 +139,40 @@ def test_a_retry_after_past_the_deadline_never_parks_the_other_calls(cli, gatewa
     assert "timeout" not in result.stderr.replace("--timeout", "")
 
 
+def _queued_behind_a_429(retry_after: float, deadline_s: float) -> float:
+    """Seconds a request queued for the one slot waits once the slot's holder is released with a 429."""
+    from imagegen_cli.providers.http import Deadline
+    from imagegen_cli.providers.throttle import ProviderThrottle
+
+    async def main() -> float:
+        throttle = ProviderThrottle(1, "openai")
+        await throttle.acquire(Deadline(30))  # request A holds the only slot
+        waiting = asyncio.create_task(throttle.acquire(Deadline(deadline_s)))  # request B queues for it
+        await asyncio.sleep(0.05)
+        start = time.monotonic()
+        await throttle.release(429, retry_after)
+        await waiting
+        return time.monotonic() - start
+
+    return asyncio.run(main())
+
+
+def test_a_retry_after_holds_back_the_requests_waiting_for_a_slot() -> None:
+    assert _queued_behind_a_429(retry_after=1.0, deadline_s=30) >= 0.9
+
+
+def test_a_retry_after_past_the_deadline_is_a_rate_limit_for_a_queued_request() -> None:
+    from imagegen_cli.errors import GatewayError
+
+    start = time.monotonic()
+    with pytest.raises(GatewayError) as raised:
+        _queued_behind_a_429(retry_after=60.0, deadline_s=5)
+    assert time.monotonic() - start < 1  # said at once, not after sleeping until the deadline
+    assert raised.value.status == 429
+    assert raised.value.message.startswith("openai: rate limited: the gateway asked to wait 60 s (Retry-After)")
+    assert raised.value.hint == "wait and retry, or raise --timeout"
+
+
 def test_a_persistent_429_without_retry_after_ends_as_rate_limited(cli, gateway: FakeGateway) -> None:
     gateway.fault("generate", "status", status=429, times=99)
     result = cli("generate", "x", "-m", GPT, "--timeout", "3", "--json", env={"IMAGEGEN_RETRY_BASE_DELAY": "0.5"})

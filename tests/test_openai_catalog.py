@@ -139,6 +139,16 @@ def test_ratio_and_tier_beyond_the_maximum_are_clamped_with_a_note() -> None:
     assert any("experimental" in n for n in plan("gpt-image-2.5-flare", size=Size(2880, 1616)).notes)
 
 
+def test_the_experimental_note_names_the_threshold_in_force() -> None:
+    (builtin,) = [n for n in plan("gpt-image-2.5-flare", size=Size(2880, 1616)).notes if "experimental" in n]
+    assert builtin == "size 2880x1616 is above 2560x1440: experimental for openai:gpt-image-2.5-flare"
+    config = {"providers": {"openai": {"models": {"gpt-image-2.5-flare": {"experimental_pixels": 2_000_000}}}}}
+    provider = resolve_provider(load_profiles(config), "openai", "gpt-image-2.5-flare", None)
+    request = GenerationRequest(provider="openai", model="gpt-image-2.5-flare", prompt="x", size=Size(1920, 1088))
+    notes = [n for n in build_plan(request, provider).notes if "experimental" in n]
+    assert notes == ["size 1920x1088 is above 2000000 pixels: experimental for openai:gpt-image-2.5-flare"]
+
+
 def test_the_readme_names_every_openai_model() -> None:
     from pathlib import Path
 

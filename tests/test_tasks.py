@@ -198,6 +198,48 @@ def test_cancel_asks_the_provider_where_it_can(gateway: FakeGateway, tmp_path: P
     assert "apimart has no cancel API" in note.stderr
 
 
+def test_cancel_of_a_stalled_gateway_still_cancels_the_job(gateway: FakeGateway, tmp_path: Path) -> None:
+    write_config(
+        f'timeout = 2\n[providers.customtasks]\nbase_url = "{gateway.base_url("customtasks")}"\ndialect = "tasks"\n'
+        'cancel_path = "tasks/{id}/cancel"\n'
+    )
+    env = gateway_env(gateway)
+    gateway.task_polls = 10_000
+    job_id = run_cli("generate", "x", "-m", "customtasks:m", "--no-wait", "-o", str(tmp_path), env=env).lines[0]
+    gateway.latency = 8  # the cancel request gets no answer within the config's timeout
+    start = time.monotonic()
+    cancelled = run_cli("tasks", "cancel", job_id, env=env)
+    assert time.monotonic() - start < 2 + 2
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.lines == [job_id]
+    assert "customtasks: no answer to the cancel request within 2 s" in cancelled.stderr
+    assert "may still finish" in cancelled.stderr and "internal error" not in cancelled.stderr
+    gateway.latency = 0
+    assert run_cli("tasks", "show", job_id, "--json").json()["status"] == "cancelled"
+
+
+def test_cancel_asks_the_provider_even_when_todays_catalog_rejects_the_request(
+    gateway: FakeGateway, tmp_path: Path
+) -> None:
+    table = (
+        f'[providers.customtasks]\nbase_url = "{gateway.base_url("customtasks")}"\ndialect = "tasks"\n'
+        'cancel_path = "tasks/{id}/cancel"\n'
+    )
+    write_config(table)
+    env = gateway_env(gateway)
+    gateway.task_polls = 10_000
+    generated = run_cli(
+        "generate", "x", "-m", "customtasks:m", "--quality", "high", "--no-wait", "-o", str(tmp_path), env=env
+    )
+    assert generated.returncode == 0, generated.stderr
+    job_id = generated.lines[0]
+    write_config(table + '[providers.customtasks.models.m]\nqualities = ["low"]\n')  # "high" is refused now
+    cancelled = run_cli("tasks", "cancel", job_id, env=env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert [r.path for r in gateway.requests if r.path.endswith("/cancel")] != []
+    assert "was not asked" not in cancelled.stderr and "asked customtasks to cancel" in cancelled.stderr
+
+
 def test_prune(cli, gateway: FakeGateway) -> None:
     cli("generate", "x", "-m", "openai:dall-e-2")
     assert run_cli("tasks", "prune", "--older-than", "1d", "--json").json() == {"removed": 0}
@@ -265,3 +307,29 @@ def test_records_list_get_rm(cli, gateway: FakeGateway, tmp_path: Path) -> None:
     missing = run_cli("tasks", "records", "get", record_ids[0], "-o", str(tmp_path / "rec"), env=env)
     assert missing.returncode == 1 and "Image not found" in missing.stderr
     assert run_cli("tasks", "records", "list", "--provider", "openai", env=env).returncode == 2
+
+
+def test_records_get_sends_its_own_accept_header(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    cli("generate", "koi", "-m", "token360:seedream-4.5", "--size", "320x200")
+    record_id = gateway.records[0]["id"]
+    got = run_cli(
+        "tasks", "records", "get", record_id, "--via", "binary", "-o", str(tmp_path / "rec"), env=gateway_env(gateway)
+    )
+    assert got.returncode == 0, got.stderr
+    (content,) = [r for r in gateway.requests if r.path.split("?")[0].endswith(f"/{record_id}/content")]
+    headers = {name.lower(): value for name, value in content.headers.items()}
+    assert headers["accept"] == "*/*"  # the image itself, not the JSON that calls with a body ask for
+    assert "content-type" not in headers and headers["authorization"] == f"Bearer {TEST_KEY}"
+
+
+def test_records_get_reports_a_malformed_data_url(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    cli("generate", "koi", "-m", "token360:seedream-4.5", "--size", "320x200")
+    record_id = gateway.records[0]["id"]
+    for payload in ("abcde", "****AAAA"):  # bad padding; characters outside the alphabet
+        gateway.fault("records", "status", status=200, body=b'{"url": "data:image/png;base64,%s"}' % payload.encode())
+        got = run_cli(
+            "tasks", "records", "get", record_id, "--via", "url", "-o", str(tmp_path / "rec"), env=gateway_env(gateway)
+        )
+        assert got.returncode == 1, got.stderr
+        errors = [line for line in got.stderr.splitlines() if line.startswith("error:")]
+        assert errors == [f"error: token360: record {record_id} has invalid base64 data"], payload

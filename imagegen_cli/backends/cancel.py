@@ -2,36 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from imagegen_cli.errors import ImagegenError
 from imagegen_cli.status import TaskState
 
 if TYPE_CHECKING:
+    from imagegen_cli.providers.http import GatewayClient
     from imagegen_cli.providers.registry import ResolvedProvider
     from imagegen_cli.settings import Settings
     from imagegen_cli.store.journal import Job, Journal
 
+CANCEL_TIMEOUT = 30.0  # a cancel is one short request per task; the config's timeout may bound it further
+
 
 def cancel_job(journal: Journal, job: Job, settings: Settings) -> list[str]:
     """Mark the job and its pending tasks cancelled; returns notes on what was asked of the provider."""
-    from imagegen_cli.backends.remote import RemoteBackend
-    from imagegen_cli.providers.planning import Plan
+    from imagegen_cli.backends.remote import journal_provider
 
     notes: list[str] = []
     pending = [t for t in job.tasks if t.status == TaskState.PENDING]
     if pending:
         try:
-            plan = RemoteBackend().journal_plan(job, settings)
+            # Only the provider is needed: a request today's catalog would refuse is still cancelled remotely.
+            provider = journal_provider(job, settings)
         except ImagegenError as exc:
             # The provider is gone from the config (or unusable): the job is still cancelled here.
             notes.append(f"{job.provider} was not asked to cancel ({exc.message}); its task(s) may still finish")
         else:
-            assert isinstance(plan, Plan)
-            provider = plan.provider
             if provider.profile.cancel_path and provider.key:
-                notes.extend(_cancel_remote(provider, [t.remote_id for t in pending]))
+                timeout = min(CANCEL_TIMEOUT, settings.timeout)
+                notes.extend(_cancel_remote(provider, [t.remote_id for t in pending], timeout))
             else:
                 notes.append(f"{job.provider} has no cancel API: its task(s) may still finish (and be billed) remotely")
     for task in pending:
@@ -40,22 +41,24 @@ def cancel_job(journal: Journal, job: Job, settings: Settings) -> list[str]:
     return notes
 
 
-def _cancel_remote(provider: ResolvedProvider, remote_ids: list[str]) -> list[str]:
-    from imagegen_cli.providers.http import Deadline, GatewayClient, make_async_client
+def _cancel_remote(provider: ResolvedProvider, remote_ids: list[str], timeout: float) -> list[str]:
+    from imagegen_cli.providers.http import run_once
 
     notes: list[str] = []
     cancel_path = provider.profile.cancel_path
     assert cancel_path is not None
 
-    async def run() -> None:
-        async with make_async_client() as http:
-            client = GatewayClient(provider, Deadline(30), http)
-            for remote_id in remote_ids:
-                try:
-                    await client.request_json("POST", provider.url(cancel_path.format(id=remote_id)), body={})
-                    notes.append(f"asked {provider.name} to cancel {remote_id}")
-                except ImagegenError as exc:
-                    notes.append(f"{provider.name} did not cancel {remote_id}: {exc.message}")
+    async def work(client: GatewayClient) -> None:
+        for remote_id in remote_ids:
+            try:
+                await client.request_json("POST", provider.url(cancel_path.format(id=remote_id)), body={})
+                notes.append(f"asked {provider.name} to cancel {remote_id}")
+            except ImagegenError as exc:
+                notes.append(f"{provider.name} did not cancel {remote_id}: {exc.message}")
 
-    asyncio.run(run())
+    try:
+        run_once(provider, timeout, work, timed_out=f"no answer to the cancel request within {timeout:g} s")
+    except ImagegenError as exc:
+        # A stalled gateway: the job is still cancelled here, but the remote side may not know.
+        notes.append(f"{exc.message}; its task(s) may still finish (and be billed) remotely")
     return notes

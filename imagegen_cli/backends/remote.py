@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from imagegen_cli.backends import LinePlan, PlannedJob, RunContext
-from imagegen_cli.errors import UsageError
+from imagegen_cli.errors import ConfigError, UsageError
 from imagegen_cli.signals import StopSignal
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from imagegen_cli.backends.remote_run import SharedTransport
     from imagegen_cli.options import GenerateOptions, PromptLine
     from imagegen_cli.providers.planning import Plan, PlannedCall
+    from imagegen_cli.providers.registry import ResolvedProvider
     from imagegen_cli.settings import Settings
     from imagegen_cli.store.journal import Job
 
@@ -71,19 +72,10 @@ class RemoteBackend:
         return replace(full, calls=tuple(calls))
 
     def journal_plan(self, job: Job, settings: Settings) -> Plan:
-        from imagegen_cli.errors import ConfigError
         from imagegen_cli.providers.planning import build_plan
-        from imagegen_cli.providers.registry import resolve_provider
         from imagegen_cli.request import GenerationRequest
 
-        profiles = settings.profiles()
-        if job.provider not in profiles:
-            raise ConfigError(
-                f"provider {job.provider!r} of job {job.id} is no longer configured",
-                hint=f"add [providers.{job.provider}] back to the config file",
-            )
-        provider = resolve_provider(profiles, job.provider, job.model, job.base_url)
-        provider.check_transport()
+        provider = journal_provider(job, settings)
         request = replace(GenerationRequest.from_dict(job.request), strict=False)
         return build_plan(request, provider)
 
@@ -105,7 +97,7 @@ class RemoteBackend:
             # One bound across the batch when --concurrency is given, else one per provider.
             shared_limit = asyncio.Semaphore(context.concurrency) if context.concurrency else None
             limiters = {name: shared_limit or asyncio.Semaphore(bound(name)) for name in names}
-            throttles = {name: ProviderThrottle(bound(name)) for name in names}
+            throttles = {name: ProviderThrottle(bound(name), name) for name in names}
             queue: asyncio.Queue[PlannedJob] = asyncio.Queue()
             for job in jobs:
                 queue.put_nowait(job)
@@ -137,6 +129,21 @@ class RemoteBackend:
             raise KeyboardInterrupt from None
         finally:
             StopSignal.hook = None
+
+
+def journal_provider(job: Job, settings: Settings) -> ResolvedProvider:
+    """The provider of a journalled job as configured today: still there, and safe to send its key to."""
+    from imagegen_cli.providers.registry import resolve_provider
+
+    profiles = settings.profiles()
+    if job.provider not in profiles:
+        raise ConfigError(
+            f"provider {job.provider!r} of job {job.id} is no longer configured",
+            hint=f"add [providers.{job.provider}] back to the config file",
+        )
+    provider = resolve_provider(profiles, job.provider, job.model, job.base_url)
+    provider.check_transport()
+    return provider
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:

@@ -8,8 +8,6 @@ A finished task whose images are not fetched yet stays resumable (never "failed"
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import os
 import time
 from dataclasses import dataclass, replace
@@ -317,6 +315,7 @@ class RemoteJobRunner:
             self.result.errors.append(short)
 
     async def _save_one(self, image: RemoteImage, index: int, seed: int | None, task: TaskRecord | None) -> None:
+        from imagegen_cli.providers.dialects import image_bytes
         from imagegen_cli.store.metadata import build_metadata
 
         revised = clean_text(image.revised_prompt, 2000) if image.revised_prompt else None
@@ -334,10 +333,7 @@ class RemoteJobRunner:
 
         async def fetch() -> bytes | Path:
             if image.b64 is not None:
-                try:
-                    return base64.b64decode(image.b64, validate=True)
-                except (binascii.Error, ValueError):
-                    raise DownloadError(f"{self.provider.name}: image {index} has invalid base64 data") from None
+                return image_bytes(image, f"{self.provider.name}: image {index}")
             return await self._download(image, what)
 
         from imagegen_cli.providers.http import DeadlineExceeded

@@ -110,14 +110,14 @@ def set_value(
     """
     output = Output()
     with report_errors(output):
-        from imagegen_cli.config import SECRET_KEY_NAMES, config_path, load_config, set_dotted
+        from imagegen_cli.config import config_path, is_secret_name, load_config, set_dotted
         from imagegen_cli.providers.registry import load_profiles
         from imagegen_cli.settings import KNOWN_KEYS, SettingError
 
         top = key.split(".", 1)[0]
         if top not in KNOWN_KEYS:
             raise SettingError(f"unknown setting {top!r}", hint="known: " + ", ".join(sorted(KNOWN_KEYS)))
-        if SECRET_KEY_NAMES.search(key.rsplit(".", 1)[-1]) and not key.endswith("_env"):
+        if is_secret_name(key.rsplit(".", 1)[-1]):
             raise UsageError("keys do not belong in the config file", hint="use: imagegen keys set PROVIDER")
         path = config_path()
         checked = _checked(key, _parse_value(key, value), "the value given")

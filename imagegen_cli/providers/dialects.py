@@ -7,13 +7,14 @@ answers, they return typed results or raise :class:`InvalidResponse` / :class:`T
 from __future__ import annotations
 
 import base64
+import binascii
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
-from imagegen_cli.errors import InvalidResponse, TaskFailed, clean_text
+from imagegen_cli.errors import DownloadError, InvalidResponse, TaskFailed, clean_text
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,15 @@ def decode_data_url(
     else:
         payload = base64.b64encode(unquote_to_bytes(match["data"])).decode("ascii")
     return RemoteImage(b64=payload, revised_prompt=revised_prompt, expires_at=expires_at)
+
+
+def image_bytes(image: RemoteImage, what: str) -> bytes:
+    """A base64 image's bytes; data that is not strict base64 is a :class:`DownloadError` naming ``what``."""
+    assert image.b64 is not None
+    try:
+        return base64.b64decode(image.b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise DownloadError(f"{what} has invalid base64 data") from None
 
 
 def _image_items(items: object, provider: str) -> list[RemoteImage]:

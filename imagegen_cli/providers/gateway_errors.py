@@ -36,7 +36,7 @@ QUOTA_CODES = frozenset({"insufficient_quota", "insufficient_balance", "billing_
 
 def error_message(body: bytes, content_type: str = "") -> str:
     """One line from any gateway's error body: error.message, else message, else an excerpt."""
-    text = body[:65536].decode("utf-8", "replace")
+    text = body[:ERROR_BODY_BYTES].decode("utf-8", "replace")
     try:
         data: object = json.loads(text)
     except ValueError:
@@ -116,11 +116,16 @@ def error_code(content: bytes) -> str | None:
     return None
 
 
+def _out_of_quota(answer: Answer) -> bool:
+    """A 429 that says the account is out of quota: not a rate limit, and waiting will not bring it back."""
+    return answer.status_code == 429 and error_code(answer.content) in QUOTA_CODES
+
+
 def is_retryable(method: str, answer: Answer) -> bool:
     """Whether a failed answer is worth another try (the tables above; never when out of quota)."""
     status = answer.status_code
-    if status == 429 and error_code(answer.content) in QUOTA_CODES:
-        return False  # out of quota: waiting will not bring it back
+    if _out_of_quota(answer):
+        return False
     return status in RETRY_STATUSES or (status in RETRY_IDEMPOTENT_STATUSES and method.upper() in IDEMPOTENT_METHODS)
 
 
@@ -134,7 +139,7 @@ def status_error(provider: ResolvedProvider, answer: Answer, method: str, url: s
             f"{name}: HTTP {status} {message}",
             hint=f"check the key in {provider.key_vars()[0]} or run: imagegen keys set {name}",
         )
-    if status == 402 or (status == 429 and error_code(answer.content) in QUOTA_CODES):
+    if status == 402 or _out_of_quota(answer):
         what = "insufficient balance" if status == 402 else "insufficient quota"
         return InsufficientBalance(
             f"{name}: {what} (HTTP {status}): {message}",

@@ -3,7 +3,7 @@
 httpx is imported here (and in :mod:`~imagegen_cli.providers.transport`), and this module is imported only
 when a request is really sent, so ``--help``, ``--dry-run`` and the settings commands never pay for it.
 The deadline, bounded reads and proxies live in ``transport``; what a failed answer means (its message,
-its error, whether to retry) in ``gateway_errors``. Both are re-exported here, where callers import them.
+its error, whether to retry) in ``gateway_errors``. What callers need of both is re-exported here (``__all__``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import time
-from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,20 +21,14 @@ from imagegen_cli import __version__
 from imagegen_cli.errors import DownloadError, GatewayError, ImagegenError, InvalidResponse, clean_text
 from imagegen_cli.providers.gateway_errors import (
     ERROR_BODY_BYTES,
-    IDEMPOTENT_METHODS,
-    QUOTA_CODES,
-    RETRY_IDEMPOTENT_STATUSES,
-    RETRY_STATUSES,
     error_message,
     is_retryable,
     retry_after_seconds,
     status_error,
 )
-from imagegen_cli.providers.registry import ResolvedProvider, same_origin
+from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.providers.throttle import ProviderThrottle
 from imagegen_cli.providers.transport import (
-    BOMB_FLOOR,
-    MAX_EXPANSION,
     MAX_JSON_BYTES,
     Answer,
     Deadline,
@@ -51,15 +44,6 @@ if TYPE_CHECKING:
     from imagegen_cli.jsontypes import JSON
 
 __all__ = [
-    "BOMB_FLOOR",
-    "ERROR_BODY_BYTES",
-    "IDEMPOTENT_METHODS",
-    "MAX_EXPANSION",
-    "MAX_JSON_BYTES",
-    "QUOTA_CODES",
-    "RETRY_IDEMPOTENT_STATUSES",
-    "RETRY_STATUSES",
-    "Answer",
     "Deadline",
     "DeadlineExceeded",
     "GatewayClient",
@@ -68,7 +52,7 @@ __all__ = [
     "error_message",
     "make_async_client",
     "no_proxy_matches",
-    "read_bounded",
+    "run_once",
 ]
 
 
@@ -80,6 +64,7 @@ def _env_float(name: str, default: float) -> float:
 
 
 RetryHook = Callable[[int, float, str], None]
+T = TypeVar("T")
 
 
 class GatewayClient:
@@ -106,12 +91,6 @@ class GatewayClient:
         self.max_retries = int(_env_float("IMAGEGEN_MAX_RETRIES", 4))
         self.base_delay = _env_float("IMAGEGEN_RETRY_BASE_DELAY", 0.5)
         self.max_delay = 20.0
-
-    def _auth_headers(self, url: str) -> dict[str, str]:
-        # Keys go only to the provider's own origin: never to a CDN or any other host.
-        if self.provider.key and same_origin(url, self.provider.base_url):
-            return {"Authorization": f"Bearer {self.provider.key}"}
-        return {}
 
     def _backoff(self, attempt: int) -> float:
         delay: float = min(self.max_delay, self.base_delay * 2.0**attempt)
@@ -144,19 +123,6 @@ class GatewayClient:
             raise failure
         wait = retry_after_seconds(answer.headers) if answer is not None else None
         await self._pause(attempt, wait if wait is not None else self._backoff(attempt), reason, failure)
-
-    def _check_throttle_wait(self) -> None:
-        """A Retry-After that outlasts the deadline is a rate limit now, not a sleep until the timeout."""
-        if self.throttle is None:
-            return
-        wait = self.throttle.not_before - time.monotonic()
-        if wait > 0 and wait >= self.deadline.remaining():
-            raise GatewayError(
-                f"{self.provider.name}: rate limited: the gateway asked to wait {wait:.0f} s (Retry-After), "
-                "more than --timeout leaves",
-                status=429,
-                hint="wait and retry, or raise --timeout",
-            )
 
     async def request_json(
         self,
@@ -191,7 +157,27 @@ class GatewayClient:
             )
         finally:
             await response.aclose()
-        return Answer(response.status_code, response.headers, content, str(response.url))
+        return Answer(response.status_code, response.headers, content)
+
+    async def _within_deadline(
+        self, work: Callable[[], Awaitable[T]], what: str, last_error: str | None = None
+    ) -> T | httpx.TransportError:
+        """``work()`` within what is left of the deadline; a transport error worth another try is returned.
+
+        Only the deadline's end is :class:`DeadlineExceeded`: a connect or read timeout with time left is one
+        more transport error. Other failures (a body that does not decode, a bad URL) are the caller's to name.
+        """
+        try:
+            left = self.deadline.check(what)  # before work() starts: no coroutine is left unawaited
+            return await asyncio.wait_for(work(), left)
+        except TimeoutError:
+            raise DeadlineExceeded(what, last_error) from None
+        except httpx.TimeoutException as exc:
+            if self.deadline.remaining() <= 0.05:
+                raise DeadlineExceeded(what, last_error) from None
+            return exc
+        except httpx.TransportError as exc:
+            return exc
 
     async def _attempt(
         self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str], max_bytes: int
@@ -204,18 +190,10 @@ class GatewayClient:
         status: int | None = None
         retry_after: float | None = None
         try:
-            left = self.deadline.check(what)
-            answer = await asyncio.wait_for(self._exchange(method, url, body, headers, max_bytes), left)
-            status, retry_after = answer.status_code, retry_after_seconds(answer.headers)
-            return answer
-        except TimeoutError:
-            raise DeadlineExceeded(what) from None
-        except httpx.TimeoutException as exc:
-            if self.deadline.remaining() <= 0.05:
-                raise DeadlineExceeded(what) from None
-            return exc  # a connect or read timeout with time left: worth another try
-        except httpx.TransportError as exc:
-            return exc
+            outcome = await self._within_deadline(lambda: self._exchange(method, url, body, headers, max_bytes), what)
+            if isinstance(outcome, Answer):
+                status, retry_after = outcome.status_code, retry_after_seconds(outcome.headers)
+            return outcome
         except httpx.DecodingError:
             raise InvalidResponse(f"{self.provider.name}: the answer's compressed body does not decode") from None
         except (httpx.InvalidURL, ValueError) as exc:
@@ -237,12 +215,11 @@ class GatewayClient:
         max_bytes: int = MAX_JSON_BYTES,
     ) -> Answer:
         """Send with retries (transport errors and the statuses above) inside the deadline; raise typed errors."""
-        sent_headers = self.provider.headers_for(url, headers if body is not None else None)
+        sent_headers = self.provider.headers_for(url, headers, json_body=body is not None)
         attempt = 0
         last_error: str | None = None
         rate_limited: ImagegenError | None = None  # the last 429: what the deadline cut short
         while True:
-            self._check_throttle_wait()
             try:
                 outcome = await self._attempt(method, url, body, sent_headers, max_bytes)
             except DeadlineExceeded as exc:
@@ -277,13 +254,13 @@ class GatewayClient:
         async with self.client.stream(
             "GET",
             url,
-            headers={"User-Agent": f"imagegen/{__version__}", **self._auth_headers(url)},
+            headers={"User-Agent": f"imagegen/{__version__}", **self.provider.auth_header(url)},
             timeout=self._timeout(),
             follow_redirects=True,
         ) as response:
             if response.status_code >= 400:
                 body = await read_bounded(response, ERROR_BODY_BYTES, truncate=True, what=self.provider.name)
-                return Answer(response.status_code, response.headers, body, str(response.url))
+                return Answer(response.status_code, response.headers, body)
             total = 0
             async for chunk in response.aiter_bytes(1 << 16):
                 total += len(chunk)
@@ -306,16 +283,7 @@ class GatewayClient:
             sink.truncate()
             outcome: str | Answer | httpx.TransportError
             try:
-                left = self.deadline.check(what)
-                outcome = await asyncio.wait_for(self._fetch(url, sink, max_bytes), left)
-            except TimeoutError:
-                raise DeadlineExceeded(what, last_error) from None
-            except httpx.TimeoutException as exc:
-                if self.deadline.remaining() <= 0.05:
-                    raise DeadlineExceeded(what, last_error) from None
-                outcome = exc
-            except httpx.TransportError as exc:
-                outcome = exc
+                outcome = await self._within_deadline(lambda: self._fetch(url, sink, max_bytes), what, last_error)
             except httpx.TooManyRedirects:
                 raise DownloadError(f"{self.provider.name}: {what} failed: too many redirects") from None
             except httpx.DecodingError:
@@ -343,3 +311,27 @@ class GatewayClient:
                     raise failure
                 await self._retry(attempt, self.max_retries, f"HTTP {status}", failure, outcome)
             attempt += 1
+
+
+def run_once(
+    provider: ResolvedProvider,
+    timeout: float,
+    work: Callable[[GatewayClient], Awaitable[T]],
+    *,
+    timed_out: str,
+    hint: str | None = None,
+) -> T:
+    """Run ``work`` with a client of its own, every request within ``timeout`` seconds overall.
+
+    A deadline that runs out is a :class:`GatewayError` saying ``timed_out`` and what was being waited for.
+    """
+
+    async def main() -> T:
+        async with make_async_client() as http:
+            return await work(GatewayClient(provider, Deadline(timeout), http))
+
+    try:
+        return asyncio.run(main())
+    except DeadlineExceeded as exc:
+        waited = f" ({exc.describe()})" if exc.describe() else ""
+        raise GatewayError(f"{provider.name}: {timed_out}{waited}", hint=hint) from None

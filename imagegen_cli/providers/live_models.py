@@ -8,16 +8,16 @@ the server lists is silently lost: items judged not to be image models are retur
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.errors import GatewayError, InvalidResponse
+from imagegen_cli.errors import InvalidResponse
 from imagegen_cli.providers.registry import ResolvedProvider
 
 if TYPE_CHECKING:
     from imagegen_cli.jsontypes import JSON
+    from imagegen_cli.providers.http import GatewayClient
 
 DEFAULT_TIMEOUT = 30.0
 _IMAGE_NAME = re.compile(r"image|dall-e|flux|imagen|seedream|diffusion|sdxl|kolors|kling|midjourney", re.IGNORECASE)
@@ -58,21 +58,15 @@ def is_image_model(item: dict[str, Any]) -> bool:
 
 def fetch_live_models(provider: ResolvedProvider, timeout: float = DEFAULT_TIMEOUT) -> LiveModels:
     """``GET models`` within ``timeout`` seconds overall; raises ImagegenError when there is no usable list."""
-    from imagegen_cli.providers.http import Deadline, DeadlineExceeded, GatewayClient, make_async_client
+    from imagegen_cli.providers.http import run_once
 
     assert provider.profile.models_path is not None
     url = provider.url(provider.profile.models_path)
 
-    async def run() -> JSON:
-        async with make_async_client() as http:
-            return await GatewayClient(provider, Deadline(timeout), http).request_json("GET", url)
+    async def work(client: GatewayClient) -> JSON:
+        return await client.request_json("GET", url)
 
-    try:
-        data = asyncio.run(run())
-    except DeadlineExceeded as exc:
-        raise GatewayError(
-            f"{provider.name}: no answer from its model list within {timeout:g} s ({exc.describe()})"
-        ) from None
+    data = run_once(provider, timeout, work, timed_out=f"no answer from its model list within {timeout:g} s")
     items = data.get("data") if isinstance(data, dict) else data
     if not isinstance(items, list) or not all(isinstance(i, dict) and "id" in i for i in items):
         raise InvalidResponse(f"{provider.name}: its model list has an unusable shape")

@@ -67,10 +67,14 @@ class Plan:
         """The ``--dry-run`` form: each call exactly as it is sent (the same header builder), key redacted."""
         method, url = self.method_url
         calls = [
-            {"method": method, "url": url, "headers": self.provider.headers_for(url, call.headers, redact=True),
-             "body": call.body}
+            {
+                "method": method,
+                "url": url,
+                "headers": self.provider.headers_for(url, call.headers, json_body=True, redact=True),
+                "body": call.body,
+            }
             for call in self.calls
-        ]  # fmt: skip
+        ]
         return {"provider": self.provider.name, "model": self.provider.model, "calls": calls}
 
     def journal_entry(self) -> JournalEntry:
@@ -202,9 +206,13 @@ def _clamp_free_size(size: Size, caps: ModelCaps) -> Size:
     return Size(max(step, int(size.width * factor) // step * step), max(step, int(size.height * factor) // step * step))
 
 
+_PIXELS_NAMED = {2560 * 1440: "2560x1440"}  # the built-in threshold, in the words OpenAI's docs use
+
+
 def _note_experimental(size: Size, caps: ModelCaps, where: str, notes: Notes) -> None:
-    if caps.experimental_pixels and size.width * size.height > caps.experimental_pixels:
-        notes.info(f"size {size} is above 2560x1440: experimental for {where}")
+    limit = caps.experimental_pixels
+    if limit and size.width * size.height > limit:
+        notes.info(f"size {size} is above {_PIXELS_NAMED.get(limit, f'{limit} pixels')}: experimental for {where}")
 
 
 def _map_quality(request: GenerationRequest, caps: ModelCaps, where: str, notes: Notes) -> dict[str, Any]:

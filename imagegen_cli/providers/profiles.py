@@ -2,8 +2,8 @@
 
 Adding a gateway is a new :class:`ProviderProfile` entry (or a ``[providers.NAME]`` table in the config
 file), never a new branch in the code. Facts come from ``shared/spec/providers.md``. The profile types live
-in ``profile_types``, the built-in catalogue in ``catalog_openai`` and ``catalog_gateways``; all are
-re-exported here, where callers import them.
+in ``profile_types``, the built-in catalogue in ``catalog_openai`` and ``catalog_gateways``; what callers
+need of them is re-exported here (``__all__``).
 """
 
 from __future__ import annotations
@@ -12,57 +12,17 @@ from dataclasses import fields, replace
 from typing import Any
 
 from imagegen_cli.errors import ConfigError
-from imagegen_cli.providers.catalog_gateways import (
-    APIMART,
-    COMMON_RATIOS,
-    GEMINI_RATIOS,
-    KKIAI,
-    MKA1,
-    MODELMAX,
-    TOKEN360,
-)
-from imagegen_cli.providers.catalog_openai import (
-    OPENAI,
-    OPENAI_DALLE_RETIRED,
-    OPENAI_DEFAULT_MODEL,
-    OPENAI_SHUT_DOWN,
-)
-from imagegen_cli.providers.profile_types import Dialect, ModelCaps, ProviderProfile, SizeMode
+from imagegen_cli.providers.catalog_gateways import APIMART, KKIAI, MKA1, MODELMAX, TOKEN360
+from imagegen_cli.providers.catalog_openai import OPENAI
+from imagegen_cli.providers.profile_types import ModelCaps, ProviderProfile
 
-__all__ = [
-    "APIMART",
-    "BUILTIN_PROFILES",
-    "COMMON_RATIOS",
-    "GEMINI_RATIOS",
-    "KKIAI",
-    "LOCAL_PROVIDER",
-    "MKA1",
-    "MODELMAX",
-    "OPENAI",
-    "OPENAI_DALLE_RETIRED",
-    "OPENAI_DEFAULT_MODEL",
-    "OPENAI_SHUT_DOWN",
-    "TOKEN360",
-    "Dialect",
-    "ModelCaps",
-    "ProviderProfile",
-    "SizeMode",
-    "caps_from_config",
-    "register_profile",
-]
+__all__ = ["BUILTIN_PROFILES", "LOCAL_PROVIDER", "OPENAI", "ModelCaps", "ProviderProfile", "caps_from_config"]
 
 BUILTIN_PROFILES: dict[str, ProviderProfile] = {}
-
-
-def register_profile(profile: ProviderProfile, registry: dict[str, ProviderProfile]) -> None:
-    """Add a profile to a registry; a duplicate name is a programming error."""
-    if profile.name in registry:
-        raise ValueError(f"provider {profile.name!r} registered twice")
-    registry[profile.name] = profile
-
-
 for _profile in (OPENAI, MKA1, KKIAI, MODELMAX, TOKEN360, APIMART):
-    register_profile(_profile, BUILTIN_PROFILES)
+    if _profile.name in BUILTIN_PROFILES:  # a slip in the catalogue: two gateways under one name
+        raise ValueError(f"provider {_profile.name!r} registered twice")
+    BUILTIN_PROFILES[_profile.name] = _profile
 
 LOCAL_PROVIDER = "local"
 

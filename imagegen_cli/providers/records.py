@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode, urljoin
 
-from imagegen_cli.errors import GatewayError, InvalidResponse
-from imagegen_cli.providers.dialects import decode_data_url
+from imagegen_cli.errors import InvalidResponse
+from imagegen_cli.providers.dialects import decode_data_url, image_bytes
 from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.store.writer import MAX_DOWNLOAD_BYTES, ImageWriter, OutputSpec, SavedImage
 
@@ -33,19 +32,15 @@ DEFAULT_TIMEOUT = 120.0
 
 def _run(provider: ResolvedProvider, work: Callable[[GatewayClient], Awaitable[T]], timeout: float) -> T:
     """Run one records operation within ``timeout`` seconds overall (every request and download included)."""
-    from imagegen_cli.providers.http import Deadline, DeadlineExceeded, GatewayClient, make_async_client
+    from imagegen_cli.providers.http import run_once
 
-    async def main() -> T:
-        async with make_async_client() as http:
-            return await work(GatewayClient(provider, Deadline(timeout), http))
-
-    try:
-        return asyncio.run(main())
-    except DeadlineExceeded as exc:
-        raise GatewayError(
-            f"{provider.name}: no answer within --timeout {timeout:g} s ({exc.describe() or 'records'})",
-            hint="the gateway is slow or stalled; try again, or raise --timeout",
-        ) from None
+    return run_once(
+        provider,
+        timeout,
+        work,
+        timed_out=f"no answer within --timeout {timeout:g} s",
+        hint="the gateway is slow or stalled; try again, or raise --timeout",
+    )
 
 
 def list_records(
@@ -135,9 +130,7 @@ def download_record(
             if not isinstance(target, str) or not target:
                 raise InvalidResponse(f"{provider.name}: record {record_id} answer carried no url")
         if target is not None and target.startswith("data:"):
-            image = decode_data_url(target, provider.name)
-            assert image.b64 is not None
-            content = base64.b64decode(image.b64)
+            content = image_bytes(decode_data_url(target, provider.name), f"{provider.name}: record {record_id}")
             return await asyncio.to_thread(writer.save_bytes, content, index=1, seed=None, meta=meta)
         if target is None:
             return await asyncio.to_thread(writer.save_bytes, response.content, index=1, seed=None, meta=meta)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from imagegen_cli import __version__
-from imagegen_cli.config import KeySource, env_name, find_key, key_env_vars
+from imagegen_cli.config import KeySource, env_name, find_key, is_secret_name, key_env_vars
 from imagegen_cli.errors import ConfigError, UsageError
 from imagegen_cli.providers.profiles import (
     BUILTIN_PROFILES,
@@ -84,9 +83,6 @@ def load_profiles(config: dict[str, Any], source: str = "the config file") -> di
     return profiles
 
 
-SECRET_HEADER = re.compile(r"(?i)(auth|key|token|secret|password|cookie|signature)")
-
-
 def same_origin(url_a: str, url_b: str) -> bool:
     """Scheme, host and port equal: the only case in which a key may be sent."""
     a, b = urlsplit(url_a), urlsplit(url_b)
@@ -151,22 +147,31 @@ class ResolvedProvider:
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
 
-    def headers_for(self, url: str, extra: dict[str, str] | None = None, *, redact: bool = False) -> dict[str, str]:
+    def headers_for(
+        self, url: str, extra: dict[str, str] | None = None, *, json_body: bool, redact: bool = False
+    ) -> dict[str, str]:
         """The one header builder: what a request to ``url`` carries (``redact``: as ``--dry-run`` shows it).
 
-        Profile headers, then the call's own, then the key last; the key goes only to the provider's own
-        origin, never to a CDN or any other host. Secret-looking configured header values are redacted too.
+        Profile headers, then the call's own, then the key last (:meth:`auth_header`). Secret-looking
+        configured header values are redacted too.
         """
         headers = {"User-Agent": f"imagegen/{__version__}", "Accept": "application/json"}
-        if extra is not None:
-            headers["Content-Type"] = "application/json"  # calls with a body
+        if json_body:
+            headers["Content-Type"] = "application/json"
         for name, value in {**self.profile.headers, **(extra or {})}.items():
-            headers[name] = "***" if redact and SECRET_HEADER.search(name) else value
-        if self.key and same_origin(url, self.base_url):
-            headers["Authorization"] = "Bearer ***" if redact else f"Bearer {self.key}"
+            headers[name] = "***" if redact and is_secret_name(name) else value
+        auth = self.auth_header(url)
+        if redact and auth:
+            auth = {"Authorization": "Bearer ***"}
         elif redact and not self.key:
-            headers["Authorization"] = f"Bearer <missing: set {self.key_vars()[0]}>"
-        return headers
+            auth = {"Authorization": f"Bearer <missing: set {self.key_vars()[0]}>"}
+        return {**headers, **auth}
+
+    def auth_header(self, url: str) -> dict[str, str]:
+        """The key as a header, for ``url`` on the provider's own origin only: never a CDN or any other host."""
+        if self.key and same_origin(url, self.base_url):
+            return {"Authorization": f"Bearer {self.key}"}
+        return {}
 
     def key_vars(self) -> list[str]:
         return profile_key_vars(self.profile)

@@ -12,17 +12,22 @@ import asyncio
 import time
 from typing import Protocol
 
+from imagegen_cli.errors import GatewayError
+
 
 class Sleeper(Protocol):
     """A deadline that sleeps: it raises instead of sleeping past its end (``transport.Deadline``)."""
+
+    def remaining(self) -> float: ...
 
     async def sleep(self, seconds: float, what: str = "") -> None: ...
 
 
 class ProviderThrottle:
-    """Adaptive bound on the requests in flight to one provider."""
+    """Adaptive bound on the requests in flight to one provider (``name``, for messages)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, name: str) -> None:
+        self.name = name
         self.limit = max(1, limit)
         self.allowed = self.limit
         self.in_flight = 0
@@ -30,19 +35,27 @@ class ProviderThrottle:
         self.successes = 0
         self._cond = asyncio.Condition()
 
-    async def acquire(self, deadline: Sleeper | None = None) -> None:
-        """Wait out a Retry-After (never past ``deadline``), then for a free slot."""
-        # The Retry-After wait comes first and holds no slot, so a cancelled or timed-out wait leaks nothing.
-        wait = self.not_before - time.monotonic()
-        if wait > 0:
-            if deadline is not None:
+    async def acquire(self, deadline: Sleeper) -> None:
+        """Wait out any Retry-After and for a free slot; a Retry-After that outlasts ``deadline`` is a rate limit."""
+        while True:
+            # The Retry-After wait holds no slot, so a cancelled or timed-out wait leaks nothing.
+            wait = self.not_before - time.monotonic()
+            if wait > 0:
+                if wait >= deadline.remaining():
+                    raise GatewayError(
+                        f"{self.name}: rate limited: the gateway asked to wait {wait:.0f} s (Retry-After), "
+                        "more than --timeout leaves",
+                        status=429,
+                        hint="wait and retry, or raise --timeout",
+                    )
                 await deadline.sleep(wait, "the rate limit's Retry-After")
-            else:
-                await asyncio.sleep(wait)
-        async with self._cond:
-            while self.in_flight >= self.allowed:
-                await self._cond.wait()
-            self.in_flight += 1
+            async with self._cond:
+                while self.in_flight >= self.allowed:
+                    await self._cond.wait()
+                # A 429 may have arrived while this request waited for its slot: it waits that out too.
+                if self.not_before <= time.monotonic():
+                    self.in_flight += 1
+                    return
 
     async def release(self, status: int | None, retry_after: float | None = None) -> None:
         async with self._cond:

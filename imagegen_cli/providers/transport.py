@@ -92,7 +92,6 @@ class Answer:
     status_code: int
     headers: httpx.Headers
     content: bytes
-    url: str
 
     def json(self) -> JSON:
         data: JSON = json.loads(self.content)
