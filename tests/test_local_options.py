@@ -152,8 +152,8 @@ def test_quantize_8bit_on_cpu_uses_quanto(zoo: Any, tmp_path: Path) -> None:
 def test_quantize_without_a_backend_is_one_line(zoo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import imagegen_cli.local.weights as weights
 
-    real = weights._installed
-    monkeypatch.setattr(weights, "_installed", lambda name: False if name.startswith("optimum") else real(name))
+    real = weights.installed
+    monkeypatch.setattr(weights, "installed", lambda name: False if name.startswith("optimum") else real(name))
     outcome = generate(zoo("flux"), tmp_path, n=1, options={"quantize": "4bit"})
     assert outcome.images == [] and len(outcome.errors) == 1
     error = outcome.result.errors[0]
@@ -167,10 +167,10 @@ def test_quantize_on_cuda_needs_bitsandbytes(monkeypatch: pytest.MonkeyPatch) ->
     import imagegen_cli.local.weights as weights
     from imagegen_cli.errors import ConfigError
 
-    monkeypatch.setattr(weights, "_installed", lambda name: False)
+    monkeypatch.setattr(weights, "installed", lambda name: False)
     with pytest.raises(ConfigError, match="needs bitsandbytes"):
         weights.quantization_config(diffusers, "/nowhere", "8bit", "cuda", torch.bfloat16)
-    monkeypatch.setattr(weights, "_installed", lambda name: True)
+    monkeypatch.setattr(weights, "installed", lambda name: True)
     config, backend = weights.quantization_config(diffusers, "/nowhere", "4bit", "cuda", torch.bfloat16)
     assert backend == "bitsandbytes" and config.quant_backend == "bitsandbytes_4bit"
     assert config.quant_kwargs["bnb_4bit_quant_type"] == "nf4"

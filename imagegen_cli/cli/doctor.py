@@ -7,8 +7,6 @@ Exit 0 when everything the default model needs is in place, 1 otherwise.
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -45,17 +43,14 @@ class Check:
 
 
 def _version(package: str) -> str | None:
+    # Imported here: importlib.metadata pulls in email, zipfile and csv, and app.py imports this module for
+    # every command, --help included.
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def _gpu_without_torch() -> str | None:
@@ -74,8 +69,9 @@ def _gpu_without_torch() -> str | None:
 def _torch_checks(local_needed: bool) -> tuple[list[Check], ModuleType | None]:
     """torch, its accelerator and the GPU; returns the torch module when it is installed."""
     from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
+    from imagegen_cli.local.weights import installed
 
-    if not _installed("torch"):
+    if not installed("torch"):
         gpu = _gpu_without_torch()
         return [
             Check("torch", FAIL if local_needed else INFO, "not installed", LOCAL_EXTRA_HINT, needed=local_needed),
