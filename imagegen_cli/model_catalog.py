@@ -302,6 +302,7 @@ def local_flag_mapping(model: LocalModel) -> dict[str, str]:
     scaled = sorted({(scale, q) for q, scale in QUALITY_STEPS.items() if scale != 1.0})
     quality = ", ".join(f"{q} → {max(1, math.ceil(model.steps * scale))}" for scale, q in scaled)
     multiple = model.size_multiple
+    true_cfg = model.guidance_knob == "true_cfg_scale"  # which applies only with a negative prompt
     return {
         "-n": f"num_images_per_prompt, up to {DEFAULT_BATCH} per pipeline call (fewer when memory runs out); 1-100",
         "--size": f"width and height, rounded to multiples of {multiple} (default {model.native})",
@@ -314,7 +315,8 @@ def local_flag_mapping(model: LocalModel) -> dict[str, str]:
         if model.negative_prompt
         else dropped,
         "--steps": f"num_inference_steps (default {model.steps})",
-        "--guidance": f"guidance_scale (default {model.guidance:g})",
+        "--guidance": f"{model.guidance_knob} (default {model.guidance:g})"
+        + (", with an empty negative prompt when above 1 and none is given" if true_cfg else ""),
         "--param": "KEY=VALUE passed to the pipeline call as a keyword argument",
         "--user": dropped,
         "--on-behalf-of": dropped,
@@ -324,6 +326,11 @@ def local_flag_mapping(model: LocalModel) -> dict[str, str]:
         "--offload": "none | model (enable_model_cpu_offload) | sequential (enable_sequential_cpu_offload)",
         "--vae-tiling": "decode in tiles: less memory for large images",
         "--compile": "torch.compile of the repeated blocks (slow first image, faster after)",
+        "--lora": "load_lora_weights, then set_adapters with each scale (default 1); needs peft",
+        "--quantize": "8bit | 4bit on the denoiser and text encoders: bitsandbytes on CUDA, else optimum-quanto",
+        "--gguf": "the transformer from one GGUF file (from_single_file); not with --quantize",
+        "--scheduler": "from_config of the pipeline's scheduler: same noise schedule, same family (diffusion or flow)",
+        "--variant": "loads the *.VARIANT.safetensors weight files (fp16, …)",
     }
 
 

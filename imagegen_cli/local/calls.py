@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from imagegen_cli.errors import UsageError
-from imagegen_cli.local.planning import LocalBatch, LocalPlan, max_pixels, round_to
+from imagegen_cli.local.planning import EMPTY_NEGATIVE, LocalBatch, LocalPlan, max_pixels, round_to
 from imagegen_cli.request import Notes
 
 
@@ -211,7 +211,7 @@ def adapt(pipe: object, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
         if takes("true_cfg_scale") and not embedded:
             knob = "true_cfg_scale"
             if guidance > 1 and not negative and takes("negative_prompt"):
-                negative = " "
+                negative = EMPTY_NEGATIVE
                 notes.info(
                     f"--guidance {guidance:g} → true_cfg_scale on {name}, with an empty negative prompt "
                     "(its true CFG applies only with one)"

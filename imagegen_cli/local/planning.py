@@ -34,6 +34,8 @@ MAX_SIDE = 8192  # no local pipeline is trained anywhere near this; beyond it on
 MIN_MAX_PIXELS = 1024 * 1024  # every model may be asked for 1024x1024, even a small one
 # On a CPU, a run above this many pixel-steps (width x height x steps x images) takes minutes: say so first.
 CPU_SLOW_PIXEL_STEPS = 2_000_000
+# The negative prompt passed with true CFG when none was given (as the Qwen-Image model card does).
+EMPTY_NEGATIVE = " "
 _WEIGHTS = re.compile(r"^(?:diffusion_pytorch_model|model)\.([A-Za-z0-9_]+)(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin)$")
 
 
@@ -177,10 +179,14 @@ class LocalPlan:
             kwargs.update(width=self.width, height=self.height)
         if self.steps is not None:
             kwargs["num_inference_steps"] = self.steps
+        negative = self.negative_prompt
         if self.guidance is not None:
-            kwargs["guidance_scale"] = self.guidance
-        if self.negative_prompt:
-            kwargs["negative_prompt"] = self.negative_prompt
+            knob = self.source.model.guidance_knob if self.source.model else "guidance_scale"
+            kwargs[knob] = self.guidance
+            if knob == "true_cfg_scale" and self.guidance > 1 and not negative:
+                negative = EMPTY_NEGATIVE  # as local.calls.adapt passes it: true CFG applies only with one
+        if negative:
+            kwargs["negative_prompt"] = negative
         kwargs.update(self.extra)
         return kwargs
 
