@@ -11,6 +11,7 @@ from typing import Any
 from imagegen_cli.errors import UsageError
 from imagegen_cli.local.catalog import AUTO_ID, LOCAL_MODELS, LocalModel, cache_state, repo_cache_dir
 from imagegen_cli.providers.profiles import LOCAL_PROVIDER, ModelCaps, ProviderProfile
+from imagegen_cli.providers.registry import profile_key_vars
 
 COMMON_FLAGS = (
     "-n",
@@ -173,7 +174,7 @@ def provider_info(profile: ProviderProfile) -> dict[str, Any]:
         "dialect": profile.dialect,
         "mode": "async" if profile.is_async else "sync",
         "description": profile.docs,
-        "key_env": list(profile.key_env) or [f"IMAGEGEN_{profile.name.upper()}_API_KEY"],
+        "key_env": profile_key_vars(profile),
         "default_model": profile.default_model,
         "builtin": profile.builtin,
         "models": [_listed_model_info(profile, caps) for caps in listed_models(profile).values()],
