@@ -305,7 +305,7 @@ def test_compile_uses_regional_compilation(tmp_path: Path) -> None:
     plan = build_local_plan(request, resolve_source("tiny"), LocalOptions(device="cpu", compile=True, vae_tiling=True))
     pipe = Pipe()
     notes: list[str] = []
-    place(torch, pipe, plan, placement(), notes)
+    place(pipe, plan, placement(), notes)
     assert pipe.unet.compiled == {"fullgraph": True} and pipe.device == "cpu"
     assert any("--vae-tiling skipped" in n for n in notes)
 

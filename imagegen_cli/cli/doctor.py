@@ -22,8 +22,6 @@ from imagegen_cli.cli.options import JsonOpt
 from imagegen_cli.errors import ImagegenError, redact
 
 if TYPE_CHECKING:
-    from types import ModuleType
-
     from imagegen_cli.settings import Settings
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
@@ -66,8 +64,8 @@ def _gpu_without_torch() -> str | None:
     return "; ".join(gpus) or None
 
 
-def _torch_checks(local_needed: bool) -> tuple[list[Check], ModuleType | None]:
-    """torch, its accelerator and the GPU; returns the torch module when it is installed."""
+def _torch_checks(local_needed: bool) -> list[Check]:
+    """torch, its accelerator and the GPU."""
     from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
     from imagegen_cli.local.weights import installed
 
@@ -76,7 +74,7 @@ def _torch_checks(local_needed: bool) -> tuple[list[Check], ModuleType | None]:
         return [
             Check("torch", FAIL if local_needed else INFO, "not installed", LOCAL_EXTRA_HINT, needed=local_needed),
             Check("gpu", INFO, gpu or "no NVIDIA GPU found (nvidia-smi)"),
-        ], None
+        ]
     import torch
 
     checks = [Check("torch", OK, torch.__version__)]
@@ -93,7 +91,7 @@ def _torch_checks(local_needed: bool) -> tuple[list[Check], ModuleType | None]:
         fix = "install a CUDA build of torch: https://pytorch.org/get-started/locally/" if gpu else None
         value = f"none usable by torch (nvidia-smi sees {gpu})" if gpu else "none: local models run on the CPU (slowly)"
         checks.append(Check("gpu", WARN if gpu else INFO, value, fix))
-    return checks, torch
+    return checks
 
 
 def _cache_checks() -> list[Check]:
@@ -113,7 +111,7 @@ def _cache_checks() -> list[Check]:
     ]
 
 
-def _local_model_check(name: str, torch: ModuleType | None) -> Check:
+def _local_model_check(name: str) -> Check:
     """Whether the default local model can run now (weights downloaded, or a folder in place)."""
     from imagegen_cli.local.catalog import LOCAL_MODELS, cache_state, human_size
 
@@ -179,8 +177,7 @@ def run_checks(online: bool) -> tuple[list[Check], str]:
     default = _default_model(settings, profiles)
     provider, _, model = default.partition(":")
     local = provider == "local"
-    torch_checks, torch = _torch_checks(local)
-    checks += torch_checks
+    checks += _torch_checks(local)
     for package in LOCAL_PACKAGES[1:]:
         version = _version(package)
         if version:
@@ -192,7 +189,7 @@ def run_checks(online: bool) -> tuple[list[Check], str]:
     checks += _cache_checks()
     checks += _provider_checks(profiles, provider, online)
     if local:
-        checks.append(_local_model_check(model or "auto", torch))
+        checks.append(_local_model_check(model or "auto"))
     return checks, default
 
 

@@ -174,7 +174,7 @@ def load_pipeline(
     return pipe
 
 
-def place(torch: ModuleType, pipe: Any, plan: LocalPlan, placement: Placement, notes: list[str]) -> None:
+def place(pipe: Any, plan: LocalPlan, placement: Placement, notes: list[str]) -> None:
     """Device placement or offloading, VAE tiling and regional compilation."""
     offload = plan.options.offload
     if offload != "none" and placement.device == "cpu":
@@ -240,7 +240,7 @@ class LocalRun:
                 details: dict[str, Any] = {}
                 pipe = load_pipeline(diffusers, self.plan, placement, details)
                 prepare(diffusers, pipe, self.plan, details)
-                place(torch, pipe, self.plan, placement, self.result.notes)
+                place(pipe, self.plan, placement, self.result.notes)
             finally:
                 self.reporter.finish("load")
             _LOADED.clear()  # one model in memory at a time
