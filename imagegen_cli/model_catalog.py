@@ -104,7 +104,7 @@ def remote_model_info(profile: ProviderProfile, caps: ModelCaps) -> dict[str, An
     }
 
 
-def _local_state(model: LocalModel) -> tuple[bool, int, str | None, str]:
+def local_state(model: LocalModel) -> tuple[bool, int, str | None, str]:
     """(on disk, bytes on disk, where, state in words): the Hub cache, or the tiny pipeline's build dir."""
     if model.repo is None:
         from imagegen_cli.local.tiny import tiny_dir
@@ -121,7 +121,7 @@ def _local_state(model: LocalModel) -> tuple[bool, int, str | None, str]:
 
 
 def local_model_info(model: LocalModel) -> dict[str, Any]:
-    on_disk, size, where, state = _local_state(model)
+    on_disk, size, where, state = local_state(model)
     return {
         "provider": LOCAL_PROVIDER,
         "id": model.id,

@@ -12,7 +12,6 @@ import os
 import platform
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -112,8 +111,10 @@ def _cache_checks() -> list[Check]:
 
 
 def _local_model_check(name: str) -> Check:
-    """Whether the default local model can run now (weights downloaded, or a folder in place)."""
-    from imagegen_cli.local.catalog import LOCAL_MODELS, cache_state, human_size
+    """Whether the default local model can run now (weights downloaded, built, or a folder in place)."""
+    from imagegen_cli.local.catalog import human_size
+    from imagegen_cli.local.planning import resolve_source
+    from imagegen_cli.model_catalog import local_state
 
     label = f"local:{name}"
     if name == "auto":
@@ -121,26 +122,24 @@ def _local_model_check(name: str) -> Check:
 
         name, why = choose_auto(detect_accelerator())
         label = f"local:auto → local:{name} ({why})"
-    model = LOCAL_MODELS.get(name)
-    if model is None:
-        path = Path(name).expanduser()
-        if (path / "model_index.json").is_file():
+    try:
+        source = resolve_source(name)  # as generate resolves it
+    except ImagegenError as exc:
+        return Check("default model", FAIL, f"{label}: {exc.message}", exc.hint or "imagegen models", needed=True)
+    if source.model is None:
+        if source.is_dir:
             return Check("default model", OK, f"{label}: a pipeline folder")
-        if name.count("/") == 1:
-            return Check("default model", INFO, f"{label}: a Hub repo, downloaded on first use")
-        return Check("default model", FAIL, f"{label}: no such model or folder", "imagegen models", needed=True)
-    if model.repo is None:
-        return Check("default model", OK, f"{label}: built on first use")
-    state = cache_state(model.repo)
-    if state.downloaded:
-        return Check("default model", OK, f"{label}: downloaded ({human_size(state.size_bytes)})")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        return Check("default model", INFO, f"{label}: a Hub repo, downloaded on first use")
+    on_disk, size, _, state = local_state(source.model)
+    if on_disk:
+        return Check("default model", OK, f"{label}: {state} ({human_size(size)})")
+    if source.model.repo is None:  # local:tiny, built offline on its first run
+        return Check("default model", OK, f"{label}: {state}")
     fix = f"imagegen models pull {name}"
-    if offline:
-        return Check("default model", FAIL, f"{label}: not downloaded, and offline", fix, needed=True)
-    return Check(
-        "default model", WARN, f"{label}: not downloaded ({model.memory_gb:g} GB of weights on first use)", fix
-    )
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return Check("default model", FAIL, f"{label}: {state}, and offline", fix, needed=True)
+    memory = source.model.memory_gb
+    return Check("default model", WARN, f"{label}: {state} ({memory:g} GB of weights on first use)", fix)
 
 
 def _online(url: str) -> tuple[bool, str]:
