@@ -265,6 +265,7 @@ def test_sizes_round_to_the_pipelines_own_multiple(zoo: Any, tmp_path: Path) -> 
 def test_folder_sizes_are_refused_far_above_the_native_size(zoo: Any, tmp_path: Path) -> None:
     outcome = generate(zoo("sd3"), tmp_path, n=1, size="2048x2048")  # native 32x32; floor 1024x1024
     assert outcome.images == [] and "too large" in outcome.errors[0]
+    assert "more than 1,048,576 pixels (4x its native 32x32)" in outcome.errors[0]
 
 
 def test_zoo_is_small(zoo: Any, zoo_root: Path) -> None:

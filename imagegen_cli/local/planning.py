@@ -291,11 +291,19 @@ def _check_size(width: int, height: int, model: LocalModel | None, where: str) -
     """Refuse sizes no model can take (the runner checks folders against their pipeline's native size)."""
     if max(width, height) > MAX_SIDE:
         raise UsageError(f"{width}x{height} is too large for {where}: at most {MAX_SIDE} pixels a side")
-    if model and width * height > max_pixels(model.native_size):
-        limit = max_pixels(model.native_size)
+    if model:
+        check_pixels(width, height, model.native_size, where)
+
+
+def check_pixels(width: int, height: int, native: tuple[int, int], where: str) -> None:
+    """Refuse more pixels than ``max_pixels(native)``: the catalog's native size here, the loaded pipeline's in
+    ``local.calls``."""
+    limit = max_pixels(native)
+    if width * height > limit:
+        text = f"{native[0]}x{native[1]}"
         raise UsageError(
-            f"{width}x{height} is too large for {where}: more than {limit:,} pixels (4x its native {model.native})",
-            hint=f"ask for a smaller --size (e.g. {model.native}), then upscale",
+            f"{width}x{height} is too large for {where}: more than {limit:,} pixels (4x its native {text})",
+            hint=f"ask for a smaller --size (e.g. {text}), then upscale",
         )
 
 
