@@ -223,6 +223,28 @@ def test_gguf_transformer(zoo: Any, tmp_path: Path) -> None:
     assert wrong.images == [] and "has none" in wrong.errors[0]
 
 
+@pytest.mark.parametrize(
+    ("files", "variant"),
+    [
+        (["unet/diffusion_pytorch_model.fp16.safetensors", "text_encoder/model.fp16.safetensors"], "fp16"),
+        (["unet/diffusion_pytorch_model.fp16-00001-of-00002.safetensors", "vae/model.fp16.bin"], "fp16"),
+        (["unet/diffusion_pytorch_model.fp16.safetensors", "vae/diffusion_pytorch_model.safetensors"], None),
+        # Sharded plain weights are plain weights: from_pretrained loads them without a variant.
+        (["unet/diffusion_pytorch_model-00001-of-00002.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors"],
+         None),
+        (["unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.bf16.safetensors"], None),
+        (["unet/config.json", "unet/diffusion_pytorch_model.safetensors.index.fp16.json"], None),
+    ],
+)  # fmt: skip
+def test_a_folder_holding_one_variant_only_is_detected(files: list[str], variant: str | None, tmp_path: Path) -> None:
+    from imagegen_cli.local.planning import detect_variant
+
+    for name in files:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert detect_variant(tmp_path) == variant
+
+
 # --------------------------------------------------------------------------------------- sizes and CPU notes
 def test_huge_sizes_are_refused_before_loading() -> None:
     from imagegen_cli.cli.app import app

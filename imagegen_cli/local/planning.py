@@ -36,7 +36,10 @@ MIN_MAX_PIXELS = 1024 * 1024  # every model may be asked for 1024x1024, even a s
 CPU_SLOW_PIXEL_STEPS = 2_000_000
 # The negative prompt passed with true CFG when none was given (as the Qwen-Image model card does).
 EMPTY_NEGATIVE = " "
-_WEIGHTS = re.compile(r"^(?:diffusion_pytorch_model|model)\.([A-Za-z0-9_]+)(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin)$")
+# A component's weight file: plain or of a variant (group 1), whole or one shard.
+_WEIGHTS = re.compile(
+    r"^(?:diffusion_pytorch_model|model)(?:\.([A-Za-z0-9_]+))?(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin)$"
+)
 
 
 def max_pixels(native: tuple[int, int]) -> int:
@@ -73,15 +76,11 @@ def detect_variant(folder: Path) -> str | None:
         if not component.is_dir():
             continue
         for weights in component.iterdir():
-            if weights.name.startswith(("diffusion_pytorch_model.", "model.")) and weights.suffix in (
-                ".safetensors",
-                ".bin",
-            ):
-                match = _WEIGHTS.match(weights.name)
-                if match and not re.fullmatch(r"\d{5}-of-\d{5}", match.group(1)):
-                    variants.add(match.group(1))
-                else:
-                    plain = True
+            match = _WEIGHTS.match(weights.name)
+            if match and match.group(1):
+                variants.add(match.group(1))
+            elif match:
+                plain = True
     if plain or len(variants) != 1:
         return None
     return variants.pop()
