@@ -11,6 +11,7 @@ from typing import Any
 from imagegen_cli.errors import UsageError
 from imagegen_cli.local.catalog import AUTO_ID, LOCAL_MODELS, LocalModel, cache_state, repo_cache_dir
 from imagegen_cli.providers.profiles import LOCAL_PROVIDER, ModelCaps, ProviderProfile
+from imagegen_cli.providers.registry import profile_key_vars
 
 COMMON_FLAGS = (
     "-n",
@@ -103,7 +104,7 @@ def remote_model_info(profile: ProviderProfile, caps: ModelCaps) -> dict[str, An
     }
 
 
-def _local_state(model: LocalModel) -> tuple[bool, int, str | None, str]:
+def local_state(model: LocalModel) -> tuple[bool, int, str | None, str]:
     """(on disk, bytes on disk, where, state in words): the Hub cache, or the tiny pipeline's build dir."""
     if model.repo is None:
         from imagegen_cli.local.tiny import tiny_dir
@@ -120,7 +121,7 @@ def _local_state(model: LocalModel) -> tuple[bool, int, str | None, str]:
 
 
 def local_model_info(model: LocalModel) -> dict[str, Any]:
-    on_disk, size, where, state = _local_state(model)
+    on_disk, size, where, state = local_state(model)
     return {
         "provider": LOCAL_PROVIDER,
         "id": model.id,
@@ -173,7 +174,7 @@ def provider_info(profile: ProviderProfile) -> dict[str, Any]:
         "dialect": profile.dialect,
         "mode": "async" if profile.is_async else "sync",
         "description": profile.docs,
-        "key_env": list(profile.key_env) or [f"IMAGEGEN_{profile.name.upper()}_API_KEY"],
+        "key_env": profile_key_vars(profile),
         "default_model": profile.default_model,
         "builtin": profile.builtin,
         "models": [_listed_model_info(profile, caps) for caps in listed_models(profile).values()],
@@ -302,6 +303,7 @@ def local_flag_mapping(model: LocalModel) -> dict[str, str]:
     scaled = sorted({(scale, q) for q, scale in QUALITY_STEPS.items() if scale != 1.0})
     quality = ", ".join(f"{q} → {max(1, math.ceil(model.steps * scale))}" for scale, q in scaled)
     multiple = model.size_multiple
+    true_cfg = model.guidance_knob == "true_cfg_scale"  # which applies only with a negative prompt
     return {
         "-n": f"num_images_per_prompt, up to {DEFAULT_BATCH} per pipeline call (fewer when memory runs out); 1-100",
         "--size": f"width and height, rounded to multiples of {multiple} (default {model.native})",
@@ -314,7 +316,8 @@ def local_flag_mapping(model: LocalModel) -> dict[str, str]:
         if model.negative_prompt
         else dropped,
         "--steps": f"num_inference_steps (default {model.steps})",
-        "--guidance": f"guidance_scale (default {model.guidance:g})",
+        "--guidance": f"{model.guidance_knob} (default {model.guidance:g})"
+        + (", with an empty negative prompt when above 1 and none is given" if true_cfg else ""),
         "--param": "KEY=VALUE passed to the pipeline call as a keyword argument",
         "--user": dropped,
         "--on-behalf-of": dropped,
@@ -324,6 +327,11 @@ def local_flag_mapping(model: LocalModel) -> dict[str, str]:
         "--offload": "none | model (enable_model_cpu_offload) | sequential (enable_sequential_cpu_offload)",
         "--vae-tiling": "decode in tiles: less memory for large images",
         "--compile": "torch.compile of the repeated blocks (slow first image, faster after)",
+        "--lora": "load_lora_weights, then set_adapters with each scale (default 1); needs peft",
+        "--quantize": "8bit | 4bit on the denoiser and text encoders: bitsandbytes on CUDA, else optimum-quanto",
+        "--gguf": "the transformer from one GGUF file (from_single_file); not with --quantize",
+        "--scheduler": "from_config of the pipeline's scheduler: same noise schedule, same family (diffusion or flow)",
+        "--variant": "loads the *.VARIANT.safetensors weight files (fp16, …)",
     }
 
 

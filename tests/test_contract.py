@@ -409,6 +409,19 @@ def test_help_and_dry_run_import_no_heavy_modules() -> None:
     assert heavy == []
 
 
+def test_common_commands_skip_importlib_metadata() -> None:
+    # importlib.metadata drags in email, zipfile and csv (a fifth of `imagegen --help`'s start-up); only
+    # doctor needs it, for package versions.
+    heavy, _ = heavy_imports(
+        ["--help"],
+        ["models"],
+        ["tasks", "list"],
+        ["generate", "x", "-m", "apimart:z-image-turbo", "--dry-run"],
+        modules=("importlib.metadata", "email", "zipfile"),
+    )
+    assert heavy == []
+
+
 def all_command_paths() -> list[list[str]]:
     """Every command and group of the app, walked from Typer's own command tree (so it cannot drift)."""
     import typer.main

@@ -82,6 +82,25 @@ def test_local_tiny_default_is_ready_offline() -> None:
     assert by_name(json.loads(offline.stdout))["default model"]["fix"] == "imagegen models pull sd-turbo"
 
 
+def test_local_default_model_is_judged_as_generate_resolves_it(tmp_path: Path) -> None:
+    from imagegen_cli.local.tiny import ensure_tiny_pipeline
+
+    def default_model(model: str) -> dict[str, Any]:
+        result = doctor("--json", env={"IMAGEGEN_MODEL": model})
+        return by_name(json.loads(result.stdout))["default model"]
+
+    assert default_model("local:tiny")["value"] == "local:tiny: built on first use"
+    ensure_tiny_pipeline()
+    built = default_model("local:tiny")
+    assert built["status"] == "ok" and built["value"].startswith("local:tiny: built (")
+    assert built["value"].endswith(" KB)") or built["value"].endswith(" MB)")
+    # A path that is not a pipeline folder is what generate refuses, not a Hub repo to download.
+    missing = default_model("local:./nowhere")
+    assert missing["status"] == "fail" and missing["needed"] is True
+    assert "is not a diffusers pipeline directory" in missing["value"]
+    assert default_model("local:org/name")["value"] == "local:org/name: a Hub repo, downloaded on first use"
+
+
 HIDE_TORCH = """
 import builtins, sys
 sys.modules["torch"] = None  # as if torch were not installed

@@ -132,6 +132,35 @@ def test_dry_run_and_notes(tmp_path: Path) -> None:
     assert "--device dropped: local only" in remote.stderr
 
 
+def test_dry_run_shows_qwen_images_true_cfg() -> None:
+    # Qwen-Image's guidance is true CFG, which applies only with a negative prompt: the dry run prints the call
+    # the pipeline gets (tests/test_local_zoo.py checks the two agree on real pipelines), no weights needed.
+    def call(*flags: str) -> dict:
+        result = run_cli("generate", "x", "-m", "local:qwen-image", "--seed", "1", *flags, "--dry-run", "--json")
+        assert result.returncode == 0, result.stderr
+        (only,) = result.json()["calls"]
+        return only
+
+    default = call()
+    assert default["true_cfg_scale"] == 4.0 and default["negative_prompt"] == " " and "guidance_scale" not in default
+    assert call("--negative-prompt", "blurry")["negative_prompt"] == "blurry"
+    off = call("--guidance", "1")
+    assert off["true_cfg_scale"] == 1.0 and "negative_prompt" not in off
+    classic = run_cli("generate", "x", "-m", "local:sd-1.5", "--dry-run", "--json").json()["calls"][0]
+    assert classic["guidance_scale"] == 7.5 and "true_cfg_scale" not in classic
+
+
+def test_models_show_maps_every_local_flag() -> None:
+    tiny = run_cli("models", "show", "local:tiny", "--json")
+    assert tiny.returncode == 0, tiny.stderr
+    flags = tiny.json()["flags"]
+    for flag in ("--lora", "--quantize", "--gguf", "--scheduler", "--variant"):
+        assert flag in flags, flag
+    assert flags["--guidance"] == "guidance_scale (default 0)"
+    qwen = run_cli("models", "show", "local:qwen-image", "--json").json()["flags"]
+    assert qwen["--guidance"].startswith("true_cfg_scale (default 4)")
+
+
 def test_offload_and_vae_tiling_on_cpu(tmp_path: Path) -> None:
     result = run_cli("generate", "x", "-m", "local:tiny", "--offload", "model", "--vae-tiling", "-o", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -276,7 +305,7 @@ def test_compile_uses_regional_compilation(tmp_path: Path) -> None:
     plan = build_local_plan(request, resolve_source("tiny"), LocalOptions(device="cpu", compile=True, vae_tiling=True))
     pipe = Pipe()
     notes: list[str] = []
-    place(torch, pipe, plan, placement(), notes)
+    place(pipe, plan, placement(), notes)
     assert pipe.unet.compiled == {"fullgraph": True} and pipe.device == "cpu"
     assert any("--vae-tiling skipped" in n for n in notes)
 

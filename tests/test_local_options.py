@@ -152,8 +152,8 @@ def test_quantize_8bit_on_cpu_uses_quanto(zoo: Any, tmp_path: Path) -> None:
 def test_quantize_without_a_backend_is_one_line(zoo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import imagegen_cli.local.weights as weights
 
-    real = weights._installed
-    monkeypatch.setattr(weights, "_installed", lambda name: False if name.startswith("optimum") else real(name))
+    real = weights.installed
+    monkeypatch.setattr(weights, "installed", lambda name: False if name.startswith("optimum") else real(name))
     outcome = generate(zoo("flux"), tmp_path, n=1, options={"quantize": "4bit"})
     assert outcome.images == [] and len(outcome.errors) == 1
     error = outcome.result.errors[0]
@@ -167,10 +167,10 @@ def test_quantize_on_cuda_needs_bitsandbytes(monkeypatch: pytest.MonkeyPatch) ->
     import imagegen_cli.local.weights as weights
     from imagegen_cli.errors import ConfigError
 
-    monkeypatch.setattr(weights, "_installed", lambda name: False)
+    monkeypatch.setattr(weights, "installed", lambda name: False)
     with pytest.raises(ConfigError, match="needs bitsandbytes"):
         weights.quantization_config(diffusers, "/nowhere", "8bit", "cuda", torch.bfloat16)
-    monkeypatch.setattr(weights, "_installed", lambda name: True)
+    monkeypatch.setattr(weights, "installed", lambda name: True)
     config, backend = weights.quantization_config(diffusers, "/nowhere", "4bit", "cuda", torch.bfloat16)
     assert backend == "bitsandbytes" and config.quant_backend == "bitsandbytes_4bit"
     assert config.quant_kwargs["bnb_4bit_quant_type"] == "nf4"
@@ -221,6 +221,28 @@ def test_gguf_transformer(zoo: Any, tmp_path: Path) -> None:
     assert outcome.metadata()["quantize"] == "gguf (flux-Q8_0.gguf)"
     wrong = generate(zoo("sd"), tmp_path / "out2", n=1, options={"gguf": str(path)})
     assert wrong.images == [] and "has none" in wrong.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("files", "variant"),
+    [
+        (["unet/diffusion_pytorch_model.fp16.safetensors", "text_encoder/model.fp16.safetensors"], "fp16"),
+        (["unet/diffusion_pytorch_model.fp16-00001-of-00002.safetensors", "vae/model.fp16.bin"], "fp16"),
+        (["unet/diffusion_pytorch_model.fp16.safetensors", "vae/diffusion_pytorch_model.safetensors"], None),
+        # Sharded plain weights are plain weights: from_pretrained loads them without a variant.
+        (["unet/diffusion_pytorch_model-00001-of-00002.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors"],
+         None),
+        (["unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.bf16.safetensors"], None),
+        (["unet/config.json", "unet/diffusion_pytorch_model.safetensors.index.fp16.json"], None),
+    ],
+)  # fmt: skip
+def test_a_folder_holding_one_variant_only_is_detected(files: list[str], variant: str | None, tmp_path: Path) -> None:
+    from imagegen_cli.local.planning import detect_variant
+
+    for name in files:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert detect_variant(tmp_path) == variant
 
 
 # --------------------------------------------------------------------------------------- sizes and CPU notes

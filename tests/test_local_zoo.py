@@ -231,6 +231,27 @@ def test_guidance_on_classic_pipelines_stays_guidance_scale(zoo: Any, tmp_path: 
     assert plain(zoo("sd3"), [7], guidance_scale=3.0) == outcome.pixels()
 
 
+@pytest.mark.parametrize(("model", "species"), [("qwen-image", "qwen"), ("flux-schnell", "flux"), ("sd-1.5", "sd")])
+@pytest.mark.parametrize("guidance", [None, 1.0, 4.0])
+def test_dry_run_calls_match_what_the_pipeline_gets(model: str, species: str, guidance: float | None, zoo: Any) -> None:
+    # --dry-run prints plan.call_kwargs, from the catalog entry; the run sends adapt's, from the loaded pipeline.
+    from diffusers import DiffusionPipeline
+
+    from imagegen_cli.local.calls import adapt
+    from imagegen_cli.local.catalog import LOCAL_MODELS
+    from imagegen_cli.local.planning import LocalOptions, ModelSource, build_local_plan
+    from imagegen_cli.request import GenerationRequest, Size
+
+    entry = LOCAL_MODELS[model]
+    request = GenerationRequest(
+        prompt="a fox", provider="local", model=model, n=2, seed=7, size=Size(32, 32), guidance=guidance
+    )
+    plan = build_local_plan(request, ModelSource(model, str(zoo(species)), entry.pipeline, entry), LocalOptions())
+    call, _ = adapt(DiffusionPipeline.from_pretrained(zoo(species)), plan)
+    batch = plan.batches[0]
+    assert plan.call_kwargs(batch) == call.kwargs(batch)
+
+
 # ------------------------------------------------------------------------------------- 8. the size multiple
 def test_sizes_round_to_the_pipelines_own_multiple(zoo: Any, tmp_path: Path) -> None:
     outcome = generate(zoo("flux"), tmp_path, n=1, size="76x44")  # the tiny Flux needs multiples of 16
@@ -244,6 +265,7 @@ def test_sizes_round_to_the_pipelines_own_multiple(zoo: Any, tmp_path: Path) -> 
 def test_folder_sizes_are_refused_far_above_the_native_size(zoo: Any, tmp_path: Path) -> None:
     outcome = generate(zoo("sd3"), tmp_path, n=1, size="2048x2048")  # native 32x32; floor 1024x1024
     assert outcome.images == [] and "too large" in outcome.errors[0]
+    assert "more than 1,048,576 pixels (4x its native 32x32)" in outcome.errors[0]
 
 
 def test_zoo_is_small(zoo: Any, zoo_root: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import gateway_env, heavy_imports, run_cli
+from tests.conftest import gateway_env, heavy_imports, run_cli, write_config
 from tests.fakegateway import FakeGateway
 
 DESIGN_PROVIDERS = {"openai", "mka1", "kkiai", "modelmax", "token360", "apimart", "local"}
@@ -399,3 +399,23 @@ def test_user_defined_providers_list_their_default_and_configured_models(tmp_pat
     assert shown.returncode == 0, shown.stderr
     assert "mygw:flux-dev" in shown.stdout and "not a built-in model" not in shown.stdout
     assert "mygw:flux-dev" in complete("imagegen generate -m myg", env=env)
+
+
+def test_key_env_is_the_lookup_rule_for_config_providers(tmp_path: Path) -> None:
+    # `my-gw` is looked up as IMAGEGEN_MY_GW_API_KEY / MY_GW_API_KEY (providers.registry.profile_key_vars).
+    write_config(
+        '[providers.my-gw]\nbase_url = "https://gw.example/v1"\ndefault_model = "flux-dev"\n\n'
+        '[providers.tok]\nbase_url = "https://tok.example/v1"\ndefault_model = "m"\napi_key_env = "TOK_TOKEN"\n'
+    )
+    listed = run_cli("models", "--json")
+    assert listed.returncode == 0, listed.stderr
+    key_env = {p["name"]: p["key_env"] for p in listed.json()["providers"]}
+    assert key_env["my-gw"] == ["IMAGEGEN_MY_GW_API_KEY", "MY_GW_API_KEY"]
+    assert key_env["tok"] == ["TOK_TOKEN", "IMAGEGEN_TOK_API_KEY", "TOK_API_KEY"]
+    assert key_env["openai"] == ["IMAGEGEN_OPENAI_API_KEY", "OPENAI_API_KEY"]
+    shown = run_cli("models", "show", "my-gw:flux-dev", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.json()["key_env"] == ["IMAGEGEN_MY_GW_API_KEY", "MY_GW_API_KEY"]
+    found = run_cli("keys", "list", "--json", env={"MY_GW_API_KEY": "sk-test-0123456789abcdef"})
+    assert found.returncode == 0, found.stderr
+    assert "MY_GW_API_KEY" in found.stdout  # the variable `models` names is the one the lookup reads

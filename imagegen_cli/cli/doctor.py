@@ -7,14 +7,11 @@ Exit 0 when everything the default model needs is in place, 1 otherwise.
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -24,8 +21,6 @@ from imagegen_cli.cli.options import JsonOpt
 from imagegen_cli.errors import ImagegenError, redact
 
 if TYPE_CHECKING:
-    from types import ModuleType
-
     from imagegen_cli.settings import Settings
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
@@ -45,17 +40,14 @@ class Check:
 
 
 def _version(package: str) -> str | None:
+    # Imported here: importlib.metadata pulls in email, zipfile and csv, and app.py imports this module for
+    # every command, --help included.
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def _gpu_without_torch() -> str | None:
@@ -71,16 +63,17 @@ def _gpu_without_torch() -> str | None:
     return "; ".join(gpus) or None
 
 
-def _torch_checks(local_needed: bool) -> tuple[list[Check], ModuleType | None]:
-    """torch, its accelerator and the GPU; returns the torch module when it is installed."""
+def _torch_checks(local_needed: bool) -> list[Check]:
+    """torch, its accelerator and the GPU."""
     from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
+    from imagegen_cli.local.weights import installed
 
-    if not _installed("torch"):
+    if not installed("torch"):
         gpu = _gpu_without_torch()
         return [
             Check("torch", FAIL if local_needed else INFO, "not installed", LOCAL_EXTRA_HINT, needed=local_needed),
             Check("gpu", INFO, gpu or "no NVIDIA GPU found (nvidia-smi)"),
-        ], None
+        ]
     import torch
 
     checks = [Check("torch", OK, torch.__version__)]
@@ -97,7 +90,7 @@ def _torch_checks(local_needed: bool) -> tuple[list[Check], ModuleType | None]:
         fix = "install a CUDA build of torch: https://pytorch.org/get-started/locally/" if gpu else None
         value = f"none usable by torch (nvidia-smi sees {gpu})" if gpu else "none: local models run on the CPU (slowly)"
         checks.append(Check("gpu", WARN if gpu else INFO, value, fix))
-    return checks, torch
+    return checks
 
 
 def _cache_checks() -> list[Check]:
@@ -117,9 +110,11 @@ def _cache_checks() -> list[Check]:
     ]
 
 
-def _local_model_check(name: str, torch: ModuleType | None) -> Check:
-    """Whether the default local model can run now (weights downloaded, or a folder in place)."""
-    from imagegen_cli.local.catalog import LOCAL_MODELS, cache_state, human_size
+def _local_model_check(name: str) -> Check:
+    """Whether the default local model can run now (weights downloaded, built, or a folder in place)."""
+    from imagegen_cli.local.catalog import human_size
+    from imagegen_cli.local.planning import resolve_source
+    from imagegen_cli.model_catalog import local_state
 
     label = f"local:{name}"
     if name == "auto":
@@ -127,26 +122,24 @@ def _local_model_check(name: str, torch: ModuleType | None) -> Check:
 
         name, why = choose_auto(detect_accelerator())
         label = f"local:auto → local:{name} ({why})"
-    model = LOCAL_MODELS.get(name)
-    if model is None:
-        path = Path(name).expanduser()
-        if (path / "model_index.json").is_file():
+    try:
+        source = resolve_source(name)  # as generate resolves it
+    except ImagegenError as exc:
+        return Check("default model", FAIL, f"{label}: {exc.message}", exc.hint or "imagegen models", needed=True)
+    if source.model is None:
+        if source.is_dir:
             return Check("default model", OK, f"{label}: a pipeline folder")
-        if name.count("/") == 1:
-            return Check("default model", INFO, f"{label}: a Hub repo, downloaded on first use")
-        return Check("default model", FAIL, f"{label}: no such model or folder", "imagegen models", needed=True)
-    if model.repo is None:
-        return Check("default model", OK, f"{label}: built on first use")
-    state = cache_state(model.repo)
-    if state.downloaded:
-        return Check("default model", OK, f"{label}: downloaded ({human_size(state.size_bytes)})")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        return Check("default model", INFO, f"{label}: a Hub repo, downloaded on first use")
+    on_disk, size, _, state = local_state(source.model)
+    if on_disk:
+        return Check("default model", OK, f"{label}: {state} ({human_size(size)})")
+    if source.model.repo is None:  # local:tiny, built offline on its first run
+        return Check("default model", OK, f"{label}: {state}")
     fix = f"imagegen models pull {name}"
-    if offline:
-        return Check("default model", FAIL, f"{label}: not downloaded, and offline", fix, needed=True)
-    return Check(
-        "default model", WARN, f"{label}: not downloaded ({model.memory_gb:g} GB of weights on first use)", fix
-    )
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return Check("default model", FAIL, f"{label}: {state}, and offline", fix, needed=True)
+    memory = source.model.memory_gb
+    return Check("default model", WARN, f"{label}: {state} ({memory:g} GB of weights on first use)", fix)
 
 
 def _online(url: str) -> tuple[bool, str]:
@@ -183,8 +176,7 @@ def run_checks(online: bool) -> tuple[list[Check], str]:
     default = _default_model(settings, profiles)
     provider, _, model = default.partition(":")
     local = provider == "local"
-    torch_checks, torch = _torch_checks(local)
-    checks += torch_checks
+    checks += _torch_checks(local)
     for package in LOCAL_PACKAGES[1:]:
         version = _version(package)
         if version:
@@ -196,7 +188,7 @@ def run_checks(online: bool) -> tuple[list[Check], str]:
     checks += _cache_checks()
     checks += _provider_checks(profiles, provider, online)
     if local:
-        checks.append(_local_model_check(model or "auto", torch))
+        checks.append(_local_model_check(model or "auto"))
     return checks, default
 
 

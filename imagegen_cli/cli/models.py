@@ -250,6 +250,7 @@ def show(model: ModelArg, json_out: JsonOpt = False) -> None:
     with report_errors(output):
         from imagegen_cli.local.catalog import LOCAL_MODELS
         from imagegen_cli.model_catalog import example_command, find_model, flag_mapping, local_flag_mapping
+        from imagegen_cli.providers.registry import profile_key_vars
 
         profiles = _profiles()
         provider, info = find_model(profiles, model)
@@ -259,7 +260,7 @@ def show(model: ModelArg, json_out: JsonOpt = False) -> None:
             profile = profiles[provider]
             info["flags"] = flag_mapping(profile, profile.caps_for(info["id"]))
             info["base_url"] = profile.base_url
-            info["key_env"] = list(profile.key_env)
+            info["key_env"] = profile_key_vars(profile)
         info["example"] = example_command(info)
         if json_out:
             output.json(info)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from imagegen_cli.cli.options import JsonOpt, QuietOpt, YesOpt
 from imagegen_cli.cli.render import Output, report_errors
 from imagegen_cli.errors import ExitCode, UsageError, clean_text
+
+if TYPE_CHECKING:
+    from imagegen_cli.settings import Settings
 
 tasks_app = typer.Typer(
     help="The journal of generation jobs: list, show, wait for, cancel and prune them.\n\n"
@@ -200,11 +203,11 @@ def prune(
             output.line(f"removed {removed} job(s)")
 
 
-def _records_provider(provider: str) -> Any:
+def _records_provider(provider: str, settings: Settings | None = None) -> Any:
     from imagegen_cli.providers.registry import resolve_provider
     from imagegen_cli.settings import load_settings
 
-    profiles = load_settings().profiles()
+    profiles = (settings or load_settings()).profiles()
     if provider not in profiles:
         raise UsageError(f"unknown provider {provider!r}")
     resolved = resolve_provider(profiles, provider, None, None)
@@ -290,18 +293,18 @@ def records_get(
     output = Output(json_mode=json_out)
     with report_errors(output):
         from imagegen_cli.providers.records import download_record
+        from imagegen_cli.settings import load_settings
 
         if via not in ("redirect", "url", "binary"):
             raise UsageError("--via must be redirect, url or binary")
-        from imagegen_cli.settings import load_settings
-
+        settings = load_settings()
         saved = download_record(
-            _records_provider(provider),
+            _records_provider(provider, settings),
             record_id,
             out=out,
             via=via,
             overwrite=overwrite,
-            default_dir=load_settings().output_dir,
+            default_dir=settings.output_dir,
             timeout=timeout,
         )
         if json_out:

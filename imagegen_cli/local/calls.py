@@ -27,8 +27,7 @@ import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from imagegen_cli.errors import UsageError
-from imagegen_cli.local.planning import LocalBatch, LocalPlan, max_pixels, round_to
+from imagegen_cli.local.planning import EMPTY_NEGATIVE, LocalBatch, LocalPlan, check_pixels, round_to
 from imagegen_cli.request import Notes
 
 
@@ -174,13 +173,7 @@ def adapt(pipe: object, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
             notes.approximated(f"--size {asked} → {rounded[0]}x{rounded[1]} (multiples of {multiple} for {name})")
             width, height = rounded
         if native:
-            limit = max_pixels(native)
-            if width * height > limit:
-                raise UsageError(
-                    f"{width}x{height} is too large for {where}: more than {limit:,} pixels "
-                    f"(4x its native {native[0]}x{native[1]})",
-                    hint=f"ask for a smaller --size (e.g. {native[0]}x{native[1]}), then upscale",
-                )
+            check_pixels(width, height, native, where)
         if takes("width") and takes("height"):
             base.update(width=width, height=height)
         else:
@@ -211,7 +204,7 @@ def adapt(pipe: object, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
         if takes("true_cfg_scale") and not embedded:
             knob = "true_cfg_scale"
             if guidance > 1 and not negative and takes("negative_prompt"):
-                negative = " "
+                negative = EMPTY_NEGATIVE
                 notes.info(
                     f"--guidance {guidance:g} → true_cfg_scale on {name}, with an empty negative prompt "
                     "(its true CFG applies only with one)"

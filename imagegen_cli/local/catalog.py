@@ -22,6 +22,10 @@ class LocalModel:
     licence: str
     memory_gb: float
     negative_prompt: bool = True
+    # The ``__call__`` keyword --guidance goes to (``local.calls.adapt`` reads it from the loaded pipeline; this
+    # is what --dry-run and ``models show`` say before loading): ``true_cfg_scale`` where the pipeline has one and
+    # its transformer no guidance embedding (Qwen-Image, FLUX.1-schnell).
+    guidance_knob: str = "guidance_scale"
     summary: str = ""
     # Approximate peak GPU memory at the native size with --quantize 8bit / 4bit (memory_gb: unquantized).
     memory_8bit_gb: float | None = None
@@ -68,6 +72,7 @@ LOCAL_MODELS: dict[str, LocalModel] = {
             licence="apache-2.0",
             memory_gb=34,
             negative_prompt=False,
+            guidance_knob="true_cfg_scale",
             summary="12B rectified flow, 4 steps",
             memory_8bit_gb=19,
             memory_4bit_gb=11,
@@ -128,6 +133,7 @@ LOCAL_MODELS: dict[str, LocalModel] = {
             dtype="bf16",
             licence="apache-2.0",
             memory_gb=58,
+            guidance_knob="true_cfg_scale",
             summary="20B MMDiT; strong text rendering",
             memory_8bit_gb=30,
             memory_4bit_gb=17,

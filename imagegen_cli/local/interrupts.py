@@ -21,8 +21,8 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
-from imagegen_cli.errors import ExitCode
 from imagegen_cli.signals import StopSignal as Stop
+from imagegen_cli.signals import interrupted_exit_code
 
 GRACE_SECONDS = 0.5  # how long the watcher lets a free main thread handle a second signal itself
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -107,7 +107,7 @@ def _say(text: str) -> None:
 
 def _hard_exit() -> None:
     """The main thread is stuck inside one torch operation: end the process now."""
-    code = ExitCode.TERMINATED if Stop.terminated else ExitCode.INTERRUPTED
+    code = interrupted_exit_code()
     word = "terminated" if Stop.terminated else "interrupted"
     try:
         cursor = "\x1b[?25h" if sys.stderr.isatty() else ""  # a progress bar may have hidden it

@@ -34,7 +34,12 @@ MAX_SIDE = 8192  # no local pipeline is trained anywhere near this; beyond it on
 MIN_MAX_PIXELS = 1024 * 1024  # every model may be asked for 1024x1024, even a small one
 # On a CPU, a run above this many pixel-steps (width x height x steps x images) takes minutes: say so first.
 CPU_SLOW_PIXEL_STEPS = 2_000_000
-_WEIGHTS = re.compile(r"^(?:diffusion_pytorch_model|model)\.([A-Za-z0-9_]+)(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin)$")
+# The negative prompt passed with true CFG when none was given (as the Qwen-Image model card does).
+EMPTY_NEGATIVE = " "
+# A component's weight file: plain or of a variant (group 1), whole or one shard.
+_WEIGHTS = re.compile(
+    r"^(?:diffusion_pytorch_model|model)(?:\.([A-Za-z0-9_]+))?(?:-\d{5}-of-\d{5})?\.(?:safetensors|bin)$"
+)
 
 
 def max_pixels(native: tuple[int, int]) -> int:
@@ -71,15 +76,11 @@ def detect_variant(folder: Path) -> str | None:
         if not component.is_dir():
             continue
         for weights in component.iterdir():
-            if weights.name.startswith(("diffusion_pytorch_model.", "model.")) and weights.suffix in (
-                ".safetensors",
-                ".bin",
-            ):
-                match = _WEIGHTS.match(weights.name)
-                if match and not re.fullmatch(r"\d{5}-of-\d{5}", match.group(1)):
-                    variants.add(match.group(1))
-                else:
-                    plain = True
+            match = _WEIGHTS.match(weights.name)
+            if match and match.group(1):
+                variants.add(match.group(1))
+            elif match:
+                plain = True
     if plain or len(variants) != 1:
         return None
     return variants.pop()
@@ -177,10 +178,14 @@ class LocalPlan:
             kwargs.update(width=self.width, height=self.height)
         if self.steps is not None:
             kwargs["num_inference_steps"] = self.steps
+        negative = self.negative_prompt
         if self.guidance is not None:
-            kwargs["guidance_scale"] = self.guidance
-        if self.negative_prompt:
-            kwargs["negative_prompt"] = self.negative_prompt
+            knob = self.source.model.guidance_knob if self.source.model else "guidance_scale"
+            kwargs[knob] = self.guidance
+            if knob == "true_cfg_scale" and self.guidance > 1 and not negative:
+                negative = EMPTY_NEGATIVE  # as local.calls.adapt passes it: true CFG applies only with one
+        if negative:
+            kwargs["negative_prompt"] = negative
         kwargs.update(self.extra)
         return kwargs
 
@@ -285,11 +290,19 @@ def _check_size(width: int, height: int, model: LocalModel | None, where: str) -
     """Refuse sizes no model can take (the runner checks folders against their pipeline's native size)."""
     if max(width, height) > MAX_SIDE:
         raise UsageError(f"{width}x{height} is too large for {where}: at most {MAX_SIDE} pixels a side")
-    if model and width * height > max_pixels(model.native_size):
-        limit = max_pixels(model.native_size)
+    if model:
+        check_pixels(width, height, model.native_size, where)
+
+
+def check_pixels(width: int, height: int, native: tuple[int, int], where: str) -> None:
+    """Refuse more pixels than ``max_pixels(native)``: the catalog's native size here, the loaded pipeline's in
+    ``local.calls``."""
+    limit = max_pixels(native)
+    if width * height > limit:
+        text = f"{native[0]}x{native[1]}"
         raise UsageError(
-            f"{width}x{height} is too large for {where}: more than {limit:,} pixels (4x its native {model.native})",
-            hint=f"ask for a smaller --size (e.g. {model.native}), then upscale",
+            f"{width}x{height} is too large for {where}: more than {limit:,} pixels (4x its native {text})",
+            hint=f"ask for a smaller --size (e.g. {text}), then upscale",
         )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,7 @@ from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
 from imagegen_cli.local.calls import PipelineCall, adapt, singles
 from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
 from imagegen_cli.local.interrupts import SignalGuard
-from imagegen_cli.local.planning import LocalBatch, LocalPlan, detect_variant
+from imagegen_cli.local.planning import LocalBatch, LocalOptions, LocalPlan, detect_variant
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -174,7 +174,7 @@ def load_pipeline(
     return pipe
 
 
-def place(torch: ModuleType, pipe: Any, plan: LocalPlan, placement: Placement, notes: list[str]) -> None:
+def place(pipe: Any, plan: LocalPlan, placement: Placement, notes: list[str]) -> None:
     """Device placement or offloading, VAE tiling and regional compilation."""
     offload = plan.options.offload
     if offload != "none" and placement.device == "cpu":
@@ -206,7 +206,7 @@ def place(torch: ModuleType, pipe: Any, plan: LocalPlan, placement: Placement, n
 
 
 # The pipeline of the last run, kept for the next one in the same process (the lines of a batch).
-_LOADED: dict[tuple[Any, ...], Any] = {}
+_LOADED: dict[tuple[str, LocalOptions], Any] = {}
 
 
 class LocalRun:
@@ -229,20 +229,10 @@ class LocalRun:
     def run(self) -> None:
         torch, diffusers = import_stack()
         placement = resolve_placement(torch, self.plan.options.device, self.plan.options.dtype)
-        options = self.plan.options
-        key = (
-            self.plan.source.location,
-            placement.device,
-            placement.dtype_name,
-            options.offload,
-            options.vae_tiling,
-            options.compile,
-            options.variant,
-            options.loras,
-            options.quantize,
-            options.gguf,
-            options.scheduler,
-        )
+        # Every option shapes the loaded pipeline, so the key is all of them (device and dtype as resolved): a new
+        # field of LocalOptions cannot be forgotten here and reuse a pipeline loaded another way.
+        options = replace(self.plan.options, device=placement.device, dtype=placement.dtype_name)
+        key = (self.plan.source.location, options)
         loaded = _LOADED.get(key)
         if loaded is None:
             self.reporter.start("load", f"loading {self.plan.source.name}", None)
@@ -250,7 +240,7 @@ class LocalRun:
                 details: dict[str, Any] = {}
                 pipe = load_pipeline(diffusers, self.plan, placement, details)
                 prepare(diffusers, pipe, self.plan, details)
-                place(torch, pipe, self.plan, placement, self.result.notes)
+                place(pipe, self.plan, placement, self.result.notes)
             finally:
                 self.reporter.finish("load")
             _LOADED.clear()  # one model in memory at a time

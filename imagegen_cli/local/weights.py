@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 DENOISERS = ("transformer", "unet", "prior", "decoder")
 
 
-def _installed(module: str) -> bool:
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
@@ -66,7 +67,7 @@ def quantization_config(
     bits = 8 if quantize == "8bit" else 4
     components = _components(model_index(location)) or {"transformer": "diffusers", "unet": "diffusers"}
     if device == "cuda":
-        if not _installed("bitsandbytes"):
+        if not installed("bitsandbytes"):
             raise ConfigError(
                 f"--quantize {quantize} on CUDA needs bitsandbytes (not installed)", hint="pip install bitsandbytes"
             )
@@ -79,7 +80,7 @@ def quantization_config(
             quant_backend=f"bitsandbytes_{bits}bit", quant_kwargs=kwargs, components_to_quantize=list(components)
         )
         return config, "bitsandbytes"
-    if _installed("optimum.quanto"):
+    if installed("optimum.quanto"):
         import transformers
 
         weights = "int8" if bits == 8 else "int4"
@@ -104,7 +105,7 @@ def gguf_transformer(diffusers: ModuleType, location: str, path: str, dtype: obj
     cls = getattr(diffusers, str(entry[1]), None)
     if cls is None or not hasattr(cls, "from_single_file"):
         raise UsageError(f"diffusers cannot load a {entry[1]} from a single GGUF file", hint="drop --gguf")
-    if not _installed("gguf"):
+    if not installed("gguf"):
         raise ConfigError("--gguf needs the gguf package (not installed)", hint="pip install gguf")
     if not Path(path).is_file() and not path.startswith(("http://", "https://")):
         raise UsageError(f"--gguf {path}: no such file")
@@ -138,7 +139,7 @@ def apply_loras(pipe: Any, specs: list[tuple[str, float]]) -> list[dict[str, Any
     pipeline = type(pipe).__name__
     if not hasattr(pipe, "load_lora_weights"):
         raise UsageError(f"{pipeline} does not take LoRAs", hint="drop --lora")
-    if not _installed("peft"):
+    if not installed("peft"):
         raise ConfigError("--lora needs peft (not installed)", hint="pip install peft (or the local extra)")
     names: list[str] = []
     for number, (source, _scale) in enumerate(specs, 1):
