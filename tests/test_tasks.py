@@ -209,7 +209,7 @@ def test_cancel_of_a_stalled_gateway_still_cancels_the_job(gateway: FakeGateway,
     gateway.latency = 8  # the cancel request gets no answer within the config's timeout
     start = time.monotonic()
     cancelled = run_cli("tasks", "cancel", job_id, env=env)
-    assert time.monotonic() - start < 2 + 2
+    assert time.monotonic() - start < 2 + 4  # the config timeout, with room for a loaded machine; far below 8
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.lines == [job_id]
     assert "customtasks: no answer to the cancel request within 2 s" in cancelled.stderr
