@@ -147,7 +147,9 @@ def _parse_field(key: str, value: Any) -> Any:
     if key in _STRS:
         return value if isinstance(value, str) else _BAD
     if key in ("versions", "params"):
-        if not isinstance(value, Mapping) or (key == "versions" and not all(isinstance(v, str) for v in value.values())):
+        if not isinstance(value, Mapping):
+            return _BAD
+        if key == "versions" and not all(isinstance(v, str) for v in value.values()):
             return _BAD
         return dict(value)
     if key == "loras":
