@@ -118,13 +118,18 @@ def resume(
                 job = None
             results.append(result)
             prepared.append((row, result, job))
-        for row, result, job in prepared:
-            if job is not None and not run.interrupted:
-                try:
-                    single = run_jobs([job], RunContext(settings, journal, sink, timeout))
-                    run.interrupted = single.interrupted
-                except ImagegenError as exc:
-                    result.errors.append(exc)
+        # One run for every job: their tasks are polled at once, within one overall --timeout (the same driver,
+        # engine and recorder as generate --resume).
+        runnable = [job for _, _, job in prepared if job is not None]
+        if runnable:
+            context = RunContext(settings, journal, sink, timeout, shared_deadline=True)
+            try:
+                single = run_jobs(runnable, context)
+                run.interrupted, run.terminated = single.interrupted, single.terminated
+            except ImagegenError as exc:
+                for job in runnable:
+                    job.result.errors.append(exc)
+        for row, result, _ in prepared:
             result.report_saved_rows(journal.get(row.id).images)  # whoever saved them: this run or an earlier one
         run.elapsed = time.monotonic() - started
     sink.close()
@@ -133,7 +138,7 @@ def resume(
 
 def _resume_job(row: Job, settings: Settings, out_dir: str | Path | None) -> tuple[JobResult, PlannedJob | None]:
     """The job's result so far, and what is left to run (``None``: nothing; the result says why)."""
-    from imagegen_cli.backends import ModelRef, backend_for
+    from imagegen_cli.backends import ModelRef, engine_for
     from imagegen_cli.store.writer import OutputSpec
 
     result = JobResult(row.provider, row.model, row.n, job_id=row.id, prompt=str(row.request.get("prompt", "")))
@@ -163,10 +168,10 @@ def _resume_job(row: Job, settings: Settings, out_dir: str | Path | None) -> tup
             result.errors.append(TaskFailed(f"job {row.id} was never submitted", hint="generate it again"))
     if not todo:
         return result, None
-    backend = backend_for(ModelRef(row.provider, row.model))
-    line_plan = backend.journal_plan(row, settings)
+    engine = engine_for(ModelRef(row.provider, row.model), settings)
+    line_plan = engine.journal_plan(row, settings)
     job = PlannedJob(
-        PromptLine(None, result.prompt), GenerateOptions(), backend, line_plan, result, previous=row, resume_tasks=todo
+        PromptLine(None, result.prompt), GenerateOptions(), engine, line_plan, result, previous=row, resume_tasks=todo
     )
     job.spec = OutputSpec.from_dict(row.output, Path(out_dir) if out_dir else None)
     return result, job

@@ -3,8 +3,9 @@
 Every line is planned (and so validated) before anything is sent or any directory is made; a usage
 error names its line. Each line becomes a job in the journal, keyed by its normalised request and
 output, so ``--resume`` skips lines whose images are saved, resumes lines whose remote tasks are
-still pending, and makes only the missing images of the rest. Lines are handed to their backend in
-groups (remote lines run concurrently, local lines one after another with the model loaded once).
+still pending, and makes only the missing images of the rest. Lines are handed to their engine in
+groups (remote lines run concurrently, local lines one after another with the model loaded once), and the
+driver records what each engine emits.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from imagegen_cli.backends import PlannedJob, RunContext, backend_for, resolve_model_ref
+from imagegen_cli.backends import PlannedJob, RunContext, engine_for, resolve_model_ref
 from imagegen_cli.errors import ImagegenError, UsageError
 from imagegen_cli.result import JobResult, RunResult, TaskRecord
 
@@ -34,8 +35,8 @@ def plan_lines(lines: list[PromptLine], options: GenerateOptions, settings: Sett
         try:
             line_options = options.with_overrides(line.overrides)
             ref = resolve_model_ref(line_options.model, line_options.provider, settings, profiles)
-            backend = backend_for(ref)
-            plan = backend.plan(line, line_options, ref, settings)
+            engine = engine_for(ref, settings)
+            plan = engine.plan(line, line_options, ref, settings)
             if line.number is not None and line_options.output.out == "-":
                 raise UsageError("-o - writes one image to stdout; a batch writes many", hint="use -o DIR")
         except ImagegenError as exc:
@@ -52,7 +53,7 @@ def plan_lines(lines: list[PromptLine], options: GenerateOptions, settings: Sett
             planned_notes=len(plan.notes),
             no_wait=line_options.run.no_wait,
         )
-        jobs.append(PlannedJob(line, line_options, backend, plan, result))
+        jobs.append(PlannedJob(line, line_options, engine, plan, result))
     return jobs
 
 
@@ -125,17 +126,19 @@ def prepare_resume(journal: Journal, jobs: list[PlannedJob]) -> None:
                 job.result.tasks.append(task)
                 covered.update(task.indices)
         missing = [i for i in range(1, job.plan.request.n + 1) if i not in saved and i not in covered]
-        job.todo = job.backend.narrow(job.plan, missing) if missing else None
+        job.todo = job.engine.narrow(job.plan, missing) if missing else None
 
 
 def run_jobs(jobs: list[PlannedJob], context: RunContext) -> RunResult:
-    """Run every job not already complete, each backend's jobs together; Ctrl-C keeps what was saved."""
+    """Run every job not already complete, each engine's jobs together; Ctrl-C keeps what was saved."""
+    from imagegen_cli.backends.driver import run_engine
+
     started = time.monotonic()
     result = RunResult([job.result for job in jobs])
     groups: dict[str, list[PlannedJob]] = {}
     for job in jobs:
         if job.todo is not None or job.resume_tasks:
-            groups.setdefault(job.backend.name, []).append(job)
+            groups.setdefault(job.engine.name, []).append(job)
         else:
             job.result.started = True  # complete from an earlier run: reported, not redone
             context.sink.job_finished(job.result)
@@ -143,28 +146,30 @@ def run_jobs(jobs: list[PlannedJob], context: RunContext) -> RunResult:
         # Remote lines first: they mostly wait on gateways, while local lines hold the machine.
         for name in sorted(groups, key=lambda n: n != "remote"):
             group = groups[name]
-            group[0].backend.run(group, context)
+            run_engine(group[0].engine, group, context)
     except KeyboardInterrupt:
         result.interrupted = True
+        result.terminated = context.stop.terminated
         for job in jobs:
             if job.result.started:
-                _say_interrupted(job.result)
+                _say_interrupted(job.result, terminated=context.stop.terminated)
     finally:
         result.elapsed = time.monotonic() - started
         context.sink.close()
     return result
 
 
-def _say_interrupted(result: JobResult) -> None:
+def _say_interrupted(result: JobResult, *, terminated: bool) -> None:
     """An interrupted job says how far it got, and how to finish it when its remote tasks can still deliver."""
     from imagegen_cli.result import Interrupted
     from imagegen_cli.signals import StopSignal
 
+    terminated = terminated or StopSignal.terminated
     result.interrupted = True
     saved, requested = len(result.saved_indices), result.requested
     if saved >= requested and not result.resumable:
         return
-    verb = "terminated" if StopSignal.terminated else "interrupted"
+    verb = "terminated" if terminated else "interrupted"
     message = f"{verb}: {saved} of {requested} image(s) saved"
     hint = None
     if result.resumable and result.job_id:

@@ -150,3 +150,25 @@ def clean_text(text: str, limit: int = 500) -> str:
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return redact(text)
+
+
+def as_job_error(exc: BaseException, what: str) -> ImagegenError:
+    """Any exception met while making one image, as the error recorded for it (never an "internal error")."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]  # anyio wraps a bad port in a task group: the leaf says what happened
+    if isinstance(exc, ImagegenError):
+        if what not in exc.message:
+            exc.message = f"{what}: {exc.message}"
+        return exc
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return SaveError(
+            f"cannot save {what}: {exc.strerror or exc}",
+            hint="check free space and permissions of the output directory",
+        )
+    if isinstance(exc, RecursionError):
+        return DownloadError(f"{what}: the answer is nested too deeply to read")
+    return DownloadError(f"{what}: {type(exc).__name__}: {clean_text(str(exc), 200)}")
+
+
+class DeadlineReached(Exception):
+    """The run's own ``--timeout`` ran out while waiting: not one image's failure (the job says what is pending)."""

@@ -12,36 +12,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from imagegen_cli.errors import AuthError, ConfigError, ExitCode, ImageBusy, ImagegenError, clean_text
+from imagegen_cli.events import TaskRecord as TaskRecord
 from imagegen_cli.signals import interrupted_exit_code
-from imagegen_cli.status import JobStatus, TaskState, job_status, job_status_of, task_resumable
-from imagegen_cli.store.job_rows import ImageRow, TaskRow
+from imagegen_cli.status import JobStatus, job_status, job_status_of
+from imagegen_cli.store.job_rows import ImageRow
 from imagegen_cli.store.writer import SavedImage
-
-
-@dataclass
-class TaskRecord:
-    """A remote task of a job and where it stands."""
-
-    remote_id: str
-    state: TaskState
-    call: int
-    first_image: int = 1
-    count: int = 1
-    seed: int | None = None
-    error: str | None = None
-
-    @property
-    def indices(self) -> range:
-        return range(self.first_image, self.first_image + self.count)
-
-    def resumable(self, saved: set[int]) -> bool:
-        return task_resumable(self.state, self.indices, saved)
-
-    @classmethod
-    def from_row(cls, row: TaskRow) -> TaskRecord:
-        """The one journal row → record conversion."""
-        state = TaskState(row.status)
-        return cls(row.remote_id, state, row.call_index, row.first_image, row.count, row.seed, row.error)
 
 
 class Interrupted(ImagegenError):
@@ -196,6 +171,7 @@ class RunResult:
 
     jobs: list[JobResult]
     interrupted: bool = False
+    terminated: bool = False  # stopped by SIGTERM (exit 143), not Ctrl-C
     elapsed: float = 0.0
 
     @property
@@ -231,7 +207,7 @@ class RunResult:
 
     def exit_code(self) -> ExitCode:
         if self.interrupted or any(job.interrupted for job in self.jobs):
-            return interrupted_exit_code()
+            return ExitCode.TERMINATED if self.terminated else interrupted_exit_code()
         codes = [job.exit_code() for job in self.jobs]
         if all(code == ExitCode.OK for code in codes):
             return ExitCode.OK

@@ -1,4 +1,7 @@
-"""Claim, write and journal each image of a job: one mechanism for every backend.
+"""The recorder: what the driver does with each event of a job. One mechanism for every engine.
+
+Engines emit events (``imagegen_cli.events``); :class:`JobRecorder` turns them into journal rows, files, progress
+and the job's result: a task is journalled before the engine goes on, an image is claimed, written and journalled.
 
 Each image is its own failure domain: an error while fetching or writing one image is recorded on
 the job and the others go on. A file that reaches its final name is always journalled and reported,
@@ -12,13 +15,17 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from imagegen_cli.errors import DownloadError, ImageBusy, ImagegenError, SaveError, clean_text
-from imagegen_cli.store.journal import Claim
+from imagegen_cli.errors import DeadlineReached, ImageBusy, ImagegenError, ImagesExpired, as_job_error, clean_text
+from imagegen_cli.status import TaskState
+from imagegen_cli.store.journal import Claim, TaskRow
 
 if TYPE_CHECKING:
     from imagegen_cli.backends import PlannedJob, RunContext
+    from imagegen_cli.events import Event, ImageReady
     from imagegen_cli.result import JobResult, ProgressSink
     from imagegen_cli.store.journal import Journal
     from imagegen_cli.store.writer import ImageWriter, SavedImage
@@ -27,31 +34,142 @@ T = TypeVar("T")
 BUSY_POLL = 0.2  # seconds between looks at an image another process is saving
 
 
-def as_job_error(exc: BaseException, what: str) -> ImagegenError:
-    """Any exception met while making one image, as the error recorded for it (never an "internal error")."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]  # anyio wraps a bad port in a task group: the leaf says what happened
-    if isinstance(exc, ImagegenError):
-        if what not in exc.message:
-            exc.message = f"{what}: {exc.message}"
-        return exc
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return SaveError(
-            f"cannot save {what}: {exc.strerror or exc}",
-            hint="check free space and permissions of the output directory",
-        )
-    if isinstance(exc, RecursionError):
-        return DownloadError(f"{what}: the answer is nested too deeply to read")
-    return DownloadError(f"{what}: {type(exc).__name__}: {clean_text(str(exc), 200)}")
-
-
 class JobRecorder:
     """Saves the images of one job and keeps the journal and the result in step with the disk."""
 
-    def __init__(self, result: JobResult, journal: Journal | None, sink: ProgressSink) -> None:
+    def __init__(
+        self,
+        result: JobResult,
+        journal: Journal | None,
+        sink: ProgressSink,
+        writer: ImageWriter | None = None,
+        label: str = "",
+    ) -> None:
         self.result = result
         self.journal = journal
         self.sink = sink
+        self.writer = writer
+        self.label = label  # "line 3: " before each progress label of a batch line
+        self.keys: set[str] = set()  # progress bars open now
+
+    # ------------------------------------------------------------------ events
+    def handle(self, event: Event, key_prefix: str = "") -> None:
+        """Record one event of this job (an ``ImageReady`` with pixels or bytes is saved here, in this thread)."""
+        from imagegen_cli import events as ev
+
+        result = self.result
+        if isinstance(event, ev.CallSent):
+            if event.sends:
+                result.sent = True
+            self.keys.add(event.key)
+            self.sink.start(key_prefix + event.key, self.label + event.label, event.total)
+        elif isinstance(event, ev.Progress):
+            self.sink.update(key_prefix + event.key, completed=event.completed)
+        elif isinstance(event, ev.CallDone):
+            self.keys.discard(event.key)
+            self.sink.finish(key_prefix + event.key)
+        elif isinstance(event, ev.Note):
+            if event.now:
+                self.sink.note(event.text)
+            elif event.text not in result.notes:
+                result.notes.append(event.text)
+        elif isinstance(event, ev.TaskSubmitted):
+            result.tasks.append(event.task)
+            task = event.task
+            row = TaskRow(task.remote_id, task.call, task.first_image, task.count, task.seed, task.state.value)
+            self._journal_call(lambda j, job_id: j.add_task(job_id, row), None)
+        elif isinstance(event, ev.TaskUpdated):
+            self._task_state(event.task.remote_id, event.task.state, event.task.error, event.expires_at)
+        elif isinstance(event, ev.Usage):
+            result.usage.append(event.usage)
+        elif isinstance(event, ev.CallFailed):
+            result.errors.append(event.error)
+        elif isinstance(event, ev.Preview):
+            preview = getattr(self.sink, "preview", None)
+            if preview is not None:
+                preview(result, event.index, event.image)
+        elif isinstance(event, ev.ImageReady):
+            self._save_now(event)
+
+    def _task_state(self, remote_id: str, state: TaskState, error: str | None, expires_at: float | None) -> None:
+        for task in self.result.tasks:
+            if task.remote_id == remote_id:
+                task.state, task.error = state, error
+        self._journal_call(lambda j, job_id: j.update_task(job_id, remote_id, state.value, error, expires_at), None)
+
+    def _meta(self, event: ImageReady) -> dict[str, Any]:
+        """The image's record: what the engine said, plus this image's index and seed, the job and the time."""
+        from datetime import UTC, datetime
+
+        from imagegen_cli import __version__
+
+        meta = event.meta.with_image(
+            index=event.index,
+            seed=event.seed,
+            job=self.result.job_id,
+            generator=f"imagegen {__version__}",
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        return meta.to_record()
+
+    def _save_now(self, event: ImageReady) -> None:
+        """An image in memory (pixels from a pipeline, or encoded bytes): claimed, written and recorded here."""
+        assert self.writer is not None
+        index, writer = event.index, self.writer
+        claim = self.claim(index)
+        if claim == Claim.BUSY:
+            self.busy(index)  # another process is saving it: said, not silently skipped
+        if claim != Claim.CLAIMED:
+            return
+        meta = self._meta(event)
+        try:
+            if event.pixels is not None:
+                saved = writer.save_pil(event.pixels, index=index, seed=event.seed, meta=meta)
+            else:
+                assert event.data is not None
+                saved = writer.save_bytes(event.data, index=index, seed=event.seed, meta=meta)
+        except Exception as exc:  # noqa: BLE001 - one image's failure never ends the run
+            self.fail(index, exc, event.remote_id)
+            return
+        self.record(replace(saved, url=event.url, revised_prompt=event.revised_prompt), remote_id=event.remote_id)
+
+    async def deliver(self, event: ImageReady) -> bool:
+        """Claim (waiting while another process saves it), fetch, then write in a thread, shielded from Ctrl-C.
+
+        True once the image is saved, by this run or another. The run's deadline during the fetch passes through
+        (claim released): it is not this image's failure.
+        """
+        assert self.writer is not None
+        writer = self.writer
+        if not await self.claim_waiting(event.index, time.monotonic() + event.patience):
+            return event.index in self.result.saved_indices
+        meta = self._meta(event)
+        index, seed = event.index, event.seed
+
+        async def prepare() -> bytes | Path:
+            if event.fetch is None:
+                assert event.data is not None
+                return event.data
+            handle, tmp = writer.temp_file()
+            try:
+                with handle:
+                    await event.fetch(handle)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            return tmp
+
+        def write(source: bytes | Path) -> SavedImage:
+            if isinstance(source, bytes):
+                saved = writer.save_bytes(source, index=index, seed=seed, meta=meta)
+            else:
+                saved = writer.finish(source, index=index, seed=seed, meta=meta)
+            return replace(saved, seed=seed, url=event.url, revised_prompt=event.revised_prompt)
+
+        outcome = await self.save_async(
+            index, prepare, write, remote_id=event.remote_id, passthrough=(DeadlineReached,)
+        )
+        return not isinstance(outcome, ImagegenError)
 
     # ------------------------------------------------------------------ claims
     def claim(self, index: int) -> Claim:
@@ -92,16 +210,6 @@ class JobRecorder:
         self._journal_call(lambda j, job_id: j.claim_target(job_id, index, path), None)
 
     # ------------------------------------------------------------------ saving
-    def save(self, index: int, write: Callable[[], SavedImage]) -> SavedImage | None:
-        """Write one image in this thread (local pipelines); an error is recorded, not raised."""
-        try:
-            saved = write()
-        except Exception as exc:  # noqa: BLE001 - one image's failure never ends the run
-            self.fail(index, exc)
-            return None
-        self.record(saved, remote_id=None)
-        return saved
-
     async def save_async(
         self,
         index: int,
@@ -122,7 +230,7 @@ class JobRecorder:
             self.release(index)
             raise
         except Exception as exc:  # noqa: BLE001 - one image's failure never ends the run
-            return self.fail(index, exc)
+            return self.fail(index, exc, remote_id)
         future = asyncio.get_running_loop().run_in_executor(None, write, payload)
         # Interrupted (once or more) while the file is being placed: let the writer finish, then journal and
         # report what it placed, so no file is ever on disk without being recorded; then pass the interrupt on.
@@ -137,7 +245,7 @@ class JobRecorder:
         try:
             saved = future.result()
         except Exception as exc:  # noqa: BLE001 - one image's failure never ends the run
-            error = self.fail(index, exc)
+            error = self.fail(index, exc, remote_id)
             if interrupted:
                 raise asyncio.CancelledError from None
             return error
@@ -146,10 +254,17 @@ class JobRecorder:
             raise asyncio.CancelledError
         return saved
 
-    def fail(self, index: int, exc: BaseException) -> ImagegenError:
+    def fail(self, index: int, exc: BaseException, remote_id: str | None = None) -> ImagegenError:
+        """Image ``index`` could not be fetched or saved: its error goes on the job, its claim is released.
+
+        Only the gateway's own word ends a task: an expired link marks its task expired; a page of HTML for an
+        image, a CDN outage or a full disk leave the task resumable (``tasks wait`` fetches it again).
+        """
         self.release(index)
         error = as_job_error(exc, f"image {index}")
         self.result.errors.append(error)
+        if remote_id is not None and isinstance(error, ImagesExpired):
+            self._task_state(remote_id, TaskState.EXPIRED, error.message, None)
         return error
 
     def record(self, saved: SavedImage, *, remote_id: str | None) -> None:

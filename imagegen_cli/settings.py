@@ -106,7 +106,8 @@ SETTINGS: dict[str, SettingSpec] = {
     )
 }
 PROVIDERS_KEY = "providers"
-KNOWN_KEYS = (*SETTINGS, PROVIDERS_KEY)
+ENGINES_KEY = "engines"  # [engines] PROVIDER = "ENGINE": which registered engine serves a provider
+KNOWN_KEYS = (*SETTINGS, PROVIDERS_KEY, ENGINES_KEY)
 
 
 def check_setting(key: str, value: object, where: str) -> object:
@@ -133,6 +134,7 @@ class Settings:
     concurrency: int | None = None
     metadata: bool = True
     provider_tables: dict[str, Any] = field(default_factory=dict)
+    engines: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], path: Path) -> Settings:
@@ -146,11 +148,32 @@ class Settings:
                     )
                 values["provider_tables"] = raw
                 continue
+            if key == ENGINES_KEY:
+                values["engines"] = _engines(raw, path)
+                continue
             values[key] = check_setting(key, raw, str(path))
         env_model = os.environ.get("IMAGEGEN_MODEL", "").strip()
         if env_model:
             values["default_model"] = env_model
         return cls(path=path, **values)
+
+    def poll_interval(self, default: float) -> float:
+        """Seconds between polls of a task: ``IMAGEGEN_POLL_INTERVAL`` when set (checked), else ``default``."""
+        raw = os.environ.get("IMAGEGEN_POLL_INTERVAL", "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not 0 < value <= 3600:
+            from imagegen_cli.errors import ConfigError
+
+            raise ConfigError(
+                f"IMAGEGEN_POLL_INTERVAL={raw[:40]!r} is not a number of seconds",
+                hint="set it to a number above 0 and at most 3600, e.g. 2, or unset it",
+            )
+        return value
 
     def profiles(self) -> dict[str, ProviderProfile]:
         """Built-in provider profiles with the config file's ``[providers.NAME]`` tables applied (checked once)."""
@@ -163,6 +186,15 @@ class Settings:
 
 
 _PROFILES: dict[str, dict[str, ProviderProfile]] = {}  # by file and tables: a batch checks its tables once
+
+
+def _engines(raw: object, path: Path) -> dict[str, str]:
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        raise SettingError(
+            f'{ENGINES_KEY} in {path} must be a table of PROVIDER = "ENGINE" strings',
+            hint='e.g. [engines] then local = "local"',
+        )
+    return dict(raw)
 
 
 def load_settings() -> Settings:

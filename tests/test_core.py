@@ -195,8 +195,8 @@ def test_local_lines_of_a_batch_load_the_model_once(tmp_path: Path, monkeypatch:
     import diffusers
 
     from imagegen_cli import api
-    from imagegen_cli.local import runner
     from imagegen_cli.options import GenerateOptions, OutputOptions, PromptLine, RequestOptions
+    from tests.zoo import local_engine
 
     loads: list[str] = []
     original = diffusers.DiffusionPipeline.from_pretrained
@@ -206,7 +206,7 @@ def test_local_lines_of_a_batch_load_the_model_once(tmp_path: Path, monkeypatch:
         return original(location, **kwargs)
 
     monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", counting)
-    monkeypatch.setattr(runner, "_LOADED", {})
+    local_engine().unload()
     options = GenerateOptions(
         model="local:tiny", request=RequestOptions(seed=1), output=OutputOptions(out=str(tmp_path))
     )

@@ -48,7 +48,7 @@ def test_tiny_is_reproducible_and_seeded(tmp_path: Path) -> None:
         record = json.loads(img.text["imagegen"])
         assert "Seed: 7" in img.text["parameters"] and "Steps: 4" in img.text["parameters"]
     assert record["seed"] == 7 and record["steps"] == 4 and record["device"] == "cpu" and record["dtype"] == "fp32"
-    assert record["scheduler"] == "EulerDiscreteScheduler" and record["torch"] and record["diffusers"]
+    assert record["scheduler"] == "EulerDiscreteScheduler" and record["versions"]["torch"] and record["versions"]["diffusers"]
 
 
 def test_a_pipeline_directory_the_tool_did_not_build(zimage_dir: Path, tmp_path: Path) -> None:
@@ -225,6 +225,7 @@ class FakePipe:
 
 
 def make_run(tmp_path: Path, n: int, seed: int = 10) -> Any:
+    from imagegen_cli.events import StopToken
     from imagegen_cli.local.planning import LocalOptions, build_local_plan, resolve_source
     from imagegen_cli.local.runner import LocalRun
     from imagegen_cli.request import GenerationRequest
@@ -239,7 +240,7 @@ def make_run(tmp_path: Path, n: int, seed: int = 10) -> Any:
     )
     writer = ImageWriter(spec, prompt="x", provider="local", model="tiny", n=n)
     result = JobResult("local", "tiny", n)
-    return LocalRun(plan, writer, JobRecorder(result, None, SilentSink()), SilentSink()), result
+    return LocalRun(plan, JobRecorder(result, None, SilentSink(), writer).handle, StopToken()), result
 
 
 def placement() -> Any:
@@ -273,11 +274,11 @@ def test_interrupt_keeps_finished_images(tmp_path: Path) -> None:
 
     def stop(step: int) -> None:
         if len(pipe.calls) == 2 and step == 1:
-            run.stop_requested = True
+            run.stop.request()
 
     pipe = FakePipe(oom_above=None, stop_after=stop)
     run._generate(torch, pipe, placement(), "test")
-    assert result.interrupted is True
+    assert run.stop.requested
     assert len(result.images) == 4  # the first batch finished and was saved; the second stopped mid-way
     assert len(list(tmp_path.glob("*.png"))) == 4
 

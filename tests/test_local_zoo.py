@@ -79,7 +79,7 @@ def test_legacy_callback_gives_step_progress_and_stops_between_steps(zoo: Any, t
     assert pixart.errors == [] and recorder.totals == [3] and recorder.updates == [1, 2, 3]
 
     holder: dict[str, Any] = {}
-    stopper = Recorder(on_update=lambda done: setattr(holder["run"], "stop_requested", True))
+    stopper = Recorder(on_update=lambda done: holder["run"].stop.request())
     outcome = _generate_with_run(zoo("pixart"), tmp_path / "b", holder, reporter=stopper, steps=5, n=2)
     assert outcome.result.interrupted and outcome.images == [] and stopper.updates == [1]
 
@@ -136,6 +136,7 @@ class NoCallbackPipe:
 
 
 def _direct_run(pipe: Any, tmp_path: Path, n: int = 2, **fields: Any) -> Any:
+    from imagegen_cli.events import StopToken
     from imagegen_cli.local.planning import LocalOptions, build_local_plan, resolve_source
     from imagegen_cli.local.runner import LocalRun, Placement
     from imagegen_cli.request import GenerationRequest, Size
@@ -153,7 +154,7 @@ def _direct_run(pipe: Any, tmp_path: Path, n: int = 2, **fields: Any) -> Any:
     writer = ImageWriter(spec, prompt="a fox", provider="local", model="x", n=n)
     result = JobResult("local", "x", n)
     recorder = Recorder()
-    run = LocalRun(plan, writer, JobRecorder(result, None, recorder), recorder)
+    run = LocalRun(plan, JobRecorder(result, None, recorder, writer).handle, StopToken())
     run._generate(torch, pipe, Placement("cpu", "fp32", torch.float32), "test")
     return run, result, recorder
 
@@ -177,7 +178,7 @@ def test_two_stage_steps_and_progress_cover_the_prior(zoo: Any, tmp_path: Path) 
     assert plain(zoo("kandinsky"), [7], steps=3, prior_num_inference_steps=3) == outcome.pixels()
 
     holder: dict[str, Any] = {}
-    stopper = Recorder(on_update=lambda done: setattr(holder["run"], "stop_requested", True))
+    stopper = Recorder(on_update=lambda done: holder["run"].stop.request())
     stopped = _generate_with_run(zoo("kandinsky"), tmp_path / "b", holder, reporter=stopper, steps=4, n=1)
     assert stopped.result.interrupted and stopper.updates == [1]  # stopped inside the prior
 

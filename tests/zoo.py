@@ -752,6 +752,7 @@ def generate(
     **fields: Any,
 ) -> Outcome:
     """imagegen's local backend in this process, as ``generate -m local:SOURCE`` runs it (errors kept)."""
+    from imagegen_cli.events import StopToken
     from imagegen_cli.local.planning import LocalOptions, build_local_plan, resolve_source
     from imagegen_cli.local.runner import LocalRun
     from imagegen_cli.request import GenerationRequest, Size
@@ -776,13 +777,14 @@ def generate(
     writer = ImageWriter(spec, prompt=request.prompt, provider="local", model=str(source), n=n)
     result = JobResult("local", str(source), n)
     sink = reporter or SilentSink()
-    run = LocalRun(plan, writer, JobRecorder(result, None, sink), sink)
+    run = LocalRun(plan, JobRecorder(result, None, sink, writer).handle, StopToken())
     from imagegen_cli.errors import ImagegenError
 
     try:
-        run.run()
+        run.run(local_engine())
     except ImagegenError as exc:
         result.errors.append(exc)
+    result.interrupted = run.stop.requested
     return Outcome(result, run)
 
 
@@ -809,3 +811,10 @@ def inspect_generator(pipe: Any) -> Any:
     import inspect
 
     return inspect.signature(pipe.__call__).parameters["generator"].annotation
+
+
+def local_engine() -> Any:
+    """The process's local engine (the one ``generate -m local:...`` uses), which keeps the loaded pipeline."""
+    from imagegen_cli.engines import ModelRef, engine_for
+
+    return engine_for(ModelRef("local", None)).engine

@@ -18,7 +18,7 @@ CANCEL_TIMEOUT = 30.0  # a cancel is one short request per task; the config's ti
 
 def cancel_job(journal: Journal, job: Job, settings: Settings) -> list[str]:
     """Mark the job and its pending tasks cancelled; returns notes on what was asked of the provider."""
-    from imagegen_cli.backends.remote import journal_provider
+    from imagegen_cli.providers.engine import journal_provider
 
     notes: list[str] = []
     pending = [t for t in job.tasks if t.status == TaskState.PENDING]

@@ -17,7 +17,7 @@ from imagegen_cli.cli.generate import EXAMPLES, generate
 from imagegen_cli.cli.keys import keys_app
 from imagegen_cli.cli.models import models_app
 from imagegen_cli.cli.tasks import tasks_app
-from imagegen_cli.signals import StopSignal
+from imagegen_cli.signals import StopSignal, stop_all
 
 DEFAULT_COMMAND = "generate"
 
@@ -92,9 +92,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # job started in the background of a script has SIGINT ignored, and `kill PID` must still stop it.
     StopSignal.terminated = True
     handler = signal.getsignal(signal.SIGINT)
-    if StopSignal.hook is not None:
-        StopSignal.hook()
-    elif callable(handler):
+    if stop_all(terminated=True):
+        return
+    if callable(handler):
         handler(signal.SIGINT, frame)
     else:
         raise KeyboardInterrupt

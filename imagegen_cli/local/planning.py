@@ -18,8 +18,8 @@ from typing import Any
 
 from imagegen_cli.errors import UsageError
 from imagegen_cli.local.catalog import AUTO_ID, LOCAL_MODELS, LocalModel
+from imagegen_cli.plans import JournalEntry
 from imagegen_cli.request import TIER_TABLE, GenerationRequest, Notes, Ratio, Size, ratio_tier_pixels
-from imagegen_cli.store.journal import JournalEntry
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bf16", "fp16", "fp32")

@@ -1,4 +1,7 @@
-"""Run a local plan with diffusers: load, place on the device, denoise with progress, save as images finish.
+"""The local engine: load a diffusers pipeline, place it, denoise with progress, and emit each image as it finishes.
+
+It saves nothing and prints nothing: images, notes and progress are events (``imagegen_cli.events``) that the
+driver records.
 
 torch and diffusers are imported here, inside functions, and nowhere else in the package.
 """
@@ -6,25 +9,23 @@ torch and diffusers are imported here, inside functions, and nowhere else in the
 from __future__ import annotations
 
 import os
-import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
+from imagegen_cli.events import CallDone, CallSent, Emit, ImageReady, Note, Progress, StopToken
 from imagegen_cli.local.calls import PipelineCall, adapt, singles
 from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
-from imagegen_cli.local.interrupts import SignalGuard
 from imagegen_cli.local.planning import LocalBatch, LocalOptions, LocalPlan, detect_variant
+from imagegen_cli.meta import ImageMeta, LoraRef
 
 if TYPE_CHECKING:
     from types import ModuleType
 
     from PIL import Image
-
-    from imagegen_cli.result import JobResult, ProgressSink
-    from imagegen_cli.saving import JobRecorder
-    from imagegen_cli.store.writer import ImageWriter
 
 
 class LocalError(ImagegenError):
@@ -205,85 +206,131 @@ def place(pipe: Any, plan: LocalPlan, placement: Placement, notes: list[str]) ->
             denoiser.compile(fullgraph=False)
 
 
-# The pipeline of the last run, kept for the next one in the same process (the lines of a batch).
-_LOADED: dict[tuple[str, LocalOptions], Any] = {}
+class LocalEngine:
+    """A long-lived engine object: it keeps the last loaded pipeline for the next job (the lines of a batch, the
+    requests of a server), behind a lock, so one process can run many jobs one after another and side by side."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, LocalOptions], tuple[Any, dict[str, Any]]] = {}
+        self._lock = threading.RLock()
+
+    def loaded_pipelines(self) -> list[Any]:
+        """The pipelines held now (tests and ``serve`` look at them)."""
+        with self._lock:
+            return [pipe for pipe, _ in self._loaded.values()]
+
+    def unload(self) -> None:
+        with self._lock:
+            self._loaded.clear()
+
+    def run(self, work: int, plan: LocalPlan, emit: Emit, stop: StopToken) -> None:
+        """Make the images of ``plan``; every image, note and progress step is emitted. Raises ImagegenError.
+
+        The pipeline is used by one job at a time (the lock): a second caller waits for it.
+        """
+        with self._lock:
+            LocalRun(plan, emit, stop, work).run(self)
+
+    def pipeline(
+        self,
+        plan: LocalPlan,
+        placement: Placement,
+        diffusers: ModuleType,
+        say: Callable[[str], None],
+        emit: Emit,
+        work: int,
+    ) -> tuple[Any, dict[str, Any]]:
+        # Every option shapes the loaded pipeline, so the key is all of them (device and dtype as resolved): a new
+        # field of LocalOptions cannot be forgotten here and reuse a pipeline loaded another way.
+        options = replace(plan.options, device=placement.device, dtype=placement.dtype_name)
+        key = (plan.source.location, options)
+        loaded = self._loaded.get(key)
+        if loaded is None:
+            emit(CallSent(work, "load", f"loading {plan.source.name}", None, sends=False))
+            try:
+                details: dict[str, Any] = {}
+                self._loaded.clear()  # one model in memory at a time: free the old one before loading
+                pipe = load_pipeline(diffusers, plan, placement, details)
+                prepare(diffusers, pipe, plan, details)
+                notes: list[str] = []
+                place(pipe, plan, placement, notes)
+                for note in notes:
+                    say(note)
+            finally:
+                emit(CallDone(work, "load"))
+            loaded = self._loaded[key] = (pipe, details)
+        return loaded
 
 
 class LocalRun:
-    """Executes a :class:`LocalPlan`; images are saved as each pipeline call finishes."""
+    """Executes one :class:`LocalPlan`, emitting each image as its pipeline call finishes."""
 
     call: PipelineCall | None = None  # how the plan maps onto the loaded pipeline (set by run)
     details: dict[str, Any] | None = None  # what was loaded besides the folder: variant, quantization, LoRAs
 
-    def __init__(self, plan: LocalPlan, writer: ImageWriter, recorder: JobRecorder, reporter: ProgressSink) -> None:
+    def __init__(self, plan: LocalPlan, emit: Emit, stop: StopToken, work: int = 0) -> None:
         self.plan = plan
-        self.writer = writer
-        self.recorder = recorder
-        self.result: JobResult = recorder.result
-        self.reporter = reporter
-        self.stop_requested = False
+        self.emit = emit
+        self.stop = stop
+        self.work = work
+        self.notes: list[str] = []
 
-    def _request_stop(self) -> None:
-        self.stop_requested = True
+    def say(self, text: str) -> None:
+        """A note on the job's result (each said once)."""
+        if text not in self.notes:
+            self.notes.append(text)
+            self.emit(Note(self.work, text))
 
-    def run(self) -> None:
+    def run(self, engine: LocalEngine) -> None:
         torch, diffusers = import_stack()
         placement = resolve_placement(torch, self.plan.options.device, self.plan.options.dtype)
-        # Every option shapes the loaded pipeline, so the key is all of them (device and dtype as resolved): a new
-        # field of LocalOptions cannot be forgotten here and reuse a pipeline loaded another way.
-        options = replace(self.plan.options, device=placement.device, dtype=placement.dtype_name)
-        key = (self.plan.source.location, options)
-        loaded = _LOADED.get(key)
-        if loaded is None:
-            self.reporter.start("load", f"loading {self.plan.source.name}", None)
-            try:
-                details: dict[str, Any] = {}
-                pipe = load_pipeline(diffusers, self.plan, placement, details)
-                prepare(diffusers, pipe, self.plan, details)
-                place(pipe, self.plan, placement, self.result.notes)
-            finally:
-                self.reporter.finish("load")
-            _LOADED.clear()  # one model in memory at a time
-            loaded = _LOADED[key] = (pipe, details)
-        pipe, self.details = loaded
+        pipe, self.details = engine.pipeline(self.plan, placement, diffusers, self.say, self.emit, self.work)
         self._adapt(pipe)
-        # The first Ctrl-C or SIGTERM stops between steps; the second at once, even inside a long step.
-        with SignalGuard(self._request_stop):
-            self._generate(torch, pipe, placement, diffusers.__version__)
+        self._generate(torch, pipe, placement, diffusers.__version__)
 
     def _adapt(self, pipe: Any) -> PipelineCall:
         """Map the plan onto the pipeline's own signature (size, batches and notes follow)."""
         self.call, self.plan = adapt(pipe, self.plan)
-        self.result.notes.extend(self.call.notes)
+        for note in self.call.notes:
+            self.say(note)
         return self.call
 
-    def _generate(self, torch: ModuleType, pipe: Any, placement: Placement, diffusers_version: str) -> None:
-        from functools import partial
-
-        from imagegen_cli.store.journal import Claim
-        from imagegen_cli.store.metadata import build_metadata
-
-        call = self.call or self._adapt(pipe)  # run() adapts; direct callers (tests) get the same mapping
+    def image_meta(self, torch: ModuleType, pipe: Any, placement: Placement, diffusers_version: str) -> ImageMeta:
+        """What makes every image of this run (each image adds its index and seed)."""
+        call = self.call or self._adapt(pipe)
         details = self.details or {}
         plan = self.plan
-        base = {
-            "prompt": plan.request.prompt,
-            "negative_prompt": call.base.get("negative_prompt"),
-            "provider": "local",
-            "model": plan.source.name,
-            "source": plan.source.location if plan.source.location != "tiny" else "imagegen tiny pipeline",
-            "steps": call.steps,
-            "guidance": call.guidance,
-            "scheduler": type(getattr(pipe, "scheduler", None)).__name__,
-            "pipeline": type(pipe).__name__,
-            "dtype": placement.dtype_name,
-            "device": placement.device,
-            "diffusers": diffusers_version,
-            "torch": torch.__version__,
-            "params": dict(plan.extra) or None,
-            "job": self.result.job_id,
-            **{k: v for k, v in {**details, **call.describe()}.items() if v},
-        }
+        request = plan.request
+        extra = {k: v for k, v in call.describe().items() if v}
+        return ImageMeta(
+            prompt=request.prompt,
+            provider="local",
+            model=plan.source.name,
+            negative_prompt=call.base.get("negative_prompt"),
+            size=str(request.size) if request.size else None,
+            ratio=str(request.ratio) if request.ratio else None,
+            resolution=request.resolution,
+            quality=request.quality,
+            steps=call.steps,
+            guidance=call.guidance,
+            scheduler=type(getattr(pipe, "scheduler", None)).__name__,
+            loras=tuple(LoraRef(str(lora["source"]), float(lora["scale"])) for lora in details.get("loras", ())),
+            quantize=details.get("quantize"),
+            variant=details.get("variant"),
+            pipeline=type(pipe).__name__,
+            source=plan.source.location if plan.source.location != "tiny" else "imagegen tiny pipeline",
+            device=placement.device,
+            dtype=placement.dtype_name,
+            versions={"diffusers": diffusers_version, "torch": str(torch.__version__)},
+            params=dict(plan.extra),
+            extra=extra,
+        )
+
+    def _generate(self, torch: ModuleType, pipe: Any, placement: Placement, diffusers_version: str) -> None:
+        if self.call is None:
+            self._adapt(pipe)  # run() adapts; direct callers (tests) get the same mapping
+        plan = self.plan
+        meta = self.image_meta(torch, pipe, placement, diffusers_version)
         retried = False
         queue = list(plan.batches)
         while queue:
@@ -291,7 +338,6 @@ class LocalRun:
             try:
                 images = self._call(torch, pipe, batch)
             except _Interrupted:
-                self.result.interrupted = True
                 return
             except Exception as exc:  # noqa: BLE001 - any pipeline failure becomes one line; OOM is retried
                 if not _is_oom(exc) and len(batch.seeds) > 1 and not retried:
@@ -299,7 +345,7 @@ class LocalRun:
                     # with one image per call for the rest of the run.
                     retried = True
                     queue[:] = list(singles([batch, *queue]))
-                    self.result.notes.append(
+                    self.say(
                         f"the {type(pipe).__name__} failed at {len(batch.seeds)} images per call "
                         f"({type(exc).__name__}); retrying one image per call"
                     )
@@ -323,36 +369,28 @@ class LocalRun:
                     LocalBatch(batch.first, batch.seeds[:half]),
                     LocalBatch(batch.first + half, batch.seeds[half:]),
                 ]
-                self.result.notes.append(f"out of memory at {len(batch.seeds)} images per call; trying {half}")
+                self.say(f"out of memory at {len(batch.seeds)} images per call; trying {half}")
                 continue
             for offset, image in enumerate(images):
                 index, seed = batch.first + offset, batch.seeds[offset]
-                claim = self.recorder.claim(index)
-                if claim == Claim.BUSY:
-                    self.recorder.busy(index)  # another process is saving it: said, not silently skipped
-                if claim != Claim.CLAIMED:
-                    continue
-                meta = build_metadata(base, index=index, seed=seed)
-                self.recorder.save(index, partial(self.writer.save_pil, image, index=index, seed=seed, meta=meta))
-            if self.stop_requested:
+                self.emit(ImageReady(self.work, index, seed, meta, pixels=image))
+            if self.stop.requested:
                 # Even when this was the line's last call: the user asked the run to stop, so no later line starts.
-                self.result.interrupted = True
                 return
 
     def _call(self, torch: ModuleType, pipe: Any, batch: LocalBatch) -> list[Image.Image]:
         call = self.call
         assert call is not None
-        self.result.sent = True
         key = f"batch{batch.first}"
         last = batch.first + len(batch.seeds) - 1
         label = f"image {batch.first}" if last == batch.first else f"images {batch.first}-{last}"
-        self.reporter.start(key, f"{self.plan.source.name} {label}", call.total_steps)
+        self.emit(CallSent(self.work, key, f"{self.plan.source.name} {label}", call.total_steps))
         # Two-stage pipelines: the prior's steps come first on the same bar.
         offset = (call.prior_steps or 0) if call.prior_progress else 0
 
         def stepped(done: int) -> None:
-            self.reporter.update(key, completed=done)
-            if self.stop_requested:
+            self.emit(Progress(self.work, key, done))
+            if self.stop.requested:
                 raise _Interrupted
 
         def on_step_end(pipeline: object, step: int, timestep: object, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -378,14 +416,12 @@ class LocalRun:
         try:
             output = pipe(**kwargs, generator=generators if call.generator_list else generators[0])
         finally:
-            self.reporter.finish(key)
+            self.emit(CallDone(self.work, key))
         images = list(output.images)
         asked = (call.width, call.height)
         if call.width and images and images[0].size != asked:
             got = f"{images[0].width}x{images[0].height}"
-            note = f"{call.pipeline} returned {got} images, not the {asked[0]}x{asked[1]} asked"
-            if note not in self.result.notes:
-                self.result.notes.append(note)
+            self.say(f"{call.pipeline} returned {got} images, not the {asked[0]}x{asked[1]} asked")
         return images
 
 
@@ -399,12 +435,3 @@ def prepare(diffusers: ModuleType, pipe: Any, plan: LocalPlan, record: dict[str,
         record["loras"] = loras
     if plan.options.scheduler:
         swap_scheduler(diffusers, pipe, plan.options.scheduler)
-
-
-def run_local(plan: LocalPlan, writer: ImageWriter, recorder: JobRecorder, reporter: ProgressSink) -> None:
-    """Run one job's plan; its errors are recorded on the job's result."""
-    try:
-        LocalRun(plan, writer, recorder, reporter).run()
-    except ImagegenError as exc:
-        recorder.result.errors.append(exc)
-    sys.stderr.flush()

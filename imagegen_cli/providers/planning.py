@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagegen_cli.errors import UsageError
+from imagegen_cli.plans import JournalEntry
 from imagegen_cli.providers.profiles import ModelCaps
 from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.request import (
@@ -25,7 +26,6 @@ from imagegen_cli.request import (
     ratio_tier_pixels,
     size_to_ratio_tier,
 )
-from imagegen_cli.store.journal import JournalEntry
 
 
 @dataclass(frozen=True)

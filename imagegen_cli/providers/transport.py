@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from imagegen_cli.errors import ConfigError, InvalidResponse, clean_text
+from imagegen_cli.errors import ConfigError, DeadlineReached, InvalidResponse, clean_text
 from imagegen_cli.providers.registry import is_loopback
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ MAX_EXPANSION = 100
 BOMB_FLOOR = 8 * 1024 * 1024
 
 
-class DeadlineExceeded(Exception):
+class DeadlineExceeded(DeadlineReached):
     """The overall ``--timeout`` ran out; callers decide whether that is pending or failed.
 
     ``waited_on`` says what was being waited for, ``last_error`` the transport error of an earlier try,

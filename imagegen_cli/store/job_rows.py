@@ -64,15 +64,6 @@ def process_alive(pid: int | None, start: float | None = None) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class JournalEntry:
-    """What the journal keeps of a plan to resume it: the dialect, where it was sent, the calls."""
-
-    dialect: str
-    base_url: str
-    calls: list[dict[str, Any]]
-
-
 class Claim(StrEnum):
     """The outcome of claiming an image before saving it."""
 

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import ConfigError, UsageError, redact
+from imagegen_cli.plans import JournalEntry
 from imagegen_cli.status import OPEN_STATUSES, JobStatus
 from imagegen_cli.store.job_rows import (
     MY_START,
     Claim,
     ImageRow,
     Job,
-    JournalEntry,
     TaskRow,
     new_job_id,
     process_alive,

@@ -1,7 +1,8 @@
-"""The local backend: diffusers pipelines in this process, one line after another, the model loaded once.
+"""The local engine: diffusers pipelines in this process, one line after another, the model loaded once.
 
-Planning needs no torch (``local:auto`` is resolved from a torch-free hardware probe), so a dry run of
-any local model starts instantly; torch and diffusers are imported by ``local.runner`` when a job runs.
+Planning needs no torch (``local:auto`` is resolved from a torch-free hardware probe), so a dry run of any local
+model starts instantly; torch and diffusers are imported by ``local.runner`` when a job runs. The engine object
+is long-lived (one per process, from the registry): it keeps the loaded pipeline between jobs.
 """
 
 from __future__ import annotations
@@ -9,15 +10,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from imagegen_cli.backends import LinePlan, PlannedJob, RunContext
-from imagegen_cli.errors import UsageError
+from imagegen_cli.errors import ImagegenError, UsageError
+from imagegen_cli.events import CallFailed, JobFinished, JobStarted
 from imagegen_cli.local.planning import DEFAULT_BATCH, LocalBatch, LocalPlan
 
 if TYPE_CHECKING:
-    from imagegen_cli.backends import ModelRef
+    from imagegen_cli.engines import Channel, EngineJob, ModelRef
+    from imagegen_cli.local.runner import LocalEngine
     from imagegen_cli.options import GenerateOptions, PromptLine
+    from imagegen_cli.plans import LinePlan
     from imagegen_cli.settings import Settings
-    from imagegen_cli.store.journal import Job
+    from imagegen_cli.store.job_rows import Job
 
 
 def _local_plan(plan: LinePlan) -> LocalPlan:
@@ -29,6 +32,18 @@ class LocalBackend:
     """Diffusers pipelines: the catalog's models, Hub repos and pipeline directories."""
 
     name = "local"
+
+    def __init__(self) -> None:
+        self._engine: LocalEngine | None = None
+
+    @property
+    def engine(self) -> LocalEngine:
+        """The pipeline holder (imports torch's side of the engine only when a job runs)."""
+        if self._engine is None:
+            from imagegen_cli.local.runner import LocalEngine
+
+            self._engine = LocalEngine()
+        return self._engine
 
     def plan(self, line: PromptLine, options: GenerateOptions, ref: ModelRef, settings: Settings) -> LocalPlan:
         from imagegen_cli.local.hardware import choose_auto, detect_accelerator
@@ -67,22 +82,19 @@ class LocalBackend:
             hint="generate the missing images again, or rerun the batch with --resume",
         )
 
-    def run(self, jobs: list[PlannedJob], context: RunContext) -> None:
-        """One line after another; the loaded pipeline is kept between lines (runner's cache)."""
-        from imagegen_cli.local.runner import run_local
-        from imagegen_cli.saving import JobRecorder, begin_job, end_job
-
+    def execute(self, jobs: list[EngineJob], channel: Channel) -> None:
+        """One job after another; the loaded pipeline is kept between them. A stop ends the run after the step."""
         for job in jobs:
-            writer = begin_job(job, context)
+            channel.emit(JobStarted(job.work))
+            interrupted = True  # until the job ends normally: a KeyboardInterrupt passes through the finally
             try:
-                if job.todo is not None:
-                    recorder = JobRecorder(job.result, context.journal, context.sink)
-                    writer.on_target = recorder.record_target
-                    run_local(_local_plan(job.todo), writer, recorder, context.sink)
-            except KeyboardInterrupt:
-                job.result.interrupted = True
-                raise
+                if job.plan is not None:
+                    self.engine.run(job.work, _local_plan(job.plan), channel.emit, channel.stop)
+                interrupted = channel.stop.requested
+            except ImagegenError as exc:
+                interrupted = channel.stop.requested
+                channel.emit(CallFailed(job.work, exc))
             finally:
-                end_job(job, context)
-            if job.result.interrupted:
-                raise KeyboardInterrupt  # the first Ctrl-C stopped this line between steps: stop the run
+                channel.emit(JobFinished(job.work, interrupted=interrupted))
+            if interrupted:
+                raise KeyboardInterrupt  # the first Ctrl-C stopped this job between steps: stop the run
