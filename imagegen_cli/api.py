@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 from imagegen_cli.backends import PlannedJob, RunContext
 from imagegen_cli.batch import assign_keys, build_output_specs, describe_jobs, plan_lines, prepare_resume, run_jobs
 from imagegen_cli.errors import ImagegenError, TaskFailed
+from imagegen_cli.events import TaskRecord
 from imagegen_cli.options import GenerateOptions, PromptLine, RunOptions, read_prompt_file
-from imagegen_cli.result import JobResult, ProgressSink, RunResult, SilentSink, TaskRecord
+from imagegen_cli.result import JobResult, ProgressSink, RunResult, SilentSink
 from imagegen_cli.settings import Settings, load_settings
 from imagegen_cli.status import JobStatus, TaskState
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.backends import PlannedJob, RunContext, engine_for, resolve_model_ref
 from imagegen_cli.errors import ImagegenError, UsageError
-from imagegen_cli.result import JobResult, RunResult, TaskRecord
+from imagegen_cli.events import TaskRecord
+from imagegen_cli.result import JobResult, RunResult
 
 if TYPE_CHECKING:
     from imagegen_cli.options import GenerateOptions, PromptLine

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from imagegen_cli.errors import AuthError, ConfigError, ExitCode, ImageBusy, ImagegenError, clean_text
-from imagegen_cli.events import TaskRecord as TaskRecord
+from imagegen_cli.events import TaskRecord
 from imagegen_cli.signals import interrupted_exit_code
 from imagegen_cli.status import JobStatus, job_status, job_status_of
 from imagegen_cli.store.job_rows import ImageRow

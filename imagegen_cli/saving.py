@@ -265,6 +265,11 @@ class JobRecorder:
         self.result.errors.append(error)
         if remote_id is not None and isinstance(error, ImagesExpired):
             self._task_state(remote_id, TaskState.EXPIRED, error.message, None)
+        elif remote_id is not None and self.result.job_id:
+            again = f"imagegen tasks wait {self.result.job_id}"
+            if again not in (error.hint or ""):
+                retry = f"the gateway finished the task: fetch it again with {again}"
+                error.hint = f"{error.hint}; {retry}" if error.hint else retry
         return error
 
     def record(self, saved: SavedImage, *, remote_id: str | None) -> None:

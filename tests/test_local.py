@@ -48,7 +48,11 @@ def test_tiny_is_reproducible_and_seeded(tmp_path: Path) -> None:
         record = json.loads(img.text["imagegen"])
         assert "Seed: 7" in img.text["parameters"] and "Steps: 4" in img.text["parameters"]
     assert record["seed"] == 7 and record["steps"] == 4 and record["device"] == "cpu" and record["dtype"] == "fp32"
-    assert record["scheduler"] == "EulerDiscreteScheduler" and record["versions"]["torch"] and record["versions"]["diffusers"]
+    assert (
+        record["scheduler"] == "EulerDiscreteScheduler"
+        and record["versions"]["torch"]
+        and record["versions"]["diffusers"]
+    )
 
 
 def test_a_pipeline_directory_the_tool_did_not_build(zimage_dir: Path, tmp_path: Path) -> None:

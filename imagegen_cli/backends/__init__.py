@@ -15,8 +15,9 @@ from imagegen_cli.events import StopToken
 from imagegen_cli.plans import LinePlan
 
 if TYPE_CHECKING:
+    from imagegen_cli.events import TaskRecord
     from imagegen_cli.options import GenerateOptions, PromptLine
-    from imagegen_cli.result import JobResult, ProgressSink, TaskRecord
+    from imagegen_cli.result import JobResult, ProgressSink
     from imagegen_cli.settings import Settings
     from imagegen_cli.store.journal import Job, Journal
     from imagegen_cli.store.writer import OutputSpec
