@@ -143,7 +143,7 @@ def test_quantize_8bit_on_cpu_uses_quanto(zoo: Any, tmp_path: Path) -> None:
     assert outcome.errors == [] and len(outcome.images) == 1
     assert outcome.metadata()["quantize"] == "8bit (optimum-quanto)"
     assert type(outcome.run.call).__name__ == "PipelineCall"
-    from zoo import local_engine
+    from tests.zoo import local_engine
 
     pipe, *_ = local_engine().loaded_pipelines()
     assert type(pipe.transformer.transformer_blocks[0].attn.to_q).__name__ == "QLinear"

@@ -30,6 +30,7 @@ class DriverChannel:
     context: RunContext
     jobs: dict[int, PlannedJob]
     stop: StopToken
+    items: dict[int, EngineJob] = field(default_factory=dict)
     recorders: dict[int, JobRecorder] = field(default_factory=dict)
     shared_deadline: bool = False
 
@@ -53,6 +54,9 @@ class DriverChannel:
             recorder = JobRecorder(job.result, self.context.journal, self.context.sink, writer, label)
             writer.on_target = recorder.record_target
             self.recorders[event.work] = recorder
+            item = self.items.get(event.work)
+            if item is not None and job.result.job_id:
+                item.resume_hint = job.result.resume_hint()  # the job id exists from now on
             return
         recorder = self.recorders[event.work]
         if isinstance(event, JobFinished):
@@ -77,7 +81,7 @@ def engine_jobs(jobs: list[PlannedJob], first: int = 0) -> list[EngineJob]:
             job.todo,
             list(job.resume_tasks),
             job.result.no_wait,
-            resume_hint=None,
+            resume_hint=job.result.resume_hint(),
         )
         for number, job in enumerate(jobs)
     ]
@@ -89,9 +93,12 @@ def run_engine(engine: Engine, jobs: list[PlannedJob], context: RunContext) -> N
     from imagegen_cli.signals import active_stop
 
     work = engine_jobs(jobs)
-    for item, job in zip(work, jobs, strict=True):
-        item.resume_hint = f"resume with: imagegen tasks wait {job.result.job_id}" if job.result.job_id else None
-    channel = DriverChannel(context, {item.work: job for item, job in zip(work, jobs, strict=True)}, context.stop)
+    channel = DriverChannel(
+        context,
+        {item.work: job for item, job in zip(work, jobs, strict=True)},
+        context.stop,
+        items={item.work: item for item in work},
+    )
     channel.shared_deadline = context.shared_deadline
     # Ctrl-C and SIGTERM while a synchronous engine holds the main thread: the first stops between steps, a second
     # (or a SIGTERM the main thread cannot handle at once) ends the process, keeping what is saved.
