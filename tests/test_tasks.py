@@ -333,3 +333,27 @@ def test_records_get_reports_a_malformed_data_url(cli, gateway: FakeGateway, tmp
         assert got.returncode == 1, got.stderr
         errors = [line for line in got.stderr.splitlines() if line.startswith("error:")]
         assert errors == [f"error: token360: record {record_id} has invalid base64 data"], payload
+
+
+def test_wait_on_two_jobs_polls_both_at_once_within_one_timeout(cli, gateway: FakeGateway) -> None:
+    """`tasks wait A B` is one run: each task here finishes only once the other has been polled, which jobs resumed
+    one after another (A polled until its own --timeout, then B) can never satisfy."""
+    gateway.task_polls = 10_000
+    first = cli("generate", "a", "-m", "apimart:z-image-turbo", "--no-wait").lines[0]
+    second = cli("generate", "b", "-m", "apimart:z-image-turbo", "--no-wait").lines[0]
+    original = gateway._poll
+
+    def poll(handler, task_id: str) -> None:
+        with gateway.lock:
+            task = gateway.tasks[task_id]
+            others = [t for t in gateway.tasks.values() if t.id != task_id]
+            # Pending until every other task has been asked about at least once.
+            task.polls_left = task.polls + 1 if any(t.polls == 0 for t in others) else 0
+        original(handler, task_id)
+
+    gateway._poll = poll  # type: ignore[method-assign]
+    waited = run_cli("tasks", "wait", first, second, "--timeout", "20", "--json", env=gateway_env(gateway))
+    assert waited.returncode == 0, waited.stderr
+    documents = waited.json()  # one document per job, a list for several ids
+    assert [d["status"] for d in documents] == ["succeeded", "succeeded"], documents
+    assert [d["job"] for d in documents] == [first, second] and all(len(d["images"]) == 1 for d in documents)
