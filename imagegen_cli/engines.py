@@ -20,10 +20,9 @@ from imagegen_cli.errors import ConfigError, UsageError
 if TYPE_CHECKING:
     from imagegen_cli.events import Event, ImageReady, StopToken, TaskRecord
     from imagegen_cli.options import GenerateOptions, PromptLine
-    from imagegen_cli.plans import LinePlan
+    from imagegen_cli.plans import JournalledJob, LinePlan
     from imagegen_cli.providers.profiles import ProviderProfile
     from imagegen_cli.settings import Settings
-    from imagegen_cli.store.job_rows import Job
 
 __all__ = [
     "LOCAL",
@@ -100,7 +99,7 @@ class Engine(Protocol):
         """The same plan, making only images ``indices`` (1-based; each keeps its own seed)."""
         ...
 
-    def journal_plan(self, job: Job, settings: Settings) -> LinePlan:
+    def journal_plan(self, job: JournalledJob, settings: Settings) -> LinePlan:
         """Rebuild the plan of a journalled job (``tasks wait``, ``--resume``) as it was sent."""
         ...
 

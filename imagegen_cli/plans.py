@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from imagegen_cli.request import GenerationRequest
 
-__all__ = ["JournalEntry", "LinePlan"]
+__all__ = ["JournalEntry", "JournalledJob", "LinePlan"]
 
 
 @dataclass(frozen=True)
@@ -33,3 +33,18 @@ class LinePlan(Protocol):
     def model_name(self) -> str: ...
     def describe(self) -> dict[str, Any]: ...
     def journal_entry(self) -> JournalEntry: ...
+
+
+class JournalledJob(Protocol):
+    """A job as the journal keeps it (``store.job_rows.Job``), as far as an engine rebuilds its plan from it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def request(self) -> dict[str, Any]: ...

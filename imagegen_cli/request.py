@@ -9,6 +9,8 @@ from typing import Any
 
 from imagegen_cli.errors import UsageError
 
+OUTPUT_FORMATS = ("png", "jpeg", "webp", "gif", "svg")  # what --format and the format setting accept
+
 QUALITIES = ("standard", "hd", "low", "medium", "high", "xhigh", "max", "auto")
 STYLES = ("vivid", "natural")
 RESPONSE_FORMATS = ("url", "b64_json")

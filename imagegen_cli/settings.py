@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import UsageError
+from imagegen_cli.request import OUTPUT_FORMATS
 
 if TYPE_CHECKING:
     from imagegen_cli.providers.profiles import ProviderProfile
 
 DEFAULT_MODEL = "local:auto"
 DEFAULT_TIMEOUT = 300.0
-OUTPUT_FORMATS = ("png", "jpeg", "webp", "gif", "svg")
 
 
 class SettingError(UsageError):

@@ -292,7 +292,7 @@ def records_get(
     """
     output = Output(json_mode=json_out)
     with report_errors(output):
-        from imagegen_cli.providers.records import download_record
+        from imagegen_cli.backends.records_get import download_record
         from imagegen_cli.settings import load_settings
 
         if via not in ("redirect", "url", "binary"):

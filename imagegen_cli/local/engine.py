@@ -18,9 +18,8 @@ if TYPE_CHECKING:
     from imagegen_cli.engines import Channel, EngineJob, ModelRef
     from imagegen_cli.local.runner import LocalEngine
     from imagegen_cli.options import GenerateOptions, PromptLine
-    from imagegen_cli.plans import LinePlan
+    from imagegen_cli.plans import JournalledJob, LinePlan
     from imagegen_cli.settings import Settings
-    from imagegen_cli.store.job_rows import Job
 
 
 def _local_plan(plan: LinePlan) -> LocalPlan:
@@ -76,7 +75,7 @@ class LocalBackend:
                 batches.append(LocalBatch(index, (seeds[index],)))
         return replace(full, batches=tuple(batches))
 
-    def journal_plan(self, job: Job, settings: Settings) -> LocalPlan:
+    def journal_plan(self, job: JournalledJob, settings: Settings) -> LocalPlan:
         raise UsageError(
             f"job {job.id} ran a local pipeline: it has no remote task to wait for",
             hint="generate the missing images again, or rerun the batch with --resume",

@@ -21,11 +21,10 @@ from imagegen_cli.errors import (
 if TYPE_CHECKING:
     from imagegen_cli.engines import Channel, EngineJob, ModelRef
     from imagegen_cli.options import GenerateOptions, PromptLine
-    from imagegen_cli.plans import LinePlan
+    from imagegen_cli.plans import JournalledJob, LinePlan
     from imagegen_cli.providers.planning import Plan, PlannedCall
     from imagegen_cli.providers.registry import ResolvedProvider
     from imagegen_cli.settings import Settings
-    from imagegen_cli.store.job_rows import Job
 
 PROVIDER_CONCURRENCY = {"apimart": 8}  # task gateways mostly wait: more tasks in flight cost nothing
 DEFAULT_CONCURRENCY = 4
@@ -75,7 +74,7 @@ class RemoteEngine:
             calls.extend(replace(call, index=len(calls) + k) for k, call in enumerate(part.calls))
         return replace(full, calls=tuple(calls))
 
-    def journal_plan(self, job: Job, settings: Settings) -> Plan:
+    def journal_plan(self, job: JournalledJob, settings: Settings) -> Plan:
         from imagegen_cli.providers.planning import build_plan
         from imagegen_cli.request import GenerationRequest
 
@@ -140,7 +139,7 @@ class RemoteEngine:
             raise KeyboardInterrupt from None
 
 
-def journal_provider(job: Job, settings: Settings) -> ResolvedProvider:
+def journal_provider(job: JournalledJob, settings: Settings) -> ResolvedProvider:
     """The provider of a journalled job as configured today: still there, and safe to send its key to."""
     from imagegen_cli.providers.registry import resolve_provider
 

@@ -1,10 +1,12 @@
-"""Provider-side image records (Token360's ``images`` API): list with paging, download, delete."""
+"""Provider-side image records (Token360's ``images`` API): list with paging, fetch, delete.
+
+Fetching a record's image gives its bytes or the link to them; writing the file is the driver's
+(``backends.records_get``): this module, like every engine, writes nothing.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode, urljoin
@@ -12,7 +14,6 @@ from urllib.parse import urlencode, urljoin
 from imagegen_cli.errors import InvalidResponse
 from imagegen_cli.providers.dialects import decode_data_url, image_bytes
 from imagegen_cli.providers.registry import ResolvedProvider
-from imagegen_cli.store.writer import MAX_DOWNLOAD_BYTES, ImageWriter, OutputSpec, SavedImage
 
 if TYPE_CHECKING:
     from imagegen_cli.providers.http import GatewayClient
@@ -30,7 +31,7 @@ def _path(provider: ResolvedProvider, *parts: str) -> str:
 DEFAULT_TIMEOUT = 120.0
 
 
-def _run(provider: ResolvedProvider, work: Callable[[GatewayClient], Awaitable[T]], timeout: float) -> T:
+def run_records(provider: ResolvedProvider, work: Callable[[GatewayClient], Awaitable[T]], timeout: float) -> T:
     """Run one records operation within ``timeout`` seconds overall (every request and download included)."""
     from imagegen_cli.providers.http import run_once
 
@@ -75,7 +76,7 @@ def list_records(
             cursor = str(last)
         return records
 
-    result: list[dict[str, Any]] = _run(provider, work, timeout)
+    result: list[dict[str, Any]] = run_records(provider, work, timeout)
     return result
 
 
@@ -87,60 +88,30 @@ def delete_record(provider: ResolvedProvider, record_id: str, timeout: float = D
         if isinstance(data, dict) and data.get("deleted") is False:
             raise InvalidResponse(f"{provider.name}: record {record_id} was not deleted")
 
-    _run(provider, work, timeout)
+    run_records(provider, work, timeout)
 
 
-def download_record(
-    provider: ResolvedProvider,
-    record_id: str,
-    *,
-    out: str | None,
-    via: str,
-    overwrite: bool,
-    default_dir: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> SavedImage:
-    """``GET images/{id}/content?format=...``: a redirect, a JSON ``url``, or the bytes themselves."""
-    safe_id = re.sub(r"[^A-Za-z0-9_.-]", "-", record_id)[:80] or "record"
-    spec = OutputSpec.from_args(
-        out,
-        default_dir=default_dir,
-        template=f"{{provider}}-{safe_id}.{{ext}}",
-        fmt=None,
-        overwrite=overwrite,
-        metadata=True,
-        n=1,
-    )
-    writer = ImageWriter(spec, prompt=record_id, provider=provider.name, model="", n=1)
-    meta = {"provider": provider.name, "record": record_id, "index": 1}
+async def record_content(client: GatewayClient, provider: ResolvedProvider, record_id: str, via: str) -> bytes | str:
+    """``GET images/{id}/content?format=...``: the image's bytes, or the URL to download them from (a redirect, a
+    JSON ``url``); a ``data:`` URL is decoded here."""
+    from imagegen_cli.providers.job_run import MAX_DOWNLOAD_BYTES
 
-    async def work(client: GatewayClient) -> SavedImage:
-        url = _path(provider, record_id, "content") + "?" + urlencode({"format": via})
-        response = await client.send("GET", url, body=None, headers={"Accept": "*/*"}, max_bytes=MAX_DOWNLOAD_BYTES)
-        content_type = response.headers.get("content-type", "")
-        target: str | None = None
-        if response.status_code in (301, 302, 303, 307, 308):
-            target = urljoin(url, response.headers.get("location", ""))
-        elif "json" in content_type:
-            try:
-                data = json.loads(response.content)
-            except ValueError:
-                raise InvalidResponse(f"{provider.name}: invalid JSON for record {record_id}") from None
-            target = data.get("url") if isinstance(data, dict) else None
-            if not isinstance(target, str) or not target:
-                raise InvalidResponse(f"{provider.name}: record {record_id} answer carried no url")
-        if target is not None and target.startswith("data:"):
-            content = image_bytes(decode_data_url(target, provider.name), f"{provider.name}: record {record_id}")
-            return await asyncio.to_thread(writer.save_bytes, content, index=1, seed=None, meta=meta)
-        if target is None:
-            return await asyncio.to_thread(writer.save_bytes, response.content, index=1, seed=None, meta=meta)
-        handle, tmp = writer.temp_file()
+    url = _path(provider, record_id, "content") + "?" + urlencode({"format": via})
+    response = await client.send("GET", url, body=None, headers={"Accept": "*/*"}, max_bytes=MAX_DOWNLOAD_BYTES)
+    content_type = response.headers.get("content-type", "")
+    target: str | None = None
+    if response.status_code in (301, 302, 303, 307, 308):
+        target = urljoin(url, response.headers.get("location", ""))
+    elif "json" in content_type:
         try:
-            with handle:
-                await client.download(target, handle, MAX_DOWNLOAD_BYTES)
-            return await asyncio.to_thread(writer.finish, tmp, index=1, seed=None, meta=meta)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    saved: SavedImage = _run(provider, work, timeout)
-    return saved
+            data = json.loads(response.content)
+        except ValueError:
+            raise InvalidResponse(f"{provider.name}: invalid JSON for record {record_id}") from None
+        target = data.get("url") if isinstance(data, dict) else None
+        if not isinstance(target, str) or not target:
+            raise InvalidResponse(f"{provider.name}: record {record_id} answer carried no url")
+    if target is not None and target.startswith("data:"):
+        return image_bytes(decode_data_url(target, provider.name), f"{provider.name}: record {record_id}")
+    if target is None:
+        return bytes(response.content)
+    return target

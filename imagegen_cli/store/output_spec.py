@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import UsageError
-from imagegen_cli.settings import OUTPUT_FORMATS
+from imagegen_cli.request import OUTPUT_FORMATS
 from imagegen_cli.store.naming import DEFAULT_TEMPLATE, check_template, render_name, safe_component
 
 _SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".gif": "gif", ".svg": "svg"}
