@@ -64,13 +64,18 @@ def job_status(
     return JobStatus.PARTIAL if saved else JobStatus.FAILED
 
 
-def job_status_of(requested: int, saved: set[int], tasks: Iterable[tuple[str, range]]) -> JobStatus:
-    """:func:`job_status` of one job from its saved image indices and its tasks' (state, image indices)."""
+def job_status_of(
+    requested: int, saved: set[int], tasks: Iterable[tuple[str, range]], *, cancelled: bool = False
+) -> JobStatus:
+    """:func:`job_status` of one job from its saved image indices and its tasks' (state, image indices).
+
+    ``cancelled``: the user cancelled the job (``tasks cancel``), whether or not it had tasks to cancel.
+    """
     states = list(tasks)
     return job_status(
         requested=requested,
         saved=len(saved),
         resumable=any(task_resumable(state, indices, saved) for state, indices in states),
-        cancelled=any(state == TaskState.CANCELLED for state, _ in states),
+        cancelled=cancelled or any(state == TaskState.CANCELLED for state, _ in states),
         expired=any(state == TaskState.EXPIRED for state, _ in states),
     )

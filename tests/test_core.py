@@ -400,7 +400,22 @@ def test_status_rule_is_the_only_one() -> None:
         text = path.read_text()
         if '"partial" if' in text or "'partial' if" in text or 'status = "succeeded"' in text:
             offenders.append(str(path.relative_to(ROOT)))
+        # A job's status is written once, by Journal.finish_job from the rule: no other caller sets one by hand.
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "set_status":
+                if not (path.name == "journal.py" and _enclosing(text, node.lineno) == "finish_job"):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} set_status")
     assert not offenders
+
+
+def _enclosing(text: str, line: int) -> str | None:
+    """The name of the function that holds ``line``."""
+    holder = None
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.FunctionDef) and node.lineno <= line <= (node.end_lineno or node.lineno):
+            if holder is None or node.lineno > holder.lineno:
+                holder = node
+    return holder.name if holder else None
 
 
 def test_json_dry_run_is_valid_json_with_no_nan(cli, gateway: FakeGateway) -> None:

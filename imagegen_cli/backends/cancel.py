@@ -37,7 +37,7 @@ def cancel_job(journal: Journal, job: Job, settings: Settings) -> list[str]:
                 notes.append(f"{job.provider} has no cancel API: its task(s) may still finish (and be billed) remotely")
     for task in pending:
         journal.update_task(job.id, task.remote_id, TaskState.CANCELLED, "cancelled by the user")
-    journal.set_status(job.id, "cancelled", "cancelled by the user")
+    journal.finish_job(job.id, "cancelled by the user", cancelled=True)
     return notes
 
 

@@ -134,9 +134,10 @@ class Job:
         """Images saved and still on disk."""
         return {i.index for i in self.saved if i.path and Path(i.path).exists()}
 
-    def derived_status(self) -> JobStatus:
-        """What the journal's rows say the job is, once no process works on it."""
-        return job_status_of(self.n, self.saved_indices(), ((t.status, t.indices) for t in self.tasks))
+    def derived_status(self, *, cancelled: bool = False) -> JobStatus:
+        """What the journal's rows say the job is, once no process works on it (``cancelled``: by the user)."""
+        tasks = ((t.status, t.indices) for t in self.tasks)
+        return job_status_of(self.n, self.saved_indices(), tasks, cancelled=cancelled)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -338,10 +338,10 @@ class Journal:
                 (time.time(), job_id),
             )
 
-    def finish_job(self, job_id: str, error: str | None = None) -> JobStatus:
-        """Set the final status from what the journal holds (:func:`status.job_status`)."""
+    def finish_job(self, job_id: str, error: str | None = None, *, cancelled: bool = False) -> JobStatus:
+        """Set the final status from what the journal holds (:func:`status.job_status`, the one rule)."""
         job = self.get(job_id)
-        status = job.derived_status()
+        status = job.derived_status(cancelled=cancelled)
         self.set_status(job_id, status, error if status != JobStatus.SUCCEEDED else None)
         return status
 
