@@ -19,8 +19,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from imagegen_cli.errors import DeadlineReached, ImageBusy, ImagegenError, ImagesExpired, as_job_error, clean_text
-from imagegen_cli.status import TaskState
+from imagegen_cli.errors import (
+    DeadlineReached,
+    ExitCode,
+    ImageBusy,
+    ImagegenError,
+    ImagesExpired,
+    as_job_error,
+    clean_text,
+)
+from imagegen_cli.status import JobStatus, TaskState
 from imagegen_cli.store.journal import Claim, TaskRow
 
 if TYPE_CHECKING:
@@ -344,12 +352,30 @@ def begin_job(job: PlannedJob, context: RunContext) -> ImageWriter:
 def end_job(job: PlannedJob, context: RunContext) -> None:
     """Journal the job's final status (derived by the one rule) and report it."""
     result = job.result
-    if result.interrupted and not result.sent and job.previous is None and result.job_id is not None:
+    job_id = result.job_id or ""
+    unsent = not result.sent and job.previous is None and bool(job_id)
+    if unsent and result.interrupted:
         # Interrupted while waiting for its turn: nothing was sent, so nothing is journalled or counted as run.
         with contextlib.suppress(sqlite3.Error):
-            context.journal.delete_job(result.job_id)
+            context.journal.delete_job(job_id)
         result.job_id, result.started = None, False
         return
+    if unsent and result.errors and all(e.exit_code == ExitCode.USAGE for e in result.errors):
+        # A usage error found only when the run began (--device mps without an Apple GPU): nothing was made or
+        # sent, so there is no job to resume or list, only the error (exit 2).
+        with contextlib.suppress(sqlite3.Error):
+            context.journal.delete_job(job_id)
+        result.job_id = None
+        context.sink.job_finished(result)
+        return
+    if result.errors and result.status() == JobStatus.SUCCEEDED and not result.interrupted:
+        # Every image is on disk: what went wrong on the way (a retried call, an image another process saved)
+        # is a note, never an error beside "succeeded" and exit 0.
+        for error in result.errors:
+            note = f"{error.code}: {error.message}"
+            if note not in result.notes:
+                result.notes.append(note)
+        result.errors.clear()
     if result.job_id is not None:
         # A failing journal was already said when the images were recorded.
         with contextlib.suppress(sqlite3.Error):

@@ -199,6 +199,24 @@ class Journal:
                 (status, redact(error) if error else None, time.time(), job_id),
             )
 
+    def take_over(self, job_id: str) -> int | None:
+        """This process now runs the job, unless another live process still does: then its pid (nothing changed).
+
+        Atomic (one write transaction), so two ``--resume`` runs of one batch never both take a line.
+        """
+        with self._tx() as conn:
+            row = conn.execute("SELECT pid, pid_start, status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            pid = row["pid"]
+            if pid and pid != os.getpid() and row["status"] in OPEN_STATES and process_alive(pid, row["pid_start"]):
+                return int(pid)
+            conn.execute(
+                "UPDATE jobs SET pid = ?, pid_start = ?, updated_at = ? WHERE id = ?",
+                (os.getpid(), MY_START, time.time(), job_id),
+            )
+        return None
+
     def claim_pid(self, job_id: str) -> None:
         """This process now runs the job (``tasks wait``, ``--resume``)."""
         with self._tx() as conn:
