@@ -180,13 +180,15 @@ def _resume_job(row: Job, settings: Settings, out_dir: str | Path | None) -> tup
 
 def cancel(job_ids: list[str]) -> tuple[list[str], list[str]]:
     """Stop tracking jobs; ask each provider to cancel pending tasks where it can. Returns (cancelled, notes)."""
-    from imagegen_cli.backends.cancel import cancel_job
+    from imagegen_cli.backends.cancel import CANCEL_TIMEOUT, cancel_job
     from imagegen_cli.status import OPEN_STATUSES
     from imagegen_cli.store.journal import Journal
 
     notes: list[str] = []
     cancelled: list[str] = []
     settings: Settings | None = None  # read once, when a job needs it (a job already over needs no config)
+    # One bound for the whole command, however many jobs: each job's cancel requests get what is left of it.
+    ends = None
     with Journal.open() as journal:
         for job_id in job_ids:
             row = journal.get(job_id)
@@ -194,7 +196,8 @@ def cancel(job_ids: list[str]) -> tuple[list[str], list[str]]:
                 notes.append(f"{row.id} is already {row.status}")
                 continue
             settings = settings or load_settings()
-            notes.extend(cancel_job(journal, row, settings))
+            ends = ends or time.monotonic() + min(CANCEL_TIMEOUT, settings.timeout)
+            notes.extend(cancel_job(journal, row, settings, ends - time.monotonic()))
             cancelled.append(row.id)
     return cancelled, notes
 

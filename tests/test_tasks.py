@@ -218,6 +218,29 @@ def test_cancel_of_a_stalled_gateway_still_cancels_the_job(gateway: FakeGateway,
     assert run_cli("tasks", "show", job_id, "--json").json()["status"] == "cancelled"
 
 
+def test_cancel_of_several_jobs_has_one_overall_bound(gateway: FakeGateway, tmp_path: Path) -> None:
+    """`tasks cancel A B C` against a stalled gateway: the first job spends the one bound, the others are cancelled
+    here without waiting again (before: each job waited the whole timeout)."""
+    write_config(
+        f'timeout = 1\n[providers.customtasks]\nbase_url = "{gateway.base_url("customtasks")}"\ndialect = "tasks"\n'
+        'cancel_path = "tasks/{id}/cancel"\n'
+    )
+    env = gateway_env(gateway)
+    gateway.task_polls = 10_000
+    jobs = [
+        run_cli("generate", "x", "-m", "customtasks:m", "--no-wait", "-o", str(tmp_path), env=env).lines[0]
+        for _ in range(3)
+    ]
+    gateway.latency = 8  # no cancel request is answered within the bound
+    cancelled = run_cli("tasks", "cancel", *jobs, env=env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert sorted(cancelled.lines) == sorted(jobs)
+    assert cancelled.stderr.count("no answer to the cancel request") == 1
+    assert cancelled.stderr.count("was not asked to cancel (tasks cancel's time was spent on earlier jobs)") == 2
+    gateway.latency = 0
+    assert {run_cli("tasks", "show", j, "--json").json()["status"] for j in jobs} == {"cancelled"}
+
+
 def test_cancel_asks_the_provider_even_when_todays_catalog_rejects_the_request(
     gateway: FakeGateway, tmp_path: Path
 ) -> None:
@@ -357,3 +380,13 @@ def test_wait_on_two_jobs_polls_both_at_once_within_one_timeout(cli, gateway: Fa
     documents = waited.json()  # one document per job, a list for several ids
     assert [d["status"] for d in documents] == ["succeeded", "succeeded"], documents
     assert [d["job"] for d in documents] == [first, second] and all(len(d["images"]) == 1 for d in documents)
+
+
+def test_one_task_id_answered_for_two_calls_is_saved_once(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    gateway.fault("generate", "task_id", body=b"task_dup", times=2)
+    result = cli("generate", "x", "-m", "apimart:z-image-turbo", "-n", "2", "--seed", "5", "--json")
+    assert len(gateway.calls("apimart")) == 2
+    assert result.returncode == 3, result.stderr  # partial: one image, not the same image twice
+    doc = result.json()
+    assert len(doc["images"]) == 1 and len(list((tmp_path / "out").iterdir())) == 1
+    assert "answered task id task_dup for two calls" in result.stderr

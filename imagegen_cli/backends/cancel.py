@@ -16,8 +16,12 @@ if TYPE_CHECKING:
 CANCEL_TIMEOUT = 30.0  # a cancel is one short request per task; the config's timeout may bound it further
 
 
-def cancel_job(journal: Journal, job: Job, settings: Settings) -> list[str]:
-    """Mark the job and its pending tasks cancelled; returns notes on what was asked of the provider."""
+def cancel_job(journal: Journal, job: Job, settings: Settings, budget: float | None = None) -> list[str]:
+    """Mark the job and its pending tasks cancelled; returns notes on what was asked of the provider.
+
+    ``budget``: seconds left for asking the provider (what is left of ``tasks cancel``'s one overall bound); with
+    none left, the job is still cancelled here and the note says the provider was not asked.
+    """
     from imagegen_cli.providers.engine import journal_provider
 
     notes: list[str] = []
@@ -30,9 +34,14 @@ def cancel_job(journal: Journal, job: Job, settings: Settings) -> list[str]:
             # The provider is gone from the config (or unusable): the job is still cancelled here.
             notes.append(f"{job.provider} was not asked to cancel ({exc.message}); its task(s) may still finish")
         else:
-            if provider.profile.cancel_path and provider.key:
-                timeout = min(CANCEL_TIMEOUT, settings.timeout)
+            timeout = min(CANCEL_TIMEOUT, settings.timeout) if budget is None else budget
+            if provider.profile.cancel_path and provider.key and timeout > 0.05:
                 notes.extend(_cancel_remote(provider, [t.remote_id for t in pending], timeout))
+            elif provider.profile.cancel_path and provider.key:
+                notes.append(
+                    f"{job.provider} was not asked to cancel (tasks cancel's time was spent on earlier jobs); "
+                    "its task(s) may still finish"
+                )
             else:
                 notes.append(f"{job.provider} has no cancel API: its task(s) may still finish (and be billed) remotely")
     for task in pending:

@@ -103,6 +103,7 @@ class RemoteEngine:
             shared_limit = asyncio.Semaphore(channel.concurrency) if channel.concurrency else None
             limiters = {name: shared_limit or asyncio.Semaphore(bound(name)) for name in names}
             throttles = {name: ProviderThrottle(bound(name), name) for name in names}
+            task_ids: dict[str, set[str]] = {name: set() for name in names}
             queue: asyncio.Queue[EngineJob] = asyncio.Queue()
             for job in jobs:
                 queue.put_nowait(job)
@@ -124,7 +125,7 @@ class RemoteEngine:
                         while not queue.empty():
                             job = queue.get_nowait()
                             name = job.full.provider_name
-                            transport = SharedTransport(http, limiters[name], throttles[name])
+                            transport = SharedTransport(http, limiters[name], throttles[name], task_ids[name])
                             await RemoteJob(job, channel, transport, shared).run()
 
                     await asyncio.gather(*(worker() for _ in range(max(1, min(workers, len(jobs))))))

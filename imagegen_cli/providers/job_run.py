@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
@@ -61,6 +61,7 @@ class SharedTransport:
     http: httpx.AsyncClient  # imported for the type checker only: this module imports without httpx
     limiter: asyncio.Semaphore
     throttle: ProviderThrottle
+    task_ids: set[str] = field(default_factory=set)  # every task id of this provider in the run: each is fetched once
 
 
 def _format_time(stamp: float) -> str:
@@ -82,6 +83,8 @@ class RemoteJob:
         self.provider = self.plan.provider
         self.channel = channel
         self.limiter = shared.limiter
+        self.task_ids = shared.task_ids
+        self.task_ids.update(t.remote_id for t in job.resume_tasks)
         self.shared_deadline = deadline is not None
         self.deadline: Deadline = deadline or Deadline(channel.timeout)
         self.client: GatewayClient = GatewayClient(
@@ -256,6 +259,17 @@ class RemoteJob:
         tasks = []
         for number, remote_id in enumerate(remote_ids):
             first = call.first_image + number * per_task
+            if remote_id in self.task_ids:
+                # One task id answered for two calls: its image is one image, saved once, not once per call.
+                self._fail(
+                    InvalidResponse(
+                        f"{self.provider.name} answered task id {clean_text(remote_id, 80)} for two calls; "
+                        f"image {first} was not made",
+                        hint="generate the missing image again",
+                    )
+                )
+                continue
+            self.task_ids.add(remote_id)
             task = TaskRecord(remote_id, TaskState.PENDING, call.index, first, per_task, call.seed)
             tasks.append(task)
             self.tasks.append(task)
