@@ -30,7 +30,7 @@ from imagegen_cli.events import TaskRecord
 from imagegen_cli.options import GenerateOptions, PromptLine, RunOptions, read_prompt_file
 from imagegen_cli.result import JobResult, ProgressSink, RunResult, SilentSink
 from imagegen_cli.settings import Settings, load_settings
-from imagegen_cli.status import JobStatus, TaskState
+from imagegen_cli.status import JobStatus, TaskState, in_flight_message
 
 if TYPE_CHECKING:
     from imagegen_cli.store.journal import Job
@@ -150,6 +150,9 @@ def _resume_job(row: Job, settings: Settings, out_dir: str | Path | None) -> tup
         result.tasks.append(task)
         if task.resumable(saved):
             todo.append(task)
+        elif task.state == TaskState.SUBMITTING and not set(task.indices) <= saved:
+            hint = "look for it on the provider's side before generating these images again"
+            result.errors.append(TaskFailed(in_flight_message(row.provider, task.first_image, task.count), hint=hint))
         elif not set(task.indices) <= saved:
             why = task.error or "no reason given"
             what = "images expired" if task.state == TaskState.EXPIRED else f"{task.state}: {why}"

@@ -17,9 +17,10 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.backends import PlannedJob, RunContext, engine_for, resolve_model_ref
-from imagegen_cli.errors import ImageBusy, ImagegenError, UsageError
+from imagegen_cli.errors import ImageBusy, ImagegenError, TaskFailed, UsageError
 from imagegen_cli.events import TaskRecord
 from imagegen_cli.result import JobResult, RunResult
+from imagegen_cli.status import TaskState, in_flight_message
 
 if TYPE_CHECKING:
     from imagegen_cli.options import GenerateOptions, PromptLine
@@ -140,6 +141,15 @@ def prepare_resume(journal: Journal, jobs: list[PlannedJob]) -> None:
                 job.resume_tasks.append(task)
                 job.result.tasks.append(task)
                 covered.update(task.indices)
+            elif task.state == TaskState.SUBMITTING and not set(task.indices) <= saved:
+                # Never made again blindly: the gateway may already be making (and billing) these images.
+                covered.update(task.indices)
+                job.result.errors.append(
+                    TaskFailed(
+                        in_flight_message(previous.provider, task.first_image, task.count),
+                        hint="look for it on the provider's side; to make these images anyway, run without --resume",
+                    )
+                )
         missing = [i for i in range(1, job.plan.request.n + 1) if i not in saved and i not in covered]
         job.todo = job.engine.narrow(job.plan, missing) if missing else None
 

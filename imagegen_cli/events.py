@@ -40,6 +40,8 @@ __all__ = [
     "Preview",
     "Progress",
     "StopToken",
+    "SubmitSettled",
+    "Submitting",
     "TaskRecord",
     "TaskSubmitted",
     "TaskUpdated",
@@ -104,6 +106,22 @@ class TaskSubmitted(Event):
     """A gateway created a task: recorded (journalled) before the engine goes on."""
 
     task: TaskRecord
+
+
+@dataclass(frozen=True)
+class Submitting(Event):
+    """A task-creating call is about to go out: recorded as in flight first, so a stop while it is out is known."""
+
+    call: int
+    first_image: int
+    count: int
+
+
+@dataclass(frozen=True)
+class SubmitSettled(Event):
+    """The answer to call ``call`` arrived (its tasks, if any, follow as ``TaskSubmitted``): no longer in flight."""
+
+    call: int
 
 
 @dataclass(frozen=True)
@@ -212,6 +230,8 @@ class StopToken:
     def request(self, *, terminated: bool = False) -> None:
         """Ask the run to stop (from any thread, or a signal handler)."""
         self.terminated = self.terminated or terminated
+        if self.event.is_set():
+            return  # said once: a signal seen by both the handler and the watcher is one stop
         self.event.set()
         for callback in list(self._subscribers):
             callback()

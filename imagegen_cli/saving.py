@@ -28,6 +28,7 @@ from imagegen_cli.errors import (
     as_job_error,
     clean_text,
 )
+from imagegen_cli.events import TaskRecord
 from imagegen_cli.status import JobStatus, TaskState
 from imagegen_cli.store.journal import Claim, TaskRow
 
@@ -86,6 +87,17 @@ class JobRecorder:
             task = event.task
             row = TaskRow(task.remote_id, task.call, task.first_image, task.count, task.seed, task.state.value)
             self._journal_call(lambda j, job_id: j.add_task(job_id, row), None)
+        elif isinstance(event, ev.Submitting):
+            placeholder = TaskRecord(
+                submitting_id(event.call), TaskState.SUBMITTING, event.call, event.first_image, event.count
+            )
+            result.tasks.append(placeholder)
+            row = TaskRow(placeholder.remote_id, event.call, event.first_image, event.count, None, "submitting")
+            self._journal_call(lambda j, job_id: j.add_task(job_id, row), None)
+        elif isinstance(event, ev.SubmitSettled):
+            gone = submitting_id(event.call)
+            result.tasks[:] = [t for t in result.tasks if t.remote_id != gone]
+            self._journal_call(lambda j, job_id: j.remove_task(job_id, gone), None)
         elif isinstance(event, ev.TaskUpdated):
             self._task_state(event.task.remote_id, event.task.state, event.task.error, event.expires_at)
         elif isinstance(event, ev.Usage):
@@ -314,6 +326,11 @@ class JobRecorder:
             if note not in self.result.notes:
                 self.result.notes.append(note)
             return fallback
+
+
+def submitting_id(call: int) -> str:
+    """The journal's placeholder for a task-creating call whose answer has not arrived."""
+    return f"(call {call} in flight)"
 
 
 def begin_job(job: PlannedJob, context: RunContext) -> ImageWriter:

@@ -34,6 +34,9 @@ class TaskState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    # A task-creating call whose answer never arrived (the run was stopped while it was out): the gateway may have
+    # created (and billed) a task whose id imagegen never learned. Never resumable; said precisely.
+    SUBMITTING = "submitting"
 
 
 RESUMABLE_TASK_STATES = (TaskState.PENDING, TaskState.SUCCEEDED)
@@ -78,4 +81,13 @@ def job_status_of(
         resumable=any(task_resumable(state, indices, saved) for state, indices in states),
         cancelled=cancelled or any(state == TaskState.CANCELLED for state, _ in states),
         expired=any(state == TaskState.EXPIRED for state, _ in states),
+    )
+
+
+def in_flight_message(provider: str, first_image: int, count: int) -> str:
+    """What is unknown about a task-creating call that was out when its run stopped (said by tasks wait, --resume)."""
+    images = f"image {first_image}" if count == 1 else f"images {first_image}-{first_image + count - 1}"
+    return (
+        f"the call for {images} was out when the run stopped and its answer never arrived: {provider} may have "
+        "created (and billed) a task whose id imagegen never learned"
     )

@@ -32,7 +32,7 @@ from imagegen_cli.events import StopToken
 from imagegen_cli.signals import StopSignal
 
 GRACE_SECONDS = 0.5  # how long the watcher lets a free main thread handle a second signal itself
-TERM_GRACE = 3.0  # how long a SIGTERM lets the run end in order (cancelled calls, a file being placed)
+TERM_GRACE = 5.0  # how long a SIGTERM lets the run end in order (cancelled calls, a file being placed)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 

@@ -33,6 +33,8 @@ from imagegen_cli.events import (
     JobStarted,
     Note,
     Progress,
+    SubmitSettled,
+    Submitting,
     TaskRecord,
     TaskSubmitted,
     TaskUpdated,
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from imagegen_cli.providers.throttle import ProviderThrottle
 
 GRACE_SECONDS = 2.0  # the backstop over the per-request deadlines
+SUBMIT_GRACE = 2.5  # how long a stop waits for the answer of a task-creating call that is out (its task ids)
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 
 
@@ -194,7 +197,7 @@ class RemoteJob:
 
     # ------------------------------------------------------------------ one call
     async def _run_call(self, call: PlannedCall, generate_url: str) -> None:
-        from imagegen_cli.providers.dialects import parse_images_response, parse_submit_response
+        from imagegen_cli.providers.dialects import parse_images_response
         from imagegen_cli.providers.http import DeadlineExceeded
 
         key = f"call{call.index}"
@@ -212,14 +215,17 @@ class RemoteJob:
                 self.waiting_on = f"the answer for {span}"
                 self.emit(CallSent(self.work, key, label, 100 if self.provider.profile.is_async else None))
                 started = True
-                data = await self.client.request_json("POST", generate_url, body=call.body, headers=call.headers)
                 if self.provider.profile.is_async:
-                    tasks = self._add_tasks(parse_submit_response(data, self.provider.name), call)
+                    submitted = await self._submit(call, generate_url)
+                    if submitted is None:
+                        raise asyncio.CancelledError  # stopped while the call was out: what is known is recorded
+                    tasks = submitted
                     if self.job.no_wait:
                         return
                     for task in tasks:
                         finished.append((task, await self._poll(task, key)))
                 else:
+                    data = await self.client.request_json("POST", generate_url, body=call.body, headers=call.headers)
                     parsed = parse_images_response(data, self.provider.name)
                     if parsed.usage:
                         self.emit(Usage(self.work, parsed.usage))
@@ -242,6 +248,30 @@ class RemoteJob:
         finally:
             if started:
                 self.emit(CallDone(self.work, key))
+
+    async def _submit(self, call: PlannedCall, url: str) -> list[TaskRecord] | None:
+        """Create the call's tasks; recorded as in flight first. A stop while the call is out waits a moment for the
+        answer, so the tasks the gateway created are journalled (None then: the run stops)."""
+        from imagegen_cli.providers.dialects import parse_submit_response
+
+        self.emit(Submitting(self.work, call.index, call.first_image, call.count))
+        request = asyncio.ensure_future(self.client.request_json("POST", url, body=call.body, headers=call.headers))
+        stopped = False
+        try:
+            data = await asyncio.shield(request)
+        except asyncio.CancelledError:
+            stopped = True
+            try:
+                data = await asyncio.wait_for(asyncio.shield(request), SUBMIT_GRACE)
+            except BaseException:  # noqa: BLE001 - no answer in time: the journal keeps the call as in flight
+                request.cancel()
+                return None
+        except BaseException:
+            self.emit(SubmitSettled(self.work, call.index))  # refused or failed: no task was created
+            raise
+        self.emit(SubmitSettled(self.work, call.index))
+        tasks = self._add_tasks(parse_submit_response(data, self.provider.name), call)
+        return None if stopped else tasks
 
     def _add_tasks(self, remote_ids: list[str], call: PlannedCall) -> list[TaskRecord]:
         if len(remote_ids) > 1 and len(remote_ids) > call.count:

@@ -247,6 +247,11 @@ class Journal:
                 "UPDATE jobs SET status = 'submitted', updated_at = ? WHERE id = ? AND status = 'queued'", (now, job_id)
             )
 
+    def remove_task(self, job_id: str, remote_id: str) -> None:
+        """Forget a task row (a submission placeholder once its answer arrived)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM job_tasks WHERE job_id = ? AND remote_id = ?", (job_id, remote_id))
+
     def update_task(
         self, job_id: str, remote_id: str, status: str, error: str | None = None, expires_at: float | None = None
     ) -> None:

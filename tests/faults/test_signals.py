@@ -87,3 +87,46 @@ def test_interrupt_while_saving_leaves_no_partial_file(tmp_path: Path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         writer.save_pil(Image.new("RGB", (32, 32)), index=1, seed=None, meta={"prompt": "x"})
     assert list(out.iterdir()) == []
+
+
+def _term_during_submit(gateway: FakeGateway, tmp_path: Path, delay: float) -> tuple[int, str, str]:
+    """SIGTERM while apimart's task-creating call is out (answered after ``delay`` s); the job's id and stderr."""
+    gateway.fault("generate", "slow", delay=delay)
+    gateway.task_polls = 0
+    proc = subprocess.Popen(
+        [str(IMAGEGEN), "generate", "x", "-m", "apimart:z-image-turbo", "-o", str(tmp_path / "out"), "--json"],
+        env={**os.environ, **gateway_env(gateway)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 20
+    while not gateway.calls("apimart"):
+        assert time.monotonic() < deadline, "never sent the call"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+    CAPTURED.extend([stdout, stderr])
+    return proc.returncode, json.loads(stdout)["job"], stderr.decode()
+
+
+def test_sigterm_during_a_submission_keeps_the_task_the_gateway_created(gateway: FakeGateway, tmp_path: Path) -> None:
+    """The gateway answers soon after the stop: its task is journalled, and `tasks wait` fetches the image."""
+    code, job, _ = _term_during_submit(gateway, tmp_path, delay=1.0)
+    assert code == 143
+    shown = run_cli("tasks", "show", job, "--json").json()
+    assert [t["status"] for t in shown["tasks"]] == ["pending"]
+    waited = run_cli("tasks", "wait", job, env=gateway_env(gateway))
+    assert waited.returncode == 0, waited.stderr
+    assert len(waited.lines) == 1 and Path(waited.lines[0]).is_file()
+
+
+def test_sigterm_during_a_submission_with_no_answer_says_what_is_unknown(gateway: FakeGateway, tmp_path: Path) -> None:
+    """No answer before the stop ends: the call stays journalled as in flight, and nothing is made again blindly."""
+    code, job, _ = _term_during_submit(gateway, tmp_path, delay=20)
+    assert code == 143
+    shown = run_cli("tasks", "show", job, "--json").json()
+    assert [t["status"] for t in shown["tasks"]] == ["submitting"]
+    waited = run_cli("tasks", "wait", job, env=gateway_env(gateway))
+    assert waited.returncode == 1
+    assert "the call for image 1 was out when the run stopped" in waited.stderr
+    assert "apimart may have created (and billed) a task" in waited.stderr and "never submitted" not in waited.stderr
