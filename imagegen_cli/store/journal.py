@@ -319,7 +319,7 @@ class Journal:
             conn.execute(
                 "DELETE FROM job_images WHERE job_id = ? AND image_index = ? AND state = 'saving' AND claimed_by = ?"
                 " AND claimed_owner IS ?",  # a pid alone could be another namespace's process
-                (job_id, index, os.getpid(), self.owner.token),
+                (job_id, index, os.getpid(), self.owner.me()),
             )
 
     def record_image(

@@ -175,18 +175,21 @@ class RowOwner:
         self.directory = directory  # ``owners/`` beside the journal
         self.token: str | None = None
         self._tried = False
+        self._guard = threading.Lock()  # the writer's threads journal names too
 
     def me(self) -> str | None:
         """This process's token for the rows it writes; its lock is held from now until :meth:`release`."""
-        if not self._tried:
-            self._tried = True
-            self.token = acquire_owner(self.directory)
-        return self.token
+        with self._guard:
+            if not self._tried:
+                self._tried = True
+                self.token = acquire_owner(self.directory)
+            return self.token
 
     def release(self) -> None:
-        if self.token is not None:
-            release_owner(self.directory)
-            self.token = None
+        with self._guard:
+            if self.token is not None:
+                release_owner(self.directory)
+                self.token = None
 
     def alive(self, owner: str | None, pid: int | None, start: float | None) -> bool:
         """Whether a row's process runs: by its owner lock, which holds across PID namespaces (containers);
