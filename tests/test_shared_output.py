@@ -286,3 +286,17 @@ def test_a_claim_from_another_container_is_busy_there(cli, gateway: FakeGateway,
         assert other.stdout.strip() == Claim.BUSY
     other = _in_new_pid_namespace(code)  # this process let go (a run that ended): the claim is free
     assert other.stdout.strip() == Claim.CLAIMED, other.stderr
+
+
+def test_owner_files_go_with_their_owners(tmp_path: Path) -> None:
+    """This process's lock file lives while its journal is open; one a killed process left is swept."""
+    with Journal.open(tmp_path / "journal.sqlite3") as journal:
+        journal.owner.directory.mkdir()
+        (journal.owner.directory / OTHER).touch()  # killed: nobody holds its lock
+        journal.create_job(
+            provider="p", model="m", dialect="d", base_url="http://127.0.0.1", request={}, calls=[], n=1,
+            out_dir=str(tmp_path), output={},
+        )  # fmt: skip
+        mine = journal.owner.token
+        assert mine is not None and [p.name for p in journal.owner.directory.iterdir()] == [mine]
+    assert list((tmp_path / "owners").iterdir()) == []

@@ -160,12 +160,22 @@ def owner_alive(directory: Path, token: str) -> bool | None:
         return False
     if token == _ThisProcess.token and directory in _ThisProcess.held:
         return True
-    opened = open_unheld(directory / token, shared=True)
+    path = directory / token
+    opened = open_unheld(path, shared=True)
     if opened is None:
         return False  # its owner removed it on leaving, or a sweep did after it was killed
     fd, taken = opened
-    os.close(fd)
-    return None if taken is None else not taken
+    try:
+        for _ in range(3):  # a sweep holds a dead owner's lock for a moment, just before removing its file
+            if taken is not False or not same_file(fd, path):
+                break
+            time.sleep(0.002)
+            taken = lock(fd, shared=True)
+        if taken is None:
+            return None
+        return not taken and same_file(fd, path)
+    finally:
+        os.close(fd)
 
 
 class RowOwner:
