@@ -245,17 +245,19 @@ def test_a_file_placed_before_a_crash_is_adopted_not_made_twice(cli, gateway: Fa
     """SIGKILL between placing the file and journalling it: the claim names the file, resume adopts it."""
     from imagegen_cli.store.job_rows import Claim
     from imagegen_cli.store.journal import Journal
+    from imagegen_cli.store.placement import file_identity
 
     out = tmp_path / "out"
     done = cli("generate", "x", "-m", "apimart:z-image-turbo", "-n", "2", "--json")
     job = done.json()["job"]
     placed = Path(done.json()["images"][1]["path"])
-    # Rewind image 2 to what a killed process leaves: a 'saving' claim by a dead pid, naming the placed file.
+    # Rewind image 2 to what a killed process leaves: a 'saving' claim by a dead process, naming the placed file
+    # (and which file it is: only that very file is adopted, tests/test_shared_output.py).
     with sqlite3.connect(_journal()) as conn:
         conn.execute(
-            "UPDATE job_images SET state = 'saving', claimed_by = 999999, claimed_start = 1 WHERE job_id = ? AND"
-            " image_index = 2",
-            (job,),
+            "UPDATE job_images SET state = 'saving', claimed_by = 999999, claimed_start = 1, claimed_owner = NULL,"
+            " target_id = ? WHERE job_id = ? AND image_index = 2",
+            (file_identity(placed.stat()), job),
         )
         conn.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (job,))
     with Journal.open() as journal:
@@ -307,9 +309,13 @@ def test_a_claim_of_a_reused_pid_does_not_block(cli, gateway: FakeGateway) -> No
     job = cli("generate", "x", "-m", "apimart:z-image-turbo", "--no-wait", "--json").json()["job"]
     with Journal.open() as journal:
         assert journal.claim_image(job, 1) == Claim.CLAIMED
-    # The claim now names a live pid (ours) but another start time: that process is gone, the pid reused.
+    # The claim now names a live pid (ours) but another start time: that process is gone, the pid reused. (A row
+    # of an older version, without an owner lock: the pid decides.)
     with sqlite3.connect(_journal()) as conn:
-        conn.execute("UPDATE job_images SET claimed_by = ?, claimed_start = 1 WHERE job_id = ?", (os.getpid(), job))
+        conn.execute(
+            "UPDATE job_images SET claimed_by = ?, claimed_start = 1, claimed_owner = NULL WHERE job_id = ?",
+            (os.getpid(), job),
+        )
     with Journal.open() as journal:
         assert journal.claimed_by(job, 1) is None
         assert journal.claim_image(job, 1) == Claim.CLAIMED
@@ -329,8 +335,8 @@ def test_a_waiter_waits_for_the_process_saving_an_image(cli, gateway: FakeGatewa
         with Journal.open() as journal:
             journal.claim_image(job, 1)
         with sqlite3.connect(_journal()) as conn:
-            conn.execute("UPDATE job_images SET claimed_by = ?, claimed_start = ? WHERE job_id = ?",
-                         (sleeper.pid, start, job))  # fmt: skip
+            conn.execute("UPDATE job_images SET claimed_by = ?, claimed_start = ?, claimed_owner = NULL"
+                         " WHERE job_id = ?", (sleeper.pid, start, job))  # fmt: skip
         waited = run_cli("tasks", "wait", job, "--timeout", "1", "--json", env=gateway_env(gateway))
     finally:
         sleeper.kill()

@@ -284,7 +284,9 @@ def test_prune_forgets_final_and_dead_jobs_but_keeps_live_or_resumable_ones(tmp_
         journal.set_status(done, "succeeded")
         journal.set_status(live, "running")  # run by this process, which is alive
         journal.add_task(pending, TaskRow("remote-1", 0, 0, 1, None, "pending"))
-        journal.conn.execute("UPDATE jobs SET pid = 999999, pid_start = 1 WHERE id IN (?, ?)", (dead, pending))
+        journal.conn.execute(  # their processes ended: their owner locks are gone
+            "UPDATE jobs SET pid = 999999, pid_start = 1, owner = ? WHERE id IN (?, ?)", ("f" * 32, dead, pending)
+        )
         journal.set_status(dead, "running")
         assert journal.prune(time.time() + 1) == 2
         assert sorted(job.id for job in journal.jobs(limit=0)) == sorted([live, pending])
@@ -293,7 +295,7 @@ def test_prune_forgets_final_and_dead_jobs_but_keeps_live_or_resumable_ones(tmp_
 def test_journal_schema_is_versioned(cli, gateway: FakeGateway) -> None:
     cli("generate", "x", "-m", "openai:dall-e-2")
     with sqlite3.connect(journal_file()) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.execute("PRAGMA user_version = 99")
     result = run_cli("tasks", "list")

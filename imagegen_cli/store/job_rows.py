@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -85,6 +86,11 @@ class TaskRow:
     error: str | None = None
     expires_at: float | None = None
 
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> TaskRow:
+        fields = ("remote_id", "call_index", "first_image", "count", "seed", "status", "error", "expires_at")
+        return cls(*(r[name] for name in fields))
+
     @property
     def indices(self) -> range:
         return range(self.first_image, self.first_image + self.count)
@@ -102,6 +108,11 @@ class ImageRow:
     width: int | None
     height: int | None
     remote_id: str | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> ImageRow:
+        fields = ("image_index", "state", "path", "url", "seed", "width", "height", "remote_id")
+        return cls(*(r[name] for name in fields))
 
 
 @dataclass

@@ -30,9 +30,10 @@ from imagegen_cli.store.job_rows import (
     Job,
     TaskRow,
     new_job_id,
-    process_alive,
 )
 from imagegen_cli.store.journal_schema import MIGRATIONS, SCHEMA_VERSION
+from imagegen_cli.store.locks import OWNERS, RowOwner
+from imagegen_cli.store.placement import Target, is_placed
 
 __all__ = ["Claim", "ImageRow", "Job", "Journal", "JournalEntry", "TaskRow", "journal_path"]
 
@@ -56,6 +57,7 @@ class Journal:
         # One connection serves the event loop and the writer's worker threads (a file's name is journalled
         # from the thread that places it): a transaction must never interleave with another thread's statement.
         self._lock = threading.RLock()
+        self.owner = RowOwner(path.parent / OWNERS)  # who writes rows; liveness that holds across containers
 
     @classmethod
     def open(cls, path: Path | None = None) -> Journal:
@@ -107,6 +109,7 @@ class Journal:
 
     def close(self) -> None:
         self.conn.close()
+        self.owner.release()
 
     def __enter__(self) -> Journal:
         return self
@@ -166,11 +169,12 @@ class Journal:
     ) -> str:
         job_id = new_job_id()
         now = time.time()
+        me = self.owner.me()
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO jobs (id, provider, model, dialect, base_url, request, calls, n, status, out_dir, output,"
-                " pid, pid_start, created_at, updated_at, batch_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+                " pid, pid_start, owner, created_at, updated_at, batch_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     provider,
@@ -184,6 +188,7 @@ class Journal:
                     json.dumps(output),
                     os.getpid(),
                     MY_START,
+                    me,
                     now,
                     now,
                     batch_key,
@@ -219,10 +224,11 @@ class Journal:
 
     def claim_pid(self, job_id: str) -> None:
         """This process now runs the job (``tasks wait``, ``--resume``)."""
+        me = self.owner.me()
         with self._tx() as conn:
             conn.execute(
-                "UPDATE jobs SET pid = ?, pid_start = ?, updated_at = ? WHERE id = ?",
-                (os.getpid(), MY_START, time.time(), job_id),
+                "UPDATE jobs SET pid = ?, pid_start = ?, owner = ?, updated_at = ? WHERE id = ?",
+                (os.getpid(), MY_START, me, time.time(), job_id),
             )
 
     def add_task(self, job_id: str, task: TaskRow) -> None:
@@ -266,66 +272,77 @@ class Journal:
         """Reserve image ``index`` for this process before it is written.
 
         A claim left by a dead process is taken over; if that process had already placed its file (killed
-        between placing and journalling it), the file is adopted as saved instead of being made again.
+        between placing and journalling it), that file is adopted as saved instead of being made again: the very
+        file it placed (:func:`placement.is_placed`), never another that took the name after it died.
         """
-        now = time.time()
+        now, me = time.time(), self.owner.me()
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT state, path, claimed_by, claimed_start FROM job_images WHERE job_id = ? AND image_index = ?",
+                "SELECT state, path, claimed_by, claimed_start, claimed_owner, target_id FROM job_images"
+                " WHERE job_id = ? AND image_index = ?",
                 (job_id, index),
             ).fetchone()
             if row is None:
                 conn.execute(
-                    "INSERT INTO job_images (job_id, image_index, state, claimed_by, claimed_start, updated_at)"
-                    " VALUES (?, ?, 'saving', ?, ?, ?)",
-                    (job_id, index, os.getpid(), MY_START, now),
+                    "INSERT INTO job_images (job_id, image_index, state, claimed_by, claimed_start, claimed_owner,"
+                    " updated_at) VALUES (?, ?, 'saving', ?, ?, ?, ?)",
+                    (job_id, index, os.getpid(), MY_START, me, now),
                 )
                 return Claim.CLAIMED
             path = row["path"]
             if row["state"] == "saved" and path and Path(path).exists():
                 return Claim.SAVED
-            mine = row["claimed_by"] == os.getpid() and row["claimed_start"] == MY_START
+            mine = (row["claimed_owner"], row["claimed_by"], row["claimed_start"]) == (me, os.getpid(), MY_START)
             if row["state"] == "saving" and not mine:
-                if process_alive(row["claimed_by"], row["claimed_start"]):
+                if self.owner.alive(row["claimed_owner"], row["claimed_by"], row["claimed_start"]):
                     return Claim.BUSY
-                if path and Path(path).exists():
+                if path and is_placed(path, row["target_id"]):
                     conn.execute(
-                        "UPDATE job_images SET state = 'saved', claimed_by = NULL, updated_at = ?"
+                        "UPDATE job_images SET state = 'saved', claimed_by = NULL, claimed_owner = NULL, updated_at = ?"
                         " WHERE job_id = ? AND image_index = ?",
                         (now, job_id, index),
                     )
                     return Claim.SAVED
             conn.execute(
-                "UPDATE job_images SET state = 'saving', path = NULL, claimed_by = ?, claimed_start = ?, updated_at = ?"
-                " WHERE job_id = ? AND image_index = ?",
-                (os.getpid(), MY_START, now, job_id, index),
+                "UPDATE job_images SET state = 'saving', path = NULL, target_id = NULL, claimed_by = ?,"
+                " claimed_start = ?, claimed_owner = ?, updated_at = ? WHERE job_id = ? AND image_index = ?",
+                (os.getpid(), MY_START, me, now, job_id, index),
             )
             return Claim.CLAIMED
 
     def claim_target(self, job_id: str, index: int, path: str) -> None:
-        """Record the file name a claimed image is about to be placed under (before it is placed)."""
+        """Record the file name a claimed image is about to be placed under (before it is placed).
+
+        ``path`` is the writer's :class:`placement.Target`, which also says which file goes there; a plain name
+        records none, and then nothing under it is ever adopted.
+        """
+        identity = path.source if isinstance(path, Target) else None
         with self._tx() as conn:
             conn.execute(
-                "UPDATE job_images SET path = ?, updated_at = ?"
+                "UPDATE job_images SET path = ?, target_id = ?, updated_at = ?"
                 " WHERE job_id = ? AND image_index = ? AND state = 'saving'",
-                (path, time.time(), job_id, index),
+                (str(path), identity, time.time(), job_id, index),
             )
 
     def claimed_by(self, job_id: str, index: int) -> int | None:
         """The pid of the live process saving image ``index``, if another one is."""
         row = self._row(
-            "SELECT state, claimed_by, claimed_start FROM job_images WHERE job_id = ? AND image_index = ?",
+            "SELECT state, claimed_by, claimed_start, claimed_owner FROM job_images"
+            " WHERE job_id = ? AND image_index = ?",
             (job_id, index),
         )
-        if row is None or row["state"] != "saving" or not process_alive(row["claimed_by"], row["claimed_start"]):
+        if row is None or row["state"] != "saving":
+            return None
+        if not self.owner.alive(row["claimed_owner"], row["claimed_by"], row["claimed_start"]):
             return None
         return int(row["claimed_by"])
 
     def release_image(self, job_id: str, index: int) -> None:
         with self._tx() as conn:
             conn.execute(
-                "DELETE FROM job_images WHERE job_id = ? AND image_index = ? AND state = 'saving' AND claimed_by = ?",
-                (job_id, index, os.getpid()),
+                "DELETE FROM job_images WHERE job_id = ? AND image_index = ? AND state = 'saving' AND claimed_by = ?"
+                " AND claimed_owner IS ?",  # a pid alone could be another namespace's process
+                (job_id, index, os.getpid(), self.owner.me()),
             )
 
     def record_image(
@@ -403,26 +420,13 @@ class Journal:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
-        job.tasks = [
-            TaskRow(
-                r["remote_id"],
-                r["call_index"],
-                r["first_image"],
-                r["count"],
-                r["seed"],
-                r["status"],
-                r["error"],
-                r["expires_at"],
-            )
-            for r in self._rows("SELECT * FROM job_tasks WHERE job_id = ? ORDER BY call_index, remote_id", (job.id,))
-        ]
+        tasks = self._rows("SELECT * FROM job_tasks WHERE job_id = ? ORDER BY call_index, remote_id", (job.id,))
+        job.tasks = [TaskRow.from_row(r) for r in tasks]
         job.images = [
-            ImageRow(
-                r["image_index"], r["state"], r["path"], r["url"], r["seed"], r["width"], r["height"], r["remote_id"]
-            )
+            ImageRow.from_row(r)
             for r in self._rows("SELECT * FROM job_images WHERE job_id = ? ORDER BY image_index", (job.id,))
         ]
-        if job.status in OPEN_STATES and not process_alive(job.pid, row["pid_start"]):
+        if job.status in OPEN_STATES and not self.owner.alive(row["owner"], job.pid, row["pid_start"]):
             # The process died (killed): say what the job is now instead of "running" forever. A remote task
             # still pending or fetched-but-not-saved keeps it open for ``tasks wait``.
             status = job.derived_status()

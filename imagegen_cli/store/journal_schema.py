@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -65,5 +65,13 @@ MIGRATIONS: dict[int, str] = {
     3: """
     ALTER TABLE jobs ADD COLUMN pid_start REAL;
     ALTER TABLE job_images ADD COLUMN claimed_start REAL;
+    """,
+    # v4: a process is known by the lock it holds on owners/<owner> (a pid means nothing in another container's
+    # PID namespace); a claim records which file it is about to place (placement.file_identity), so a resume
+    # adopts that file and never another job's file that took the name.
+    4: """
+    ALTER TABLE jobs ADD COLUMN owner TEXT;
+    ALTER TABLE job_images ADD COLUMN claimed_owner TEXT;
+    ALTER TABLE job_images ADD COLUMN target_id TEXT;
     """,
 }

@@ -17,7 +17,6 @@ import errno
 import io
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,8 +40,9 @@ from imagegen_cli.store.containers import (
 from imagegen_cli.store.metadata import exif_tiff, gif_comment, jpeg_xmp, png_texts, svg_comment, xmp_packet
 from imagegen_cli.store.output_spec import OutputSpec
 from imagegen_cli.store.placement import (
-    TEMP_PREFIX,
-    TEMP_SUFFIX,
+    HeldParts,
+    Target,
+    file_identity,
     fsync_dir,
     fsync_file,
     remove_stale_parts,
@@ -94,7 +94,8 @@ _SWEPT: set[Path] = set()
 class ImageWriter:
     """Writes each finished image of one run according to an :class:`OutputSpec`."""
 
-    on_target: Callable[[int, str], None] | None = None  # told each final name just before it is created
+    # Told each final name just before it is created: a Target, which also says which file goes there.
+    on_target: Callable[[int, str], None] | None = None
 
     def __init__(self, spec: OutputSpec, *, prompt: str, provider: str, model: str, n: int) -> None:
         self.spec = spec
@@ -107,20 +108,22 @@ class ImageWriter:
         umask = os.umask(0o022)
         os.umask(umask)
         self.file_mode = 0o666 & ~umask
+        self.parts = HeldParts()  # the .part files this writer holds, each locked until it is consumed
         if spec.directory not in _SWEPT:  # once per directory and process: a batch makes a writer per line
             _SWEPT.add(spec.directory)
             remove_stale_parts(spec.directory)
 
     def temp_file(self) -> tuple[IO[bytes], Path]:
-        """A hidden temporary file in the output directory, for streaming a download into."""
+        """A hidden temporary file in the output directory, for streaming a download into.
+
+        It stays locked after the handle is closed, until :meth:`finish` (or the caller) removes it: a sweep
+        by any other run, in any PID namespace, leaves it alone meanwhile.
+        """
         try:
-            fd, name = tempfile.mkstemp(
-                prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX, dir=self.spec.directory
-            )
-            os.fchmod(fd, self.file_mode)
+            fd, path = self.parts.create(self.spec.directory, self.file_mode)
         except OSError as exc:
             raise SaveError(f"cannot write in {self.spec.directory}: {exc.strerror}") from None
-        return os.fdopen(fd, "w+b"), Path(name)
+        return os.fdopen(fd, "w+b"), path
 
     def save_bytes(self, data: bytes, *, index: int, seed: int | None, meta: dict[str, Any]) -> SavedImage:
         """Save image bytes already in memory (base64 answers): checked, tagged and written once."""
@@ -131,7 +134,7 @@ class ImageWriter:
         try:
             return self._save(tmp.read_bytes(), tmp, index=index, seed=seed, meta=meta)
         finally:
-            tmp.unlink(missing_ok=True)
+            self.parts.discard(tmp)
 
     def save_pil(self, img: Image.Image, *, index: int, seed: int | None, meta: dict[str, Any]) -> SavedImage:
         """Save an image made in this process (local pipelines): encoded once, then tagged."""
@@ -320,7 +323,7 @@ class ImageWriter:
             path = self._place(source, index, seed, fmt)
         finally:
             if written is not None:
-                written.unlink(missing_ok=True)
+                self.parts.discard(written)
         return SavedImage(str(path), index, size[0], size[1], fmt, seed, notes=notes)
 
     def _write(self, pieces: Sequence[bytes | memoryview]) -> Path:
@@ -333,7 +336,7 @@ class ImageWriter:
                 handle.flush()
                 os.fsync(handle.fileno())
         except BaseException:
-            path.unlink(missing_ok=True)
+            self.parts.discard(path)
             raise
         return path
 
@@ -357,6 +360,7 @@ class ImageWriter:
             os.replace(source, target)
             fsync_dir(directory)
             return target
+        source_id = file_identity(source.stat())  # what a resume may adopt under the name, and nothing else
         for name in names:
             target = directory / name
             if os.path.lexists(target):
@@ -365,8 +369,9 @@ class ImageWriter:
                 continue
             if self.on_target is not None:
                 # Journalled before the name exists: a crash right after placing leaves a claim naming the file,
-                # and the next run adopts that file instead of making the image again.
-                self.on_target(index, str(target))
+                # and the next run adopts that file instead of making the image again; only that file, by its
+                # identity: a crash before link() leaves a name another job's file may take meanwhile.
+                self.on_target(index, Target(str(target), source_id))
             try:
                 # link() fails when the name exists: an atomic "create only if absent" for the final name.
                 os.link(source, target)
