@@ -113,7 +113,7 @@ def test_a_line_another_live_process_is_making_is_not_started_again(fake: FakeEn
     other = subprocess.Popen(["sleep", "60"])  # stands for the other imagegen, alive, holding line 1
     try:
         with sqlite3.connect(journal_path()) as conn:
-            conn.execute("UPDATE jobs SET pid = ?, pid_start = ?, status = 'running'",
+            conn.execute("UPDATE jobs SET pid = ?, pid_start = ?, owner = NULL, status = 'running'",
                          (other.pid, process_start(other.pid)))  # fmt: skip
         fake.made.clear()
         resumed = run_cli(*args, "--resume", "--json")
