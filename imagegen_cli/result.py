@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from imagegen_cli.errors import AuthError, ConfigError, ExitCode, ImageBusy, ImagegenError, clean_text
 from imagegen_cli.events import TaskRecord
 from imagegen_cli.signals import interrupted_exit_code
 from imagegen_cli.status import JobStatus, job_status, job_status_of
-from imagegen_cli.store.job_rows import ImageRow
-from imagegen_cli.store.writer import SavedImage
+from imagegen_cli.store.saved import SavedImage
+
+if TYPE_CHECKING:
+    from imagegen_cli.store.job_rows import ImageRow
 
 
 class Interrupted(ImagegenError):

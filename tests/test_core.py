@@ -224,6 +224,18 @@ def test_dry_run_of_the_default_model_never_imports_torch() -> None:
     assert heavy == []
 
 
+def test_a_remote_dry_run_imports_no_run_machinery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote --dry-run plans and prints: no event loop, no writer or image containers, no journal."""
+    monkeypatch.setenv("IMAGEGEN_APIMART_API_KEY", "sk-dry-run-0000")
+    run_only = ("asyncio", "sqlite3", "httpx", "PIL", "imagegen_cli.store.writer", "imagegen_cli.store.containers",
+                "imagegen_cli.store.journal", "imagegen_cli.saving", "imagegen_cli.backends.driver")  # fmt: skip
+    heavy, (plan,) = heavy_imports(
+        ["generate", "x", "-m", "apimart:z-image-turbo", "--dry-run", "--json"], modules=run_only
+    )
+    assert json.loads(plan)["provider"] == "apimart"
+    assert heavy == []
+
+
 def _imports(path: Path) -> set[str]:
     modules: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):

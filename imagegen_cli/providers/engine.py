@@ -9,7 +9,6 @@ gives it once the image is claimed, so an image saved by another process is neve
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -85,6 +84,8 @@ class RemoteEngine:
 
     def execute(self, jobs: list[EngineJob], channel: Channel) -> None:
         """Run every job concurrently; Ctrl-C (or the run's stop) cancels them all in order."""
+        import asyncio
+
         from imagegen_cli.providers.job_run import RemoteJob, SharedTransport
         from imagegen_cli.providers.throttle import ProviderThrottle
 
