@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imagegen_cli.request import GenerationRequest
 
 __all__ = ["ImageMeta", "InputImage", "LoraRef"]
 
@@ -78,6 +81,25 @@ class ImageMeta:
     generator: str | None = None  # "imagegen X.Y.Z"
     created: str | None = None  # ISO 8601, UTC
     extra: Mapping[str, Any] = field(default_factory=dict)  # engine details (guidance_knob, prior_steps), unknown keys
+
+    @classmethod
+    def of_request(cls, request: GenerationRequest, **values: Any) -> ImageMeta:
+        """The record of what was asked (prompt, size, ratio, quality...); ``values`` add or override fields."""
+        asked: dict[str, Any] = {
+            "prompt": request.prompt,
+            "provider": request.provider,
+            "model": request.model,
+            "negative_prompt": request.negative_prompt,
+            "size": str(request.size) if request.size else None,
+            "ratio": str(request.ratio) if request.ratio else None,
+            "resolution": request.resolution,
+            "quality": request.quality,
+            "style": request.style,
+            "steps": request.steps,
+            "guidance": request.guidance,
+            "params": dict(request.params),
+        }
+        return cls(**{**asked, **values})
 
     def with_image(self, **values: Any) -> ImageMeta:
         """This record for one image (index, seed, size, job...): a copy with those fields set."""

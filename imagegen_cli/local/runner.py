@@ -302,15 +302,11 @@ class LocalRun:
         plan = self.plan
         request = plan.request
         extra = {k: v for k, v in call.describe().items() if v}
-        return ImageMeta(
-            prompt=request.prompt,
+        return ImageMeta.of_request(
+            request,
             provider="local",
             model=plan.source.name,
             negative_prompt=call.base.get("negative_prompt"),
-            size=str(request.size) if request.size else None,
-            ratio=str(request.ratio) if request.ratio else None,
-            resolution=request.resolution,
-            quality=request.quality,
             steps=call.steps,
             guidance=call.guidance,
             scheduler=type(getattr(pipe, "scheduler", None)).__name__,
@@ -323,6 +319,7 @@ class LocalRun:
             dtype=placement.dtype_name,
             versions={"diffusers": diffusers_version, "torch": str(torch.__version__)},
             params=dict(plan.extra),
+            style=None,
             extra=extra,
         )
 

@@ -102,21 +102,7 @@ class RemoteJob:
         self.tasks: list[TaskRecord] = list(job.resume_tasks)
         self.saved: set[int] = set()  # indices handed over and recorded as saved by the driver
         self.errors = 0
-        request = self.plan.request
-        self.meta = ImageMeta(
-            prompt=request.prompt,
-            provider=self.provider.name,
-            model=self.provider.model,
-            negative_prompt=request.negative_prompt,
-            size=str(request.size) if request.size else None,
-            ratio=str(request.ratio) if request.ratio else None,
-            resolution=request.resolution,
-            quality=request.quality,
-            style=request.style,
-            steps=request.steps,
-            guidance=request.guidance,
-            params=dict(request.params),
-        )
+        self.meta = ImageMeta.of_request(self.plan.request, provider=self.provider.name, model=self.provider.model)
 
     def emit(self, event: Event) -> None:
         self.channel.emit(event)
