@@ -25,7 +25,7 @@ from imagegen_cli.request import (
     ratio_tier_pixels,
     size_to_ratio_tier,
 )
-from imagegen_cli.store.journal import JournalEntry
+from imagegen_cli.store.job_rows import JournalEntry
 
 
 @dataclass(frozen=True)

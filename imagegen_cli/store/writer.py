@@ -20,7 +20,6 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -48,6 +47,7 @@ from imagegen_cli.store.placement import (
     remove_stale_parts,
     rename_no_replace,
 )
+from imagegen_cli.store.saved_image import SavedImage
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -71,21 +71,6 @@ PNG_COMPRESS_LEVEL = 4
 LOSSY_QUALITY = 95  # JPEG and WebP written by a conversion or a local pipeline
 _PIL_NAMES = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF"}
 _DISPLAY = {fmt: kind for kind, fmt in RASTER_KINDS.items()} | {"svg": "SVG"}  # png -> PNG, webp -> WebP...
-
-
-@dataclass(frozen=True)
-class SavedImage:
-    """An image on disk (or on stdout); ``notes`` say what the writer changed (a conversion), for the user."""
-
-    path: str
-    index: int
-    width: int
-    height: int
-    fmt: str
-    seed: int | None = None
-    url: str | None = None
-    revised_prompt: str | None = None
-    notes: tuple[str, ...] = ()
 
 
 _SWEPT: set[Path] = set()
