@@ -185,6 +185,10 @@ def generate(
             raise UsageError(
                 "-o - would write binary image data to the terminal", hint="redirect it: ... -o - > image.png"
             )
+        _refuse_undecodable(
+            {"the prompt": prompt if prompt != "-" else None, "--negative-prompt": negative_prompt,
+             "--param": param, "--user": user, "--on-behalf-of": on_behalf_of}
+        )  # fmt: skip
         settings = load_settings()
         given = {"--device": device, "--dtype": dtype, "--offload": offload, "--vae-tiling": vae_tiling,
                  "--compile": compile_model, "--lora": lora, "--quantize": quantize, "--gguf": gguf,
@@ -236,6 +240,33 @@ def generate(
             read_prompt_file(prompt_file) if prompt_file is not None else [PromptLine(None, read_prompt(prompt or ""))]
         )
         run_generate(output, lines, options, settings, dry_run=dry_run, batch=batch)
+
+
+def _refuse_undecodable(texts: dict[str, str | list[str] | None]) -> None:
+    """Text from argv that is not UTF-8 (a Latin-1 terminal: Python keeps the bytes as lone surrogates) is a
+    usage error here, before it is planned, journalled or sent (where it would fail as "cannot send")."""
+    for where, value in texts.items():
+        for text in [value] if isinstance(value, str) else value or []:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UsageError(
+                    f"{where} is not valid UTF-8 ({_first_bad_byte(text)})",
+                    hint="the terminal sent it in another encoding: use a UTF-8 locale (e.g. LANG=C.UTF-8), "
+                    "or save the prompt as UTF-8 and pass --prompt-file FILE",
+                ) from None
+
+
+def _first_bad_byte(text: str) -> str:
+    """``byte 0xe9 at position 0``: the first byte of the argument as it arrived that is not UTF-8."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the bytes Python decoded argv from
+        raw.decode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate"  # not from argv's decoding: no bytes to show
+    except UnicodeDecodeError as exc:
+        return f"byte 0x{raw[exc.start]:02x} at position {exc.start}"
+    return "a lone surrogate"
 
 
 def run_generate(
