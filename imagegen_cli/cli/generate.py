@@ -298,8 +298,17 @@ def _span(numbers: list[str]) -> str:
     return numbers[0] if len(numbers) == 1 else f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 4 else ",".join(numbers)
 
 
+# A local plan without --seed describes its seeds as null (local.planning.LocalPlan.describe): say why.
+SEED_AT_RUN_TIME = (
+    "no --seed: the run draws a random seed when it starts (each image records its own); --seed N fixes it"
+)
+
+
 def print_dry_run(output: Output, described: list[dict[str, Any]], *, batch: bool) -> None:
     """The requests exactly as they would be sent (key redacted), or the pipeline calls of a local model."""
+    for each in described:
+        if each.get("provider") == "local" and "seed" in each and each["seed"] is None:
+            each["notes"] = [*each["notes"], SEED_AT_RUN_TIME]
     if output.json_mode:
         output.json({"dry_run": True, "lines": described} if batch else {"dry_run": True, **described[0]})
         return

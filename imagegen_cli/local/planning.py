@@ -160,7 +160,12 @@ class LocalPlan:
         return JournalEntry("local", self.source.location, calls)
 
     def describe(self) -> dict[str, Any]:
-        """The ``--dry-run`` form: the pipeline calls as they will be made."""
+        """The ``--dry-run`` form: the pipeline calls as they will be made.
+
+        Without ``--seed`` the seeds are ``null``: the run draws its own random seed when it starts (the one in
+        this plan is never used by another process), so printing it would promise pixels the run will not make.
+        """
+        drawn = self.request.seed is None
         return {
             "provider": "local",
             "model": self.source.name,
@@ -176,7 +181,11 @@ class LocalPlan:
             "quantize": self.options.quantize,
             "gguf": self.options.gguf,
             "scheduler": _scheduler_name(self.options.scheduler),
-            "calls": [{**self.call_kwargs(b), "seeds": list(b.seeds), "first_image": b.first} for b in self.batches],
+            "seed": self.request.seed,
+            "calls": [
+                {**self.call_kwargs(b), "seeds": None if drawn else list(b.seeds), "first_image": b.first}
+                for b in self.batches
+            ],
         }
 
 
