@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,58 @@ def test_new_flags_reach_the_plan_and_are_local_only() -> None:
     assert "--scheduler dropped: local only" in remote.output
     bad = runner.invoke(app, ["generate", "x", "-m", "local:tiny", "--quantize", "2bit", "--dry-run"])
     assert bad.exit_code == 2 and "invalid --quantize '2bit'" in bad.output
+
+
+# ------------------------------------------------------------------------------------- prompts the encoder cuts
+def _adapted_notes(source: Path, prompt: str, negative: str | None = None, **extra: Any) -> list[str]:
+    """The notes of mapping a plan onto the loaded pipeline (what a run says), without generating."""
+    from diffusers import DiffusionPipeline
+
+    from imagegen_cli.local.calls import adapt
+    from imagegen_cli.local.planning import LocalOptions, build_local_plan, resolve_source
+    from imagegen_cli.request import GenerationRequest
+
+    request = GenerationRequest(
+        prompt=prompt, negative_prompt=negative, provider="local", model=str(source), params=tuple(extra.items())
+    )
+    plan = build_local_plan(request, resolve_source(str(source)), LocalOptions(device="cpu"))
+    call, _ = adapt(DiffusionPipeline.from_pretrained(source), plan)
+    return call.notes
+
+
+LONG = "a lighthouse on a cliff at dusk, waves breaking below, gulls, warm light in the windows, " * 2
+# The tiny CLIP tokenizer has one token per character, and spaces only separate words: 146 tokens.
+LONG_TOKENS = len(LONG.replace(" ", ""))
+
+
+def test_a_prompt_longer_than_clip_reads_is_noted_on_the_tiny_pipeline(tmp_path: Path) -> None:
+    from imagegen_cli.cli.app import app
+
+    # CLIP reads 75 of the prompt's 146 tokens (77 with its start and end tokens); the rest was cut silently.
+    args = ["generate", LONG, "-m", "local:tiny", "--steps", "1", "-o", str(tmp_path), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    expected = f"the prompt is {LONG_TOKENS} tokens; CLIPTextModel reads only the first 75: the rest is ignored"
+    assert json.loads(result.stdout)["notes"] == [expected]
+    assert f"note: {expected}" in result.stderr.splitlines()
+    short = CliRunner().invoke(app, ["generate", "a lighthouse", *args[2:]])
+    assert short.exit_code == 0 and json.loads(short.stdout)["notes"] == []
+
+
+def test_the_longest_text_encoder_decides_whether_a_prompt_is_cut(zoo: Any) -> None:
+    sd = _adapted_notes(zoo("sd"), LONG, negative="blurry, " * 20)
+    assert sd == [
+        f"the prompt is {LONG_TOKENS} tokens; CLIPTextModel reads only the first 75: the rest is ignored",
+        "the negative prompt is 140 tokens; CLIPTextModel reads only the first 75: the rest is ignored",
+    ]
+    assert _adapted_notes(zoo("sd"), "a lighthouse", negative="blurry") == []
+    sdxl = _adapted_notes(zoo("sdxl"), LONG)
+    assert sdxl == [
+        f"the prompt is {LONG_TOKENS} tokens; CLIPTextModel and CLIPTextModelWithProjection read only the first 75: "
+        "the rest is ignored"
+    ]
+    # Flux's CLIP reads 77 tokens for the pooled vector, but its T5 reads max_sequence_length (512): nothing is
+    # lost, so nothing is said, unless --param max_sequence_length makes the T5 read less than the prompt.
+    assert _adapted_notes(zoo("flux"), LONG) == []
+    (cut,) = _adapted_notes(zoo("flux"), LONG, max_sequence_length=64)
+    assert re.fullmatch(r"the prompt is \d+ tokens; T5EncoderModel reads only the first 63: the rest is ignored", cut)
