@@ -75,6 +75,57 @@ def test_a_lora_for_another_architecture_is_one_line(zoo: Any, tmp_path: Path) -
     assert missing.images == [] and "LoRA" in missing.errors[0]
 
 
+def _foreign_loras(folder: Path) -> dict[str, Path]:
+    """Two LoRA files the tiny SD pipeline cannot take: kohya-style keys for 40 SDXL layers it does not have,
+    and diffusers-style keys for a layer it has, at a shape it does not have."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    layers = {}
+    for i in range(40):
+        name = f"lora_unet_output_blocks_{i}_1_transformer_blocks_0_attn1_to_q"
+        layers |= {f"{name}.lora_down.weight": torch.zeros(4, 320), f"{name}.lora_up.weight": torch.zeros(320, 4)}
+        layers[f"{name}.alpha"] = torch.tensor(4.0)
+    save_file(layers, folder / "sdxl-layers.safetensors")
+    q = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    shapes = {f"{q}.lora_A.weight": torch.zeros(4, 999), f"{q}.lora_B.weight": torch.zeros(999, 4)}
+    save_file(shapes, folder / "wrong-shapes.safetensors")
+    return {"layers": folder / "sdxl-layers.safetensors", "shapes": folder / "wrong-shapes.safetensors"}
+
+
+def test_a_lora_whose_keys_do_not_fit_is_one_short_line(zoo: Any, tmp_path: Path) -> None:
+    import logging
+
+    # diffusers logs the whole state-dict error before raising it; the run must say one line, and only that.
+    heard: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = heard.append  # type: ignore[method-assign]
+    logging.getLogger("diffusers").addHandler(listener)
+    try:
+        loras = _foreign_loras(tmp_path / "loras")
+        outcomes = {
+            kind: generate(zoo("sd"), tmp_path / kind, n=1, options={"loras": (str(path),)})
+            for kind, path in loras.items()
+        }
+    finally:
+        logging.getLogger("diffusers").removeHandler(listener)
+    assert [r.getMessage() for r in heard if r.levelno >= logging.ERROR] == []
+    for kind, outcome in outcomes.items():
+        (error,) = outcome.errors
+        assert outcome.images == []
+        assert error.startswith(f"the LoRA {loras[kind]} does not fit StableDiffusionPipeline: "), error
+        why = error.partition("StableDiffusionPipeline: ")[2]
+        assert "\n" not in error and "\t" not in error and "{" not in error and len(why) < 200, error
+    layers, shapes = (outcomes[k].errors[0].partition("StableDiffusionPipeline: ")[2] for k in ("layers", "shapes"))
+    example = r"up_blocks\.\d+\.1\.transformer_blocks\.0\.attn1\.to_q"
+    assert re.fullmatch(rf"none of its 40 target layers is in the model \(e\.g\. {example}\)", layers), layers
+    q = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    assert shapes == (
+        f"2 of its weights have other shapes than the model's (e.g. {q}.lora_A.lora1.weight: 4x999 in the LoRA, "
+        "4x32 in the model)"
+    ), shapes
+
+
 def test_lora_through_the_cli(zoo: Any, sd_lora: Path, tmp_path: Path) -> None:
     from imagegen_cli.cli.app import app
 
