@@ -77,6 +77,43 @@ def test_models_rm(tmp_path: Path) -> None:
     assert again.returncode == 2 and "not in the Hugging Face cache" in again.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "given", "ref"),
+    [
+        ("pull", "apimart:z-image-turbo", "apimart:z-image-turbo"),
+        ("pull", "gpt-image-1.5", "openai:gpt-image-1.5"),  # a bare id only a gateway has
+        ("pull", "mka1:meetkai:z-image-turbo", "mka1:meetkai:z-image-turbo"),
+        ("rm", "apimart:z-image-turbo", "apimart:z-image-turbo"),
+    ],
+)
+def test_pull_and_rm_of_a_remote_model_say_it_is_remote(command: str, given: str, ref: str) -> None:
+    result = run_cli("models", command, given, *(["--yes"] if command == "rm" else []))
+    assert result.returncode == 2
+    what = "there is nothing to download" if command == "pull" else "there are no local weights to remove"
+    assert result.stderr.splitlines() == [
+        f"error: {ref} is a remote model: {what}",
+        f'hint: use it directly: imagegen generate "a red fox" -m {ref}',
+    ]
+
+
+def test_models_rm_tiny_removes_the_built_pipeline() -> None:
+    from imagegen_cli.local.tiny import tiny_dir
+
+    absent = run_cli("models", "rm", "tiny", "--yes")
+    assert absent.returncode == 2 and absent.stderr.splitlines()[0] == "error: local:tiny is not built"
+    build = tiny_dir()
+    (build / "unet").mkdir(parents=True)
+    (build / "model_index.json").write_text("{}")
+    (build / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"0" * 2048)
+    assert run_cli("models", "rm", "tiny").returncode == 2  # asks first; not interactive: refuses without --yes
+    assert build.exists()
+    removed = run_cli("models", "rm", "local:tiny", "--yes")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout == f"{build}\n" and not build.exists()
+    tiny = next(m for m in run_cli("models", "--local", "--json").json()["providers"][0]["models"] if m["id"] == "tiny")
+    assert tiny["state"] == "built on first use"
+
+
 def test_models_pull_errors() -> None:
     tiny = run_cli("models", "pull", "tiny")
     assert tiny.returncode == 2 and "built on this machine" in tiny.stderr

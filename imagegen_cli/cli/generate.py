@@ -13,6 +13,7 @@ from imagegen_cli.cli.render import Output, report_errors
 from imagegen_cli.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from imagegen_cli.backends import PlannedJob
     from imagegen_cli.options import GenerateOptions, PromptLine
     from imagegen_cli.settings import Settings
 
@@ -280,6 +281,7 @@ def run_generate(
     if dry_run:
         print_dry_run(output, describe_jobs(jobs), batch=batch)
         return
+    _require_local_extra(jobs, settings)
     notes: dict[str, list[str]] = {}
     for job in jobs:
         for note in job.plan.notes:
@@ -292,6 +294,20 @@ def run_generate(
     code = run.exit_code()
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
+
+
+def _require_local_extra(jobs: list[PlannedJob], settings: Settings) -> None:
+    """A local line on an install without the local extra stops here, before anything is journalled; when no
+    model was given or configured (the built-in default), the hint points to a remote model first."""
+    from imagegen_cli.local.hub import require_local_extra
+    from imagegen_cli.settings import BUILT_IN
+
+    for job in jobs:
+        if job.plan.provider_name != "local":
+            continue
+        unchosen = job.options.model is None and job.options.provider is None
+        default = settings.default_model if unchosen and settings.default_model_source == BUILT_IN else None
+        require_local_extra(f"local:{job.plan.model_name}", default=default)
 
 
 def _span(numbers: list[str]) -> str:
