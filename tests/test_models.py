@@ -224,6 +224,58 @@ def test_completion_offers_models_providers_and_task_ids(cli, gateway: FakeGatew
     assert complete(f"imagegen tasks show {job_id[:3]}") == [job_id]
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("imagegen generate x --format ", ["png", "jpeg", "webp", "gif", "svg"]),
+        ("imagegen generate x --quality h", ["hd", "high"]),
+        ("imagegen generate x --device c", ["cuda", "cpu"]),
+        ("imagegen generate x --dtype ", ["auto", "bf16", "fp16", "fp32"]),
+        ("imagegen generate x --resolution ", ["1K", "2K", "4K"]),
+        ("imagegen generate x --ratio 16", ["16:9"]),
+        ("imagegen generate x --ratio 2", ["2:3", "21:9"]),
+        ("imagegen generate x --scheduler dpm", ["dpm++2m", "dpm++2m-karras", "dpm++2m-sde"]),
+        ("imagegen generate x --offload ", ["none", "model", "sequential"]),
+        ("imagegen generate x --quantize ", ["8bit", "4bit"]),
+        ("imagegen generate x --style ", ["vivid", "natural"]),
+        ("imagegen generate x --response-format ", ["url", "b64_json"]),
+        ("imagegen x --format w", ["webp"]),  # the default command completes the same
+    ],
+)
+def test_completion_offers_values_not_file_names(line: str, expected: list[str]) -> None:
+    assert complete(line) == expected
+
+
+def test_every_ratio_a_model_takes_is_offered() -> None:
+    from imagegen_cli.providers.profiles import BUILTIN_PROFILES
+    from imagegen_cli.request import TIER_TABLE
+
+    offered = complete("imagegen generate x --ratio ")
+    catalog = {r for p in BUILTIN_PROFILES.values() for m in p.models.values() for r in m.ratios}
+    assert set(offered) == catalog | set(TIER_TABLE) and len(offered) == len(set(offered))
+    assert offered[:7] == list(TIER_TABLE)  # the table's ratios first, in its order
+
+
+def test_install_completion_for_bash_installs_the_colon_aware_script(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Typer's generic bash script loses "-m apimart:z<Tab>" (bash splits the word at ":"); ours does not.
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")  # take the shell as a value
+    committed = (Path(__file__).resolve().parent.parent / "completions" / "imagegen.bash").read_text()
+    installed = isolated_env / ".bash_completions" / "imagegen.sh"
+    for _ in range(2):
+        result = run_cli("--install-completion", "bash")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0] == f"bash completion installed in {installed}"
+    assert installed.read_text() == committed
+    assert (isolated_env / ".bashrc").read_text().count(f"source '{installed}'") == 1
+    shown = run_cli("--show-completion", "bash")
+    assert shown.returncode == 0 and shown.stdout == committed
+    # zsh and fish keep Typer's own scripts.
+    zsh = run_cli("--install-completion", "zsh")
+    assert zsh.returncode == 0 and (isolated_env / ".zfunc" / "_imagegen").is_file()
+
+
 COMPLETION_PROBE = """
 import os, sys
 os.environ.update(_IMAGEGEN_COMPLETE="complete_bash", COMP_WORDS="imagegen generate -m apim", COMP_CWORD="3")
@@ -287,6 +339,8 @@ COLON_CASES = [
     ("imagegen generate --provider=tok", ["imagegen", "generate", "--provider", "=", "tok"], ["token360"]),
     ("imagegen models show local:ti", ["imagegen", "models", "show", "local", ":", "ti"], ["tiny"]),
     ("imagegen generate --provider tok", ["imagegen", "generate", "--provider", "tok"], ["token360"]),
+    ("imagegen generate x --ratio 16:", ["imagegen", "generate", "x", "--ratio", "16", ":"], ["9"]),
+    ("imagegen generate x --format w", ["imagegen", "generate", "x", "--format", "w"], ["webp"]),
 ]
 
 

@@ -39,6 +39,18 @@ class DefaultToGenerate(TyperGroup):
         InterruptNotice.said = False  # one command, one notice (tests and scripts may run several in a process)
         return super().main(*args, **kwargs)
 
+    def get_params(self, ctx: Any) -> list[Any]:
+        # Typer adds --install-completion/--show-completion after building the group: for bash they install and
+        # print the project's colon-aware script (cli/completion.py), not Typer's generic one.
+        from imagegen_cli.cli.completion import bash_aware
+
+        params = super().get_params(ctx)
+        for param in params:
+            callback = param.callback
+            if param.name in ("install_completion", "show_completion") and callback and not hasattr(callback, "ours"):
+                param.callback = bash_aware(callback, install=param.name == "install_completion")
+        return params
+
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and self._starts_generate(ctx, args[0]):
             args = [DEFAULT_COMMAND, *args]

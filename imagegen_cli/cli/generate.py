@@ -8,7 +8,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from imagegen_cli.cli.options import JsonOpt, ModelOpt, ProviderOpt, QuietOpt
+from imagegen_cli.cli.options import (
+    JsonOpt,
+    ModelOpt,
+    ProviderOpt,
+    QuietOpt,
+    complete_device,
+    complete_dtype,
+    complete_format,
+    complete_offload,
+    complete_quality,
+    complete_quantize,
+    complete_ratio,
+    complete_resolution,
+    complete_response_format,
+    complete_scheduler,
+    complete_style,
+)
 from imagegen_cli.cli.render import Output, report_errors
 from imagegen_cli.errors import ExitCode, UsageError
 
@@ -38,14 +54,29 @@ def generate(
     provider: ProviderOpt = None,
     n: Annotated[int, typer.Option("-n", "--n", metavar="N", help="Number of images, 1-100.")] = 1,
     size: Annotated[str | None, typer.Option("-s", "--size", metavar="WxH", help="Pixel size.")] = None,
-    ratio: Annotated[str | None, typer.Option("-r", "--ratio", metavar="W:H", help="Aspect ratio.")] = None,
+    ratio: Annotated[
+        str | None,
+        typer.Option("-r", "--ratio", metavar="W:H", help="Aspect ratio.", autocompletion=complete_ratio),
+    ] = None,
     resolution: Annotated[
-        str | None, typer.Option("--resolution", metavar="1K|2K|4K", help="Size tier, with --ratio.")
+        str | None,
+        typer.Option(
+            "--resolution", metavar="1K|2K|4K", help="Size tier, with --ratio.", autocompletion=complete_resolution
+        ),
     ] = None,
     quality: Annotated[
-        str | None, typer.Option("--quality", metavar="LEVEL", help="standard hd low medium high auto xhigh max.")
+        str | None,
+        typer.Option(
+            "--quality",
+            metavar="LEVEL",
+            help="standard hd low medium high auto xhigh max.",
+            autocompletion=complete_quality,
+        ),
     ] = None,
-    style: Annotated[str | None, typer.Option("--style", metavar="vivid|natural", help="Where supported.")] = None,
+    style: Annotated[
+        str | None,
+        typer.Option("--style", metavar="vivid|natural", help="Where supported.", autocompletion=complete_style),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", metavar="INT", help="Image i gets seed+i where the backend takes seeds.")
     ] = None,
@@ -59,7 +90,13 @@ def generate(
         typer.Option("--param", metavar="KEY=VALUE", help="Provider-specific extra sent as-is; repeatable."),
     ] = None,
     response_format: Annotated[
-        str | None, typer.Option("--response-format", metavar="url|b64_json", help="Transport choice.")
+        str | None,
+        typer.Option(
+            "--response-format",
+            metavar="url|b64_json",
+            help="Transport choice.",
+            autocompletion=complete_response_format,
+        ),
     ] = None,
     out: Annotated[
         str | None, typer.Option("-o", "--out", metavar="PATH", help="Directory, file name, or - for stdout.")
@@ -69,7 +106,13 @@ def generate(
         typer.Option("--name", metavar="TEMPLATE", help="File-name template, e.g. {date}-{slug}-{index}.{ext}"),
     ] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", metavar="png|jpeg|webp|gif|svg", help="File format written.")
+        str | None,
+        typer.Option(
+            "--format",
+            metavar="png|jpeg|webp|gif|svg",
+            help="File format written.",
+            autocompletion=complete_format,
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing the file named by -o FILE.")] = False,
     no_metadata: Annotated[bool, typer.Option("--no-metadata", help="Do not embed generation parameters.")] = False,
@@ -98,14 +141,25 @@ def generate(
         typer.Option("--on-behalf-of", metavar="ID", help="End-user id header (MKA1's X-On-Behalf-Of)."),
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", metavar="auto|cuda|mps|cpu", help="Local only: where to run.")
+        str | None,
+        typer.Option(
+            "--device", metavar="auto|cuda|mps|cpu", help="Local only: where to run.", autocompletion=complete_device
+        ),
     ] = None,
     dtype: Annotated[
-        str | None, typer.Option("--dtype", metavar="auto|bf16|fp16|fp32", help="Local only: precision.")
+        str | None,
+        typer.Option(
+            "--dtype", metavar="auto|bf16|fp16|fp32", help="Local only: precision.", autocompletion=complete_dtype
+        ),
     ] = None,
     offload: Annotated[
         str | None,
-        typer.Option("--offload", metavar="none|model|sequential", help="Local only: CPU offloading to save memory."),
+        typer.Option(
+            "--offload",
+            metavar="none|model|sequential",
+            help="Local only: CPU offloading to save memory.",
+            autocompletion=complete_offload,
+        ),
     ] = None,
     vae_tiling: Annotated[
         bool, typer.Option("--vae-tiling", help="Local only: decode in tiles (large images).")
@@ -124,7 +178,10 @@ def generate(
     quantize: Annotated[
         str | None,
         typer.Option(
-            "--quantize", metavar="8bit|4bit", help="Local only: quantized weights (bitsandbytes on CUDA, else quanto)."
+            "--quantize",
+            metavar="8bit|4bit",
+            help="Local only: quantized weights (bitsandbytes on CUDA, else quanto).",
+            autocompletion=complete_quantize,
         ),
     ] = None,
     gguf: Annotated[
@@ -137,6 +194,7 @@ def generate(
             "--scheduler",
             metavar="NAME",
             help="Local only: euler, euler-a, dpm++2m, dpm++2m-karras, unipc, ddim, lcm, flow-match...",
+            autocompletion=complete_scheduler,
         ),
     ] = None,
     variant: Annotated[
