@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import stat
 import tomllib
 from dataclasses import dataclass
@@ -214,6 +213,8 @@ def _read_keys_file() -> dict[str, str]:
 
 
 def _temp_suffix() -> str:
+    import secrets  # here, not at the top: secrets pulls in hashlib and hmac, and every command loads this module
+
     return secrets.token_hex(8)
 
 

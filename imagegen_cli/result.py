@@ -15,7 +15,7 @@ from imagegen_cli.errors import AuthError, ConfigError, ExitCode, ImageBusy, Ima
 from imagegen_cli.events import TaskRecord
 from imagegen_cli.signals import interrupted_exit_code
 from imagegen_cli.status import JobStatus, job_status, job_status_of
-from imagegen_cli.store.saved import SavedImage
+from imagegen_cli.store.saved_image import SavedImage
 
 if TYPE_CHECKING:
     from imagegen_cli.store.job_rows import ImageRow

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from imagegen_cli.providers.profiles import ProviderProfile
 
 DEFAULT_MODEL = "local:auto"
+BUILT_IN = "built in"  # Settings.default_model_source when neither IMAGEGEN_MODEL nor the config names a model
 DEFAULT_TIMEOUT = 300.0
 
 
@@ -127,6 +128,7 @@ class Settings:
 
     path: Path
     default_model: str = DEFAULT_MODEL
+    default_model_source: str = BUILT_IN  # or "IMAGEGEN_MODEL", or the config file's path
     output_dir: str | None = None
     name_template: str | None = None
     format: str | None = None
@@ -152,9 +154,11 @@ class Settings:
                 values["engines"] = _engines(raw, path)
                 continue
             values[key] = check_setting(key, raw, str(path))
+        if "default_model" in values:
+            values["default_model_source"] = str(path)
         env_model = os.environ.get("IMAGEGEN_MODEL", "").strip()
         if env_model:
-            values["default_model"] = env_model
+            values["default_model"], values["default_model_source"] = env_model, "IMAGEGEN_MODEL"
         return cls(path=path, **values)
 
     def poll_interval(self, default: float) -> float:

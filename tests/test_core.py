@@ -236,6 +236,24 @@ def test_a_remote_dry_run_imports_no_run_machinery(monkeypatch: pytest.MonkeyPat
     assert heavy == []
 
 
+REMOTE_DRY_RUN = ["generate", "a red fox", "-m", "openai:gpt-image-1.5", "--dry-run", "--json"]
+
+
+def test_a_remote_dry_run_loads_neither_the_journal_nor_the_local_planner() -> None:
+    # Start-up is a feature (bench/dry_run_startup.py: a remote dry run within 1.5x of --help): planning a
+    # gateway call needs neither the SQLite journal nor the local planner.
+    unwanted = ("sqlite3", "imagegen_cli.store.journal", "imagegen_cli.local.planning")
+    loaded, (plan,) = heavy_imports(REMOTE_DRY_RUN, modules=unwanted)
+    assert json.loads(plan)["calls"][0]["body"]["model"] == "gpt-image-1.5"
+    assert loaded == []
+
+
+def test_a_remote_dry_run_loads_neither_asyncio_nor_the_image_writer() -> None:
+    unwanted = ("asyncio", "imagegen_cli.store.writer", "imagegen_cli.store.containers", "secrets")
+    loaded, _ = heavy_imports(REMOTE_DRY_RUN, modules=unwanted)
+    assert loaded == []
+
+
 def _imports(path: Path) -> set[str]:
     modules: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):

@@ -9,10 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import CAPTURED, gateway_env
+from tests.conftest import CAPTURED, gateway_env, run_cli
 from tests.fakegateway import TEST_KEY, FakeGateway
+
+LOCAL_EXTRA_HINT = "pip install 'imagegen-cli[local]' torch==2.13.0 (or your own CUDA build of torch)"
 
 
 def doctor(*args: str, env: dict[str, str] | None = None) -> Any:
@@ -80,6 +83,51 @@ def test_local_tiny_default_is_ready_offline() -> None:
     offline = doctor("--json", env={"IMAGEGEN_MODEL": "local:sd-turbo", "HF_HUB_OFFLINE": "1"})
     assert offline.exit_code == 1
     assert by_name(json.loads(offline.stdout))["default model"]["fix"] == "imagegen models pull sd-turbo"
+
+
+def test_a_local_default_without_its_weights_is_not_ready_online_or_offline() -> None:
+    # Online, the first run would start by downloading gigabytes; offline (no network, HF_HUB_OFFLINE unset) it
+    # would fail after its retries. Either way the weights are not there: not ready, with the command that fixes it.
+    for offline in ("", "1"):
+        result = doctor("--json", env={"IMAGEGEN_MODEL": "local:sd-turbo", "HF_HUB_OFFLINE": offline})
+        assert result.exit_code == 1, (offline, result.output)
+        document = json.loads(result.stdout)
+        check = by_name(document)["default model"]
+        assert check["status"] == "fail" and check["needed"] is True
+        assert "not downloaded" in check["value"] and check["fix"] == "imagegen models pull sd-turbo"
+    human = doctor(env={"IMAGEGEN_MODEL": "local:sd-turbo", "HF_HUB_OFFLINE": ""})
+    assert "default model: imagegen models pull sd-turbo" in human.output
+    assert human.output.rstrip().endswith("not ready: the default model cannot run (see above)")
+
+
+def test_without_the_local_extra_the_built_in_default_points_to_a_remote_model(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from imagegen_cli.local import weights
+
+    monkeypatch.setattr(weights, "installed", lambda module: module not in ("torch", "diffusers"))
+    remote_hint = "imagegen config set default_model apimart:z-image-turbo"
+    # generate with no -m, no IMAGEGEN_MODEL, no default_model in the config: the built-in local:auto
+    result = run_cli("generate", "a fox", "-o", str(tmp_path / "out"))
+    assert result.returncode == 4
+    error, hint = result.stderr.splitlines()
+    assert error == (
+        "error: no model was given, and the default (local:auto) needs the local extra (torch is not installed)"
+    )
+    assert hint == (
+        "hint: use a remote model: -m apimart:z-image-turbo, or once for all: "
+        f"{remote_hint}; or install the local extra: {LOCAL_EXTRA_HINT}"
+    )
+    assert run_cli("tasks", "list", "--json").json() == [] and not (tmp_path / "out").exists()
+    # A local model asked for by name keeps the plain message: the user chose it.
+    named = run_cli("generate", "a fox", "-m", "local:tiny", "-o", str(tmp_path / "out"))
+    assert named.returncode == 4
+    assert named.stderr.splitlines() == [
+        "error: local:tiny needs the local extra (torch is not installed)",
+        f"hint: {LOCAL_EXTRA_HINT}",
+    ]
+    checks = by_name(json.loads(doctor("--json").stdout))
+    assert checks["default model"]["status"] == "fail" and remote_hint in checks["default model"]["fix"]
 
 
 def test_local_default_model_is_judged_as_generate_resolves_it(tmp_path: Path) -> None:

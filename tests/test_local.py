@@ -136,6 +136,27 @@ def test_dry_run_and_notes(tmp_path: Path) -> None:
     assert "--device dropped: local only" in remote.stderr
 
 
+def test_a_dry_run_without_seed_says_the_seed_is_drawn_at_run_time() -> None:
+    # The run draws its own random seed when it starts: a seed printed by the dry run would be one it never uses.
+    unseeded = run_cli("generate", "x", "-m", "local:tiny", "-n", "5", "--dry-run", "--json")
+    assert unseeded.returncode == 0, unseeded.stderr
+    doc = unseeded.json()
+    assert doc["seed"] is None
+    assert [(c["first_image"], c["seeds"]) for c in doc["calls"]] == [(1, None), (5, None)]
+    assert [n for n in doc["notes"] if "--seed" in n] == [SEED_NOTE]
+    text = run_cli("generate", "x", "-m", "local:tiny", "--dry-run")
+    assert f"note: {SEED_NOTE}" in text.stderr.splitlines()
+    assert '"seeds": null' in text.stdout
+    seeded = run_cli("generate", "x", "-m", "local:tiny", "-n", "5", "--seed", "7", "--dry-run", "--json").json()
+    assert seeded["seed"] == 7 and [c["seeds"] for c in seeded["calls"]] == [[7, 8, 9, 10], [11]]
+    assert not [n for n in seeded["notes"] if "--seed" in n]
+    batch = run_cli("generate", "--prompt-file", "-", "-m", "local:tiny", "--dry-run", "--json", input=b"a\nb\n")
+    assert all(line["seed"] is None and SEED_NOTE in line["notes"] for line in batch.json()["lines"])
+
+
+SEED_NOTE = "no --seed: the run draws a random seed when it starts (each image records its own); --seed N fixes it"
+
+
 def test_dry_run_shows_qwen_images_true_cfg() -> None:
     # Qwen-Image's guidance is true CFG, which applies only with a negative prompt: the dry run prints the call
     # the pipeline gets (tests/test_local_zoo.py checks the two agree on real pipelines), no weights needed.

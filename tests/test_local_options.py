@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,57 @@ def test_a_lora_for_another_architecture_is_one_line(zoo: Any, tmp_path: Path) -
     assert "does not fit StableDiffusionPipeline" in outcome.errors[0] and "\n" not in outcome.errors[0]
     missing = generate(zoo("sd"), tmp_path / "out2", n=1, options={"loras": (str(tmp_path / "nope"),)})
     assert missing.images == [] and "LoRA" in missing.errors[0]
+
+
+def _foreign_loras(folder: Path) -> dict[str, Path]:
+    """Two LoRA files the tiny SD pipeline cannot take: kohya-style keys for 40 SDXL layers it does not have,
+    and diffusers-style keys for a layer it has, at a shape it does not have."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    layers = {}
+    for i in range(40):
+        name = f"lora_unet_output_blocks_{i}_1_transformer_blocks_0_attn1_to_q"
+        layers |= {f"{name}.lora_down.weight": torch.zeros(4, 320), f"{name}.lora_up.weight": torch.zeros(320, 4)}
+        layers[f"{name}.alpha"] = torch.tensor(4.0)
+    save_file(layers, folder / "sdxl-layers.safetensors")
+    q = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    shapes = {f"{q}.lora_A.weight": torch.zeros(4, 999), f"{q}.lora_B.weight": torch.zeros(999, 4)}
+    save_file(shapes, folder / "wrong-shapes.safetensors")
+    return {"layers": folder / "sdxl-layers.safetensors", "shapes": folder / "wrong-shapes.safetensors"}
+
+
+def test_a_lora_whose_keys_do_not_fit_is_one_short_line(zoo: Any, tmp_path: Path) -> None:
+    import logging
+
+    # diffusers logs the whole state-dict error before raising it; the run must say one line, and only that.
+    heard: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = heard.append  # type: ignore[method-assign]
+    logging.getLogger("diffusers").addHandler(listener)
+    try:
+        loras = _foreign_loras(tmp_path / "loras")
+        outcomes = {
+            kind: generate(zoo("sd"), tmp_path / kind, n=1, options={"loras": (str(path),)})
+            for kind, path in loras.items()
+        }
+    finally:
+        logging.getLogger("diffusers").removeHandler(listener)
+    assert [r.getMessage() for r in heard if r.levelno >= logging.ERROR] == []
+    for kind, outcome in outcomes.items():
+        (error,) = outcome.errors
+        assert outcome.images == []
+        assert error.startswith(f"the LoRA {loras[kind]} does not fit StableDiffusionPipeline: "), error
+        why = error.partition("StableDiffusionPipeline: ")[2]
+        assert "\n" not in error and "\t" not in error and "{" not in error and len(why) < 200, error
+    layers, shapes = (outcomes[k].errors[0].partition("StableDiffusionPipeline: ")[2] for k in ("layers", "shapes"))
+    example = r"up_blocks\.\d+\.1\.transformer_blocks\.0\.attn1\.to_q"
+    assert re.fullmatch(rf"none of its 40 target layers is in the model \(e\.g\. {example}\)", layers), layers
+    q = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    assert shapes == (
+        f"2 of its weights have other shapes than the model's (e.g. {q}.lora_A.lora1.weight: 4x999 in the LoRA, "
+        "4x32 in the model)"
+    ), shapes
 
 
 def test_lora_through_the_cli(zoo: Any, sd_lora: Path, tmp_path: Path) -> None:
@@ -298,3 +350,58 @@ def test_new_flags_reach_the_plan_and_are_local_only() -> None:
     assert "--scheduler dropped: local only" in remote.output
     bad = runner.invoke(app, ["generate", "x", "-m", "local:tiny", "--quantize", "2bit", "--dry-run"])
     assert bad.exit_code == 2 and "invalid --quantize '2bit'" in bad.output
+
+
+# ------------------------------------------------------------------------------------- prompts the encoder cuts
+def _adapted_notes(source: Path, prompt: str, negative: str | None = None, **extra: Any) -> list[str]:
+    """The notes of mapping a plan onto the loaded pipeline (what a run says), without generating."""
+    from diffusers import DiffusionPipeline
+
+    from imagegen_cli.local.calls import adapt
+    from imagegen_cli.local.planning import LocalOptions, build_local_plan, resolve_source
+    from imagegen_cli.request import GenerationRequest
+
+    request = GenerationRequest(
+        prompt=prompt, negative_prompt=negative, provider="local", model=str(source), params=tuple(extra.items())
+    )
+    plan = build_local_plan(request, resolve_source(str(source)), LocalOptions(device="cpu"))
+    call, _ = adapt(DiffusionPipeline.from_pretrained(source), plan)
+    return call.notes
+
+
+LONG = "a lighthouse on a cliff at dusk, waves breaking below, gulls, warm light in the windows, " * 2
+# The tiny CLIP tokenizer has one token per character, and spaces only separate words: 146 tokens.
+LONG_TOKENS = len(LONG.replace(" ", ""))
+
+
+def test_a_prompt_longer_than_clip_reads_is_noted_on_the_tiny_pipeline(tmp_path: Path) -> None:
+    from imagegen_cli.cli.app import app
+
+    # CLIP reads 75 of the prompt's 146 tokens (77 with its start and end tokens); the rest was cut silently.
+    args = ["generate", LONG, "-m", "local:tiny", "--steps", "1", "-o", str(tmp_path), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    expected = f"the prompt is {LONG_TOKENS} tokens; CLIPTextModel reads only the first 75: the rest is ignored"
+    assert json.loads(result.stdout)["notes"] == [expected]
+    assert f"note: {expected}" in result.stderr.splitlines()
+    short = CliRunner().invoke(app, ["generate", "a lighthouse", *args[2:]])
+    assert short.exit_code == 0 and json.loads(short.stdout)["notes"] == []
+
+
+def test_the_longest_text_encoder_decides_whether_a_prompt_is_cut(zoo: Any) -> None:
+    sd = _adapted_notes(zoo("sd"), LONG, negative="blurry, " * 20)
+    assert sd == [
+        f"the prompt is {LONG_TOKENS} tokens; CLIPTextModel reads only the first 75: the rest is ignored",
+        "the negative prompt is 140 tokens; CLIPTextModel reads only the first 75: the rest is ignored",
+    ]
+    assert _adapted_notes(zoo("sd"), "a lighthouse", negative="blurry") == []
+    sdxl = _adapted_notes(zoo("sdxl"), LONG)
+    assert sdxl == [
+        f"the prompt is {LONG_TOKENS} tokens; CLIPTextModel and CLIPTextModelWithProjection read only the first 75: "
+        "the rest is ignored"
+    ]
+    # Flux's CLIP reads 77 tokens for the pooled vector, but its T5 reads max_sequence_length (512): nothing is
+    # lost, so nothing is said, unless --param max_sequence_length makes the T5 read less than the prompt.
+    assert _adapted_notes(zoo("flux"), LONG) == []
+    (cut,) = _adapted_notes(zoo("flux"), LONG, max_sequence_length=64)
+    assert re.fullmatch(r"the prompt is \d+ tokens; T5EncoderModel reads only the first 63: the rest is ignored", cut)

@@ -77,6 +77,43 @@ def test_models_rm(tmp_path: Path) -> None:
     assert again.returncode == 2 and "not in the Hugging Face cache" in again.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "given", "ref"),
+    [
+        ("pull", "apimart:z-image-turbo", "apimart:z-image-turbo"),
+        ("pull", "gpt-image-1.5", "openai:gpt-image-1.5"),  # a bare id only a gateway has
+        ("pull", "mka1:meetkai:z-image-turbo", "mka1:meetkai:z-image-turbo"),
+        ("rm", "apimart:z-image-turbo", "apimart:z-image-turbo"),
+    ],
+)
+def test_pull_and_rm_of_a_remote_model_say_it_is_remote(command: str, given: str, ref: str) -> None:
+    result = run_cli("models", command, given, *(["--yes"] if command == "rm" else []))
+    assert result.returncode == 2
+    what = "there is nothing to download" if command == "pull" else "there are no local weights to remove"
+    assert result.stderr.splitlines() == [
+        f"error: {ref} is a remote model: {what}",
+        f'hint: use it directly: imagegen generate "a red fox" -m {ref}',
+    ]
+
+
+def test_models_rm_tiny_removes_the_built_pipeline() -> None:
+    from imagegen_cli.local.tiny import tiny_dir
+
+    absent = run_cli("models", "rm", "tiny", "--yes")
+    assert absent.returncode == 2 and absent.stderr.splitlines()[0] == "error: local:tiny is not built"
+    build = tiny_dir()
+    (build / "unet").mkdir(parents=True)
+    (build / "model_index.json").write_text("{}")
+    (build / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"0" * 2048)
+    assert run_cli("models", "rm", "tiny").returncode == 2  # asks first; not interactive: refuses without --yes
+    assert build.exists()
+    removed = run_cli("models", "rm", "local:tiny", "--yes")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout == f"{build}\n" and not build.exists()
+    tiny = next(m for m in run_cli("models", "--local", "--json").json()["providers"][0]["models"] if m["id"] == "tiny")
+    assert tiny["state"] == "built on first use"
+
+
 def test_models_pull_errors() -> None:
     tiny = run_cli("models", "pull", "tiny")
     assert tiny.returncode == 2 and "built on this machine" in tiny.stderr
@@ -187,6 +224,58 @@ def test_completion_offers_models_providers_and_task_ids(cli, gateway: FakeGatew
     assert complete(f"imagegen tasks show {job_id[:3]}") == [job_id]
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("imagegen generate x --format ", ["png", "jpeg", "webp", "gif", "svg"]),
+        ("imagegen generate x --quality h", ["hd", "high"]),
+        ("imagegen generate x --device c", ["cuda", "cpu"]),
+        ("imagegen generate x --dtype ", ["auto", "bf16", "fp16", "fp32"]),
+        ("imagegen generate x --resolution ", ["1K", "2K", "4K"]),
+        ("imagegen generate x --ratio 16", ["16:9"]),
+        ("imagegen generate x --ratio 2", ["2:3", "21:9"]),
+        ("imagegen generate x --scheduler dpm", ["dpm++2m", "dpm++2m-karras", "dpm++2m-sde"]),
+        ("imagegen generate x --offload ", ["none", "model", "sequential"]),
+        ("imagegen generate x --quantize ", ["8bit", "4bit"]),
+        ("imagegen generate x --style ", ["vivid", "natural"]),
+        ("imagegen generate x --response-format ", ["url", "b64_json"]),
+        ("imagegen x --format w", ["webp"]),  # the default command completes the same
+    ],
+)
+def test_completion_offers_values_not_file_names(line: str, expected: list[str]) -> None:
+    assert complete(line) == expected
+
+
+def test_every_ratio_a_model_takes_is_offered() -> None:
+    from imagegen_cli.providers.profiles import BUILTIN_PROFILES
+    from imagegen_cli.request import TIER_TABLE
+
+    offered = complete("imagegen generate x --ratio ")
+    catalog = {r for p in BUILTIN_PROFILES.values() for m in p.models.values() for r in m.ratios}
+    assert set(offered) == catalog | set(TIER_TABLE) and len(offered) == len(set(offered))
+    assert offered[:7] == list(TIER_TABLE)  # the table's ratios first, in its order
+
+
+def test_install_completion_for_bash_installs_the_colon_aware_script(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Typer's generic bash script loses "-m apimart:z<Tab>" (bash splits the word at ":"); ours does not.
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")  # take the shell as a value
+    committed = (Path(__file__).resolve().parent.parent / "completions" / "imagegen.bash").read_text()
+    installed = isolated_env / ".bash_completions" / "imagegen.sh"
+    for _ in range(2):
+        result = run_cli("--install-completion", "bash")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0] == f"bash completion installed in {installed}"
+    assert installed.read_text() == committed
+    assert (isolated_env / ".bashrc").read_text().count(f"source '{installed}'") == 1
+    shown = run_cli("--show-completion", "bash")
+    assert shown.returncode == 0 and shown.stdout == committed
+    # zsh and fish keep Typer's own scripts.
+    zsh = run_cli("--install-completion", "zsh")
+    assert zsh.returncode == 0 and (isolated_env / ".zfunc" / "_imagegen").is_file()
+
+
 COMPLETION_PROBE = """
 import os, sys
 os.environ.update(_IMAGEGEN_COMPLETE="complete_bash", COMP_WORDS="imagegen generate -m apim", COMP_CWORD="3")
@@ -250,6 +339,8 @@ COLON_CASES = [
     ("imagegen generate --provider=tok", ["imagegen", "generate", "--provider", "=", "tok"], ["token360"]),
     ("imagegen models show local:ti", ["imagegen", "models", "show", "local", ":", "ti"], ["tiny"]),
     ("imagegen generate --provider tok", ["imagegen", "generate", "--provider", "tok"], ["token360"]),
+    ("imagegen generate x --ratio 16:", ["imagegen", "generate", "x", "--ratio", "16", ":"], ["9"]),
+    ("imagegen generate x --format w", ["imagegen", "generate", "x", "--format", "w"], ["webp"]),
 ]
 
 

@@ -16,8 +16,10 @@ from imagegen_cli.cli.doctor import doctor
 from imagegen_cli.cli.generate import EXAMPLES, generate
 from imagegen_cli.cli.keys import keys_app
 from imagegen_cli.cli.models import models_app
+from imagegen_cli.cli.render import InterruptNotice
 from imagegen_cli.cli.tasks import tasks_app
-from imagegen_cli.signals import StopSignal, stop_all
+from imagegen_cli.errors import ExitCode
+from imagegen_cli.signals import StopSignal, interrupted_exit_code, stop_all
 
 DEFAULT_COMMAND = "generate"
 
@@ -32,6 +34,22 @@ class DefaultToGenerate(TyperGroup):
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**{**attrs, "subcommand_metavar": "PROMPT|COMMAND [ARGS]..."})
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        InterruptNotice.said = False  # one command, one notice (tests and scripts may run several in a process)
+        return super().main(*args, **kwargs)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        # Typer adds --install-completion/--show-completion after building the group: for bash they install and
+        # print the project's colon-aware script (cli/completion.py), not Typer's generic one.
+        from imagegen_cli.cli.completion import bash_aware
+
+        params = super().get_params(ctx)
+        for param in params:
+            callback = param.callback
+            if param.name in ("install_completion", "show_completion") and callback and not hasattr(callback, "ours"):
+                param.callback = bash_aware(callback, install=param.name == "install_completion")
+        return params
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and self._starts_generate(ctx, args[0]):
@@ -103,4 +121,16 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main() -> None:
     """Console-script entry point."""
     signal.signal(signal.SIGTERM, _on_sigterm)
-    app(prog_name="imagegen")
+    InterruptNotice.said = False
+    try:
+        app(prog_name="imagegen")
+    except KeyboardInterrupt:
+        # Typer was still building the command from its annotations: nothing else is there to say it.
+        InterruptNotice.say()
+        raise SystemExit(int(interrupted_exit_code())) from None
+    except SystemExit as exc:
+        if exc.code == ExitCode.INTERRUPTED and not InterruptNotice.said:
+            # Outside a command's error handler (parsing, a callback), Typer turns Ctrl-C into exit 130 silently.
+            InterruptNotice.say()
+            raise SystemExit(int(interrupted_exit_code())) from None
+        raise

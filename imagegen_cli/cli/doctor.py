@@ -135,11 +135,11 @@ def _local_model_check(name: str) -> Check:
         return Check("default model", OK, f"{label}: {state} ({human_size(size)})")
     if source.model.repo is None:  # local:tiny, built offline on its first run
         return Check("default model", OK, f"{label}: {state}")
-    fix = f"imagegen models pull {name}"
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return Check("default model", FAIL, f"{label}: {state}, and offline", fix, needed=True)
-    memory = source.model.memory_gb
-    return Check("default model", WARN, f"{label}: {state} ({memory:g} GB of weights on first use)", fix)
+    # Not ready either way: offline the first run fails (after its retries when HF_HUB_OFFLINE is not set),
+    # online it starts with gigabytes to download.
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    why = ", and offline" if offline else f" ({source.model.memory_gb:g} GB of weights to download first)"
+    return Check("default model", FAIL, f"{label}: {state}{why}", f"imagegen models pull {name}", needed=True)
 
 
 def _online(url: str) -> tuple[bool, str]:
@@ -188,8 +188,22 @@ def run_checks(online: bool) -> tuple[list[Check], str]:
     checks += _cache_checks()
     checks += _provider_checks(profiles, provider, online)
     if local:
-        checks.append(_local_model_check(model or "auto"))
+        checks.append(_default_local_check(settings, default, model or "auto"))
     return checks, default
+
+
+def _default_local_check(settings: Settings, default: str, model: str) -> Check:
+    """The default local model; on an install without the local extra, with no model configured, the fix is a
+    remote model first (imagegen's built-in default, local:auto, cannot run there)."""
+    from imagegen_cli.local.hub import LOCAL_EXTRA_HINT, REMOTE_DEFAULT_HINT, missing_local_module
+    from imagegen_cli.settings import BUILT_IN
+
+    missing = missing_local_module()
+    if missing and settings.default_model_source == BUILT_IN:
+        value = f"{default} (built in: no default_model configured) needs the local extra ({missing} is not installed)"
+        fix = f"{REMOTE_DEFAULT_HINT}; or install the local extra: {LOCAL_EXTRA_HINT}"
+        return Check("default model", FAIL, value, fix, needed=True)
+    return _local_model_check(model)
 
 
 def _default_model(settings: Settings, profiles: dict[str, Any]) -> str:

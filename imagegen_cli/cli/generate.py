@@ -8,11 +8,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from imagegen_cli.cli.options import JsonOpt, ModelOpt, ProviderOpt, QuietOpt
+from imagegen_cli.cli.options import (
+    JsonOpt,
+    ModelOpt,
+    ProviderOpt,
+    QuietOpt,
+    complete_device,
+    complete_dtype,
+    complete_format,
+    complete_offload,
+    complete_quality,
+    complete_quantize,
+    complete_ratio,
+    complete_resolution,
+    complete_response_format,
+    complete_scheduler,
+    complete_style,
+)
 from imagegen_cli.cli.render import Output, report_errors
 from imagegen_cli.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from imagegen_cli.backends import PlannedJob
     from imagegen_cli.options import GenerateOptions, PromptLine
     from imagegen_cli.settings import Settings
 
@@ -37,14 +54,29 @@ def generate(
     provider: ProviderOpt = None,
     n: Annotated[int, typer.Option("-n", "--n", metavar="N", help="Number of images, 1-100.")] = 1,
     size: Annotated[str | None, typer.Option("-s", "--size", metavar="WxH", help="Pixel size.")] = None,
-    ratio: Annotated[str | None, typer.Option("-r", "--ratio", metavar="W:H", help="Aspect ratio.")] = None,
+    ratio: Annotated[
+        str | None,
+        typer.Option("-r", "--ratio", metavar="W:H", help="Aspect ratio.", autocompletion=complete_ratio),
+    ] = None,
     resolution: Annotated[
-        str | None, typer.Option("--resolution", metavar="1K|2K|4K", help="Size tier, with --ratio.")
+        str | None,
+        typer.Option(
+            "--resolution", metavar="1K|2K|4K", help="Size tier, with --ratio.", autocompletion=complete_resolution
+        ),
     ] = None,
     quality: Annotated[
-        str | None, typer.Option("--quality", metavar="LEVEL", help="standard hd low medium high auto xhigh max.")
+        str | None,
+        typer.Option(
+            "--quality",
+            metavar="LEVEL",
+            help="standard hd low medium high auto xhigh max.",
+            autocompletion=complete_quality,
+        ),
     ] = None,
-    style: Annotated[str | None, typer.Option("--style", metavar="vivid|natural", help="Where supported.")] = None,
+    style: Annotated[
+        str | None,
+        typer.Option("--style", metavar="vivid|natural", help="Where supported.", autocompletion=complete_style),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", metavar="INT", help="Image i gets seed+i where the backend takes seeds.")
     ] = None,
@@ -58,7 +90,13 @@ def generate(
         typer.Option("--param", metavar="KEY=VALUE", help="Provider-specific extra sent as-is; repeatable."),
     ] = None,
     response_format: Annotated[
-        str | None, typer.Option("--response-format", metavar="url|b64_json", help="Transport choice.")
+        str | None,
+        typer.Option(
+            "--response-format",
+            metavar="url|b64_json",
+            help="Transport choice.",
+            autocompletion=complete_response_format,
+        ),
     ] = None,
     out: Annotated[
         str | None, typer.Option("-o", "--out", metavar="PATH", help="Directory, file name, or - for stdout.")
@@ -68,7 +106,13 @@ def generate(
         typer.Option("--name", metavar="TEMPLATE", help="File-name template, e.g. {date}-{slug}-{index}.{ext}"),
     ] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", metavar="png|jpeg|webp|gif|svg", help="File format written.")
+        str | None,
+        typer.Option(
+            "--format",
+            metavar="png|jpeg|webp|gif|svg",
+            help="File format written.",
+            autocompletion=complete_format,
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing the file named by -o FILE.")] = False,
     no_metadata: Annotated[bool, typer.Option("--no-metadata", help="Do not embed generation parameters.")] = False,
@@ -97,14 +141,25 @@ def generate(
         typer.Option("--on-behalf-of", metavar="ID", help="End-user id header (MKA1's X-On-Behalf-Of)."),
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", metavar="auto|cuda|mps|cpu", help="Local only: where to run.")
+        str | None,
+        typer.Option(
+            "--device", metavar="auto|cuda|mps|cpu", help="Local only: where to run.", autocompletion=complete_device
+        ),
     ] = None,
     dtype: Annotated[
-        str | None, typer.Option("--dtype", metavar="auto|bf16|fp16|fp32", help="Local only: precision.")
+        str | None,
+        typer.Option(
+            "--dtype", metavar="auto|bf16|fp16|fp32", help="Local only: precision.", autocompletion=complete_dtype
+        ),
     ] = None,
     offload: Annotated[
         str | None,
-        typer.Option("--offload", metavar="none|model|sequential", help="Local only: CPU offloading to save memory."),
+        typer.Option(
+            "--offload",
+            metavar="none|model|sequential",
+            help="Local only: CPU offloading to save memory.",
+            autocompletion=complete_offload,
+        ),
     ] = None,
     vae_tiling: Annotated[
         bool, typer.Option("--vae-tiling", help="Local only: decode in tiles (large images).")
@@ -123,7 +178,10 @@ def generate(
     quantize: Annotated[
         str | None,
         typer.Option(
-            "--quantize", metavar="8bit|4bit", help="Local only: quantized weights (bitsandbytes on CUDA, else quanto)."
+            "--quantize",
+            metavar="8bit|4bit",
+            help="Local only: quantized weights (bitsandbytes on CUDA, else quanto).",
+            autocompletion=complete_quantize,
         ),
     ] = None,
     gguf: Annotated[
@@ -136,6 +194,7 @@ def generate(
             "--scheduler",
             metavar="NAME",
             help="Local only: euler, euler-a, dpm++2m, dpm++2m-karras, unipc, ddim, lcm, flow-match...",
+            autocompletion=complete_scheduler,
         ),
     ] = None,
     variant: Annotated[
@@ -160,7 +219,7 @@ def generate(
     """Generate images from a prompt and save them."""
     output = Output(json_mode=json_out, quiet=quiet)
     with report_errors(output):
-        from imagegen_cli.local.planning import LocalOptions
+        from imagegen_cli.local.options import LocalOptions
         from imagegen_cli.options import (
             GenerateOptions,
             OutputOptions,
@@ -185,6 +244,10 @@ def generate(
             raise UsageError(
                 "-o - would write binary image data to the terminal", hint="redirect it: ... -o - > image.png"
             )
+        _refuse_undecodable(
+            {"the prompt": prompt if prompt != "-" else None, "--negative-prompt": negative_prompt,
+             "--param": param, "--user": user, "--on-behalf-of": on_behalf_of}
+        )  # fmt: skip
         settings = load_settings()
         given = {"--device": device, "--dtype": dtype, "--offload": offload, "--vae-tiling": vae_tiling,
                  "--compile": compile_model, "--lora": lora, "--quantize": quantize, "--gguf": gguf,
@@ -238,6 +301,33 @@ def generate(
         run_generate(output, lines, options, settings, dry_run=dry_run, batch=batch)
 
 
+def _refuse_undecodable(texts: dict[str, str | list[str] | None]) -> None:
+    """Text from argv that is not UTF-8 (a Latin-1 terminal: Python keeps the bytes as lone surrogates) is a
+    usage error here, before it is planned, journalled or sent (where it would fail as "cannot send")."""
+    for where, value in texts.items():
+        for text in [value] if isinstance(value, str) else value or []:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UsageError(
+                    f"{where} is not valid UTF-8 ({_first_bad_byte(text)})",
+                    hint="the terminal sent it in another encoding: use a UTF-8 locale (e.g. LANG=C.UTF-8), "
+                    "or save the prompt as UTF-8 and pass --prompt-file FILE",
+                ) from None
+
+
+def _first_bad_byte(text: str) -> str:
+    """``byte 0xe9 at position 0``: the first byte of the argument as it arrived that is not UTF-8."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the bytes Python decoded argv from
+        raw.decode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate"  # not from argv's decoding: no bytes to show
+    except UnicodeDecodeError as exc:
+        return f"byte 0x{raw[exc.start]:02x} at position {exc.start}"
+    return "a lone surrogate"
+
+
 def run_generate(
     output: Output, lines: list[PromptLine], options: GenerateOptions, settings: Settings, *, dry_run: bool, batch: bool
 ) -> None:
@@ -249,6 +339,7 @@ def run_generate(
     if dry_run:
         print_dry_run(output, describe_jobs(jobs), batch=batch)
         return
+    _require_local_extra(jobs, settings)
     notes: dict[str, list[str]] = {}
     for job in jobs:
         for note in job.plan.notes:
@@ -263,12 +354,35 @@ def run_generate(
         raise typer.Exit(int(code))
 
 
+def _require_local_extra(jobs: list[PlannedJob], settings: Settings) -> None:
+    """A local line on an install without the local extra stops here, before anything is journalled; when no
+    model was given or configured (the built-in default), the hint points to a remote model first."""
+    from imagegen_cli.local.hub import require_local_extra
+    from imagegen_cli.settings import BUILT_IN
+
+    for job in jobs:
+        if job.plan.provider_name != "local":
+            continue
+        unchosen = job.options.model is None and job.options.provider is None
+        default = settings.default_model if unchosen and settings.default_model_source == BUILT_IN else None
+        require_local_extra(f"local:{job.plan.model_name}", default=default)
+
+
 def _span(numbers: list[str]) -> str:
     return numbers[0] if len(numbers) == 1 else f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 4 else ",".join(numbers)
 
 
+# A local plan without --seed describes its seeds as null (local.planning.LocalPlan.describe): say why.
+SEED_AT_RUN_TIME = (
+    "no --seed: the run draws a random seed when it starts (each image records its own); --seed N fixes it"
+)
+
+
 def print_dry_run(output: Output, described: list[dict[str, Any]], *, batch: bool) -> None:
     """The requests exactly as they would be sent (key redacted), or the pipeline calls of a local model."""
+    for each in described:
+        if each.get("provider") == "local" and "seed" in each and each["seed"] is None:
+            each["notes"] = [*each["notes"], SEED_AT_RUN_TIME]
     if output.json_mode:
         output.json({"dry_run": True, "lines": described} if batch else {"dry_run": True, **described[0]})
         return

@@ -295,6 +295,7 @@ def pull(model: ModelArg) -> None:
     with report_errors(output):
         from imagegen_cli.local.hub import pull as pull_weights
 
+        _refuse_remote(model, "there is nothing to download")
         output.line(pull_weights(model))
 
 
@@ -306,18 +307,45 @@ def remove(model: ModelArg, yes: YesOpt = False) -> None:
     """
     output = Output()
     with report_errors(output):
-        from imagegen_cli.local.catalog import cache_state, human_size, repo_cache_dir
+        from imagegen_cli.local.catalog import cache_state, human_size
+        from imagegen_cli.local.hub import local_files
         from imagegen_cli.local.hub import remove as remove_weights
-        from imagegen_cli.local.hub import repo_for
 
-        repo = repo_for(model)
-        if not repo_cache_dir(repo).exists():
-            raise UsageError(f"{repo} is not in the Hugging Face cache", hint="see: imagegen models list --local")
+        _refuse_remote(model, "there are no local weights to remove")
+        name, folder = local_files(model)
+        built = name.startswith("local:")  # the tiny pipeline, built here rather than downloaded
+        if not folder.exists():
+            raise UsageError(
+                f"{name} is not {'built' if built else 'in the Hugging Face cache'}",
+                hint="see: imagegen models list --local",
+            )
         if not yes:
             if not sys.stdin.isatty():
                 raise UsageError("refusing to delete without confirmation", hint="pass --yes")
-            size = human_size(cache_state(repo).size_bytes)
-            if not typer.confirm(f"Remove {repo} ({size}) from {repo_cache_dir(repo).parent}?", err=True):
+            files = [f for f in folder.rglob("*") if f.is_file()] if built else []
+            size = human_size(sum(f.stat().st_size for f in files) if built else cache_state(name).size_bytes)
+            if not typer.confirm(f"Remove {name} ({size}) from {folder.parent}?", err=True):
                 raise typer.Exit(int(ExitCode.FAILURE))
         remove_weights(model)
-        output.line(repo)
+        # A repo by its id (the cache folder is huggingface_hub's); the tiny build by the folder it was in.
+        output.line(str(folder) if built else name)
+
+
+def _refuse_remote(model: str, why: str) -> None:
+    """``models pull/rm`` of a gateway's model: say it is remote, and how to use it, not "unknown local model"."""
+    from imagegen_cli.local.catalog import LOCAL_MODELS
+    from imagegen_cli.model_catalog import listed_models
+
+    name = model.removeprefix("local:")
+    if model.startswith("local:") or name in LOCAL_MODELS or ("/" in name and ":" not in name):
+        return
+    profiles = _profiles()
+    prefix, sep, _ = name.partition(":")
+    if sep and prefix in profiles:
+        ref = name
+    else:
+        owners = [provider for provider, profile in profiles.items() if name in listed_models(profile)]
+        if not owners:
+            return  # neither local nor remote: the local error ("unknown local model") says what there is
+        ref = f"{owners[0]}:{name}"
+    raise UsageError(f"{ref} is a remote model: {why}", hint=f'use it directly: imagegen generate "a red fox" -m {ref}')

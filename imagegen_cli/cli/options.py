@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 import typer
@@ -36,6 +37,92 @@ def complete_model(incomplete: str) -> list[str]:
 def complete_provider(incomplete: str) -> list[str]:
     """``--provider`` completion: provider names."""
     return [name for name in [*_profiles_for_completion(), "local"] if name.startswith(incomplete)]
+
+
+def _starting(values: Iterable[str], incomplete: str) -> list[str]:
+    return [value for value in values if value.startswith(incomplete)]
+
+
+def complete_format(incomplete: str) -> list[str]:
+    """``--format`` completion: the formats written."""
+    from imagegen_cli.request import OUTPUT_FORMATS
+
+    return _starting(OUTPUT_FORMATS, incomplete)
+
+
+def complete_quality(incomplete: str) -> list[str]:
+    """``--quality`` completion: every level some model takes."""
+    from imagegen_cli.request import QUALITIES
+
+    return _starting(QUALITIES, incomplete)
+
+
+def complete_resolution(incomplete: str) -> list[str]:
+    """``--resolution`` completion: the tiers."""
+    from imagegen_cli.request import TIERS
+
+    return _starting(TIERS, incomplete)
+
+
+def complete_ratio(incomplete: str) -> list[str]:
+    """``--ratio`` completion: the ratio table's ratios, then every other ratio a known model takes."""
+    from imagegen_cli.model_catalog import listed_models
+    from imagegen_cli.request import TIER_TABLE
+
+    ratios = dict.fromkeys(TIER_TABLE)
+    for profile in _profiles_for_completion().values():
+        for caps in listed_models(profile).values():  # type: ignore[arg-type]
+            ratios.update(dict.fromkeys(caps.ratios))
+    return _starting(ratios, incomplete)
+
+
+def complete_style(incomplete: str) -> list[str]:
+    """``--style`` completion."""
+    from imagegen_cli.request import STYLES
+
+    return _starting(STYLES, incomplete)
+
+
+def complete_response_format(incomplete: str) -> list[str]:
+    """``--response-format`` completion."""
+    from imagegen_cli.request import RESPONSE_FORMATS
+
+    return _starting(RESPONSE_FORMATS, incomplete)
+
+
+def complete_device(incomplete: str) -> list[str]:
+    """``--device`` completion."""
+    from imagegen_cli.local.options import DEVICES
+
+    return _starting(DEVICES, incomplete)
+
+
+def complete_dtype(incomplete: str) -> list[str]:
+    """``--dtype`` completion."""
+    from imagegen_cli.local.options import DTYPES
+
+    return _starting(DTYPES, incomplete)
+
+
+def complete_offload(incomplete: str) -> list[str]:
+    """``--offload`` completion."""
+    from imagegen_cli.local.options import OFFLOADS
+
+    return _starting(OFFLOADS, incomplete)
+
+
+def complete_quantize(incomplete: str) -> list[str]:
+    """``--quantize`` completion."""
+    from imagegen_cli.local.options import QUANTIZE
+
+    return _starting(QUANTIZE, incomplete)
+
+
+def complete_scheduler(incomplete: str) -> list[str]:
+    """``--scheduler`` completion: the names (the aliases and diffusers class names are accepted too)."""
+    from imagegen_cli.local.schedulers import SCHEDULERS
+
+    return _starting(SCHEDULERS, incomplete)
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]

@@ -32,6 +32,26 @@ def stderr_is_live() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
 
 
+class InterruptNotice:
+    """Every stop by Ctrl-C or SIGTERM says so on stderr, once: ``interrupted`` (``terminated``).
+
+    The core says how far an interrupted job got (``interrupted: 1 of 2 image(s) saved``); when nothing had
+    started (torch still importing, a pipeline loading) or the stop came before a command's error handler,
+    this line is all there is to say, and ``main()`` makes sure it is said.
+    """
+
+    said = False
+
+    @classmethod
+    def say(cls) -> None:
+        from imagegen_cli.signals import StopSignal
+
+        if not cls.said:
+            cls.said = True
+            sys.stderr.write("terminated\n" if StopSignal.terminated else "interrupted\n")
+            sys.stderr.flush()
+
+
 class Output:
     """Human, JSON or quiet output; never prints a secret or a terminal escape from a gateway."""
 
@@ -109,10 +129,14 @@ class Output:
                 if said not in seen:
                     seen.add(said)
                     self.error(error, where)
+                    InterruptNotice.said |= error.code == "interrupted"
             if job.no_wait and job.job_id and job.resumable:
                 self.note(
                     f"submitted {len(job.tasks)} task(s); fetch the images with: imagegen tasks wait {job.job_id}"
                 )
+        if int(run.exit_code()) in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+            # Stopped before any job began (torch importing, the pipeline loading): no job had anything to say.
+            InterruptNotice.say()
         if batch and not self.quiet:
             counts = run.counts()
             parts = [f"{counts['lines']} lines", f"{counts['succeeded']} succeeded", f"{counts['failed']} failed"]
@@ -213,7 +237,7 @@ class CliSink:
 @contextmanager
 def report_errors(output: Output) -> Iterator[None]:
     """Map the project's errors to one line plus hint and the documented exit code."""
-    from imagegen_cli.signals import StopSignal, interrupted_exit_code
+    from imagegen_cli.signals import interrupted_exit_code
 
     try:
         yield
@@ -223,7 +247,7 @@ def report_errors(output: Output) -> Iterator[None]:
         output.error(exc)
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
-        sys.stderr.write("terminated\n" if StopSignal.terminated else "interrupted\n")
+        InterruptNotice.say()
         raise typer.Exit(int(interrupted_exit_code())) from None
     except BrokenPipeError:
         # `imagegen ... | head -1`: the reader left. Exit quietly as other Unix tools do.

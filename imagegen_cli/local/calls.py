@@ -18,7 +18,10 @@ how the flags map"):
   ``callback``/``callback_steps``; a pipeline with neither gets per-call progress, and Ctrl-C then waits for
   the call to end;
 - a pipeline whose ``generator`` takes a single generator, or that has no ``num_images_per_prompt``, makes
-  one image per call, so that image i still depends on seed+i alone.
+  one image per call, so that image i still depends on seed+i alone;
+- a prompt (or negative prompt) longer than the longest of the pipeline's text encoders reads is noted: the
+  encoders would cut it silently (CLIP: 77 tokens). It is counted with the pipeline's own tokenizers, each
+  read up to its ``model_max_length``, or ``max_sequence_length`` where ``__call__`` takes one (T5, Qwen...).
 """
 
 from __future__ import annotations
@@ -235,6 +238,12 @@ def adapt(pipe: object, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
         else:
             not_taken(f"--param {key}", key)
 
+    max_sequence = base.get("max_sequence_length", _default_int(params, "max_sequence_length"))
+    for what, text in (("prompt", plan.request.prompt), ("negative prompt", plan.negative_prompt)):
+        cut = prompt_cut(pipe, text, max_sequence if takes("max_sequence_length") else None)
+        if cut:
+            notes.approximated(f"the {what} is {cut}")
+
     if takes("callback_on_step_end"):
         progress = "steps"
     elif takes("callback") and takes("callback_steps"):
@@ -262,6 +271,46 @@ def adapt(pipe: object, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
         # One generator per call: one image per call, so image i keeps seed+i.
         batches = singles(batches)
     return call, replace(plan, width=width, height=height, batches=batches)
+
+
+# transformers' tokenizers say "no limit" with a huge model_max_length (int(1e30)).
+_NO_LIMIT = 1_000_000
+
+
+def prompt_cut(pipe: object, text: str | None, max_sequence: int | None) -> str | None:
+    """``120 tokens; CLIPTextModel reads only the first 75: the rest is ignored`` when every text encoder of
+    ``pipe`` cuts ``text``; None when one reads it whole (Flux's T5 reads what its CLIP cuts) or it cannot tell.
+
+    Each tokenizer reads ``model_max_length`` tokens (its start and end tokens included), or
+    ``max_sequence_length`` where the call takes one and it is smaller (the T5 and LLM encoders).
+    """
+    components = getattr(pipe, "components", None)
+    if not text or not isinstance(components, dict):
+        return None
+    readers: list[tuple[int, int, str]] = []  # (tokens of the text, tokens read of it, the encoder's name)
+    for name, tokenizer in components.items():
+        limit = getattr(tokenizer, "model_max_length", None)
+        if "tokenizer" not in name or not isinstance(limit, int) or not callable(tokenizer):
+            continue
+        if max_sequence is not None:
+            limit = min(limit, max_sequence)
+        if limit >= _NO_LIMIT:
+            return None  # this encoder reads any length
+        try:
+            ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+            marked = tokenizer(text, truncation=False, verbose=False)["input_ids"]
+        except Exception:  # noqa: BLE001 - a tokenizer that cannot count: say nothing rather than fail the run
+            return None
+        encoder = components.get(name.replace("tokenizer", "text_encoder"))
+        reader = type(encoder).__name__ if encoder is not None else type(tokenizer).__name__
+        readers.append((len(ids), limit - (len(marked) - len(ids)), reader))
+    if not readers or any(tokens <= read for tokens, read, _ in readers):
+        return None
+    longest = max(read for _, read, _ in readers)
+    tokens = next(count for count, read, _ in readers if read == longest)
+    names = list(dict.fromkeys(reader for _, read, reader in readers if read == longest))
+    verb = "reads" if len(names) == 1 else "read"
+    return f"{tokens} tokens; {' and '.join(names)} {verb} only the first {longest}: the rest is ignored"
 
 
 def singles(batches: tuple[LocalBatch, ...] | list[LocalBatch]) -> tuple[LocalBatch, ...]:

@@ -18,18 +18,35 @@ from typing import Any
 
 from imagegen_cli.errors import UsageError
 from imagegen_cli.local.catalog import AUTO_ID, LOCAL_MODELS, LocalModel
+from imagegen_cli.local.options import LocalOptions
 from imagegen_cli.plans import JournalEntry
 from imagegen_cli.request import TIER_TABLE, GenerationRequest, Notes, Ratio, Size, ratio_tier_pixels
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
-DTYPES = ("auto", "bf16", "fp16", "fp32")
-OFFLOADS = ("none", "model", "sequential")
+__all__ = [  # LocalOptions is defined in local.options (light enough for remote runs) and re-exported here
+    "CPU_SLOW_PIXEL_STEPS",
+    "DEFAULT_BATCH",
+    "EMPTY_NEGATIVE",
+    "MAX_SIDE",
+    "MIN_MAX_PIXELS",
+    "QUALITY_STEPS",
+    "LocalBatch",
+    "LocalOptions",
+    "LocalPlan",
+    "ModelSource",
+    "accelerator_likely",
+    "build_local_plan",
+    "check_pixels",
+    "detect_variant",
+    "max_pixels",
+    "resolve_source",
+    "round_to",
+]
+
 # --quality as a scale on the model's default steps (documented in the README).
 QUALITY_STEPS = {
     "low": 0.5, "standard": 1.0, "medium": 1.0, "auto": 1.0, "high": 1.5, "hd": 2.0, "xhigh": 2.0, "max": 3.0,
 }  # fmt: skip
 DEFAULT_BATCH = 4  # images per pipeline call before out-of-memory backoff halves it
-QUANTIZE = ("8bit", "4bit")
 MAX_SIDE = 8192  # no local pipeline is trained anywhere near this; beyond it only memory errors wait
 MIN_MAX_PIXELS = 1024 * 1024  # every model may be asked for 1024x1024, even a small one
 # On a CPU, a run above this many pixel-steps (width x height x steps x images) takes minutes: say so first.
@@ -50,22 +67,6 @@ def max_pixels(native: tuple[int, int]) -> int:
 def round_to(value: int, multiple: int) -> int:
     """The nearest multiple (at least one multiple)."""
     return max(multiple, round(value / multiple) * multiple)
-
-
-def parse_lora(text: str) -> tuple[str, float]:
-    """``PATH|org/name[:SCALE]`` → (source, scale); the scale defaults to 1."""
-    source, scale = text, 1.0
-    head, sep, tail = text.rpartition(":")
-    if sep and head:
-        try:
-            scale = float(tail)
-        except ValueError:
-            pass  # a colon that is part of the path
-        else:
-            source = head
-    if not source or not math.isfinite(scale):
-        raise UsageError(f"invalid --lora {text!r}", hint="use --lora PATH or --lora org/name, with :SCALE (e.g. :0.8)")
-    return source, scale
 
 
 def detect_variant(folder: Path) -> str | None:
@@ -91,49 +92,6 @@ def accelerator_likely() -> bool:
     if platform.system() == "Darwin" and platform.machine() == "arm64":
         return True
     return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
-
-
-@dataclass(frozen=True)
-class LocalOptions:
-    """The local-only flags."""
-
-    device: str = "auto"
-    dtype: str = "auto"
-    offload: str = "none"
-    vae_tiling: bool = False
-    compile: bool = False
-    variant: str | None = None  # weight files *.VARIANT.safetensors (fp16, bf16...); found by itself in folders
-    loras: tuple[str, ...] = ()  # PATH|org/name[:SCALE], in order
-    quantize: str | None = None  # 8bit | 4bit
-    gguf: str | None = None  # a single-file GGUF transformer
-    scheduler: str | None = None  # a name of imagegen_cli.local.schedulers.SCHEDULERS
-
-    def __post_init__(self) -> None:
-        for name, value, allowed in (
-            ("--device", self.device, DEVICES),
-            ("--dtype", self.dtype, DTYPES),
-            ("--offload", self.offload, OFFLOADS),
-        ):
-            if value not in allowed:
-                raise UsageError(f"invalid {name} {value!r}", hint="use one of " + ", ".join(allowed))
-        if self.quantize is not None and self.quantize not in QUANTIZE:
-            raise UsageError(f"invalid --quantize {self.quantize!r}", hint="use 8bit or 4bit")
-        if self.variant is not None and not re.fullmatch(r"[A-Za-z0-9_]+", self.variant):
-            raise UsageError(f"invalid --variant {self.variant!r}", hint="e.g. --variant fp16")
-        if self.gguf is not None and self.quantize is not None:
-            raise UsageError(
-                "--gguf and --quantize both given", hint="a GGUF file is already quantized: drop --quantize"
-            )
-        for lora in self.loras:
-            parse_lora(lora)
-        if self.scheduler is not None:
-            from imagegen_cli.local.schedulers import find_scheduler
-
-            find_scheduler(self.scheduler)
-
-    @property
-    def lora_specs(self) -> list[tuple[str, float]]:
-        return [parse_lora(text) for text in self.loras]
 
 
 @dataclass(frozen=True)
@@ -202,7 +160,12 @@ class LocalPlan:
         return JournalEntry("local", self.source.location, calls)
 
     def describe(self) -> dict[str, Any]:
-        """The ``--dry-run`` form: the pipeline calls as they will be made."""
+        """The ``--dry-run`` form: the pipeline calls as they will be made.
+
+        Without ``--seed`` the seeds are ``null``: the run draws its own random seed when it starts (the one in
+        this plan is never used by another process), so printing it would promise pixels the run will not make.
+        """
+        drawn = self.request.seed is None
         return {
             "provider": "local",
             "model": self.source.name,
@@ -218,7 +181,11 @@ class LocalPlan:
             "quantize": self.options.quantize,
             "gguf": self.options.gguf,
             "scheduler": _scheduler_name(self.options.scheduler),
-            "calls": [{**self.call_kwargs(b), "seeds": list(b.seeds), "first_image": b.first} for b in self.batches],
+            "seed": self.request.seed,
+            "calls": [
+                {**self.call_kwargs(b), "seeds": None if drawn else list(b.seeds), "first_image": b.first}
+                for b in self.batches
+            ],
         }
 
 

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +128,56 @@ def gguf_transformer(diffusers: ModuleType, location: str, path: str, dtype: obj
         ) from None
 
 
+@contextmanager
+def _quiet_diffusers() -> Iterator[None]:
+    """diffusers logs a failed LoRA load in full (every key of the state dict) before raising the same error:
+    the error is reported in one line, so the log is held back while loading."""
+    logger = logging.getLogger("diffusers")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[([\d, ]*)\]\) from checkpoint, "
+    r"the shape in current model is torch\.Size\(\[([\d, ]*)\]\)"
+)
+_TARGETS = re.compile(r"Target modules \{(.*)\} not found in the base model")
+
+
+def lora_mismatch(text: str) -> str:
+    """One short line for why a LoRA does not fit, from the error diffusers or peft raised (which can list
+    every key of the state dict over hundreds of lines)."""
+    mismatches = _SIZE_MISMATCH.findall(text)
+    if mismatches:
+        key, theirs, ours = mismatches[0]
+        return (
+            f"{len(mismatches)} of its weights have other shapes than the model's "
+            f"(e.g. {key}: {_shape(theirs)} in the LoRA, {_shape(ours)} in the model)"
+        )
+    targets = _TARGETS.search(text)
+    if targets:
+        names = sorted(re.findall(r"'([^']*)'", targets.group(1)))
+        if names:
+            return f"none of its {len(names)} target layers is in the model (e.g. {names[0]})"
+    return _first_line(text)
+
+
+def _shape(dims: str) -> str:
+    """``4, 999`` → ``4x999``."""
+    return "x".join(d.strip() for d in dims.split(","))
+
+
+def _first_line(text: str) -> str:
+    """The first non-empty line, a long set or list in it elided, at most 160 characters."""
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    line = re.sub(r"[{\[][^{}\[\]]{60,}[}\]]", "[…]", line)
+    return line if len(line) <= 160 else line[:159] + "…"
+
+
 def _adapters(pipe: Any) -> set[str]:
     try:
         listed = pipe.get_list_adapters()
@@ -152,12 +206,13 @@ def apply_loras(pipe: Any, specs: list[tuple[str, float]]) -> list[dict[str, Any
         elif path.is_dir():
             target = str(path)
         try:
-            pipe.load_lora_weights(target, adapter_name=name, **where)
+            with _quiet_diffusers():
+                pipe.load_lora_weights(target, adapter_name=name, **where)
         except OSError as exc:
-            raise UsageError(f"cannot read the LoRA {source}: {str(exc).splitlines()[0][:200]}") from None
+            raise UsageError(f"cannot read the LoRA {source}: {_first_line(str(exc))}") from None
         except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(
-                f"the LoRA {source} does not fit {pipeline}: {str(exc).splitlines()[0][:160]}",
+                f"the LoRA {source} does not fit {pipeline}: {lora_mismatch(str(exc))}",
                 hint="use a LoRA trained for this model's architecture",
             ) from None
         if name not in _adapters(pipe):

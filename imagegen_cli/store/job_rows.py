@@ -7,7 +7,6 @@ process that died is never mistaken for one held by a new process that reused it
 from __future__ import annotations
 
 import os
-import secrets
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: sortable, no
 
 def new_job_id() -> str:
     """A short id that sorts by creation time: 9 base32 digits of milliseconds, 3 random."""
+    import secrets  # here: results import this module, and secrets pulls in hashlib and hmac (start-up)
+
     millis = int(time.time() * 1000)
     digits = []
     for _ in range(9):

@@ -47,7 +47,7 @@ from imagegen_cli.store.placement import (
     remove_stale_parts,
     rename_no_replace,
 )
-from imagegen_cli.store.saved import SavedImage
+from imagegen_cli.store.saved_image import SavedImage
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -1,4 +1,8 @@
-"""``SavedImage``: an image the writer placed (a light module: results and reports import it without the writer)."""
+"""``SavedImage``: what the writer reports for each image it saved, in a module light enough for any importer.
+
+It lives apart from ``store.writer`` (which imports the containers, the metadata builders and the placement
+code) so that results, the journal rows and a ``--dry-run`` can name it without loading the writer.
+"""
 
 from __future__ import annotations
 
