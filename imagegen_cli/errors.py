@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from enum import IntEnum
 
 
@@ -120,22 +121,42 @@ class SaveError(ImagegenError):
 
 # Every secret the process has loaded is registered here, so that any text leaving the process
 # (stdout, stderr, files, metadata) can be scrubbed even when it came from a third-party exception.
-_SECRETS: set[str] = set()
+class SecretRegistry:
+    """The secrets one process has loaded, scrubbed from all its output; safe from several threads at once.
+
+    It belongs to the process on purpose, not to a run: a key a long-lived process (a server, a notebook) loaded
+    for one job must stay redacted in every later output of that process, whichever run prints it.
+    """
+
+    def __init__(self) -> None:
+        self._secrets: tuple[str, ...] = ()  # longest first; replaced whole, so readers never see it half-built
+        self._lock = threading.Lock()
+
+    def add(self, value: str) -> None:
+        with self._lock:
+            if value not in self._secrets:
+                self._secrets = tuple(sorted({*self._secrets, value}, key=len, reverse=True))
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+SECRETS = SecretRegistry()
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|signature|sig)=)[^&\s\"']+")
 
 
 def register_secret(value: str | None) -> None:
     """Remember a secret so that :func:`redact` removes it from any later output."""
     if value and len(value) >= 4:
-        _SECRETS.add(value)
+        SECRETS.add(value)
 
 
 def redact(text: str) -> str:
     """Replace every registered secret and key-like URL query value with a placeholder."""
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, "***")
-    return _QUERY_SECRET.sub(r"\1***", text)
+    return _QUERY_SECRET.sub(r"\1***", SECRETS.scrub(text))
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]")
