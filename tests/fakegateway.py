@@ -73,6 +73,7 @@ class Fault:
     times: int = 1
     duration: float = 30.0  # slowloris: how long to keep trickling
     count: int = 1  # many_ids: how many task ids one submit answers with
+    gate: threading.Event | None = None  # slow_body: the rest of the body waits for this instead of `delay`
 
 
 @dataclass
@@ -551,7 +552,10 @@ class FakeGateway:
             handler.end_headers()
             handler.wfile.write(data[: len(data) // 2])
             handler.wfile.flush()
-            time.sleep(fault.delay or 10)
+            if fault.gate is not None:
+                fault.gate.wait(30)
+            else:
+                time.sleep(fault.delay or 10)
             handler.wfile.write(data[len(data) // 2 :])
             return
         handler._send(200, data, f"image/{self.image_format.lower()}")

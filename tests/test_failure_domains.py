@@ -570,3 +570,36 @@ def test_processes_opening_a_new_journal_at_once_all_succeed(tmp_path: Path) -> 
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stderr=subprocess.PIPE) for _ in range(6)]
     errors = [p.communicate(timeout=60)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, errors
+
+
+def test_an_output_folder_moved_during_a_download_keeps_the_image(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    """The folder is renamed while the image is half downloaded: the image is still saved, where the run said."""
+    from PIL import Image
+
+    gate = threading.Event()
+    gateway.fault("image", "slow_body", gate=gate)
+    out, moved = tmp_path / "out", tmp_path / "moved"
+    out.mkdir()
+
+    def move_when_half_downloaded() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if any(out.glob(".*.part")):
+                out.rename(moved)
+                break
+            time.sleep(0.01)
+        gate.set()
+
+    mover = threading.Thread(target=move_when_half_downloaded)
+    mover.start()
+    result = cli("generate", "x", "-m", "apimart:z-image-turbo", "--json")
+    mover.join()
+    assert moved.exists(), "the test never saw the download start"
+    assert result.returncode == 0, result.stderr
+    [image] = result.json()["images"]
+    path = Path(image["path"])
+    assert path.parent == out and path.exists()
+    with Image.open(path) as img:
+        img.load()
+    assert "moved" in result.stderr  # said once, in a note
+    assert not list(moved.glob(".*.part")) and not list(out.glob(".*.part"))
