@@ -518,15 +518,38 @@ def test_no_wait_prints_the_job_id_even_when_one_call_failed(gateway: FakeGatewa
 
 
 def test_a_queued_batch_line_does_not_spend_its_timeout_waiting_for_a_slot(
-    cli, gateway: FakeGateway, tmp_path: Path
+    cli, gateway: FakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gateway.task_polls = 6  # each task takes six polls (about 0.4 s) while it holds the only call slot
+    """Each line's --timeout counts from its first call slot, not from when the line was planned and queued.
+
+    Structural, not timed: every deadline is made as if its line had already queued for 1000 s (far beyond its
+    --timeout 60). Counted from creation every line would fail at once; counted from the first slot all succeed.
+    """
+    from imagegen_cli.providers import transport
+
+    made = transport.Deadline.__post_init__
+    restarts: list[float] = []
+
+    def made_long_ago(self: transport.Deadline) -> None:
+        made(self)
+        self.start -= 1000.0
+
+    restart = transport.Deadline.restart
+
+    def restart_counted(self: transport.Deadline) -> None:
+        restarts.append(self.start)
+        restart(self)
+
+    monkeypatch.setattr(transport.Deadline, "__post_init__", made_long_ago)
+    monkeypatch.setattr(transport.Deadline, "restart", restart_counted)
+    gateway.task_polls = 3
     prompts = tmp_path / "p.txt"
     prompts.write_text("".join(f"line {i}\n" for i in range(4)))
     result = cli("generate", "--prompt-file", str(prompts), "-m", "apimart:z-image-turbo", "--concurrency", "1",
-                 "--timeout", "0.7", "--json")  # fmt: skip
+                 "--timeout", "60", "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.json()["summary"]["succeeded"] == 4
+    assert len(restarts) == 4  # each line's clock started once, at its first slot
 
 
 def test_the_api_uses_the_configured_timeout(gateway: FakeGateway) -> None:
