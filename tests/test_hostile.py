@@ -162,3 +162,49 @@ def test_internal_error_traceback_is_redacted(gateway: FakeGateway, tmp_path: Pa
     assert quiet.returncode == 1 and "internal error: RuntimeError" in quiet.stderr and "Traceback" not in quiet.stderr
     loud = run_cli("generate", "x", "-m", "openai:dall-e-2", env={**env, "IMAGEGEN_DEBUG": "1"})
     assert "Traceback" in loud.stderr and "bug while holding ***" in loud.stderr
+
+
+BIG_SEEDS = [str(2**64), str(2**63), "1" + "0" * 400]
+
+
+@pytest.mark.parametrize("seed", BIG_SEEDS)
+@pytest.mark.parametrize("model", ["token360:seedream-4.5", "apimart:z-image-turbo", "local:tiny"])
+def test_a_seed_beyond_64_bits_is_refused_before_anything_is_sent(
+    cli, gateway: FakeGateway, model: str, seed: str
+) -> None:
+    for extra in ((), ("--dry-run",)):
+        result = cli("generate", "x", "-m", model, "--seed", seed, *extra)
+        assert result.returncode == 2, result.stderr
+        error, hint = result.stderr.strip().splitlines()
+        assert error.startswith("error: --seed") and "out of range" in error
+        assert hint.startswith("hint: give a seed from 0 to")
+    assert gateway.requests == []
+    assert not cli.out.exists()
+
+
+def test_the_last_image_seed_must_fit_too(cli, gateway: FakeGateway) -> None:
+    """Image i gets seed+i: the largest seed that fits depends on -n."""
+    top = 2**63 - 1
+    assert cli("generate", "x", "-m", "apimart:z-image-turbo", "--seed", str(top), "-n", "2").returncode == 2
+    ok = cli("generate", "x", "-m", "token360:seedream-4.5", "--seed", str(top - 1), "-n", "2", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert sorted(image["seed"] for image in ok.json()["images"]) == [top - 1, top]
+    listed = run_cli("tasks", "list", "--json", env=gateway_env(gateway))
+    assert listed.returncode == 0 and "succeeded" in listed.stdout
+
+
+def test_a_batch_line_seed_beyond_64_bits_names_its_line(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "a"}) + "\n" + json.dumps({"prompt": "b", "seed": 2**64}) + "\n")
+    result = cli("generate", "--prompt-file", str(prompts), "-m", "apimart:z-image-turbo")
+    assert result.returncode == 2
+    assert "line 2" in result.stderr and "out of range" in result.stderr
+    assert gateway.requests == []
+
+
+def test_a_negative_seed_and_zero_steps_say_what_to_do(cli, gateway: FakeGateway) -> None:
+    for flags in (("--seed", "-5"), ("--steps", "0")):
+        result = cli("generate", "x", "-m", "apimart:z-image-turbo", *flags)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), lines
