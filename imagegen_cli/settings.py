@@ -119,7 +119,18 @@ def check_setting(key: str, value: object, where: str) -> object:
     try:
         return spec.check(value)
     except ValueError as exc:
-        raise SettingError(f"invalid {key} {value!r} in {where}: expected {exc}", hint=f"{key}: {spec.help}") from None
+        raise SettingError(
+            f"invalid {key} {shown_value(value)} in {where}: expected {exc}", hint=f"{key}: {spec.help}"
+        ) from None
+
+
+def shown_value(value: object, limit: int = 60) -> str:
+    """A setting's value as an error quotes it: bounded, and safe for integers too long to print."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer beyond Python's digit limit
+        return "(an integer of thousands of digits)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)

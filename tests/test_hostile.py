@@ -208,3 +208,49 @@ def test_a_negative_seed_and_zero_steps_say_what_to_do(cli, gateway: FakeGateway
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), lines
+
+
+@pytest.mark.parametrize(
+    ("template", "says"),
+    [
+        ("{index:x}-{seed:x}.{ext}", "invalid format {seed:x}"),
+        ("{index:q}.{ext}", "invalid format {index:q}"),
+        ("{index:>1000000000}.{ext}", "width in {index:>1000000000} is too large"),
+        ("{slug:.999999}.{ext}", "precision in {slug:.999999} is too large"),
+        ("{index:" + "9" * 5000 + "}.{ext}", "is too large"),
+        ("{index:{n}}.{ext}", "invalid format {index:{n}}"),
+        ("{index[0]}.{ext}", "unknown field {index[0]}"),
+        ("{slug!z}.{ext}", "{slug!z}"),
+    ],
+)
+def test_a_name_template_that_cannot_make_a_name_is_refused_before_the_call(
+    cli, gateway: FakeGateway, tmp_path: Path, template: str, says: str
+) -> None:
+    for where in ("flag", "config", "line"):
+        args = ["generate", "x", "-m", "apimart:z-image-turbo"]
+        if where == "flag":
+            args += ["--name", template]
+        elif where == "config":
+            (Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen").mkdir(exist_ok=True)
+            (Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml").write_text(
+                f"name_template = {json.dumps(template)}\n"
+            )
+        else:
+            prompts = tmp_path / "p.jsonl"
+            prompts.write_text(json.dumps({"prompt": "x", "name": template}) + "\n")
+            args = ["generate", "--prompt-file", str(prompts), "-m", "apimart:z-image-turbo"]
+        result = cli(*args)
+        assert result.returncode in (2, 4), (where, result.stderr)
+        assert (says if where != "config" else "name_template") in result.stderr, (where, result.stderr)
+        assert "hint:" in result.stderr
+        assert len(result.stderr) < 600
+        if where == "config":
+            (Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen" / "config.toml").unlink()
+    assert gateway.requests == []
+
+
+def test_numeric_fields_take_numeric_formats(cli, gateway: FakeGateway) -> None:
+    result = cli("generate", "x", "-m", "token360:seedream-4.5", "-n", "2", "--seed", "5",
+                 "--name", "{index:03}-{seed:>04}.{ext}", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(Path(i["path"]).name for i in result.json()["images"]) == ["001-0005.png", "002-0006.png"]
