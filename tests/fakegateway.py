@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 from PIL import Image
 
@@ -324,7 +325,7 @@ class FakeGateway:
                     return
                 cancel = re.fullmatch(r"/tasks/([^/?]+)/cancel", rest)
                 if method == "POST" and cancel and provider == "customtasks":
-                    task = gateway.tasks.get(cancel[1])
+                    task = gateway.tasks.get(unquote(cancel[1]))
                     if task is None:
                         self._send_json(404, {"error": {"message": "no such task"}})
                         return
@@ -337,7 +338,7 @@ class FakeGateway:
                     fault = gateway._take_fault("poll", provider)
                     if fault and self._apply_fault(fault):
                         return
-                    gateway._poll(self, match[1])
+                    gateway._poll(self, unquote(match[1]))  # a task id travels as one encoded segment
                     return
                 self._send_json(404, {"error": {"message": f"unknown route {rest}", "type": "not_found"}})
 

@@ -254,3 +254,25 @@ def test_numeric_fields_take_numeric_formats(cli, gateway: FakeGateway) -> None:
                  "--name", "{index:03}-{seed:>04}.{ext}", "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert sorted(Path(i["path"]).name for i in result.json()["images"]) == ["001-0005.png", "002-0006.png"]
+
+
+@pytest.mark.parametrize("task_id", ["../admin/steal?x=1", "..", "a b#c", "t/../../v2/keys"])
+def test_a_task_id_is_one_encoded_path_segment_of_the_poll(cli, gateway: FakeGateway, task_id: str) -> None:
+    """A gateway's task id cannot steer the poll (which carries the key) to another path."""
+    gateway.fault("generate", "task_id", body=task_id.encode())
+    result = cli("generate", "x", "-m", "apimart:z-image-turbo", "--json")
+    assert result.returncode == 0, result.stderr
+    polls = [r.path for r in gateway.requests if "/tasks/" in r.path]
+    assert polls, [r.path for r in gateway.requests]
+    for path in polls:
+        prefix, _, segment = path.partition("/tasks/")
+        assert prefix == "/apimart/v1" and "/" not in segment and "?" not in segment and segment not in (".", "..")
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://127.0.0.1/x.png", "gopher://127.0.0.1:70/x"])
+def test_an_image_redirected_to_another_scheme_is_refused_at_once(cli, gateway: FakeGateway, location: str) -> None:
+    gateway.fault("image", "redirect", headers={"Location": location}, times=10)
+    result = cli("generate", "x", "-m", "apimart:z-image-turbo", env={"IMAGEGEN_MAX_RETRIES": "3"})
+    assert result.returncode != 0
+    assert "not http" in result.stderr and "retrying" not in result.stderr, result.stderr
+    assert len(gateway.image_requests) == 1

@@ -294,6 +294,12 @@ class GatewayClient:
                 ) from None
             if isinstance(outcome, str):
                 return outcome
+            if isinstance(outcome, httpx.UnsupportedProtocol):
+                # A redirect to file://, ftp://...: the same answer every time, so not worth a retry.
+                raise DownloadError(
+                    f"{self.provider.name}: {what} was redirected to a URL that is not http(s)",
+                    hint="the gateway's image link leads elsewhere; nothing was read from it",
+                )
             if isinstance(outcome, httpx.TransportError):
                 last_error = transport_reason(outcome)
                 failure = DownloadError(f"{self.provider.name}: {what} failed: {last_error}")

@@ -334,7 +334,7 @@ class RemoteJob:
     async def _poll(self, task: TaskRecord, key: str) -> list[RemoteImage]:
         from imagegen_cli.providers.dialects import parse_task_status, task_error
 
-        url = self.provider.url(self.provider.profile.task_path.format(id=task.remote_id))
+        url = self.provider.task_url(self.provider.profile.task_path, task.remote_id)
         interval = self.poll_interval
         self.waiting_on = f"task {task.remote_id}"
         glitch_said = False

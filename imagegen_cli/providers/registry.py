@@ -6,7 +6,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from imagegen_cli import __version__
 from imagegen_cli.config import KeySource, env_name, find_key, is_secret_name, key_env_vars
@@ -146,6 +146,16 @@ class ResolvedProvider:
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def task_url(self, path_template: str, remote_id: str) -> str:
+        """The URL of one task: its id, whatever the gateway made it, is one percent-encoded path segment.
+
+        An id such as ``../admin?x`` must not steer a request that carries the key to another path.
+        """
+        segment = quote(remote_id, safe="")
+        if segment.strip(".") == "":  # "." and ".." are path steps, not names, unless encoded
+            segment = segment.replace(".", "%2E")
+        return self.url(path_template.replace("{id}", segment))
 
     def headers_for(
         self, url: str, extra: dict[str, str] | None = None, *, json_body: bool, redact: bool = False
