@@ -276,3 +276,34 @@ def test_an_image_redirected_to_another_scheme_is_refused_at_once(cli, gateway: 
     assert result.returncode != 0
     assert "not http" in result.stderr and "retrying" not in result.stderr, result.stderr
     assert len(gateway.image_requests) == 1
+
+
+@pytest.mark.parametrize("name", ["X-Api-Key", "X-Trace"])
+@pytest.mark.parametrize("bad", ["\r\nInjected: 1", "\n", "\x00", "\x9b31m"])
+def test_a_configured_header_with_a_control_character_is_refused_without_showing_it(
+    cli, gateway: FakeGateway, tmp_path: Path, name: str, bad: str
+) -> None:
+    from tests.conftest import write_config
+
+    secret = "hdr-Secret-Value-42"
+    write_config(f"[providers.openai]\nheaders = {{ {json.dumps(name)} = {json.dumps(secret + bad)} }}\n")
+    for args in (("generate", "x", "-m", "openai:gpt-image-2", "--json"), ("generate", "x", "-m", "openai:gpt-image-2",
+                 "--dry-run"), ("config", "show"), ("tasks", "list")):  # fmt: skip
+        result = cli(*args)
+        if name == "X-Api-Key" or args[0] != "config":  # config show prints a header that is not a secret
+            assert secret not in result.stdout + result.stderr, args
+        if args[0] == "generate":
+            assert result.returncode == 4, result.stderr
+            assert name in result.stderr and "hint:" in result.stderr
+    assert gateway.requests == []
+    for path in Path(os.environ["XDG_DATA_HOME"]).rglob("*"):
+        assert not path.is_file() or secret.encode() not in path.read_bytes(), path
+
+
+def test_a_bad_poll_interval_in_a_provider_table_is_a_config_error(cli, gateway: FakeGateway) -> None:
+    from tests.conftest import write_config
+
+    write_config('[providers.apimart]\npoll_interval = "abc"\n')
+    result = cli("generate", "x", "-m", "apimart:z-image-turbo")
+    assert result.returncode == 4, result.stderr
+    assert "poll_interval" in result.stderr and "hint:" in result.stderr

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit
 
 from imagegen_cli import __version__
 from imagegen_cli.config import KeySource, env_name, find_key, is_secret_name, key_env_vars
-from imagegen_cli.errors import ConfigError, UsageError
+from imagegen_cli.errors import ConfigError, UsageError, register_secret
 from imagegen_cli.providers.profiles import (
     BUILTIN_PROFILES,
     LOCAL_PROVIDER,
@@ -24,6 +26,52 @@ _PROFILE_KEYS = {
     "generate_path", "task_path", "cancel_path", "records_path", "models_path", "poll_interval",
     "on_behalf_of_header",
 }  # fmt: skip
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
+
+
+def _headers(table: object, where: str) -> dict[str, str]:
+    """A provider's configured headers, checked as keys are: one printable ASCII line each, never echoed.
+
+    A CR or LF would reach the HTTP library, whose error quotes the value in a form redaction misses (and a
+    header value could inject another header); a secret-looking one is registered for redaction first.
+    """
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"headers in {where} must be a table", hint='e.g. headers = { "X-Trace" = "on" }')
+    headers: dict[str, str] = {}
+    for name, raw in table.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ConfigError(
+                f"invalid header name in {where}", hint="a header name is letters, digits and -, at most 64"
+            )
+        if not isinstance(raw, str):
+            raise ConfigError(f"header {name} in {where} must be a string", hint=f'e.g. "{name}" = "value"')
+        if is_secret_name(name):
+            register_secret(raw)
+        bad = next((c for c in raw if not (" " <= c <= "~" or c == "\t")), None)
+        if bad is not None:
+            what = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)"}.get(bad)
+            what = what or ("a non-ASCII character" if ord(bad) > 0x9F else "a control character")
+            raise ConfigError(
+                f"header {name} in {where} contains {what}; refusing to use it",
+                hint="write its value on one line, in printable ASCII",
+            )
+        headers[name] = raw
+    return headers
+
+
+def _seconds(value: object, key: str, where: str) -> float:
+    """A positive, finite number of seconds from the config (a string, NaN or a huge integer is one clear error)."""
+    try:
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or number <= 0 or number > 3600:
+        raise ConfigError(f"{key} in {where} must be a number of seconds", hint=f"e.g. {key} = 2 (at most 3600)")
+    return number
 
 
 def load_profiles(config: dict[str, Any], source: str = "the config file") -> dict[str, ProviderProfile]:
@@ -71,13 +119,13 @@ def load_profiles(config: dict[str, Any], source: str = "the config file") -> di
             default_caps=default_caps,
             models=models,
             key_env=key_env,
-            headers={**base.headers, **{str(k): str(v) for k, v in (table.get("headers") or {}).items()}},
+            headers={**base.headers, **_headers(table.get("headers"), where)},
             generate_path=str(table.get("generate_path", base.generate_path)),
             task_path=str(table.get("task_path", base.task_path)),
             cancel_path=table.get("cancel_path", base.cancel_path),
             records_path=table.get("records_path", base.records_path),
             models_path=table.get("models_path", base.models_path),
-            poll_interval=float(table.get("poll_interval", base.poll_interval)),
+            poll_interval=_seconds(table.get("poll_interval", base.poll_interval), "poll_interval", where),
             on_behalf_of_header=table.get("on_behalf_of_header", base.on_behalf_of_header),
         )
     return profiles
