@@ -168,12 +168,24 @@ def _decode(data: bytes, where: str) -> str:
 
 def read_prompt_file(path: str) -> list[PromptLine]:
     """Plain text (a prompt per line) or JSON Lines; blank lines and ``#`` comments are skipped."""
+    from imagegen_cli.localfiles import MAX_PROMPT_FILE_BYTES, read_bounded, read_stream_bounded
+
+    def refuse(reason: str) -> UsageError:
+        return UsageError(f"prompt file {path} {reason}", hint="give a text or JSON Lines file of prompts")
+
     try:
-        data = sys.stdin.buffer.read() if path == "-" else Path(path).expanduser().read_bytes()
+        if path == "-":
+            data = read_stream_bounded(sys.stdin.buffer, MAX_PROMPT_FILE_BYTES, refuse)
+        else:
+            data = read_bounded(Path(path).expanduser(), MAX_PROMPT_FILE_BYTES, refuse)
     except FileNotFoundError:
-        raise UsageError(f"prompt file {path} does not exist") from None
+        raise UsageError(
+            f"prompt file {path} does not exist", hint="check the path, or give - to read prompts from stdin"
+        ) from None
     except OSError as exc:
-        raise UsageError(f"cannot read prompt file {path}: {exc.strerror or exc}") from None
+        raise UsageError(
+            f"cannot read prompt file {path}: {exc.strerror or exc}", hint="check the path and its permissions"
+        ) from None
     text = _decode(data, f"prompt file {path}")
     lines: list[PromptLine] = []
     for number, raw in enumerate(text.splitlines(), 1):

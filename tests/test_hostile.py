@@ -307,3 +307,77 @@ def test_a_bad_poll_interval_in_a_provider_table_is_a_config_error(cli, gateway:
     result = cli("generate", "x", "-m", "apimart:z-image-turbo")
     assert result.returncode == 4, result.stderr
     assert "poll_interval" in result.stderr and "hint:" in result.stderr
+
+
+def _config_dir() -> Path:
+    path = Path(os.environ["XDG_CONFIG_HOME"]) / "imagegen"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+HOSTILE_SETTINGS: dict[str, tuple[dict[str, str], str | bytes | None, str]] = {
+    "poll interval text": ({"IMAGEGEN_POLL_INTERVAL": "abc"}, None, "IMAGEGEN_POLL_INTERVAL"),
+    "retries nan": ({"IMAGEGEN_MAX_RETRIES": "nan"}, None, "IMAGEGEN_MAX_RETRIES"),
+    "retries inf": ({"IMAGEGEN_MAX_RETRIES": "inf"}, None, "IMAGEGEN_MAX_RETRIES"),
+    "retries negative": ({"IMAGEGEN_MAX_RETRIES": "-1"}, None, "IMAGEGEN_MAX_RETRIES"),
+    "retry delay huge": ({"IMAGEGEN_RETRY_BASE_DELAY": "9" * 5000}, None, "IMAGEGEN_RETRY_BASE_DELAY"),
+    "base url ipv6": ({"IMAGEGEN_APIMART_BASE_URL": "http://[::1"}, None, "invalid base URL"),
+    "config base url number": ({}, "[providers.apimart]\nbase_url = 5\n", "base_url in [providers.apimart]"),
+    "config poll interval": ({}, '[providers.apimart]\npoll_interval = "abc"\n', "poll_interval"),
+    "config nested": ({}, "x = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    "config 5000 digits": ({}, "timeout = " + "9" * 5000 + "\n", "not valid TOML"),
+    "config not utf-8": ({}, b'timeout = "\xff\xfe"\n', "not UTF-8"),
+    "config /dev/zero": ({"IMAGEGEN_CONFIG": "/dev/zero"}, None, "not a regular file"),
+    "config a directory": ({"IMAGEGEN_CONFIG": "/"}, None, "not a regular file"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_SETTINGS))
+def test_hostile_settings_are_one_clear_config_error(cli, gateway: FakeGateway, case: str) -> None:
+    env, config, says = HOSTILE_SETTINGS[case]
+    if config is not None:
+        target = _config_dir() / "config.toml"
+        target.write_bytes(config if isinstance(config, bytes) else config.encode())
+    for extra in ((), ("--dry-run",)):
+        result = cli("generate", "x", "-m", "apimart:z-image-turbo", *extra, env=env)
+        if extra and case.startswith(("retr", "base url ipv6")):
+            continue  # a dry run sends nothing: a URL or retry count it does not use may wait for the run
+        assert result.returncode == 4, (extra, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), lines
+        assert says in lines[0] and "internal error" not in result.stderr
+    assert gateway.requests == []
+
+
+def test_a_keys_file_that_is_a_fifo_never_hangs_a_command(gateway: FakeGateway) -> None:
+    keys = _config_dir() / "keys.json"
+    os.mkfifo(keys, 0o600)
+    env = gateway_env(gateway, key=False)
+    for args in (("generate", "x", "-m", "apimart:z-image-turbo"), ("keys", "list")):
+        result = run_cli(*args, env=env, process=True, timeout=30)
+        assert result.returncode == 4 and "is a FIFO, not a regular file" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "/", "fifo"])
+def test_a_prompt_file_that_is_not_a_regular_file_is_refused(
+    cli, gateway: FakeGateway, tmp_path: Path, source: str
+) -> None:
+    if source == "fifo":
+        source = str(tmp_path / "fifo")
+        os.mkfifo(source)
+    result = cli("generate", "--prompt-file", source, "-m", "apimart:z-image-turbo")
+    assert result.returncode == 2 and "not a regular file" in result.stderr and "hint:" in result.stderr
+    assert gateway.requests == []
+
+
+def test_a_journal_row_that_is_not_json_reads_as_damaged(cli, gateway: FakeGateway) -> None:
+    import sqlite3
+
+    done = cli("generate", "x", "-m", "apimart:z-image-turbo", "--json")
+    job = done.json()["job"]
+    with sqlite3.connect(Path(os.environ["XDG_DATA_HOME"]) / "imagegen" / "journal.sqlite3") as conn:
+        conn.execute("UPDATE jobs SET request = '{not json', calls = 'x', output = '[' WHERE id = ?", (job,))
+    for args in (("tasks", "list"), ("tasks", "list", "--json"), ("tasks", "show", job)):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+        assert job in result.stdout and ("damaged" in result.stdout or args == ("tasks", "list")), args

@@ -78,7 +78,12 @@ def generate(
         typer.Option("--style", metavar="vivid|natural", help="Where supported.", autocompletion=complete_style),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", metavar="INT", help="Image i gets seed+i where the backend takes seeds.")
+        int | None,
+        typer.Option(
+            "--seed",
+            metavar="INT",
+            help="Image i gets seed+i where the backend takes seeds; 0 to 2⁶³−1 for every seed+i.",
+        ),
     ] = None,
     negative_prompt: Annotated[
         str | None, typer.Option("--negative-prompt", metavar="TEXT", help="What to avoid.")

@@ -9,7 +9,6 @@ its error, whether to retry) in ``gateway_errors``. What callers need of both is
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -39,6 +38,7 @@ from imagegen_cli.providers.transport import (
     read_bounded,
     transport_reason,
 )
+from imagegen_cli.settings import env_number
 
 if TYPE_CHECKING:
     from imagegen_cli.jsontypes import JSON
@@ -54,13 +54,6 @@ __all__ = [
     "no_proxy_matches",
     "run_once",
 ]
-
-
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
 
 
 RetryHook = Callable[[int, float, str], None]
@@ -88,8 +81,9 @@ class GatewayClient:
         self.client = client
         self.throttle = throttle
         self.on_retry = on_retry
-        self.max_retries = int(_env_float("IMAGEGEN_MAX_RETRIES", 4))
-        self.base_delay = _env_float("IMAGEGEN_RETRY_BASE_DELAY", 0.5)
+        # Checked when the settings were loaded (exit 4 for a bad value); read here for each client.
+        self.max_retries = int(env_number("IMAGEGEN_MAX_RETRIES", 4))
+        self.base_delay = env_number("IMAGEGEN_RETRY_BASE_DELAY", 0.5)
         self.max_delay = 20.0
 
     def _backoff(self, attempt: int) -> float:

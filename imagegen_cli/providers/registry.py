@@ -92,6 +92,8 @@ def load_profiles(config: dict[str, Any], source: str = "the config file") -> di
                 f"unknown setting {sorted(unknown)[0]!r} in {where}",
                 hint="known: " + ", ".join(sorted(_PROFILE_KEYS)),
             )
+        if "base_url" in table and not isinstance(table["base_url"], str):
+            raise ConfigError(f"base_url in {where} must be a URL in quotes", hint='e.g. base_url = "https://host/v1"')
         base = profiles.get(name)
         if base is None:
             if "base_url" not in table:
@@ -247,14 +249,16 @@ class ResolvedProvider:
 
     def check_transport(self) -> None:
         """Refuse to send a key over plain http unless the host is a loopback address."""
-        parts = urlsplit(self.base_url)
         try:
+            parts = urlsplit(self.base_url)  # raises ValueError for a malformed IPv6 host ("http://[::1")
             parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
             valid = parts.scheme in ("http", "https") and bool(parts.hostname)
         except ValueError:
             valid = False
         if not valid:
-            raise ConfigError(f"invalid base URL for {self.name}: {self.base_url!r}", hint="use https://host/path")
+            shown = self.base_url if len(self.base_url) <= 80 else self.base_url[:77] + "..."
+            raise ConfigError(f"invalid base URL for {self.name}: {shown!r}", hint="use https://host/path")
+        parts = urlsplit(self.base_url)
         if parts.scheme == "http" and self.key and not is_loopback(parts.hostname or ""):
             raise ConfigError(
                 f"refusing to send the {self.name} API key over plain http to {parts.hostname}",
