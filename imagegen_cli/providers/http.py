@@ -37,6 +37,7 @@ from imagegen_cli.providers.transport import (
     no_proxy_matches,
     read_bounded,
     transport_reason,
+    unresolvable,
 )
 from imagegen_cli.settings import env_number
 
@@ -228,6 +229,8 @@ class GatewayClient:
                     f"{self.provider.name}: cannot reach {urlsplit(url).netloc}: {last_error}",
                     hint="check the network and the base URL: " + self.provider.base_url_hint(),
                 )
+                if unresolvable(outcome):
+                    raise failure
                 await self._retry(attempt, self.max_retries, last_error, failure)
             else:
                 status = outcome.status_code
@@ -297,6 +300,8 @@ class GatewayClient:
             if isinstance(outcome, httpx.TransportError):
                 last_error = transport_reason(outcome)
                 failure = DownloadError(f"{self.provider.name}: {what} failed: {last_error}")
+                if unresolvable(outcome):
+                    raise failure
                 await self._retry(attempt, self.max_retries, last_error, failure)
             else:
                 status = outcome.status_code
