@@ -43,6 +43,20 @@ class UsageError(ImagegenError):
     code = "usage"
 
 
+class LineErrors(UsageError):
+    """Several bad lines of one prompt file, all reported (an ``error:`` line each, then one hint): nothing sent.
+
+    The exit code is the most serious of theirs (a config error in one line is exit 4).
+    """
+
+    def __init__(self, errors: list[ImagegenError]) -> None:
+        self.errors = tuple(errors)
+        hint = next((e.hint for e in errors if e.hint), None)
+        fix = f"fix the {len(errors)} lines above; nothing was sent"
+        super().__init__(errors[0].message, hint=f"{hint} ({fix})" if hint else fix)
+        self.exit_code = max((e.exit_code for e in errors), key=int)
+
+
 class ConfigError(ImagegenError):
     """Missing key, unusable configuration, or a key the gateway refused."""
 
