@@ -58,6 +58,7 @@ class Recorded:
     body: Any
     provider: str | None = None
     at: float = field(default_factory=time.monotonic)  # when it arrived (timing tests leave start-up out)
+    raw: bytes = b""  # the body's bytes exactly as received
 
 
 @dataclass
@@ -280,7 +281,7 @@ class FakeGateway:
             def _route(self, method: str) -> None:
                 body = self._read_json()
                 provider = next((p for p, prefix in PREFIXES.items() if self.path.startswith(prefix + "/")), None)
-                record = Recorded(method, self.path, dict(self.headers), body, provider)
+                record = Recorded(method, self.path, dict(self.headers), body, provider, raw=self.raw_body)
                 with gateway.lock:
                     gateway.requests.append(record)
                 if self.path.startswith("/files/"):
@@ -564,6 +565,7 @@ class FakeGateway:
 
 class _BaseHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    raw_body = b""
     # Headers and body go out in two writes; with Nagle on, a kept-alive client's delayed ACK would stall
     # every answer by 40 ms (real servers set TCP_NODELAY too).
     disable_nagle_algorithm = True
@@ -580,6 +582,7 @@ class _BaseHandler(BaseHTTPRequestHandler):
     def _read_json(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        self.raw_body = raw
         if not raw:
             return None
         try:

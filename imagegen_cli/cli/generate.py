@@ -410,6 +410,9 @@ def print_dry_run(output: Output, described: list[dict[str, Any]], *, batch: boo
         for key, value in call["headers"].items():
             output.line(f"{key}: {value}")
         output.line("")
-        output.line(json.dumps(call["body"], ensure_ascii=False, indent=2))
+        if "body_text" in call:
+            output.line(call["body_text"])  # the exact bytes sent (UTF-8)
+        elif "multipart" in call:
+            output.line(json.dumps(call["multipart"], ensure_ascii=False, indent=2))
         if number < len(calls):
             output.line("")

@@ -18,6 +18,7 @@ import httpx
 
 from imagegen_cli import __version__
 from imagegen_cli.errors import DownloadError, GatewayError, ImagegenError, InvalidResponse, clean_text
+from imagegen_cli.providers.calls import HttpCall, JsonPayload, MultipartPayload, Payload
 from imagegen_cli.providers.gateway_errors import (
     ERROR_BODY_BYTES,
     error_message,
@@ -127,8 +128,14 @@ class GatewayClient:
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> JSON:
-        """Send one request, retrying transient failures; return the decoded JSON body."""
-        answer = await self.send(method, url, body=body, headers=headers)
+        """Send ``method url`` (with ``body`` as JSON if given) through :meth:`call`."""
+        return await self.call(
+            self.provider.call(method, url, JsonPayload(body) if body is not None else None, headers)
+        )
+
+    async def call(self, call: HttpCall) -> JSON:
+        """Send one typed call, retrying transient failures; return the decoded JSON body."""
+        answer = await self.send(call)
         try:
             return answer.json()
         except RecursionError:
@@ -140,10 +147,11 @@ class GatewayClient:
                 hint="the gateway may be down or the base URL may be wrong",
             ) from None
 
-    async def _exchange(
-        self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str], max_bytes: int
-    ) -> Answer:
-        request = self.client.build_request(method, url, json=body, headers=headers, timeout=self._timeout())
+    async def _exchange(self, call: HttpCall, max_bytes: int) -> Answer:
+        headers = {**call.headers, **self.provider.auth_header(call.url)}
+        request = self.client.build_request(
+            call.method, call.url, headers=headers, timeout=self._timeout(), **_body_arguments(call.payload)
+        )
         response = await self.client.send(request, stream=True)
         try:
             failed = response.status_code >= 400
@@ -174,10 +182,9 @@ class GatewayClient:
         except httpx.TransportError as exc:
             return exc
 
-    async def _attempt(
-        self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str], max_bytes: int
-    ) -> Answer | httpx.TransportError:
+    async def _attempt(self, call: HttpCall, max_bytes: int) -> Answer | httpx.TransportError:
         """One request, inside the provider's throttle; a transport error is returned, not raised."""
+        method, url = call.method, call.url
         parts = urlsplit(url)
         what = f"the answer to {method} {parts.path or '/'} from {parts.netloc}"
         if self.throttle is not None:
@@ -185,7 +192,7 @@ class GatewayClient:
         status: int | None = None
         retry_after: float | None = None
         try:
-            outcome = await self._within_deadline(lambda: self._exchange(method, url, body, headers, max_bytes), what)
+            outcome = await self._within_deadline(lambda: self._exchange(call, max_bytes), what)
             if isinstance(outcome, Answer):
                 status, retry_after = outcome.status_code, retry_after_seconds(outcome.headers)
             return outcome
@@ -200,23 +207,15 @@ class GatewayClient:
             if self.throttle is not None:
                 await self.throttle.release(status, retry_after)
 
-    async def send(
-        self,
-        method: str,
-        url: str,
-        *,
-        body: dict[str, Any] | None,
-        headers: dict[str, str] | None,
-        max_bytes: int = MAX_JSON_BYTES,
-    ) -> Answer:
+    async def send(self, call: HttpCall, max_bytes: int = MAX_JSON_BYTES) -> Answer:
         """Send with retries (transport errors and the statuses above) inside the deadline; raise typed errors."""
-        sent_headers = self.provider.headers_for(url, headers, json_body=body is not None)
+        method, url = call.method, call.url
         attempt = 0
         last_error: str | None = None
         rate_limited: ImagegenError | None = None  # the last 429: what the deadline cut short
         while True:
             try:
-                outcome = await self._attempt(method, url, body, sent_headers, max_bytes)
+                outcome = await self._attempt(call, max_bytes)
             except DeadlineExceeded as exc:
                 if rate_limited is not None:
                     # The gateway kept answering 429 until the deadline: that is the cause, not the timeout.
@@ -316,6 +315,20 @@ class GatewayClient:
                     raise failure
                 await self._retry(attempt, self.max_retries, f"HTTP {status}", failure, outcome)
             attempt += 1
+
+
+def _body_arguments(payload: Payload | None) -> dict[str, Any]:
+    """httpx's arguments for a payload: the exact JSON bytes, or multipart fields and files."""
+    if isinstance(payload, JsonPayload):
+        return {"content": payload.content}
+    if isinstance(payload, MultipartPayload):
+        data: dict[str, Any] = {}
+        for name, value in payload.fields:
+            before = data.get(name)
+            data[name] = value if before is None else [*before, value] if isinstance(before, list) else [before, value]
+        files = [(f.name, (f.filename, f.data, f.content_type)) for f in payload.files]
+        return {"data": data, "files": files}
+    return {}
 
 
 def run_once(

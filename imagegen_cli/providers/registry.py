@@ -13,6 +13,7 @@ from urllib.parse import SplitResult, quote, urlsplit
 from imagegen_cli import __version__
 from imagegen_cli.config import KeySource, env_name, find_key, is_secret_name, key_env_vars
 from imagegen_cli.errors import ConfigError, UsageError, register_secret
+from imagegen_cli.providers.calls import HttpCall, Payload
 from imagegen_cli.providers.profiles import (
     BUILTIN_PROFILES,
     LOCAL_PROVIDER,
@@ -208,24 +209,34 @@ class ResolvedProvider:
         return self.url(path_template.replace("{id}", segment))
 
     def headers_for(
-        self, url: str, extra: dict[str, str] | None = None, *, json_body: bool, redact: bool = False
+        self, url: str, extra: dict[str, str] | None = None, *, content_type: str | None, key: bool = True
     ) -> dict[str, str]:
-        """The one header builder: what a request to ``url`` carries (``redact``: as ``--dry-run`` shows it).
+        """The one header builder: what a request to ``url`` carries (``key=False``: all but the key).
 
-        Profile headers, then the call's own, then the key last (:meth:`auth_header`). Secret-looking
-        configured header values are redacted too.
+        Profile headers, then the call's own, then the key last (:meth:`auth_header`). ``content_type`` is the
+        payload's (None: no body, or a multipart body whose Content-Type the transport sets with its boundary).
         """
         headers = {"User-Agent": f"imagegen/{__version__}", "Accept": "application/json"}
-        if json_body:
-            headers["Content-Type"] = "application/json"
-        for name, value in {**self.profile.headers, **(extra or {})}.items():
-            headers[name] = "***" if redact and is_secret_name(name) else value
-        auth = self.auth_header(url)
-        if redact and auth:
-            auth = {"Authorization": "Bearer ***"}
-        elif redact and not self.key:
-            auth = {"Authorization": f"Bearer <missing: set {self.key_vars()[0]}>"}
-        return {**headers, **auth}
+        if content_type:
+            headers["Content-Type"] = content_type
+        headers.update({**self.profile.headers, **(extra or {})})
+        return {**headers, **self.auth_header(url)} if key else headers
+
+    def call(
+        self, method: str, url: str, payload: Payload | None = None, extra: dict[str, str] | None = None
+    ) -> HttpCall:
+        """A call to this provider, built once: its headers (all but the key) and payload as they are sent."""
+        content_type = payload.content_type if payload is not None else None
+        return HttpCall(method, url, self.headers_for(url, extra, content_type=content_type, key=False), payload)
+
+    def shown_headers(self, call: HttpCall) -> dict[str, str]:
+        """A call's headers as ``--dry-run`` shows them: secret-looking values and the key redacted."""
+        headers = {name: "***" if is_secret_name(name) else value for name, value in call.headers.items()}
+        if self.auth_header(call.url):
+            headers["Authorization"] = "Bearer ***"
+        elif not self.key:
+            headers["Authorization"] = f"Bearer <missing: set {self.key_vars()[0]}>"
+        return headers
 
     def auth_header(self, url: str) -> dict[str, str]:
         """The key as a header, for ``url`` on the provider's own origin only: never a CDN or any other host."""
