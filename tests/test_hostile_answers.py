@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from tests.conftest import gateway_env, run_cli
-from tests.fakegateway import FakeGateway, png_bytes
+from tests.conftest import IMAGEGEN, gateway_env, run_cli
+from tests.fakegateway import FakeGateway, gzip_bomb, png_bytes
 
 HUGE = int("9" * 400)  # json.dumps writes it as a 400-digit integer; float() of it overflows
 
@@ -69,3 +74,37 @@ def test_a_huge_progress_while_polling_is_ignored(gateway: FakeGateway, tmp_path
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert len(result.json()["images"]) == 1
+
+
+# ---------------------------------------------------------------- 20.11: nested gzip, bounded while decoding
+
+PEAK_PROBE = """
+import resource, subprocess, sys
+proc = subprocess.run(sys.argv[1:], capture_output=True)
+sys.stderr.buffer.write(proc.stderr)
+print(proc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def _double_bomb() -> bytes:
+    bomb = gzip.compress(gzip_bomb(4096), 9)  # 4 GiB of zeros → 4 MB → a few KB on the wire
+    assert len(bomb) < 100_000
+    return bomb
+
+
+@pytest.mark.parametrize(("route", "model", "message"), [
+    ("generate", "openai:gpt-image-2", "refusing a decompression bomb"),
+    ("image", "modelmax:imagen-3", "larger than"),
+])  # fmt: skip
+def test_a_double_gzip_bomb_is_refused_in_bounded_memory(
+    gateway: FakeGateway, route: str, model: str, message: str
+) -> None:
+    gateway.fault(route, "status", status=200, body=_double_bomb(), headers={"Content-Encoding": "gzip, gzip"})
+    proc = subprocess.run(
+        [sys.executable, "-c", PEAK_PROBE, str(IMAGEGEN), "generate", "x", "-m", model],
+        env={**os.environ, **gateway_env(gateway)}, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    code, peak_kib = (int(v) for v in proc.stdout.split())
+    assert code == 1, proc.stderr
+    assert message in proc.stderr
+    assert peak_kib < 400 * 1024, f"peak RSS {peak_kib // 1024} MiB"
