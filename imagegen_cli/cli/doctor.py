@@ -18,7 +18,7 @@ import typer
 
 from imagegen_cli import __version__
 from imagegen_cli.cli.options import JsonOpt
-from imagegen_cli.errors import ImagegenError, redact
+from imagegen_cli.errors import ImagegenError, UsageError, redact
 
 if TYPE_CHECKING:
     from imagegen_cli.settings import Settings
@@ -142,17 +142,46 @@ def _local_model_check(name: str) -> Check:
     return Check("default model", FAIL, f"{label}: {state}{why}", f"imagegen models pull {name}", needed=True)
 
 
-def _online(url: str) -> tuple[bool, str]:
+ONLINE_TIMEOUT = 10.0  # seconds for all --online probes together
+
+
+def _online(url: str, timeout: float) -> tuple[bool, str]:
     import httpx
 
     try:
-        response = httpx.get(url, timeout=5.0, follow_redirects=False)
+        response = httpx.get(url, timeout=timeout, follow_redirects=False)
+    except httpx.TimeoutException:
+        return False, f"{url} timed out (no answer within {timeout:g} s)"
     except httpx.HTTPError as exc:
         return False, f"{url} does not answer ({type(exc).__name__})"
     return True, f"{url} answers (HTTP {response.status_code})"
 
 
-def run_checks(online: bool) -> tuple[list[Check], str]:
+def _probe_all(urls: dict[str, str], timeout: float) -> dict[str, tuple[bool, str]]:
+    """Every base URL probed at once, all within one deadline of ``timeout`` seconds.
+
+    Daemon threads: a gateway that trickles its answer byte by byte defeats httpx's per-read timeout, so
+    the deadline is the join below, and a probe still running then is reported as timed out.
+    """
+    import threading
+    import time
+
+    results: dict[str, tuple[bool, str]] = {}
+
+    def probe(name: str, url: str) -> None:
+        results[name] = _online(url, timeout)
+
+    threads = [threading.Thread(target=probe, args=item, daemon=True) for item in urls.items()]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(end - time.monotonic(), 0.0))
+    late = f"timed out (no answer within {timeout:g} s)"
+    return {name: results.get(name, (False, f"{url} {late}")) for name, url in urls.items()}
+
+
+def run_checks(online: bool, timeout: float = ONLINE_TIMEOUT) -> tuple[list[Check], str]:
     """Every check, and the default model they were judged for."""
     from imagegen_cli.config import config_path
     from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
@@ -186,7 +215,7 @@ def run_checks(online: bool) -> tuple[list[Check], str]:
     extras = [f"{p} {_version(p)}" for p in OPTIONAL_PACKAGES if _version(p)]
     checks.append(Check("quantization", INFO, ", ".join(extras) or "none (--quantize and --gguf need one)"))
     checks += _cache_checks()
-    checks += _provider_checks(profiles, provider, online)
+    checks += _provider_checks(profiles, provider, online, timeout)
     if local:
         checks.append(_default_local_check(settings, default, model or "auto"))
     return checks, default
@@ -219,10 +248,11 @@ def _default_model(settings: Settings, profiles: dict[str, Any]) -> str:
     return f"{ref.provider}:{ref.model or default}"
 
 
-def _provider_checks(profiles: dict[str, Any], default_provider: str, online: bool) -> list[Check]:
+def _provider_checks(profiles: dict[str, Any], default_provider: str, online: bool, timeout: float) -> list[Check]:
     from imagegen_cli.providers.registry import resolve_provider
 
     checks = []
+    urls: dict[str, str] = {}
     for name in sorted(profiles):
         needed = name == default_provider
         try:
@@ -237,19 +267,35 @@ def _provider_checks(profiles: dict[str, Any], default_provider: str, online: bo
             fix = f"imagegen keys set {name}"
             checks.append(Check(f"key {name}", FAIL if needed else INFO, "not set", fix, needed))
         if online:
-            answers, text = _online(resolved.base_url)
-            status = OK if answers else (FAIL if needed else WARN)
+            urls[name] = resolved.base_url
+            checks.append(Check(f"online {name}", INFO, "", needed=needed))  # filled in below
+    probes = _probe_all(urls, timeout) if urls else {}
+    for index, check in enumerate(checks):
+        name = check.name.removeprefix("online ")
+        if name in probes and check.name.startswith("online "):
+            answers, text = probes[name]
+            status = OK if answers else (FAIL if check.needed else WARN)
             hint = None if answers else "check the network, or the base URL (imagegen config show)"
-            checks.append(Check(f"online {name}", status, text, hint, needed and not answers))
+            checks[index] = Check(check.name, status, text, hint, check.needed and not answers)
     return checks
 
 
 def doctor(
     json_out: JsonOpt = False,
     online: Annotated[bool, typer.Option("--online", help="Also check that each provider's base URL answers.")] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", metavar="SECONDS", help="One deadline for all --online probes together (default 10)."
+        ),
+    ] = ONLINE_TIMEOUT,
 ) -> None:
     """Check the set-up: Python, torch and GPU, packages, caches, keys (never shown), config."""
-    checks, default = run_checks(online)
+    import math
+
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, not {timeout:g}", hint="e.g. --timeout 10")
+    checks, default = run_checks(online, timeout)
     failed = any(c.status == FAIL and c.needed for c in checks)
     problems = [c for c in checks if c.status in (FAIL, WARN)]
     if json_out:
