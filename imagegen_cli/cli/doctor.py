@@ -293,8 +293,12 @@ def doctor(
     """Check the set-up: Python, torch and GPU, packages, caches, keys (never shown), config."""
     import math
 
+    from imagegen_cli.cli.render import Output, report_errors
+
     if not math.isfinite(timeout) or timeout <= 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, not {timeout:g}", hint="e.g. --timeout 10")
+        with report_errors(Output(json_mode=json_out)):
+            message = f"--timeout must be a positive number of seconds, not {timeout:g}"
+            raise UsageError(message, hint="e.g. --timeout 10")
     checks, default = run_checks(online, timeout)
     failed = any(c.status == FAIL and c.needed for c in checks)
     problems = [c for c in checks if c.status in (FAIL, WARN)]
