@@ -248,3 +248,23 @@ def test_without_torch_doctor_does_not_import_it() -> None:
         "needed": True,
     }
     assert checks["default model"]["status"] == "fail"
+
+
+def test_online_has_one_overall_timeout(gateway: FakeGateway) -> None:
+    """A gateway that accepts the connection and never answers is reported as timed out (issue 20.15)."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts, never answers
+        port = silent.getsockname()[1]
+        env = {
+            **gateway_env(gateway),
+            "IMAGEGEN_MODEL": "openai:dall-e-2",
+            "IMAGEGEN_OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+        }
+        result = doctor("--online", "--timeout", "0.5", "--json", env=env)
+    assert result.exit_code == 1, result.output
+    checks = by_name(json.loads(result.stdout))
+    assert checks["online openai"]["status"] == "fail"
+    assert "timed out" in checks["online openai"]["value"]
+    bad = run_cli("doctor", "--online", "--timeout", "0", env=env)
+    assert bad.returncode == 2 and "error: --timeout 0 is out of range" in bad.stderr

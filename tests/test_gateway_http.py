@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from imagegen_cli.errors import ConfigError, InvalidResponse
+from imagegen_cli.errors import ConfigError
 from tests.conftest import IMAGEGEN, gateway_env, run_cli
 from tests.fakegateway import TEST_KEY, FakeGateway, FakeProxy, free_port, gzip_bomb
 
@@ -306,10 +306,11 @@ def test_data_url_forms() -> None:
 
     svg = parse_images_response({"data": [{"url": "data:image/svg+xml,%3Csvg%2F%3E"}]}, "gw").images[0]
     assert svg.b64 == "PHN2Zy8+"  # base64 of "<svg/>"
-    with pytest.raises(InvalidResponse, match="text/html, not an image"):
-        parse_images_response({"data": [{"url": "data:text/html;base64,PGI+"}]}, "gw")
-    with pytest.raises(InvalidResponse, match="malformed data URL"):
-        parse_images_response({"data": [{"url": "data:image/png;base64"}]}, "gw")
+    # A bad data URL costs its own image only (issue 20.2): it is kept as that image's error.
+    (html,) = parse_images_response({"data": [{"url": "data:text/html;base64,PGI+"}]}, "gw").images
+    assert html.error is not None and "text/html, not an image" in html.error
+    (bad,) = parse_images_response({"data": [{"url": "data:image/png;base64"}]}, "gw").images
+    assert bad.error is not None and "malformed data URL" in bad.error
 
 
 # ---------------------------------------------------------------- issue 14 item 6, issue 11 item 14: live lists

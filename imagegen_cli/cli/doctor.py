@@ -175,7 +175,7 @@ def _online(urls: list[str], timeout: float) -> dict[str, tuple[bool, str]]:
     for thread in threads:
         thread.join(max(deadline - time.monotonic(), 0))
     for url in urls:
-        results.setdefault(url, (False, f"{url} does not answer within --timeout {timeout:g} s"))
+        results.setdefault(url, (False, f"{url} does not answer (timed out: --timeout {timeout:g} s)"))
     return dict(results)
 
 

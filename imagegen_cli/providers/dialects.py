@@ -25,6 +25,7 @@ class RemoteImage:
     b64: str | None = None
     revised_prompt: str | None = None
     expires_at: float | None = None
+    error: str | None = None  # this one image was unusable (a malformed data URL); its siblings still count
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,12 @@ class TaskStatus:
 
 def _finite(value: object) -> float | None:
     """A JSON number as a float; booleans, strings, Infinity and NaN (json.loads accepts them) are None."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)  # a 400-digit integer overflows: ignore the field, not the answer
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
     return None
 
 
@@ -121,7 +126,10 @@ def _image_items(items: object, provider: str) -> list[RemoteImage]:
             continue
         for url in _urls(item.get("url")):
             if url[:5].lower() == "data:":
-                images.append(decode_data_url(url, provider, revised_prompt=revised_text, expires_at=expires_at))
+                try:
+                    images.append(decode_data_url(url, provider, revised_prompt=revised_text, expires_at=expires_at))
+                except InvalidResponse as exc:  # this image is lost, not the three good ones beside it
+                    images.append(RemoteImage(error=exc.message))
             else:
                 images.append(RemoteImage(url=url, revised_prompt=revised_text, expires_at=expires_at))
     return images

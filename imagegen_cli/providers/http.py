@@ -34,6 +34,7 @@ from imagegen_cli.providers.transport import (
     Deadline,
     DeadlineExceeded,
     ProxyRouter,
+    decoded_chunks,
     make_async_client,
     no_proxy_matches,
     read_bounded,
@@ -258,7 +259,7 @@ class GatewayClient:
                 body = await read_bounded(response, ERROR_BODY_BYTES, truncate=True, what=self.provider.name)
                 return Answer(response.status_code, response.headers, body)
             total = 0
-            async for chunk in response.aiter_bytes(1 << 16):
+            async for chunk in decoded_chunks(response):
                 total += len(chunk)
                 if total > max_bytes:
                     raise DownloadError(f"{self.provider.name}: image larger than {max_bytes} bytes")

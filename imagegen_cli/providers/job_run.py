@@ -392,6 +392,9 @@ class RemoteJob:
         self.waiting_on = f"the download of image {index}"
         data: bytes | None = None
         fetch: Callable[[IO[bytes]], object] | None = None
+        if image.error is not None:
+            self._fail(as_job_error(InvalidResponse(image.error), f"image {index}"))
+            return
         if image.b64 is not None:
             try:
                 data = image_bytes(image, f"{self.provider.name}: image {index}")

@@ -14,8 +14,10 @@ import os
 import socket
 import time
 import urllib.request
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -99,6 +101,52 @@ class Answer:
         return data
 
 
+_PIECE = 1 << 20  # no decoding step yields more than this: a bound checked per piece is a bound on memory
+
+
+def _pump(layers: list[Any], data: bytes) -> Iterator[bytes]:
+    """``data`` through the decoders ``layers`` (outermost first), in pieces of at most ``_PIECE`` bytes."""
+    if not layers:
+        yield data
+        return
+    head, rest = layers[0], layers[1:]
+    while True:
+        try:
+            out = head.decompress(data, _PIECE)
+        except zlib.error as exc:
+            raise httpx.DecodingError(str(exc)) from None
+        data = head.unconsumed_tail
+        if out:
+            yield from _pump(rest, out)
+        if head.eof or (not data and len(out) < _PIECE):
+            return
+
+
+async def decoded_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body decoded layer by layer with a bound on every step (``Content-Encoding: gzip, gzip``).
+
+    httpx decodes a whole network chunk at once: with two gzip layers one 64 KB chunk becomes gigabytes
+    before any count. gzip and deflate are decoded here instead, at most ``_PIECE`` bytes at a time; any
+    other encoding is left to httpx.
+    """
+    codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",") if c.strip()]
+    codings = [c for c in codings if c != "identity"]
+    if not all(c in ("gzip", "x-gzip", "deflate") for c in codings):
+        async for chunk in response.aiter_bytes():
+            yield chunk
+        return
+    layers: list[Any] | None = None
+    async for raw in response.aiter_raw():
+        if layers is None:  # deflate is zlib-wrapped or raw: the first byte says which
+            raw_deflate = -zlib.MAX_WBITS if raw[:1] and raw[0] & 0x0F != 8 else zlib.MAX_WBITS
+            wbits = [zlib.MAX_WBITS | 16 if c != "deflate" else zlib.MAX_WBITS for c in reversed(codings)]
+            if codings and codings[-1] == "deflate":
+                wbits[0] = raw_deflate
+            layers = [zlib.decompressobj(w) for w in wbits]
+        for piece in _pump(layers, raw):
+            yield piece
+
+
 async def read_bounded(response: httpx.Response, limit: int, *, truncate: bool, what: str) -> bytes:
     """The decoded body, counted as it streams in: never more than ``limit`` bytes, and no gzip bomb.
 
@@ -107,7 +155,7 @@ async def read_bounded(response: httpx.Response, limit: int, *, truncate: bool, 
     With ``truncate`` (error pages) the body is cut short instead of refused.
     """
     buffer = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in decoded_chunks(response):
         buffer += chunk
         raw = max(response.num_bytes_downloaded, 1)
         if len(buffer) > BOMB_FLOOR and len(buffer) > MAX_EXPANSION * raw:
