@@ -33,7 +33,6 @@ def plan_lines(lines: list[PromptLine], options: GenerateOptions, settings: Sett
     """Plan every line (nothing is sent, no directory is made); a usage error names its line."""
     profiles = settings.profiles()
     jobs: list[PlannedJob] = []
-    bad: list[ImagegenError] = []
     for line in lines:
         try:
             line_options = options.with_overrides(line.overrides)
@@ -43,11 +42,9 @@ def plan_lines(lines: list[PromptLine], options: GenerateOptions, settings: Sett
             if line.number is not None and line_options.output.out == "-":
                 raise UsageError("-o - writes one image to stdout; a batch writes many", hint="use -o DIR")
         except ImagegenError as exc:
-            if line.number is None:
-                raise
-            exc.message = f"line {line.number}: {exc.message}"
-            bad.append(exc)  # every bad line is reported, then the run stops with nothing sent
-            continue
+            if line.number is not None:
+                exc.message = f"line {line.number}: {exc.message}"
+            raise
         result = JobResult(
             plan.provider_name,
             plan.model_name,
@@ -59,11 +56,6 @@ def plan_lines(lines: list[PromptLine], options: GenerateOptions, settings: Sett
             no_wait=line_options.run.no_wait,
         )
         jobs.append(PlannedJob(line, line_options, engine, plan, result))
-    if bad:
-        first = bad[0]
-        first.more = [exc.message for exc in bad[1:]]
-        first.hint = next((exc.hint for exc in bad if exc.hint), None)
-        raise first
     return jobs
 
 

@@ -31,7 +31,6 @@ class ImagegenError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
-        self.more: list[str] = []  # further messages of the same kind (every bad line of a prompt file)
 
     def __str__(self) -> str:
         return self.message

@@ -166,28 +166,6 @@ def _decode(data: bytes, where: str) -> str:
     return text.removeprefix("\ufeff")  # a BOM from a Windows editor is not part of the first prompt
 
 
-def _prompt_line(number: int, stripped: str) -> PromptLine | None:
-    """One line of a prompt file: None for a blank line or a comment."""
-    if not stripped or stripped.startswith("#"):
-        return None
-    if not stripped.startswith("{"):
-        return PromptLine(number, stripped)
-    try:
-        decoded = json.loads(stripped)
-    except ValueError as exc:
-        raise UsageError(f"line {number}: invalid JSON ({exc})") from None
-    if not isinstance(decoded, dict):
-        raise UsageError(f"line {number}: a JSON line must be an object")
-    values = {str(k).replace("-", "_"): v for k, v in decoded.items()}
-    unknown = sorted(set(values) - set(LINE_KEYS))
-    if unknown:
-        raise UsageError(f"line {number}: unknown key {unknown[0]!r}", hint="keys: " + ", ".join(LINE_KEYS))
-    prompt = values.pop("prompt", None)
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise UsageError(f'line {number}: a JSON line needs a "prompt" string')
-    return PromptLine(number, prompt, values)
-
-
 def read_prompt_file(path: str) -> list[PromptLine]:
     """Plain text (a prompt per line) or JSON Lines; blank lines and ``#`` comments are skipped."""
     try:
@@ -198,20 +176,27 @@ def read_prompt_file(path: str) -> list[PromptLine]:
         raise UsageError(f"cannot read prompt file {path}: {exc.strerror or exc}") from None
     text = _decode(data, f"prompt file {path}")
     lines: list[PromptLine] = []
-    bad: list[UsageError] = []
     for number, raw in enumerate(text.splitlines(), 1):
-        try:
-            line = _prompt_line(number, raw.strip())
-        except UsageError as exc:
-            bad.append(exc)
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
             continue
-        if line is not None:
-            lines.append(line)
-    if bad:  # every bad line at once, then one hint: a fix-and-rerun loop per line is not needed
-        first = bad[0]
-        first.more = [exc.message for exc in bad[1:]]
-        first.hint = next((exc.hint for exc in bad if exc.hint), None)
-        raise first
+        if not stripped.startswith("{"):
+            lines.append(PromptLine(number, stripped))
+            continue
+        try:
+            decoded = json.loads(stripped)
+        except ValueError as exc:
+            raise UsageError(f"line {number}: invalid JSON ({exc})") from None
+        if not isinstance(decoded, dict):
+            raise UsageError(f"line {number}: a JSON line must be an object")
+        values = {str(k).replace("-", "_"): v for k, v in decoded.items()}
+        unknown = sorted(set(values) - set(LINE_KEYS))
+        if unknown:
+            raise UsageError(f"line {number}: unknown key {unknown[0]!r}", hint="keys: " + ", ".join(LINE_KEYS))
+        prompt = values.pop("prompt", None)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise UsageError(f'line {number}: a JSON line needs a "prompt" string')
+        lines.append(PromptLine(number, prompt, values))
     if not lines:
         raise UsageError(f"prompt file {path} has no prompts", hint="one prompt per line; # starts a comment")
     return lines

@@ -197,22 +197,3 @@ def test_journal_migrates_from_schema_1(cli, gateway: FakeGateway) -> None:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
     assert {"batch_key", "owner"} <= columns
-
-
-def test_every_bad_line_is_reported_once_then_one_hint(cli, gateway: FakeGateway, tmp_path: Path) -> None:
-    text = 'ok\n{not json\nfine\n{"prompt": "x", "colour": "red"}\n{"size": "1024x1024"}\nlast\n'
-    result = cli("generate", "--prompt-file", str(write(tmp_path, text)), "-m", "openai:dall-e-3")
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 3, result.stderr
-    assert "line 2: invalid JSON" in errors[0]
-    assert "line 4: unknown key 'colour'" in errors[1]
-    assert 'line 5: a JSON line needs a "prompt" string' in errors[2]
-    assert sum(line.startswith("hint:") for line in result.stderr.splitlines()) == 1
-    # Values checked when a line is planned: every bad one too.
-    text = 'ok\n{"prompt": "x", "size": "800x600"}\n{"prompt": "y", "n": "two"}\n'
-    result = cli("generate", "--prompt-file", str(write(tmp_path, text)), "-m", "openai:dall-e-3")
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 2 and "line 2: size 800x600" in errors[0] and 'line 3: "n" must be' in errors[1]
-    assert gateway.requests == []

@@ -100,8 +100,6 @@ class Output:
     def error(self, exc: ImagegenError, where: str = "") -> None:
         """``error: MESSAGE`` (``line 3: error: MESSAGE`` in a batch), then its hint."""
         self._err(f"{where}error" if where else "error", exc.message, "bold red")
-        for message in exc.more:
-            self._err(f"{where}error" if where else "error", message, "bold red")
         if exc.hint:
             self._err(f"{where}hint" if where else "hint", exc.hint, "dim")
 
