@@ -17,7 +17,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.backends import PlannedJob, RunContext, engine_for, resolve_model_ref
-from imagegen_cli.errors import ImageBusy, ImagegenError, TaskFailed, UsageError
+from imagegen_cli.errors import ImageBusy, ImagegenError, LineErrors, TaskFailed, UsageError
 from imagegen_cli.events import TaskRecord
 from imagegen_cli.result import JobResult, RunResult
 from imagegen_cli.status import TaskState, in_flight_message
@@ -33,6 +33,7 @@ def plan_lines(lines: list[PromptLine], options: GenerateOptions, settings: Sett
     """Plan every line (nothing is sent, no directory is made); a usage error names its line."""
     profiles = settings.profiles()
     jobs: list[PlannedJob] = []
+    errors: list[ImagegenError] = []  # every bad line is reported, then nothing is sent
     for line in lines:
         try:
             line_options = options.with_overrides(line.overrides)
@@ -42,9 +43,11 @@ def plan_lines(lines: list[PromptLine], options: GenerateOptions, settings: Sett
             if line.number is not None and line_options.output.out == "-":
                 raise UsageError("-o - writes one image to stdout; a batch writes many", hint="use -o DIR")
         except ImagegenError as exc:
-            if line.number is not None:
-                exc.message = f"line {line.number}: {exc.message}"
-            raise
+            if line.number is None:
+                raise
+            exc.message = f"line {line.number}: {exc.message}"
+            errors.append(exc)
+            continue
         result = JobResult(
             plan.provider_name,
             plan.model_name,
@@ -56,6 +59,10 @@ def plan_lines(lines: list[PromptLine], options: GenerateOptions, settings: Sett
             no_wait=line_options.run.no_wait,
         )
         jobs.append(PlannedJob(line, line_options, engine, plan, result))
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise LineErrors(errors)
     return jobs
 
 

@@ -52,19 +52,32 @@ def env_name(provider: str) -> str:
 
 def load_config() -> dict[str, Any]:
     """Read the config file; a missing file is an empty config, a broken one is exit 4."""
+    from imagegen_cli.localfiles import MAX_CONFIG_BYTES, read_bounded
+
     path = config_path()
+    fix = "fix it, or point IMAGEGEN_CONFIG elsewhere (imagegen config path shows which file is read)"
+
+    def refuse(reason: str) -> ConfigError:
+        return ConfigError(f"config file {path} {reason}", hint=fix)
+
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_bounded(path, MAX_CONFIG_BYTES, refuse)
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", hint=fix) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise refuse(f"is not UTF-8 text (byte {exc.start})") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"config file {path} is not valid TOML: {exc}", hint="fix it, or run: imagegen config path"
-        ) from None
+        raise refuse(f"is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise refuse("is not valid TOML: values nested too deeply") from None
+    except ValueError as exc:  # an integer of thousands of digits (Python's int-str limit)
+        raise refuse(f"is not valid TOML: {str(exc).split(':')[0]}") from None
 
 
 def _toml_value(value: object) -> str:
@@ -200,10 +213,15 @@ def _read_keys_file() -> dict[str, str]:
             f"keys file {path} is readable by other users (mode {stat.S_IMODE(info.st_mode):o}); refusing to use it",
             hint=f"chmod 600 {path}",
         )
+    from imagegen_cli.localfiles import MAX_KEYS_BYTES, read_bounded
+
+    def refuse(reason: str) -> ConfigError:
+        return ConfigError(f"keys file {path} {reason}", hint="re-create it with: imagegen keys set NAME")
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise ConfigError(f"keys file {path} is unreadable", hint="re-create it with: imagegen keys set NAME") from None
+        data = json.loads(read_bounded(path, MAX_KEYS_BYTES, refuse).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        raise refuse("is unreadable") from None
     if not isinstance(data, dict):
         raise ConfigError(f"keys file {path} is malformed", hint="re-create it with: imagegen keys set NAME")
     keys = {str(k): str(v) for k, v in data.items()}

@@ -43,6 +43,20 @@ class UsageError(ImagegenError):
     code = "usage"
 
 
+class LineErrors(UsageError):
+    """Several bad lines of one prompt file, all reported (an ``error:`` line each, then one hint): nothing sent.
+
+    The exit code is the most serious of theirs (a config error in one line is exit 4).
+    """
+
+    def __init__(self, errors: list[ImagegenError]) -> None:
+        self.errors = tuple(errors)
+        hint = next((e.hint for e in errors if e.hint), None)
+        fix = f"fix the {len(errors)} lines above; nothing was sent"
+        super().__init__(errors[0].message, hint=f"{hint} ({fix})" if hint else fix)
+        self.exit_code = max((e.exit_code for e in errors), key=int)
+
+
 class ConfigError(ImagegenError):
     """Missing key, unusable configuration, or a key the gateway refused."""
 
@@ -159,8 +173,16 @@ def redact(text: str) -> str:
     return _QUERY_SECRET.sub(r"\1***", SECRETS.scrub(text))
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+# Escape sequences in their 7-bit (ESC ...) and 8-bit C1 forms (CSI U+009B, OSC U+009D ... ST U+009C, and the
+# other string controls DCS/SOS/PM/APC): a terminal acts on either.
+_ANSI = re.compile(
+    r"(?:\x1b\[|\x9b)[0-9;?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x9d\x90\x98\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[@-_]"
+)
+# Every other control (C0, DEL, C1) and the marks that reorder text (bidi embeddings, overrides, isolates, the
+# implicit marks) or break lines (U+2028/9): gateway text must read on the terminal as it is.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_text(text: str, limit: int = 500) -> str:

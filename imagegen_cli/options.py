@@ -17,17 +17,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from imagegen_cli.errors import UsageError
+from imagegen_cli.errors import ImagegenError, LineErrors, UsageError
 from imagegen_cli.local_options import LocalOptions
 from imagegen_cli.request import Ratio, RequestOptions, Size, parse_param, parse_tier
 
 __all__ = ["GenerateOptions", "OutputOptions", "PromptLine", "RequestOptions", "RunOptions", "read_prompt_file"]
 
 # Keys a JSON Lines prompt file may set per line (``-`` in a key is read as ``_``).
+# A line's local options: the flags of the same names, checked by LocalOptions as the flags are.
+LOCAL_LINE_KEYS = ("scheduler", "lora", "quantize", "variant", "dtype", "device", "offload", "compile", "gguf")
 LINE_KEYS = (
     "prompt", "model", "provider", "n", "size", "ratio", "resolution", "quality", "style", "seed",
     "negative_prompt", "steps", "guidance", "params", "param", "response_format", "user", "on_behalf_of",
     "name", "format", "out",
+    *LOCAL_LINE_KEYS,
 )  # fmt: skip
 
 
@@ -81,13 +84,45 @@ class GenerateOptions:
             output = replace(output, format=_string("format", overrides["format"]))
         if "out" in overrides:
             output = replace(output, out=_string("out", overrides["out"]))
+        local, local_given = _local_overrides(self.local, overrides)
         model, provider = self.model, self.provider
         if "model" in overrides:
             # A line's model replaces the command line's model and provider (unless the line names one too).
             model, provider = _string("model", overrides["model"]), None
         if "provider" in overrides:
             provider = _string("provider", overrides["provider"])
-        return replace(self, model=model, provider=provider, request=request, output=output)
+        return replace(
+            self,
+            model=model,
+            provider=provider,
+            request=request,
+            output=output,
+            local=local,
+            local_flags_given=tuple(dict.fromkeys((*self.local_flags_given, *local_given))),
+        )
+
+
+def _local_overrides(base: LocalOptions, values: Mapping[str, Any]) -> tuple[LocalOptions, tuple[str, ...]]:
+    """A line's local options over the flags' (LocalOptions checks them), and the keys given, for remote notes."""
+    changes: dict[str, Any] = {}
+    for key in LOCAL_LINE_KEYS:
+        if key not in values:
+            continue
+        value = values[key]
+        if key == "compile":
+            if not isinstance(value, bool):
+                raise UsageError('"compile" must be true or false', hint='e.g. {"prompt": "...", "compile": true}')
+            changes["compile"] = value
+        elif key == "lora":
+            items = value if isinstance(value, list) else [value]
+            if not all(isinstance(item, str) for item in items):
+                raise UsageError('"lora" must be a string or a list of strings', hint='e.g. "lora": ["org/name:0.8"]')
+            changes["loras"] = tuple(items)
+        else:
+            changes[key] = _string(key, value)
+    if not changes:
+        return base, ()
+    return replace(base, **changes), tuple(f'"{key}"' for key in LOCAL_LINE_KEYS if key in values)
 
 
 def _string(key: str, value: object) -> str | None:
@@ -100,7 +135,7 @@ def _request_overrides(base: RequestOptions, values: Mapping[str, Any]) -> Reque
     changes: dict[str, Any] = {}
     params = dict(base.params)
     for key, value in values.items():
-        if key in ("prompt", "model", "provider", "name", "format", "out"):
+        if key in ("prompt", "model", "provider", "name", "format", "out", *LOCAL_LINE_KEYS):
             continue
         if key == "params":
             if not isinstance(value, dict):
@@ -166,16 +201,49 @@ def _decode(data: bytes, where: str) -> str:
     return text.removeprefix("\ufeff")  # a BOM from a Windows editor is not part of the first prompt
 
 
+def _json_line(number: int, text: str) -> PromptLine:
+    try:
+        decoded = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"line {number}: invalid JSON ({str(exc)[:120]})", hint=_LINE_HINT) from None
+    if not isinstance(decoded, dict):
+        raise UsageError(f"line {number}: a JSON line must be an object", hint=_LINE_HINT)
+    values = {str(k).replace("-", "_"): v for k, v in decoded.items()}
+    unknown = sorted(set(values) - set(LINE_KEYS))
+    if unknown:
+        raise UsageError(f"line {number}: unknown key {unknown[0][:60]!r}", hint="keys: " + ", ".join(LINE_KEYS))
+    prompt = values.pop("prompt", None)
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise UsageError(f'line {number}: a JSON line needs a "prompt" string', hint=_LINE_HINT)
+    return PromptLine(number, prompt, values)
+
+
+_LINE_HINT = 'a JSON line is one object, e.g. {"prompt": "a red fox", "seed": 7}'
+
+
 def read_prompt_file(path: str) -> list[PromptLine]:
     """Plain text (a prompt per line) or JSON Lines; blank lines and ``#`` comments are skipped."""
+    from imagegen_cli.localfiles import MAX_PROMPT_FILE_BYTES, read_bounded, read_stream_bounded
+
+    def refuse(reason: str) -> UsageError:
+        return UsageError(f"prompt file {path} {reason}", hint="give a text or JSON Lines file of prompts")
+
     try:
-        data = sys.stdin.buffer.read() if path == "-" else Path(path).expanduser().read_bytes()
+        if path == "-":
+            data = read_stream_bounded(sys.stdin.buffer, MAX_PROMPT_FILE_BYTES, refuse)
+        else:
+            data = read_bounded(Path(path).expanduser(), MAX_PROMPT_FILE_BYTES, refuse)
     except FileNotFoundError:
-        raise UsageError(f"prompt file {path} does not exist") from None
+        raise UsageError(
+            f"prompt file {path} does not exist", hint="check the path, or give - to read prompts from stdin"
+        ) from None
     except OSError as exc:
-        raise UsageError(f"cannot read prompt file {path}: {exc.strerror or exc}") from None
+        raise UsageError(
+            f"cannot read prompt file {path}: {exc.strerror or exc}", hint="check the path and its permissions"
+        ) from None
     text = _decode(data, f"prompt file {path}")
     lines: list[PromptLine] = []
+    errors: list[ImagegenError] = []  # every bad line is reported at once, then nothing is sent
     for number, raw in enumerate(text.splitlines(), 1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
@@ -184,19 +252,13 @@ def read_prompt_file(path: str) -> list[PromptLine]:
             lines.append(PromptLine(number, stripped))
             continue
         try:
-            decoded = json.loads(stripped)
-        except ValueError as exc:
-            raise UsageError(f"line {number}: invalid JSON ({exc})") from None
-        if not isinstance(decoded, dict):
-            raise UsageError(f"line {number}: a JSON line must be an object")
-        values = {str(k).replace("-", "_"): v for k, v in decoded.items()}
-        unknown = sorted(set(values) - set(LINE_KEYS))
-        if unknown:
-            raise UsageError(f"line {number}: unknown key {unknown[0]!r}", hint="keys: " + ", ".join(LINE_KEYS))
-        prompt = values.pop("prompt", None)
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise UsageError(f'line {number}: a JSON line needs a "prompt" string')
-        lines.append(PromptLine(number, prompt, values))
+            lines.append(_json_line(number, stripped))
+        except UsageError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise LineErrors(errors)
     if not lines:
         raise UsageError(f"prompt file {path} has no prompts", hint="one prompt per line; # starts a comment")
     return lines

@@ -15,6 +15,7 @@ QUALITIES = ("standard", "hd", "low", "medium", "high", "xhigh", "max", "auto")
 STYLES = ("vivid", "natural")
 RESPONSE_FORMATS = ("url", "b64_json")
 TIERS = ("1K", "2K", "4K")
+MAX_SEED = 2**63 - 1  # seeds are stored and used as signed 64-bit integers
 MAX_IMAGES = 100  # a guard against a typo such as -n 1000 turning into a thousand paid calls
 
 # Output pixels by ratio and tier, as apimart documents them for z-image-turbo; also the table
@@ -187,9 +188,13 @@ class RequestOptions:
         if self.response_format is not None and self.response_format not in RESPONSE_FORMATS:
             raise UsageError(f"invalid --response-format {self.response_format!r}", hint="use url or b64_json")
         if self.steps is not None and self.steps < 1:
-            raise UsageError("--steps must be at least 1")
-        if self.seed is not None and self.seed < 0:
-            raise UsageError("--seed must be zero or positive")
+            raise UsageError(f"--steps {self.steps} is too few", hint="give at least 1 step (e.g. --steps 4)")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED - (self.n - 1):
+            # Image i gets seed+i; every one must fit a signed 64-bit integer (the journal's, torch's generators).
+            raise UsageError(
+                f"--seed {self.seed} is out of range",
+                hint=f"give a seed from 0 to {MAX_SEED - (self.n - 1)} (image i gets seed+i; -n {self.n})",
+            )
         if self.guidance is not None and not math.isfinite(self.guidance):
             raise UsageError(f"--guidance {self.guidance} is not a number", hint="give a finite number, e.g. 4.5")
 

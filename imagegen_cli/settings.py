@@ -119,7 +119,18 @@ def check_setting(key: str, value: object, where: str) -> object:
     try:
         return spec.check(value)
     except ValueError as exc:
-        raise SettingError(f"invalid {key} {value!r} in {where}: expected {exc}", hint=f"{key}: {spec.help}") from None
+        raise SettingError(
+            f"invalid {key} {shown_value(value)} in {where}: expected {exc}", hint=f"{key}: {spec.help}"
+        ) from None
+
+
+def shown_value(value: object, limit: int = 60) -> str:
+    """A setting's value as an error quotes it: bounded, and safe for integers too long to print."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer beyond Python's digit limit
+        return "(an integer of thousands of digits)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -163,21 +174,7 @@ class Settings:
 
     def poll_interval(self, default: float) -> float:
         """Seconds between polls of a task: ``IMAGEGEN_POLL_INTERVAL`` when set (checked), else ``default``."""
-        raw = os.environ.get("IMAGEGEN_POLL_INTERVAL", "").strip()
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or not 0 < value <= 3600:
-            from imagegen_cli.errors import ConfigError
-
-            raise ConfigError(
-                f"IMAGEGEN_POLL_INTERVAL={raw[:40]!r} is not a number of seconds",
-                hint="set it to a number above 0 and at most 3600, e.g. 2, or unset it",
-            )
-        return value
+        return env_number("IMAGEGEN_POLL_INTERVAL", default)
 
     def profiles(self) -> dict[str, ProviderProfile]:
         """Built-in provider profiles with the config file's ``[providers.NAME]`` tables applied (checked once)."""
@@ -205,5 +202,36 @@ def load_settings() -> Settings:
     """Read and check the config file (``IMAGEGEN_CONFIG`` or the user config dir) and the environment."""
     from imagegen_cli.config import config_path, load_config
 
+    for name in ENV_NUMBERS:  # a bad value is one clear error now, not an internal one mid-run
+        env_number(name, 0.0)
     path = config_path()
     return Settings.from_mapping(load_config(), path)
+
+
+# The numeric environment variables: (lowest, highest, whole numbers only, example).
+ENV_NUMBERS: dict[str, tuple[float, float, bool, str]] = {
+    "IMAGEGEN_POLL_INTERVAL": (0.001, 3600, False, "2"),
+    "IMAGEGEN_MAX_RETRIES": (0, 20, True, "4"),
+    "IMAGEGEN_RETRY_BASE_DELAY": (0, 60, False, "0.5"),
+}
+
+
+def env_number(name: str, default: float) -> float:
+    """A numeric environment variable, checked (``default`` when unset): NaN, text or out of range is exit 4."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    low, high, whole, example = ENV_NUMBERS[name]
+    try:
+        value = float(raw)
+    except ValueError:  # also an integer of thousands of digits
+        value = math.nan
+    if not math.isfinite(value) or not low <= value <= high or (whole and not value.is_integer()):
+        from imagegen_cli.errors import ConfigError
+
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(
+            f"{name}={raw[:40]!r} is not {kind} from {low:g} to {high:g}",
+            hint=f"set it to e.g. {example}, or unset it",
+        )
+    return value

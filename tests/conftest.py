@@ -27,6 +27,42 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _untracked() -> set[str] | None:
+    """Files in the checkout that git neither tracks nor ignores (None: not a git checkout, or no git)."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--others", "--exclude-standard"],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return set(listed.stdout.splitlines())
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller, with or without xdist
+        session.config.stash[_BEFORE] = _untracked()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A test that leaves a file in the checkout fails the run (tests write under their tmp_path only)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    before, after = session.config.stash.get(_BEFORE, None), _untracked()
+    if before is None or after is None:
+        return
+    left = sorted(after - before)
+    if left:
+        sys.stderr.write(f"\nerror: the tests left {len(left)} file(s) in the checkout: {', '.join(left[:10])}\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BEFORE = pytest.StashKey[set[str] | None]()
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point XDG dirs at a temp dir, drop the user's keys and settings, make output plain."""
@@ -44,6 +80,10 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("IMAGEGEN_POLL_INTERVAL", "0.02")
     monkeypatch.setenv("IMAGEGEN_RETRY_BASE_DELAY", "0.01")
     monkeypatch.delenv("CI", raising=False)
+    # A command run without -o writes into the working directory: never the checkout's (pytest_sessionfinish).
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
     return home
 
 

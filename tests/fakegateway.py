@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 from PIL import Image
 
@@ -57,6 +58,7 @@ class Recorded:
     body: Any
     provider: str | None = None
     at: float = field(default_factory=time.monotonic)  # when it arrived (timing tests leave start-up out)
+    raw: bytes = b""  # the body's bytes exactly as received
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Fault:
     times: int = 1
     duration: float = 30.0  # slowloris: how long to keep trickling
     count: int = 1  # many_ids: how many task ids one submit answers with
+    gate: threading.Event | None = None  # slow_body: the rest of the body waits for this instead of `delay`
 
 
 @dataclass
@@ -278,7 +281,7 @@ class FakeGateway:
             def _route(self, method: str) -> None:
                 body = self._read_json()
                 provider = next((p for p, prefix in PREFIXES.items() if self.path.startswith(prefix + "/")), None)
-                record = Recorded(method, self.path, dict(self.headers), body, provider)
+                record = Recorded(method, self.path, dict(self.headers), body, provider, raw=self.raw_body)
                 with gateway.lock:
                     gateway.requests.append(record)
                 if self.path.startswith("/files/"):
@@ -323,7 +326,7 @@ class FakeGateway:
                     return
                 cancel = re.fullmatch(r"/tasks/([^/?]+)/cancel", rest)
                 if method == "POST" and cancel and provider == "customtasks":
-                    task = gateway.tasks.get(cancel[1])
+                    task = gateway.tasks.get(unquote(cancel[1]))
                     if task is None:
                         self._send_json(404, {"error": {"message": "no such task"}})
                         return
@@ -336,7 +339,7 @@ class FakeGateway:
                     fault = gateway._take_fault("poll", provider)
                     if fault and self._apply_fault(fault):
                         return
-                    gateway._poll(self, match[1])
+                    gateway._poll(self, unquote(match[1]))  # a task id travels as one encoded segment
                     return
                 self._send_json(404, {"error": {"message": f"unknown route {rest}", "type": "not_found"}})
 
@@ -551,7 +554,10 @@ class FakeGateway:
             handler.end_headers()
             handler.wfile.write(data[: len(data) // 2])
             handler.wfile.flush()
-            time.sleep(fault.delay or 10)
+            if fault.gate is not None:
+                fault.gate.wait(30)
+            else:
+                time.sleep(fault.delay or 10)
             handler.wfile.write(data[len(data) // 2 :])
             return
         handler._send(200, data, f"image/{self.image_format.lower()}")
@@ -559,6 +565,7 @@ class FakeGateway:
 
 class _BaseHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    raw_body = b""
     # Headers and body go out in two writes; with Nagle on, a kept-alive client's delayed ACK would stall
     # every answer by 40 ms (real servers set TCP_NODELAY too).
     disable_nagle_algorithm = True
@@ -575,6 +582,7 @@ class _BaseHandler(BaseHTTPRequestHandler):
     def _read_json(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        self.raw_body = raw
         if not raw:
             return None
         try:

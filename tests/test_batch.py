@@ -197,3 +197,28 @@ def test_journal_migrates_from_schema_1(cli, gateway: FakeGateway) -> None:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
     assert {"batch_key", "owner"} <= columns
+
+
+def test_every_bad_line_of_a_prompt_file_is_reported_then_nothing_is_sent(
+    cli, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(
+        "a good line\n"
+        '{"prompt": "x", "seed": 1\n'  # invalid JSON
+        '{"prompt": "y", "colour": "red"}\n'  # unknown key
+        "another good line\n"
+        '{"seed": 4}\n'  # no prompt
+    )
+    result = cli("generate", "--prompt-file", str(prompts), "-m", "apimart:z-image-turbo")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert [e.split(":")[1].strip() for e in errors] == ["line 2", "line 3", "line 5"], result.stderr
+    assert result.stderr.count("hint: ") == 1 and "nothing was sent" in result.stderr
+    planned = tmp_path / "q.jsonl"
+    planned.write_text('{"prompt": "a", "size": "0x0"}\n{"prompt": "b"}\n{"prompt": "c", "n": 500}\n')
+    result = cli("generate", "--prompt-file", str(planned), "-m", "apimart:z-image-turbo")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert [e.split(":")[1].strip() for e in errors] == ["line 1", "line 3"], result.stderr
+    assert gateway.requests == []

@@ -497,3 +497,12 @@ def test_seed_0_and_guidance_0_survive_the_journal_and_tell_lines_apart(cli, gat
     again = cli(*args, "--resume", input=lines)
     assert again.returncode == 0, again.stderr
     assert [line["status"] for line in again.json()["lines"]] == ["skipped", "skipped"]
+
+
+def test_a_run_without_o_writes_in_the_tests_own_directory_never_the_checkout(cli, tmp_path: Path) -> None:
+    """Every test runs in its own working directory (tests/conftest.py), so no artefact lands in the checkout."""
+    result = cli("generate", "x", "-m", "apimart:z-image-turbo", "--json", out_dir=False)
+    assert result.returncode == 0, result.stderr
+    [image] = result.json()["images"]
+    assert Path(image["path"]).resolve().is_relative_to(tmp_path.resolve())
+    assert Path.cwd().resolve().is_relative_to(tmp_path.resolve())

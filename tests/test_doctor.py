@@ -61,7 +61,69 @@ def test_online_checks_each_base_url(gateway: FakeGateway) -> None:
     dead = doctor("--online", "--json", env={**env, "IMAGEGEN_OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
     assert dead.exit_code == 1
     problems = {p["name"]: p for p in json.loads(dead.stdout)["problems"]}
-    assert "does not answer" in problems["online openai"]["problem"] and problems["online openai"]["fix"]
+    assert "cannot be reached: connection refused" in problems["online openai"]["problem"]
+    assert problems["online openai"]["fix"] and "Error)" not in problems["online openai"]["problem"]
+
+
+def test_online_probes_share_one_timeout_and_a_stalled_gateway_is_said(gateway: FakeGateway) -> None:
+    """Every gateway stalls its answer: the whole --online check is bounded by one --timeout, said per gateway."""
+    import threading
+
+    release = threading.Event()
+    stalled = stalling_server(release)
+    env = {"IMAGEGEN_MODEL": "openai:dall-e-2", "IMAGEGEN_OPENAI_API_KEY": TEST_KEY}
+    for provider in ("openai", "mka1", "kkiai", "modelmax", "token360", "apimart"):
+        env[f"IMAGEGEN_{provider.upper()}_BASE_URL"] = stalled
+    try:
+        result = doctor("--online", "--timeout", "0.5", "--json", env=env)
+    finally:
+        release.set()
+    assert result.exit_code == 1, result.output
+    problems = {p["name"]: p["problem"] for p in json.loads(result.stdout)["problems"]}
+    for provider in ("openai", "apimart", "token360"):
+        assert "does not answer" in problems[f"online {provider}"], problems
+
+
+def stalling_server(release: Any) -> str:
+    """An HTTP server that accepts and never answers until ``release`` is set; its base URL."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+
+    def serve() -> None:
+        held = []
+        listener.settimeout(0.05)
+        while not release.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+        for conn in held:
+            conn.close()
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+
+
+def test_doctor_timeout_is_checked() -> None:
+    result = run_cli("doctor", "--online", "--timeout", "nan")
+    assert result.returncode == 2 and "--timeout" in result.stderr and "hint:" in result.stderr
+
+
+def test_a_host_name_that_does_not_resolve_is_said_so_and_not_retried(gateway: FakeGateway) -> None:
+    env = {**gateway_env(gateway), "IMAGEGEN_OPENAI_BASE_URL": "https://no-such-host.invalid/v1",
+           "IMAGEGEN_MAX_RETRIES": "4", "IMAGEGEN_RETRY_BASE_DELAY": "5"}  # fmt: skip
+    result = run_cli("generate", "x", "-m", "openai:dall-e-2", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "no-such-host.invalid: the host name does not resolve" in result.stderr, result.stderr
+    assert "retrying" not in result.stderr and "unknown error" not in result.stderr
+    online = doctor("--online", "--json", env={**env, "IMAGEGEN_MODEL": "openai:dall-e-2"})
+    problems = {p["name"]: p["problem"] for p in json.loads(online.stdout)["problems"]}
+    assert "the host name does not resolve" in problems["online openai"]
 
 
 def test_a_broken_config_file_is_a_problem(isolated_env: Path) -> None:

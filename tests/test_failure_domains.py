@@ -518,15 +518,38 @@ def test_no_wait_prints_the_job_id_even_when_one_call_failed(gateway: FakeGatewa
 
 
 def test_a_queued_batch_line_does_not_spend_its_timeout_waiting_for_a_slot(
-    cli, gateway: FakeGateway, tmp_path: Path
+    cli, gateway: FakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gateway.task_polls = 6  # each task takes six polls (about 0.4 s) while it holds the only call slot
+    """Each line's --timeout counts from its first call slot, not from when the line was planned and queued.
+
+    Structural, not timed: every deadline is made as if its line had already queued for 1000 s (far beyond its
+    --timeout 60). Counted from creation every line would fail at once; counted from the first slot all succeed.
+    """
+    from imagegen_cli.providers import transport
+
+    made = transport.Deadline.__post_init__
+    restarts: list[float] = []
+
+    def made_long_ago(self: transport.Deadline) -> None:
+        made(self)
+        self.start -= 1000.0
+
+    restart = transport.Deadline.restart
+
+    def restart_counted(self: transport.Deadline) -> None:
+        restarts.append(self.start)
+        restart(self)
+
+    monkeypatch.setattr(transport.Deadline, "__post_init__", made_long_ago)
+    monkeypatch.setattr(transport.Deadline, "restart", restart_counted)
+    gateway.task_polls = 3
     prompts = tmp_path / "p.txt"
     prompts.write_text("".join(f"line {i}\n" for i in range(4)))
     result = cli("generate", "--prompt-file", str(prompts), "-m", "apimart:z-image-turbo", "--concurrency", "1",
-                 "--timeout", "0.7", "--json")  # fmt: skip
+                 "--timeout", "60", "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.json()["summary"]["succeeded"] == 4
+    assert len(restarts) == 4  # each line's clock started once, at its first slot
 
 
 def test_the_api_uses_the_configured_timeout(gateway: FakeGateway) -> None:
@@ -570,3 +593,36 @@ def test_processes_opening_a_new_journal_at_once_all_succeed(tmp_path: Path) -> 
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stderr=subprocess.PIPE) for _ in range(6)]
     errors = [p.communicate(timeout=60)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, errors
+
+
+def test_an_output_folder_moved_during_a_download_keeps_the_image(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    """The folder is renamed while the image is half downloaded: the image is still saved, where the run said."""
+    from PIL import Image
+
+    gate = threading.Event()
+    gateway.fault("image", "slow_body", gate=gate)
+    out, moved = tmp_path / "out", tmp_path / "moved"
+    out.mkdir()
+
+    def move_when_half_downloaded() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if any(out.glob(".*.part")):
+                out.rename(moved)
+                break
+            time.sleep(0.01)
+        gate.set()
+
+    mover = threading.Thread(target=move_when_half_downloaded)
+    mover.start()
+    result = cli("generate", "x", "-m", "apimart:z-image-turbo", "--json")
+    mover.join()
+    assert moved.exists(), "the test never saw the download start"
+    assert result.returncode == 0, result.stderr
+    [image] = result.json()["images"]
+    path = Path(image["path"])
+    assert path.parent == out and path.exists()
+    with Image.open(path) as img:
+        img.load()
+    assert "moved" in result.stderr  # said once, in a note
+    assert not list(moved.glob(".*.part")) and not list(out.glob(".*.part"))

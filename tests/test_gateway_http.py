@@ -24,6 +24,13 @@ from tests.fakegateway import TEST_KEY, FakeGateway, FakeProxy, free_port, gzip_
 
 GPT = "openai:gpt-image-2"
 ESCAPES = "\x1b]52;c;SGVsbG8=\x07\x1b[2J\x1b[31m"  # OSC 52 writes the clipboard; then clear screen, red
+# The same in 8-bit C1 form (OSC U+009D ... ST U+009C, CSI U+009B), then bidi marks and overrides.
+C1_ESCAPES = "\x9d52;c;SGVsbG8=\x9c\x9b2J\x9b31m\x85\u200f\u200e\u061c\u202e\u2067\u2028"
+UNSAFE = set("\x1b\x07\x9b\x9c\x9d\x85\u200e\u200f\u061c\u202e\u2067\u2028")
+
+
+def clean_for_a_terminal(text: str) -> bool:
+    return not (UNSAFE & set(text))
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -334,30 +341,45 @@ def test_models_live_uses_the_servers_type_fields(gateway: FakeGateway) -> None:
     assert {"gpt-4o", "text-embedding-3-small"} <= {m["id"] for m in every.json()["models"]}
 
 
-def test_models_live_strips_terminal_escapes(gateway: FakeGateway) -> None:
-    gateway.live_models["openai"] = [{"id": f"evil{ESCAPES}-image", "object": "model"}]
+@pytest.mark.parametrize("escapes", [ESCAPES, C1_ESCAPES], ids=["7-bit", "8-bit and bidi"])
+def test_models_live_strips_terminal_escapes(gateway: FakeGateway, escapes: str) -> None:
+    gateway.live_models["openai"] = [{"id": f"evil{escapes}-image", "object": "model"}]
     result = run_cli("models", "list", "--live", "--provider", "openai", env=gateway_env(gateway))
     assert result.returncode == 0, result.stderr
-    assert "evil" in result.stdout and "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "evil" in result.stdout and clean_for_a_terminal(result.stdout + result.stderr)
 
 
-def test_records_list_strips_terminal_escapes(cli, gateway: FakeGateway) -> None:
+@pytest.mark.parametrize("escapes", [ESCAPES, C1_ESCAPES], ids=["7-bit", "8-bit and bidi"])
+def test_records_list_strips_terminal_escapes(cli, gateway: FakeGateway, escapes: str) -> None:
     gateway.records.append(
-        {"id": f"img_1{ESCAPES}", "status": "completed", "model": f"m{ESCAPES}", "prompt": f"a fox{ESCAPES}"}
+        {"id": f"img_1{escapes}", "status": "completed", "model": f"m{escapes}", "prompt": f"a fox{escapes}"}
     )
     result = run_cli("tasks", "records", "list", "--provider", "token360", env=gateway_env(gateway))
     assert result.returncode == 0, result.stderr
     assert "img_1" in result.stdout and "a fox" in result.stdout
-    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert clean_for_a_terminal(result.stdout + result.stderr)
 
 
-def test_tasks_show_strips_terminal_escapes(cli, gateway: FakeGateway) -> None:
-    gateway.fault("generate", "task_id", body=f"task_9{ESCAPES}".encode())
+@pytest.mark.parametrize("escapes", [ESCAPES, C1_ESCAPES], ids=["7-bit", "8-bit and bidi"])
+def test_tasks_show_strips_terminal_escapes(cli, gateway: FakeGateway, escapes: str) -> None:
+    gateway.fault("generate", "task_id", body=f"task_9{escapes}".encode())
     submitted = cli("generate", "x", "-m", "apimart:z-image-turbo", "--no-wait", "--json")
     assert submitted.returncode == 0, submitted.stderr
+    assert clean_for_a_terminal(submitted.stderr)
     shown = run_cli("tasks", "show", submitted.json()["job"])
     assert shown.returncode == 0, shown.stderr
-    assert "task_9" in shown.stdout and "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert "task_9" in shown.stdout and clean_for_a_terminal(shown.stdout + shown.stderr)
+    listed = run_cli("tasks", "list")
+    assert clean_for_a_terminal(listed.stdout + listed.stderr)
+
+
+@pytest.mark.parametrize("escapes", [ESCAPES, C1_ESCAPES], ids=["7-bit", "8-bit and bidi"])
+def test_gateway_errors_strip_terminal_escapes(cli, gateway: FakeGateway, escapes: str) -> None:
+    body = json.dumps({"error": {"message": f"bad{escapes} things", "type": f"t{escapes}"}}).encode()
+    gateway.fault("generate", "status", status=400, body=body)
+    result = cli("generate", "x", "-m", GPT)
+    assert result.returncode == 1 and "bad" in result.stderr
+    assert clean_for_a_terminal(result.stderr + result.stdout)
 
 
 # ---------------------------------------------------------------- issue 11 item 9: proxies

@@ -405,3 +405,56 @@ def test_the_longest_text_encoder_decides_whether_a_prompt_is_cut(zoo: Any) -> N
     assert _adapted_notes(zoo("flux"), LONG) == []
     (cut,) = _adapted_notes(zoo("flux"), LONG, max_sequence_length=64)
     assert re.fullmatch(r"the prompt is \d+ tokens; T5EncoderModel reads only the first 63: the rest is ignored", cut)
+
+
+# ------------------------------------------------------------------------------------------ per-line options
+def test_a_lines_own_scheduler_reaches_its_image_and_not_its_neighbours(zoo: Any, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    prompts = tmp_path / "p.jsonl"
+    lines = [
+        {"prompt": "a fox", "scheduler": "DPM++ 2M Karras"},
+        {"prompt": "a koi"},
+        {"prompt": "an owl", "scheduler": "lcm", "device": "cpu"},
+    ]
+    prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    args = ["generate", "--prompt-file", str(prompts), "-m", f"local:{zoo('sd')}", "--size", "32x32", "--steps", "2",
+            "--seed", "3", "--device", "cpu", "-o", str(tmp_path / "out"), "--json"]  # fmt: skip
+    dry = run_cli(*args, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    from PIL import Image
+
+    schedulers = {}
+    for image in result.json()["images"]:
+        with Image.open(image["path"]) as img:
+            schedulers[image["line"]] = json.loads(img.text["imagegen"])["scheduler"]
+    default = schedulers[2]
+    assert schedulers == {1: "DPMSolverMultistepScheduler", 2: default, 3: "LCMScheduler"}
+    assert default not in ("DPMSolverMultistepScheduler", "LCMScheduler")
+
+
+def test_a_lines_local_options_are_checked_like_the_flags(gateway: Any, tmp_path: Path) -> None:
+    from tests.conftest import gateway_env, run_cli
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(
+        json.dumps({"prompt": "a", "scheduler": "no-such-sampler"}) + "\n"
+        + json.dumps({"prompt": "b", "device": "gpu"}) + "\n"
+        + json.dumps({"prompt": "c", "compile": "yes"}) + "\n"
+        + json.dumps({"prompt": "d", "quantize": "3bit"}) + "\n"
+    )  # fmt: skip
+    result = run_cli("generate", "--prompt-file", str(prompts), "-m", "local:tiny", "-o", str(tmp_path / "o"))
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert [e.split(":")[1].strip() for e in errors] == ["line 1", "line 2", "line 3", "line 4"], result.stderr
+    assert result.stderr.count("hint: ") == 1
+    remote = tmp_path / "r.jsonl"
+    remote.write_text(json.dumps({"prompt": "a", "scheduler": "euler"}) + "\n")
+    noted = run_cli("generate", "--prompt-file", str(remote), "-m", "apimart:z-image-turbo", "--dry-run",
+                    env=gateway_env(gateway))  # fmt: skip
+    assert noted.returncode == 0, noted.stderr
+    assert json.loads(noted.stdout.splitlines()[0])["notes"] == [
+        '"scheduler" dropped: local only (not used by apimart)'
+    ]

@@ -60,7 +60,7 @@ def _cancel_remote(provider: ResolvedProvider, remote_ids: list[str], timeout: f
     async def work(client: GatewayClient) -> None:
         for remote_id in remote_ids:
             try:
-                await client.request_json("POST", provider.url(cancel_path.format(id=remote_id)), body={})
+                await client.request_json("POST", provider.task_url(cancel_path, remote_id), body={})
                 notes.append(f"asked {provider.name} to cancel {remote_id}")
             except ImagegenError as exc:
                 notes.append(f"{provider.name} did not cancel {remote_id}: {exc.message}")

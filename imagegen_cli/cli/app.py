@@ -86,7 +86,9 @@ app.add_typer(models_app, name="models")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
-app.command("doctor", epilog="Examples:\n\n\b\n  imagegen doctor\n  imagegen doctor --online --json")(doctor)
+app.command("doctor", epilog="Examples:\n\n\b\n  imagegen doctor\n  imagegen doctor --online --timeout 5 --json")(
+    doctor
+)
 
 
 def _version(value: bool) -> None:

@@ -8,9 +8,11 @@ Exit 0 when everything the default model needs is in place, 1 otherwise.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
+import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,7 +20,7 @@ import typer
 
 from imagegen_cli import __version__
 from imagegen_cli.cli.options import JsonOpt
-from imagegen_cli.errors import ImagegenError, redact
+from imagegen_cli.errors import ImagegenError, UsageError, redact
 
 if TYPE_CHECKING:
     from imagegen_cli.settings import Settings
@@ -142,17 +144,42 @@ def _local_model_check(name: str) -> Check:
     return Check("default model", FAIL, f"{label}: {state}{why}", f"imagegen models pull {name}", needed=True)
 
 
-def _online(url: str) -> tuple[bool, str]:
+def _online(urls: list[str], timeout: float) -> dict[str, tuple[bool, str]]:
+    """Probe every base URL at once, all within one overall ``timeout``: (answers, what was seen) per URL.
+
+    Each probe runs in a daemon thread: a gateway that trickles its answer a byte at a time cannot hold the
+    command past its bound, nor the interpreter's exit.
+    """
+    import threading
+
     import httpx
 
-    try:
-        response = httpx.get(url, timeout=5.0, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        return False, f"{url} does not answer ({type(exc).__name__})"
-    return True, f"{url} answers (HTTP {response.status_code})"
+    from imagegen_cli.providers.transport import transport_reason
+
+    results: dict[str, tuple[bool, str]] = {}
+    deadline = time.monotonic() + timeout
+
+    def probe(url: str) -> None:
+        try:
+            response = httpx.get(url, timeout=max(timeout, 0.1), follow_redirects=False)
+        except httpx.TimeoutException:
+            results[url] = (False, f"{url} does not answer (timed out)")
+        except httpx.HTTPError as exc:
+            results[url] = (False, f"{url} cannot be reached: {transport_reason(exc)}")
+        else:
+            results[url] = (True, f"{url} answers (HTTP {response.status_code})")
+
+    threads = [threading.Thread(target=probe, args=(url,), daemon=True) for url in dict.fromkeys(urls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0))
+    for url in urls:
+        results.setdefault(url, (False, f"{url} does not answer within --timeout {timeout:g} s"))
+    return dict(results)
 
 
-def run_checks(online: bool) -> tuple[list[Check], str]:
+def run_checks(online: float | None) -> tuple[list[Check], str]:
     """Every check, and the default model they were judged for."""
     from imagegen_cli.config import config_path
     from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
@@ -219,10 +246,11 @@ def _default_model(settings: Settings, profiles: dict[str, Any]) -> str:
     return f"{ref.provider}:{ref.model or default}"
 
 
-def _provider_checks(profiles: dict[str, Any], default_provider: str, online: bool) -> list[Check]:
+def _provider_checks(profiles: dict[str, Any], default_provider: str, online: float | None) -> list[Check]:
     from imagegen_cli.providers.registry import resolve_provider
 
     checks = []
+    probes: list[tuple[str, str, bool]] = []  # (provider, base URL, needed): probed together at the end
     for name in sorted(profiles):
         needed = name == default_provider
         try:
@@ -236,8 +264,11 @@ def _provider_checks(profiles: dict[str, Any], default_provider: str, online: bo
         else:
             fix = f"imagegen keys set {name}"
             checks.append(Check(f"key {name}", FAIL if needed else INFO, "not set", fix, needed))
-        if online:
-            answers, text = _online(resolved.base_url)
+        probes.append((name, resolved.base_url, needed))
+    if online is not None and probes:
+        seen = _online([url for _, url, _ in probes], online)
+        for name, url, needed in probes:
+            answers, text = seen[url]
             status = OK if answers else (FAIL if needed else WARN)
             hint = None if answers else "check the network, or the base URL (imagegen config show)"
             checks.append(Check(f"online {name}", status, text, hint, needed and not answers))
@@ -247,9 +278,18 @@ def _provider_checks(profiles: dict[str, Any], default_provider: str, online: bo
 def doctor(
     json_out: JsonOpt = False,
     online: Annotated[bool, typer.Option("--online", help="Also check that each provider's base URL answers.")] = False,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", metavar="SECONDS", help="With --online: one bound for every probe together."),
+    ] = 10.0,
 ) -> None:
     """Check the set-up: Python, torch and GPU, packages, caches, keys (never shown), config."""
-    checks, default = run_checks(online)
+    from imagegen_cli.cli.render import Output, report_errors
+
+    with report_errors(Output(json_mode=json_out)):
+        if not (math.isfinite(timeout) and 0 < timeout <= 600):
+            raise UsageError(f"--timeout {timeout:g} is out of range", hint="give seconds above 0, at most 600")
+    checks, default = run_checks(timeout if online else None)
     failed = any(c.status == FAIL and c.needed for c in checks)
     problems = [c for c in checks if c.status in (FAIL, WARN)]
     if json_out:

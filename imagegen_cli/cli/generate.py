@@ -78,7 +78,12 @@ def generate(
         typer.Option("--style", metavar="vivid|natural", help="Where supported.", autocompletion=complete_style),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", metavar="INT", help="Image i gets seed+i where the backend takes seeds.")
+        int | None,
+        typer.Option(
+            "--seed",
+            metavar="INT",
+            help="Image i gets seed+i where the backend takes seeds; 0 to 2⁶³−1 for every seed+i.",
+        ),
     ] = None,
     negative_prompt: Annotated[
         str | None, typer.Option("--negative-prompt", metavar="TEXT", help="What to avoid.")
@@ -405,6 +410,9 @@ def print_dry_run(output: Output, described: list[dict[str, Any]], *, batch: boo
         for key, value in call["headers"].items():
             output.line(f"{key}: {value}")
         output.line("")
-        output.line(json.dumps(call["body"], ensure_ascii=False, indent=2))
+        if "body_text" in call:
+            output.line(call["body_text"])  # the exact bytes sent (UTF-8)
+        elif "multipart" in call:
+            output.line(json.dumps(call["multipart"], ensure_ascii=False, indent=2))
         if number < len(calls):
             output.line("")

@@ -99,7 +99,10 @@ class Output:
 
     def error(self, exc: ImagegenError, where: str = "") -> None:
         """``error: MESSAGE`` (``line 3: error: MESSAGE`` in a batch), then its hint."""
-        self._err(f"{where}error" if where else "error", exc.message, "bold red")
+        from imagegen_cli.errors import LineErrors
+
+        for each in exc.errors if isinstance(exc, LineErrors) else (exc,):
+            self._err(f"{where}error" if where else "error", each.message, "bold red")
         if exc.hint:
             self._err(f"{where}hint" if where else "hint", exc.hint, "dim")
 

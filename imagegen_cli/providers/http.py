@@ -9,7 +9,6 @@ its error, whether to retry) in ``gateway_errors``. What callers need of both is
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -19,6 +18,7 @@ import httpx
 
 from imagegen_cli import __version__
 from imagegen_cli.errors import DownloadError, GatewayError, ImagegenError, InvalidResponse, clean_text
+from imagegen_cli.providers.calls import HttpCall, JsonPayload, MultipartPayload, Payload
 from imagegen_cli.providers.gateway_errors import (
     ERROR_BODY_BYTES,
     error_message,
@@ -38,7 +38,9 @@ from imagegen_cli.providers.transport import (
     no_proxy_matches,
     read_bounded,
     transport_reason,
+    unresolvable,
 )
+from imagegen_cli.settings import env_number
 
 if TYPE_CHECKING:
     from imagegen_cli.jsontypes import JSON
@@ -54,13 +56,6 @@ __all__ = [
     "no_proxy_matches",
     "run_once",
 ]
-
-
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
 
 
 RetryHook = Callable[[int, float, str], None]
@@ -88,8 +83,9 @@ class GatewayClient:
         self.client = client
         self.throttle = throttle
         self.on_retry = on_retry
-        self.max_retries = int(_env_float("IMAGEGEN_MAX_RETRIES", 4))
-        self.base_delay = _env_float("IMAGEGEN_RETRY_BASE_DELAY", 0.5)
+        # Checked when the settings were loaded (exit 4 for a bad value); read here for each client.
+        self.max_retries = int(env_number("IMAGEGEN_MAX_RETRIES", 4))
+        self.base_delay = env_number("IMAGEGEN_RETRY_BASE_DELAY", 0.5)
         self.max_delay = 20.0
 
     def _backoff(self, attempt: int) -> float:
@@ -132,8 +128,14 @@ class GatewayClient:
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> JSON:
-        """Send one request, retrying transient failures; return the decoded JSON body."""
-        answer = await self.send(method, url, body=body, headers=headers)
+        """Send ``method url`` (with ``body`` as JSON if given) through :meth:`call`."""
+        return await self.call(
+            self.provider.call(method, url, JsonPayload(body) if body is not None else None, headers)
+        )
+
+    async def call(self, call: HttpCall) -> JSON:
+        """Send one typed call, retrying transient failures; return the decoded JSON body."""
+        answer = await self.send(call)
         try:
             return answer.json()
         except RecursionError:
@@ -145,10 +147,11 @@ class GatewayClient:
                 hint="the gateway may be down or the base URL may be wrong",
             ) from None
 
-    async def _exchange(
-        self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str], max_bytes: int
-    ) -> Answer:
-        request = self.client.build_request(method, url, json=body, headers=headers, timeout=self._timeout())
+    async def _exchange(self, call: HttpCall, max_bytes: int) -> Answer:
+        headers = {**call.headers, **self.provider.auth_header(call.url)}
+        request = self.client.build_request(
+            call.method, call.url, headers=headers, timeout=self._timeout(), **_body_arguments(call.payload)
+        )
         response = await self.client.send(request, stream=True)
         try:
             failed = response.status_code >= 400
@@ -179,10 +182,9 @@ class GatewayClient:
         except httpx.TransportError as exc:
             return exc
 
-    async def _attempt(
-        self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str], max_bytes: int
-    ) -> Answer | httpx.TransportError:
+    async def _attempt(self, call: HttpCall, max_bytes: int) -> Answer | httpx.TransportError:
         """One request, inside the provider's throttle; a transport error is returned, not raised."""
+        method, url = call.method, call.url
         parts = urlsplit(url)
         what = f"the answer to {method} {parts.path or '/'} from {parts.netloc}"
         if self.throttle is not None:
@@ -190,7 +192,7 @@ class GatewayClient:
         status: int | None = None
         retry_after: float | None = None
         try:
-            outcome = await self._within_deadline(lambda: self._exchange(method, url, body, headers, max_bytes), what)
+            outcome = await self._within_deadline(lambda: self._exchange(call, max_bytes), what)
             if isinstance(outcome, Answer):
                 status, retry_after = outcome.status_code, retry_after_seconds(outcome.headers)
             return outcome
@@ -205,23 +207,15 @@ class GatewayClient:
             if self.throttle is not None:
                 await self.throttle.release(status, retry_after)
 
-    async def send(
-        self,
-        method: str,
-        url: str,
-        *,
-        body: dict[str, Any] | None,
-        headers: dict[str, str] | None,
-        max_bytes: int = MAX_JSON_BYTES,
-    ) -> Answer:
+    async def send(self, call: HttpCall, max_bytes: int = MAX_JSON_BYTES) -> Answer:
         """Send with retries (transport errors and the statuses above) inside the deadline; raise typed errors."""
-        sent_headers = self.provider.headers_for(url, headers, json_body=body is not None)
+        method, url = call.method, call.url
         attempt = 0
         last_error: str | None = None
         rate_limited: ImagegenError | None = None  # the last 429: what the deadline cut short
         while True:
             try:
-                outcome = await self._attempt(method, url, body, sent_headers, max_bytes)
+                outcome = await self._attempt(call, max_bytes)
             except DeadlineExceeded as exc:
                 if rate_limited is not None:
                     # The gateway kept answering 429 until the deadline: that is the cause, not the timeout.
@@ -234,6 +228,8 @@ class GatewayClient:
                     f"{self.provider.name}: cannot reach {urlsplit(url).netloc}: {last_error}",
                     hint="check the network and the base URL: " + self.provider.base_url_hint(),
                 )
+                if unresolvable(outcome):
+                    raise failure
                 await self._retry(attempt, self.max_retries, last_error, failure)
             else:
                 status = outcome.status_code
@@ -294,9 +290,17 @@ class GatewayClient:
                 ) from None
             if isinstance(outcome, str):
                 return outcome
+            if isinstance(outcome, httpx.UnsupportedProtocol):
+                # A redirect to file://, ftp://...: the same answer every time, so not worth a retry.
+                raise DownloadError(
+                    f"{self.provider.name}: {what} was redirected to a URL that is not http(s)",
+                    hint="the gateway's image link leads elsewhere; nothing was read from it",
+                )
             if isinstance(outcome, httpx.TransportError):
                 last_error = transport_reason(outcome)
                 failure = DownloadError(f"{self.provider.name}: {what} failed: {last_error}")
+                if unresolvable(outcome):
+                    raise failure
                 await self._retry(attempt, self.max_retries, last_error, failure)
             else:
                 status = outcome.status_code
@@ -311,6 +315,20 @@ class GatewayClient:
                     raise failure
                 await self._retry(attempt, self.max_retries, f"HTTP {status}", failure, outcome)
             attempt += 1
+
+
+def _body_arguments(payload: Payload | None) -> dict[str, Any]:
+    """httpx's arguments for a payload: the exact JSON bytes, or multipart fields and files."""
+    if isinstance(payload, JsonPayload):
+        return {"content": payload.content}
+    if isinstance(payload, MultipartPayload):
+        data: dict[str, Any] = {}
+        for name, value in payload.fields:
+            before = data.get(name)
+            data[name] = value if before is None else [*before, value] if isinstance(before, list) else [before, value]
+        files = [(f.name, (f.filename, f.data, f.content_type)) for f in payload.files]
+        return {"data": data, "files": files}
+    return {}
 
 
 def run_once(

@@ -211,7 +211,7 @@ class RemoteJob:
                     for task in tasks:
                         finished.append((task, await self._poll(task, key)))
                 else:
-                    data = await self.client.request_json("POST", generate_url, body=call.body, headers=call.headers)
+                    data = await self.client.call(call.http)
                     parsed = parse_images_response(data, self.provider.name)
                     if parsed.usage:
                         self.emit(Usage(self.work, parsed.usage))
@@ -241,7 +241,7 @@ class RemoteJob:
         from imagegen_cli.providers.dialects import parse_submit_response
 
         self.emit(Submitting(self.work, call.index, call.first_image, call.count))
-        request = asyncio.ensure_future(self.client.request_json("POST", url, body=call.body, headers=call.headers))
+        request = asyncio.ensure_future(self.client.call(call.http))
         stopped = False
         try:
             data = await asyncio.shield(request)
@@ -334,7 +334,7 @@ class RemoteJob:
     async def _poll(self, task: TaskRecord, key: str) -> list[RemoteImage]:
         from imagegen_cli.providers.dialects import parse_task_status, task_error
 
-        url = self.provider.url(self.provider.profile.task_path.format(id=task.remote_id))
+        url = self.provider.task_url(self.provider.profile.task_path, task.remote_id)
         interval = self.poll_interval
         self.waiting_on = f"task {task.remote_id}"
         glitch_said = False

@@ -13,6 +13,7 @@ from typing import Any
 
 from imagegen_cli.errors import UsageError
 from imagegen_cli.plans import JournalEntry
+from imagegen_cli.providers.calls import HttpCall, JsonPayload, describe_call
 from imagegen_cli.providers.profiles import ModelCaps
 from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.request import (
@@ -35,9 +36,13 @@ class PlannedCall:
     index: int  # 0-based call number
     first_image: int  # 1-based index of the first image this call yields
     count: int
-    body: dict[str, Any]
-    headers: dict[str, str]
+    http: HttpCall  # the request exactly as it is sent (built once, here)
     seed: int | None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The JSON value the call sends."""
+        return self.http.json
 
 
 @dataclass(frozen=True)
@@ -65,16 +70,7 @@ class Plan:
 
     def describe(self) -> dict[str, Any]:
         """The ``--dry-run`` form: each call exactly as it is sent (the same header builder), key redacted."""
-        method, url = self.method_url
-        calls = [
-            {
-                "method": method,
-                "url": url,
-                "headers": self.provider.headers_for(url, call.headers, json_body=True, redact=True),
-                "body": call.body,
-            }
-            for call in self.calls
-        ]
+        calls = [describe_call(call.http, self.provider.shown_headers(call.http)) for call in self.calls]
         return {"provider": self.provider.name, "model": self.provider.model, "calls": calls}
 
     def journal_entry(self) -> JournalEntry:
@@ -380,7 +376,14 @@ def build_plan(
             call_body[seed_field] = seed
         # --param values are sent as given, last: they are the escape hatch for anything unmodelled.
         call_body.update(dict(request.params))
-        calls.append(PlannedCall(number, first, count, call_body, dict(headers), seed))
+        try:
+            payload = JsonPayload(call_body)
+        except ValueError as exc:
+            raise UsageError(
+                f"the request for {where} cannot be sent as JSON: {exc}", hint="check --param values"
+            ) from None
+        http = provider.call("POST", provider.url(provider.profile.generate_path), payload, headers)
+        calls.append(PlannedCall(number, first, count, http, seed))
         first += count
 
     return Plan(provider, request, tuple(calls), tuple(notes.items), response_format, output_format)

@@ -97,7 +97,7 @@ async def record_content(client: GatewayClient, provider: ResolvedProvider, reco
     from imagegen_cli.providers.job_run import MAX_DOWNLOAD_BYTES
 
     url = _path(provider, record_id, "content") + "?" + urlencode({"format": via})
-    response = await client.send("GET", url, body=None, headers={"Accept": "*/*"}, max_bytes=MAX_DOWNLOAD_BYTES)
+    response = await client.send(provider.call("GET", url, extra={"Accept": "*/*"}), max_bytes=MAX_DOWNLOAD_BYTES)
     content_type = response.headers.get("content-type", "")
     target: str | None = None
     if response.status_code in (301, 302, 303, 307, 308):

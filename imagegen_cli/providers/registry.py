@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from imagegen_cli import __version__
 from imagegen_cli.config import KeySource, env_name, find_key, is_secret_name, key_env_vars
-from imagegen_cli.errors import ConfigError, UsageError
+from imagegen_cli.errors import ConfigError, UsageError, register_secret
+from imagegen_cli.providers.calls import HttpCall, Payload
 from imagegen_cli.providers.profiles import (
     BUILTIN_PROFILES,
     LOCAL_PROVIDER,
@@ -24,6 +27,52 @@ _PROFILE_KEYS = {
     "generate_path", "task_path", "cancel_path", "records_path", "models_path", "poll_interval",
     "on_behalf_of_header",
 }  # fmt: skip
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
+
+
+def _headers(table: object, where: str) -> dict[str, str]:
+    """A provider's configured headers, checked as keys are: one printable ASCII line each, never echoed.
+
+    A CR or LF would reach the HTTP library, whose error quotes the value in a form redaction misses (and a
+    header value could inject another header); a secret-looking one is registered for redaction first.
+    """
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"headers in {where} must be a table", hint='e.g. headers = { "X-Trace" = "on" }')
+    headers: dict[str, str] = {}
+    for name, raw in table.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ConfigError(
+                f"invalid header name in {where}", hint="a header name is letters, digits and -, at most 64"
+            )
+        if not isinstance(raw, str):
+            raise ConfigError(f"header {name} in {where} must be a string", hint=f'e.g. "{name}" = "value"')
+        if is_secret_name(name):
+            register_secret(raw)
+        bad = next((c for c in raw if not (" " <= c <= "~" or c == "\t")), None)
+        if bad is not None:
+            what = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)"}.get(bad)
+            what = what or ("a non-ASCII character" if ord(bad) > 0x9F else "a control character")
+            raise ConfigError(
+                f"header {name} in {where} contains {what}; refusing to use it",
+                hint="write its value on one line, in printable ASCII",
+            )
+        headers[name] = raw
+    return headers
+
+
+def _seconds(value: object, key: str, where: str) -> float:
+    """A positive, finite number of seconds from the config (a string, NaN or a huge integer is one clear error)."""
+    try:
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or number <= 0 or number > 3600:
+        raise ConfigError(f"{key} in {where} must be a number of seconds", hint=f"e.g. {key} = 2 (at most 3600)")
+    return number
 
 
 def load_profiles(config: dict[str, Any], source: str = "the config file") -> dict[str, ProviderProfile]:
@@ -44,6 +93,8 @@ def load_profiles(config: dict[str, Any], source: str = "the config file") -> di
                 f"unknown setting {sorted(unknown)[0]!r} in {where}",
                 hint="known: " + ", ".join(sorted(_PROFILE_KEYS)),
             )
+        if "base_url" in table and not isinstance(table["base_url"], str):
+            raise ConfigError(f"base_url in {where} must be a URL in quotes", hint='e.g. base_url = "https://host/v1"')
         base = profiles.get(name)
         if base is None:
             if "base_url" not in table:
@@ -71,13 +122,13 @@ def load_profiles(config: dict[str, Any], source: str = "the config file") -> di
             default_caps=default_caps,
             models=models,
             key_env=key_env,
-            headers={**base.headers, **{str(k): str(v) for k, v in (table.get("headers") or {}).items()}},
+            headers={**base.headers, **_headers(table.get("headers"), where)},
             generate_path=str(table.get("generate_path", base.generate_path)),
             task_path=str(table.get("task_path", base.task_path)),
             cancel_path=table.get("cancel_path", base.cancel_path),
             records_path=table.get("records_path", base.records_path),
             models_path=table.get("models_path", base.models_path),
-            poll_interval=float(table.get("poll_interval", base.poll_interval)),
+            poll_interval=_seconds(table.get("poll_interval", base.poll_interval), "poll_interval", where),
             on_behalf_of_header=table.get("on_behalf_of_header", base.on_behalf_of_header),
         )
     return profiles
@@ -147,25 +198,45 @@ class ResolvedProvider:
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
 
-    def headers_for(
-        self, url: str, extra: dict[str, str] | None = None, *, json_body: bool, redact: bool = False
-    ) -> dict[str, str]:
-        """The one header builder: what a request to ``url`` carries (``redact``: as ``--dry-run`` shows it).
+    def task_url(self, path_template: str, remote_id: str) -> str:
+        """The URL of one task: its id, whatever the gateway made it, is one percent-encoded path segment.
 
-        Profile headers, then the call's own, then the key last (:meth:`auth_header`). Secret-looking
-        configured header values are redacted too.
+        An id such as ``../admin?x`` must not steer a request that carries the key to another path.
+        """
+        segment = quote(remote_id, safe="")
+        if segment.strip(".") == "":  # "." and ".." are path steps, not names, unless encoded
+            segment = segment.replace(".", "%2E")
+        return self.url(path_template.replace("{id}", segment))
+
+    def headers_for(
+        self, url: str, extra: dict[str, str] | None = None, *, content_type: str | None, key: bool = True
+    ) -> dict[str, str]:
+        """The one header builder: what a request to ``url`` carries (``key=False``: all but the key).
+
+        Profile headers, then the call's own, then the key last (:meth:`auth_header`). ``content_type`` is the
+        payload's (None: no body, or a multipart body whose Content-Type the transport sets with its boundary).
         """
         headers = {"User-Agent": f"imagegen/{__version__}", "Accept": "application/json"}
-        if json_body:
-            headers["Content-Type"] = "application/json"
-        for name, value in {**self.profile.headers, **(extra or {})}.items():
-            headers[name] = "***" if redact and is_secret_name(name) else value
-        auth = self.auth_header(url)
-        if redact and auth:
-            auth = {"Authorization": "Bearer ***"}
-        elif redact and not self.key:
-            auth = {"Authorization": f"Bearer <missing: set {self.key_vars()[0]}>"}
-        return {**headers, **auth}
+        if content_type:
+            headers["Content-Type"] = content_type
+        headers.update({**self.profile.headers, **(extra or {})})
+        return {**headers, **self.auth_header(url)} if key else headers
+
+    def call(
+        self, method: str, url: str, payload: Payload | None = None, extra: dict[str, str] | None = None
+    ) -> HttpCall:
+        """A call to this provider, built once: its headers (all but the key) and payload as they are sent."""
+        content_type = payload.content_type if payload is not None else None
+        return HttpCall(method, url, self.headers_for(url, extra, content_type=content_type, key=False), payload)
+
+    def shown_headers(self, call: HttpCall) -> dict[str, str]:
+        """A call's headers as ``--dry-run`` shows them: secret-looking values and the key redacted."""
+        headers = {name: "***" if is_secret_name(name) else value for name, value in call.headers.items()}
+        if self.auth_header(call.url):
+            headers["Authorization"] = "Bearer ***"
+        elif not self.key:
+            headers["Authorization"] = f"Bearer <missing: set {self.key_vars()[0]}>"
+        return headers
 
     def auth_header(self, url: str) -> dict[str, str]:
         """The key as a header, for ``url`` on the provider's own origin only: never a CDN or any other host."""
@@ -189,14 +260,16 @@ class ResolvedProvider:
 
     def check_transport(self) -> None:
         """Refuse to send a key over plain http unless the host is a loopback address."""
-        parts = urlsplit(self.base_url)
         try:
+            parts = urlsplit(self.base_url)  # raises ValueError for a malformed IPv6 host ("http://[::1")
             parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
             valid = parts.scheme in ("http", "https") and bool(parts.hostname)
         except ValueError:
             valid = False
         if not valid:
-            raise ConfigError(f"invalid base URL for {self.name}: {self.base_url!r}", hint="use https://host/path")
+            shown = self.base_url if len(self.base_url) <= 80 else self.base_url[:77] + "..."
+            raise ConfigError(f"invalid base URL for {self.name}: {shown!r}", hint="use https://host/path")
+        parts = urlsplit(self.base_url)
         if parts.scheme == "http" and self.key and not is_loopback(parts.hostname or ""):
             raise ConfigError(
                 f"refusing to send the {self.name} API key over plain http to {parts.hostname}",

@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import socket
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -124,8 +125,34 @@ async def read_bounded(response: httpx.Response, limit: int, *, truncate: bool, 
     return bytes(buffer)
 
 
+# getaddrinfo's answers for a name that does not exist (as opposed to a DNS server that did not answer now).
+_NO_SUCH_NAME = {getattr(socket, n) for n in ("EAI_NONAME", "EAI_NODATA", "EAI_FAIL") if hasattr(socket, n)}
+
+
+def _name_error(exc: BaseException) -> socket.gaierror | None:
+    cause: BaseException | None = exc
+    for _ in range(8):
+        if cause is None:
+            return None
+        if isinstance(cause, socket.gaierror):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def unresolvable(exc: BaseException) -> bool:
+    """Whether the host name does not exist: the same answer on every try, so not worth the retry budget."""
+    error = _name_error(exc)
+    return error is not None and error.errno in _NO_SUCH_NAME
+
+
 def transport_reason(exc: BaseException) -> str:
     """The real cause of a transport error: httpx's "All connection attempts failed" hides the errno."""
+    name_error = _name_error(exc)
+    if name_error is not None:  # its errno is getaddrinfo's, which os.strerror reads as "unknown error -2"
+        if name_error.errno in _NO_SUCH_NAME:
+            return "the host name does not resolve (no such host)"
+        return "the host name could not be looked up (DNS did not answer)"
     cause: BaseException | None = exc
     for _ in range(8):
         if cause is None:

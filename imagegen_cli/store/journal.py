@@ -300,23 +300,39 @@ class Journal(ImageClaims):
 
     # ------------------------------------------------------------------ reading
     def _job(self, row: sqlite3.Row) -> Job:
+        damaged: list[str] = []
+
+        def column(name: str, empty: Any) -> Any:
+            # A row written by another tool (or a disk error) must not break every listing: it reads as damaged.
+            try:
+                value = json.loads(row[name])
+            except (TypeError, ValueError, RecursionError):
+                damaged.append(name)
+                return empty
+            if not isinstance(value, type(empty)):
+                damaged.append(name)
+                return empty
+            return value
+
         job = Job(
             id=row["id"],
             provider=row["provider"],
             model=row["model"],
             dialect=row["dialect"],
             base_url=row["base_url"],
-            request=json.loads(row["request"]),
-            calls=json.loads(row["calls"]),
+            request=column("request", {}),
+            calls=column("calls", []),
             n=row["n"],
             status=row["status"],
             out_dir=row["out_dir"],
-            output=json.loads(row["output"]),
+            output=column("output", {}),
             error=row["error"],
             pid=row["pid"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
+        if damaged:
+            job.error = f"the journal's record of this job is damaged ({', '.join(damaged)} not readable)"
         tasks = self._rows("SELECT * FROM job_tasks WHERE job_id = ? ORDER BY call_index, remote_id", (job.id,))
         job.tasks = [TaskRow.from_row(r) for r in tasks]
         job.images = [

@@ -6,6 +6,7 @@ import re
 import secrets
 import string
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -37,17 +38,52 @@ def slugify(text: str, max_len: int = 48) -> str:
     return slug.strip("-") or "image"
 
 
+# What each field holds when a name is made: numbers stay numbers (``{index:03}`` is ``001``); a seed is empty
+# for models without one, so its format spec must suit both.
+_SAMPLES: dict[str, tuple[object, ...]] = {"index": (1,), "n": (1,), "seed": (7, "")}
+_CONVERSIONS: dict[str | None, Callable[[object], object]] = {
+    None: lambda value: value,
+    "r": repr,
+    "s": str,
+    "a": ascii,
+}
+_SPEC = re.compile(r"(?:.?[<>=^])?[+\- ]?z?#?0?(?P<width>\d*)[_,]?(?:\.(?P<precision>\d+))?[a-zA-Z%]?", re.DOTALL)
+_HINT = "e.g. --name '{slug}-{index:03}.{ext}'; fields: " + ", ".join(TEMPLATE_FIELDS)
+
+
 def check_template(template: str) -> None:
-    """Reject unknown fields and malformed braces before anything is sent."""
+    """Check the whole template before anything is sent: fields, conversions, format specs and their widths.
+
+    Every field is formatted with the kinds of value it can hold, so a name that cannot be made (``{index:q}``),
+    or one that would be huge (``{index:>1000000000}``), is refused here rather than after a billed call.
+    """
     try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise UsageError(f"invalid --name template {template!r}: {exc}") from None
-    for name in names:
+        shown = template if len(template) <= 60 else template[:57] + "..."
+        raise UsageError(f"invalid --name template {shown!r}: {exc}", hint=_HINT) from None
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
         if name not in TEMPLATE_FIELDS:
-            raise UsageError(
-                f"unknown field {{{name}}} in --name template", hint="fields: " + ", ".join(TEMPLATE_FIELDS)
-            )
+            raise UsageError(f"unknown field {{{name}}} in --name template", hint=_HINT)
+        field = f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+        field = field if len(field) <= 40 else field[:36] + "...}"  # quoted in the error: bounded
+        match = _SPEC.fullmatch(spec or "")
+        if "{" in (spec or "") or match is None or conversion not in _CONVERSIONS:
+            raise UsageError(f"invalid format {field} in --name template", hint=_HINT)
+        for part in ("width", "precision"):
+            digits = match[part] or "0"
+            if len(digits) > 4 or int(digits) > MAX_NAME:
+                raise UsageError(
+                    f"the {part} in {field} is too large for a file name",
+                    hint=f"file names are at most {MAX_NAME} characters",
+                )
+        for sample in _SAMPLES.get(name, ("text",)):
+            try:
+                format(_CONVERSIONS[conversion](sample), spec or "")
+            except (ValueError, TypeError) as exc:
+                raise UsageError(f"invalid format {field} in --name template: {exc}", hint=_HINT) from None
 
 
 def safe_component(name: str) -> str:
@@ -79,9 +115,9 @@ def render_name(
         "time": when.strftime("%H%M%S"),
         "datetime": when.strftime("%Y%m%d-%H%M%S"),
         "slug": slugify(prompt),
-        "seed": "" if seed is None else str(seed),
-        "index": str(index),
-        "n": str(n),
+        "seed": "" if seed is None else seed,
+        "index": index,
+        "n": n,
         "provider": slugify(provider, 32),
         "model": slugify(model, 48),
         "ext": ext,

@@ -103,20 +103,61 @@ class HeldParts:
         return fd, path
 
     def count(self) -> int:
-        """How many are held now; those their caller removed (a failed download) are let go first."""
+        """How many are held now; those their caller removed (a failed download) are let go first.
+
+        A part whose folder was moved still has its links: it is kept (its bytes are read through the descriptor).
+        """
         with self._guard:
             for path, fd in list(self._fds.items()):
-                if not same_file(fd, path):
+                if os.fstat(fd).st_nlink == 0:
                     os.close(self._fds.pop(path))
             return len(self._fds)
 
+    def moved(self, path: Path) -> bool:
+        """Whether the held part no longer lives at ``path`` (its folder was moved or renamed meanwhile)."""
+        with self._guard:
+            fd = self._fds.get(path)
+        return fd is not None and not same_file(fd, path)
+
+    def read(self, path: Path) -> bytes:
+        """The part's bytes, through its held descriptor: found wherever its folder went."""
+        with self._guard:
+            fd = self._fds.get(path)
+        if fd is None:
+            return path.read_bytes()
+        size = os.fstat(fd).st_size
+        chunks, offset = [], 0
+        while offset < size:
+            chunk = os.pread(fd, min(size - offset, 1 << 20), offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+
     def discard(self, path: Path) -> None:
-        """Remove a ``.part`` (if still there), then let go of its lock."""
-        path.unlink(missing_ok=True)
+        """Remove a ``.part`` (if still there, or where its moved folder now is), then let go of its lock."""
         with self._guard:
             fd = self._fds.pop(path, None)
-        if fd is not None:
-            os.close(fd)
+        try:
+            if fd is not None and not same_file(fd, path):
+                _unlink_moved(fd)
+            else:
+                path.unlink(missing_ok=True)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+def _unlink_moved(fd: int) -> None:
+    """Remove the file open as ``fd`` from wherever it now is (Linux names it in /proc); elsewhere the sweep will."""
+    try:
+        where = Path(f"/proc/self/fd/{fd}").readlink()
+    except OSError:
+        return
+    # Renamed into place (filesystems without hard links) it is an image now, no longer a part.
+    if where.name.startswith(TEMP_PREFIX) and where.name.endswith(TEMP_SUFFIX) and same_file(fd, where):
+        where.unlink(missing_ok=True)
 
 
 def _close_all(fds: dict[Path, int]) -> None:

@@ -117,7 +117,10 @@ class ImageWriter:
     def finish(self, tmp: Path, *, index: int, seed: int | None, meta: dict[str, Any]) -> SavedImage:
         """Check the download in ``tmp``, tag it, and move it into place; ``tmp`` is always consumed."""
         try:
-            return self._save(tmp.read_bytes(), tmp, index=index, seed=seed, meta=meta)
+            # Read through the held descriptor: the output folder may have been moved during the download; the
+            # image is then written again where the run said it would be.
+            data = self.parts.read(tmp)
+            return self._save(data, None if self.parts.moved(tmp) else tmp, index=index, seed=seed, meta=meta)
         finally:
             self.parts.discard(tmp)
 
@@ -298,6 +301,7 @@ class ImageWriter:
                 sys.stdout.buffer.write(piece)
             sys.stdout.buffer.flush()
             return SavedImage("-", index, size[0], size[1], fmt, seed, notes=notes)
+        notes = (*notes, *self._ensure_directory(index))
         written: Path | None = None
         try:
             if received is not None:
@@ -310,6 +314,22 @@ class ImageWriter:
             if written is not None:
                 self.parts.discard(written)
         return SavedImage(str(path), index, size[0], size[1], fmt, seed, notes=notes)
+
+    def _ensure_directory(self, index: int) -> tuple[str, ...]:
+        """The output folder, made again (not its parents) when it was moved or removed during the run."""
+        directory = self.spec.directory
+        if directory.is_dir():
+            return ()
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            return ()
+        except OSError as exc:
+            raise SaveError(
+                f"cannot save image {index}: the output folder {directory} is gone ({exc.strerror})",
+                hint="it was moved or removed during the run; keep it in place until the run ends",
+            ) from None
+        return (f"the output folder {directory} was moved or removed during the run: image {index} is in a new one",)
 
     def _write(self, pieces: Sequence[bytes | memoryview]) -> Path:
         handle, path = self.temp_file()
