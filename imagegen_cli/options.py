@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import ImagegenError, LineErrors, UsageError
-from imagegen_cli.local.options import LocalOptions
+from imagegen_cli.local_options import LocalOptions
 from imagegen_cli.request import Ratio, RequestOptions, Size, parse_param, parse_tier
 
 __all__ = ["GenerateOptions", "OutputOptions", "PromptLine", "RequestOptions", "RunOptions", "read_prompt_file"]

@@ -370,6 +370,8 @@ def test_no_upward_import_and_engines_never_reach_the_store_or_the_driver() -> N
         if target.startswith(NEVER_FROM_ENGINES)
     )
     assert reaching == []
+    # The core options (every run builds them) never reach into an engine package: LocalOptions is a shared type.
+    assert sorted(t for t in graph["imagegen_cli.options"] if t.startswith(tuple(e + "." for e in ENGINES))) == []
     # The store is below the run and its settings: it is handed what it needs (only where the data dir is).
     assert sorted(t for m, ts in graph.items() if m.startswith("imagegen_cli.store") for t in ts
                   if t == "imagegen_cli.settings") == []  # fmt: skip

@@ -224,7 +224,7 @@ def generate(
     """Generate images from a prompt and save them."""
     output = Output(json_mode=json_out, quiet=quiet)
     with report_errors(output):
-        from imagegen_cli.local.options import LocalOptions
+        from imagegen_cli.local_options import LocalOptions
         from imagegen_cli.options import (
             GenerateOptions,
             OutputOptions,

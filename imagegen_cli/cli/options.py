@@ -92,28 +92,28 @@ def complete_response_format(incomplete: str) -> list[str]:
 
 def complete_device(incomplete: str) -> list[str]:
     """``--device`` completion."""
-    from imagegen_cli.local.options import DEVICES
+    from imagegen_cli.local_options import DEVICES
 
     return _starting(DEVICES, incomplete)
 
 
 def complete_dtype(incomplete: str) -> list[str]:
     """``--dtype`` completion."""
-    from imagegen_cli.local.options import DTYPES
+    from imagegen_cli.local_options import DTYPES
 
     return _starting(DTYPES, incomplete)
 
 
 def complete_offload(incomplete: str) -> list[str]:
     """``--offload`` completion."""
-    from imagegen_cli.local.options import OFFLOADS
+    from imagegen_cli.local_options import OFFLOADS
 
     return _starting(OFFLOADS, incomplete)
 
 
 def complete_quantize(incomplete: str) -> list[str]:
     """``--quantize`` completion."""
-    from imagegen_cli.local.options import QUANTIZE
+    from imagegen_cli.local_options import QUANTIZE
 
     return _starting(QUANTIZE, incomplete)
 

@@ -18,11 +18,11 @@ from typing import Any
 
 from imagegen_cli.errors import UsageError
 from imagegen_cli.local.catalog import AUTO_ID, LOCAL_MODELS, LocalModel
-from imagegen_cli.local.options import LocalOptions
+from imagegen_cli.local_options import LocalOptions
 from imagegen_cli.plans import JournalEntry
 from imagegen_cli.request import TIER_TABLE, GenerationRequest, Notes, Ratio, Size, ratio_tier_pixels
 
-__all__ = [  # LocalOptions is defined in local.options (light enough for remote runs) and re-exported here
+__all__ = [  # LocalOptions is defined in imagegen_cli.local_options (light enough for remote runs) and re-exported here
     "CPU_SLOW_PIXEL_STEPS",
     "DEFAULT_BATCH",
     "EMPTY_NEGATIVE",

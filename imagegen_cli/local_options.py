@@ -1,7 +1,7 @@
 """The local-only flags as one typed value, checked when it is built; no torch, no catalog, no planning here.
 
-It is apart from ``local.planning`` so that every ``generate`` (a remote one too) can build its options
-without loading the local catalog and planner.
+It is a shared type (outside ``local/``) so that the core options and every ``generate`` (a remote one too) can
+build it without reaching into the local engine package (layering: see tests/test_core.py).
 """
 
 from __future__ import annotations
