@@ -148,7 +148,9 @@ def _online(url: str) -> tuple[bool, str]:
     try:
         response = httpx.get(url, timeout=5.0, follow_redirects=False)
     except httpx.HTTPError as exc:
-        return False, f"{url} does not answer ({type(exc).__name__})"
+        from imagegen_cli.providers.transport import transport_reason
+
+        return False, f"{url} does not answer: {transport_reason(exc)}"
     return True, f"{url} answers (HTTP {response.status_code})"
 
 

@@ -38,6 +38,7 @@ from imagegen_cli.providers.transport import (
     no_proxy_matches,
     read_bounded,
     transport_reason,
+    unresolved_host,
 )
 
 if TYPE_CHECKING:
@@ -230,8 +231,14 @@ class GatewayClient:
                 raise
             if isinstance(outcome, httpx.TransportError):
                 last_error = transport_reason(outcome)
+                host = urlsplit(url).netloc
+                if unresolved_host(outcome) is not None:  # a name that does not resolve: no retry will help
+                    raise GatewayError(
+                        f"{self.provider.name}: cannot resolve host {clean_text(host, 200)}: {last_error}",
+                        hint="check the host name in the base URL and your DNS: " + self.provider.base_url_hint(),
+                    )
                 failure = GatewayError(
-                    f"{self.provider.name}: cannot reach {urlsplit(url).netloc}: {last_error}",
+                    f"{self.provider.name}: cannot reach {host}: {last_error}",
                     hint="check the network and the base URL: " + self.provider.base_url_hint(),
                 )
                 await self._retry(attempt, self.max_retries, last_error, failure)
@@ -297,6 +304,8 @@ class GatewayClient:
             if isinstance(outcome, httpx.TransportError):
                 last_error = transport_reason(outcome)
                 failure = DownloadError(f"{self.provider.name}: {what} failed: {last_error}")
+                if unresolved_host(outcome) is not None:
+                    raise failure
                 await self._retry(attempt, self.max_retries, last_error, failure)
             else:
                 status = outcome.status_code

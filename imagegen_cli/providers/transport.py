@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import socket
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -124,8 +125,23 @@ async def read_bounded(response: httpx.Response, limit: int, *, truncate: bool, 
     return bytes(buffer)
 
 
+def unresolved_host(exc: BaseException) -> socket.gaierror | None:
+    """The name-resolution failure behind a transport error, if that is what it is (never worth a retry)."""
+    cause: BaseException | None = exc
+    for _ in range(8):
+        if cause is None:
+            return None
+        if isinstance(cause, socket.gaierror):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def transport_reason(exc: BaseException) -> str:
     """The real cause of a transport error: httpx's "All connection attempts failed" hides the errno."""
+    unresolved = unresolved_host(exc)
+    if unresolved is not None:  # a gaierror's number is not an errno: os.strerror(-2) is "unknown error -2"
+        return clean_text(f"the host name does not resolve ({unresolved.strerror or 'no address'})".lower(), 200)
     cause: BaseException | None = exc
     for _ in range(8):
         if cause is None:
