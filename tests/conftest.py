@@ -27,9 +27,49 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+TREE_BEFORE = pytest.StashKey[set[str] | None]()
+CACHES = ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis")
+
+
+def tree_files() -> set[str] | None:
+    """Untracked and ignored files in the checkout (caches aside); None when git cannot tell."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--ignored", "--untracked-files=all", "-z", "."],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout.decode("utf-8", "replace")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    paths = {entry[3:] for entry in out.split("\0") if entry[:2] in ("??", "!!")}
+    return {p for p in paths if not p.startswith(".venv/") and not any(c in p.split("/") for c in CACHES)}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
+        session.config.stash[TREE_BEFORE] = tree_files()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite fails when a test left a file in the checkout (a run without ``-o`` writing into the tree)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    before, after = session.config.stash.get(TREE_BEFORE, None), tree_files()
+    if before is None or after is None:
+        return
+    left = sorted(after - before)
+    if left:
+        sys.stderr.write(f"\nerror: the tests left files in the checkout: {', '.join(left[:10])}\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point XDG dirs at a temp dir, drop the user's keys and settings, make output plain."""
+    """Point XDG dirs at a temp dir, drop the user's keys and settings, make output plain; run in a temp dir
+    (a command without ``-o`` must never write into the checkout)."""
     for name in list(os.environ):
         if name.startswith("IMAGEGEN_") or name.endswith("_API_KEY") or name.endswith("_BASE_URL"):
             monkeypatch.delenv(name, raising=False)
@@ -44,6 +84,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("IMAGEGEN_POLL_INTERVAL", "0.02")
     monkeypatch.setenv("IMAGEGEN_RETRY_BASE_DELAY", "0.01")
     monkeypatch.delenv("CI", raising=False)
+    (home / "cwd").mkdir()
+    monkeypatch.chdir(home / "cwd")
     return home
 
 

@@ -213,3 +213,18 @@ def test_the_fake_cdn_falls_back_when_127_0_0_2_is_missing(tmp_path: Path) -> No
         assert "authorization" not in {k.lower() for k in gateway.image_requests[0].headers}
     with FakeProxy("192.0.2.1") as proxy:  # 127.0.0.3 is missing on macOS too
         assert proxy.url.startswith("http://127.0.0.1:")
+
+
+# ---------------------------------------------------------------- issue 21.5: tests never write into the checkout
+
+
+def test_a_run_without_o_writes_into_a_temporary_working_directory(cli) -> None:
+    from tests.conftest import ROOT, tree_files
+
+    before = tree_files()
+    result = cli("generate", "x", "-m", "openai:gpt-image-2", out_dir=False)
+    assert result.returncode == 0, result.stderr
+    here = Path.cwd().resolve()
+    assert here != ROOT and ROOT not in here.parents  # every test runs in its own temporary folder
+    assert [p for p in here.rglob("*") if p.is_file()]  # the image landed there, not in the checkout
+    assert tree_files() == before
