@@ -518,15 +518,25 @@ def test_no_wait_prints_the_job_id_even_when_one_call_failed(gateway: FakeGatewa
 
 
 def test_a_queued_batch_line_does_not_spend_its_timeout_waiting_for_a_slot(
-    cli, gateway: FakeGateway, tmp_path: Path
+    cli, gateway: FakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gateway.task_polls = 6  # each task takes six polls (about 0.4 s) while it holds the only call slot
+    # A fake clock, not a small --timeout: one "second" passes per request the gateway answers, whatever the
+    # load on the machine. Each line costs about eight requests (submit, six polls, download) while it holds
+    # the only call slot; four lines cost about 32, so a line whose clock started with the batch would pass
+    # --timeout 16 while queued, and a line whose clock starts with its own call never does.
+    from types import SimpleNamespace
+
+    from imagegen_cli.providers import transport
+
+    monkeypatch.setattr(transport, "time", SimpleNamespace(monotonic=lambda: float(len(gateway.requests))))
+    gateway.task_polls = 6
     prompts = tmp_path / "p.txt"
     prompts.write_text("".join(f"line {i}\n" for i in range(4)))
     result = cli("generate", "--prompt-file", str(prompts), "-m", "apimart:z-image-turbo", "--concurrency", "1",
-                 "--timeout", "0.7", "--json")  # fmt: skip
+                 "--timeout", "16", "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.json()["summary"]["succeeded"] == 4
+    assert len(gateway.requests) > 16  # the batch as a whole did outlast one line's --timeout on this clock
 
 
 def test_the_api_uses_the_configured_timeout(gateway: FakeGateway) -> None:
