@@ -171,9 +171,13 @@ def read_prompt_file(path: str) -> list[PromptLine]:
     try:
         data = sys.stdin.buffer.read() if path == "-" else Path(path).expanduser().read_bytes()
     except FileNotFoundError:
-        raise UsageError(f"prompt file {path} does not exist") from None
+        raise UsageError(
+            f"prompt file {path} does not exist", hint="check the path; - reads the prompts from stdin"
+        ) from None
     except OSError as exc:
-        raise UsageError(f"cannot read prompt file {path}: {exc.strerror or exc}") from None
+        raise UsageError(
+            f"cannot read prompt file {path}: {exc.strerror or exc}", hint="give a readable text or JSONL file"
+        ) from None
     text = _decode(data, f"prompt file {path}")
     lines: list[PromptLine] = []
     for number, raw in enumerate(text.splitlines(), 1):

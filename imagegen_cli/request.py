@@ -40,12 +40,14 @@ class Size:
 
     @classmethod
     def parse(cls, text: str) -> Size:
-        match = re.fullmatch(r"\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*", text)
+        match = re.fullmatch(r"\s*(\d{1,12})\s*[xX×*]\s*(\d{1,12})\s*", text)
         if not match:
             raise UsageError(f"invalid size {text!r}", hint="write it as WIDTHxHEIGHT, e.g. 1024x1024")
+        if max(len(match[1].lstrip("0")), len(match[2].lstrip("0"))) > 5:
+            raise UsageError(f"size {text.strip()} is too large", hint="give sides under 100000 pixels, e.g. 1024x1024")
         width, height = int(match[1]), int(match[2])
         if width <= 0 or height <= 0:
-            raise UsageError(f"invalid size {text!r}: both sides must be positive")
+            raise UsageError(f"invalid size {text!r}: both sides must be positive", hint="e.g. 1024x1024")
         return cls(width, height)
 
     @property
@@ -187,9 +189,9 @@ class RequestOptions:
         if self.response_format is not None and self.response_format not in RESPONSE_FORMATS:
             raise UsageError(f"invalid --response-format {self.response_format!r}", hint="use url or b64_json")
         if self.steps is not None and self.steps < 1:
-            raise UsageError("--steps must be at least 1")
+            raise UsageError("--steps must be at least 1", hint="e.g. --steps 30, or leave it out for the default")
         if self.seed is not None and self.seed < 0:
-            raise UsageError("--seed must be zero or positive")
+            raise UsageError("--seed must be zero or positive", hint="e.g. --seed 42, or leave it out for a random one")
         if self.guidance is not None and not math.isfinite(self.guidance):
             raise UsageError(f"--guidance {self.guidance} is not a number", hint="give a finite number, e.g. 4.5")
 

@@ -228,3 +228,51 @@ def test_a_run_without_o_writes_into_a_temporary_working_directory(cli) -> None:
     assert here != ROOT and ROOT not in here.parents  # every test runs in its own temporary folder
     assert [p for p in here.rglob("*") if p.is_file()]  # the image landed there, not in the checkout
     assert tree_files() == before
+
+
+# ---------------------------------------------------------------- issue 21.6: every usage error has a hint
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--size", "0x0"],
+        ["--steps", "0"],
+        ["--seed", "-5"],
+        ["--prompt-file", "missing.txt"],
+        ["-o", "/proc/imagegen-test/x.png"],
+        ["--size", "99999x99999"],
+        ["--size", "100000x100000"],
+        ["--size", "1x100000"],
+    ],
+)
+def test_every_usage_error_has_one_error_and_one_hint_line(cli, gateway: FakeGateway, flags: list[str]) -> None:
+    prompt = [] if "--prompt-file" in flags else ["x"]
+    # A folder is only checked by a real run: that one goes to the fake gateway (and must send nothing).
+    run = ["-m", "openai:gpt-image-2"] if "-o" in flags else ["-m", "local:tiny", "--dry-run"]
+    result = cli("generate", *prompt, *run, *flags, out_dir="-o" not in flags)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("note:")]
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), result.stderr
+    assert "write it as WIDTHxHEIGHT" not in result.stderr  # a size written WxH is never told to be written so
+    assert gateway.requests == []
+
+
+def test_every_usage_error_raised_in_the_code_carries_a_hint() -> None:
+    """A scan: each ``UsageError(...)`` gives ``hint=``; the few older ones are counted and may only go down,
+    and the renderer gives any usage error without one a generic hint (so none is ever printed bare)."""
+    import ast
+
+    from tests.conftest import ROOT
+
+    bare = []
+    for path in sorted((ROOT / "imagegen_cli").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("UsageError", "SettingError"):
+                if not any(k.arg == "hint" for k in node.keywords):
+                    bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert len(bare) <= 29, "a new UsageError without hint=: " + ", ".join(bare)
+    result = run_cli("generate", "x", "--prompt-file", "p.txt", "--dry-run")  # one of the older hintless raises
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: ")
