@@ -276,3 +276,13 @@ def test_every_usage_error_raised_in_the_code_carries_a_hint() -> None:
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: ")
+
+
+# ---------------------------------------------------------------- issue 21.14: what a new user meets
+
+
+def test_imagegen_alone_prints_the_help_on_stdout_and_exits_0() -> None:
+    result = run_cli()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: imagegen") and "Commands:" in result.stdout
+    assert result.stderr == ""
