@@ -49,7 +49,7 @@ def test_the_default_command_really_generates(cli, gateway: FakeGateway, tmp_pat
 
 def test_commands_and_root_options_still_win() -> None:
     bare = run_cli()
-    assert bare.returncode == 2 and "Usage: imagegen [OPTIONS] PROMPT|COMMAND" in bare.stdout + bare.stderr
+    assert bare.returncode == 0 and "Usage: imagegen [OPTIONS] PROMPT|COMMAND" in bare.stdout  # the help
     helped = run_cli("--help")
     assert helped.returncode == 0 and "Commands:" in helped.stdout
     assert 'imagegen "a cat" is imagegen generate "a cat"' in " ".join(helped.stdout.split())
@@ -190,8 +190,8 @@ def test_tasks_list_refuses_a_negative_limit_and_0_means_all(cli, gateway: FakeG
     for i in range(3):
         assert cli("generate", f"cat {i}", "-m", "apimart:z-image-turbo", "--no-wait").returncode == 0
     assert_one_line_usage_error(run_cli("tasks", "list", "--limit", "-1"), "--limit -1 is negative")
-    assert len(run_cli("tasks", "list", "--limit", "1").lines) == 1
-    assert len(run_cli("tasks", "list", "--limit", "0").lines) == 3
+    assert len(run_cli("tasks", "list", "--limit", "1").lines) == 1 + 1  # a header row, one job
+    assert len(run_cli("tasks", "list", "--limit", "0").lines) == 1 + 3
     assert "(0: all)" in run_cli("tasks", "list", "--help").stdout
 
 
@@ -286,3 +286,12 @@ def test_imagegen_alone_prints_the_help_on_stdout_and_exits_0() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: imagegen") and "Commands:" in result.stdout
     assert result.stderr == ""
+
+
+def test_tasks_list_has_a_header_and_says_when_the_journal_is_empty(cli) -> None:
+    empty = run_cli("tasks", "list")
+    assert empty.returncode == 0 and empty.stdout == "" and "no jobs yet" in empty.stderr
+    job = cli("generate", "x", "-m", "openai:gpt-image-2", "--json").json()["job"]
+    header, row = run_cli("tasks", "list").lines
+    assert header.split() == ["JOB", "CREATED", "STATUS", "SAVED", "MODEL", "PROMPT"]
+    assert row.startswith(job) and row.index("succeeded") == header.index("STATUS")
