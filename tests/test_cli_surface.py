@@ -295,3 +295,15 @@ def test_tasks_list_has_a_header_and_says_when_the_journal_is_empty(cli) -> None
     header, row = run_cli("tasks", "list").lines
     assert header.split() == ["JOB", "CREATED", "STATUS", "SAVED", "MODEL", "PROMPT"]
     assert row.startswith(job) and row.index("succeeded") == header.index("STATUS")
+
+
+def test_models_show_prints_readable_fields_and_help_examples_name_current_models() -> None:
+    shown = run_cli("models", "show", "openai:gpt-image-2")
+    assert shown.returncode == 0 and "{'" not in shown.stdout and "False" not in shown.stdout
+    assert "max side 3840" in shown.stdout
+    assert run_cli("models", "show", "openai:gpt-image-2", "--json").json()["size_limits"]["max_side"] == 3840
+    examples = re.findall(r"Example: imagegen models show (\S+)", run_cli("models", "show", "--help").stdout)
+    assert examples
+    for ref in examples:
+        info = run_cli("models", "show", ref, "--json").json()
+        assert not info.get("retired"), f"the help's example {ref} is a retired model"
