@@ -307,3 +307,8 @@ def test_models_show_prints_readable_fields_and_help_examples_name_current_model
     for ref in examples:
         info = run_cli("models", "show", ref, "--json").json()
         assert not info.get("retired"), f"the help's example {ref} is a retired model"
+
+
+def test_config_set_help_keeps_its_example_url_whole() -> None:
+    helped = run_cli("config", "set", "--help").stdout
+    assert "https://my-proxy.example/v1" in helped and "https://my-\n" not in helped
