@@ -41,12 +41,14 @@ class Size:
 
     @classmethod
     def parse(cls, text: str) -> Size:
-        match = re.fullmatch(r"\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*", text)
+        match = re.fullmatch(r"\s*(\d{1,12})\s*[xX×*]\s*(\d{1,12})\s*", text)
         if not match:
             raise UsageError(f"invalid size {text!r}", hint="write it as WIDTHxHEIGHT, e.g. 1024x1024")
+        if max(len(match[1].lstrip("0")), len(match[2].lstrip("0"))) > 5:
+            raise UsageError(f"size {text.strip()} is too large", hint="give sides under 100000 pixels, e.g. 1024x1024")
         width, height = int(match[1]), int(match[2])
         if width <= 0 or height <= 0:
-            raise UsageError(f"invalid size {text!r}: both sides must be positive")
+            raise UsageError(f"invalid size {text!r}: both sides must be positive", hint="e.g. 1024x1024")
         return cls(width, height)
 
     @property

@@ -503,3 +503,38 @@ def test_a_base_url_with_an_impossible_port_is_a_config_error(cli, gateway: Fake
     result = cli("generate", "x", "-m", GPT, "--base-url", "http://127.0.0.1:99999/v1")
     assert result.returncode == 4
     assert error_lines(result.stderr) == ["error: invalid base URL for openai: 'http://127.0.0.1:99999/v1'"]
+
+
+# ---------------------------------------------------------------- issue 21 item 1: a host name that does not resolve
+
+
+def test_a_host_that_does_not_resolve_says_so_and_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagegen_cli.errors import GatewayError
+    from imagegen_cli.providers.http import Deadline, GatewayClient, make_async_client
+    from imagegen_cli.providers.registry import load_profiles, resolve_provider
+
+    monkeypatch.setenv("IMAGEGEN_OPENAI_API_KEY", TEST_KEY)
+    base = "http://imagegen-test.invalid/v1"  # .invalid never resolves (RFC 6761), offline too
+    provider = resolve_provider(load_profiles({}), "openai", "gpt-image-2", base)
+    retries: list[tuple[int, float, str]] = []
+
+    async def main() -> Any:
+        async with make_async_client() as http:
+            client = GatewayClient(provider, Deadline(30), http, on_retry=lambda *a: retries.append(a))
+            return await client.request_json("POST", provider.url("images/generations"), body={"model": "gpt-image-2"})
+
+    with pytest.raises(GatewayError) as caught:
+        asyncio.run(main())
+    assert retries == []  # no retry budget spent on a name that does not resolve
+    message = caught.value.message
+    assert "imagegen-test.invalid: the host name does not resolve" in message
+    assert "unknown error" not in message
+    assert caught.value.hint
+
+
+def test_doctor_online_says_why_in_words_not_a_class_name() -> None:
+    from imagegen_cli.cli.doctor import _online
+
+    ok, text = _online(["http://imagegen-test.invalid/"], 10)["http://imagegen-test.invalid/"]
+    assert not ok
+    assert "does not resolve" in text and "ConnectError" not in text and "Error" not in text

@@ -149,7 +149,7 @@ def test_list_json_fields_and_filters(cli, gateway: FakeGateway) -> None:
     assert [j["provider"] for j in failed] == ["modelmax"] and "HTTP 500" in failed[0]["error"]
     assert [j["provider"] for j in run_cli("tasks", "list", "--provider", "openai", "--json").json()] == ["openai"]
     plain = run_cli("tasks")
-    assert plain.returncode == 0 and len(plain.lines) == 2 and "succeeded" in plain.stdout
+    assert plain.returncode == 0 and len(plain.lines) == 1 + 2 and "succeeded" in plain.stdout  # a header, 2 jobs
     shown = run_cli("tasks", "show", jobs[0]["id"])
     assert "status:" in shown.stdout and "prompt:" in shown.stdout
     assert run_cli("tasks", "show", "nosuchid").returncode == 2

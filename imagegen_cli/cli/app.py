@@ -52,6 +52,9 @@ class DefaultToGenerate(TyperGroup):
         return params
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:  # bare ``imagegen``: the help, on stdout, exit 0 (Click: stderr, 2)
+            typer.echo(ctx.get_help())
+            ctx.exit(0)
         if args and self._starts_generate(ctx, args[0]):
             args = [DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)

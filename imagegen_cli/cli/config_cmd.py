@@ -106,7 +106,9 @@ def set_value(
 ) -> None:
     """Change one setting (checked before it is written; comments in the file are kept).
 
-    Example: imagegen config set providers.apimart.base_url https://my-proxy.example/v1
+    \b
+    Example:
+      imagegen config set providers.apimart.base_url https://my-proxy.example/v1
     """
     output = Output()
     with report_errors(output):

@@ -244,7 +244,7 @@ def _list_live(
 def show(model: ModelArg, json_out: JsonOpt = False) -> None:
     """Everything about one model, how each flag maps for it, and an example command.
 
-    Example: imagegen models show openai:dall-e-3
+    Example: imagegen models show openai:gpt-image-2
     """
     output = Output(json_mode=json_out)
     with report_errors(output):
@@ -270,6 +270,13 @@ def show(model: ModelArg, json_out: JsonOpt = False) -> None:
             if key in skip or value in (None, "", [], {}):
                 continue
             text = " ".join(map(str, value)) if isinstance(value, list) else value
+            if isinstance(value, dict):  # readable fields, not a Python repr (--json has the structure)
+                text = ", ".join(
+                    f"{k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                    for k, v in value.items()
+                )
+            elif isinstance(value, bool):
+                text = "yes" if value else "no"
             output.line(f"{key + ':':<18}{text}")
         if info["mode"] == "local" and info["size_on_disk"]:
             from imagegen_cli.local.catalog import human_size

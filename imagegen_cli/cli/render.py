@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from imagegen_cli.store.writer import SavedImage
 
 
+USAGE_HINT = "imagegen COMMAND --help lists the flags and the values they take"
+
+
 def stderr_is_live() -> bool:
     """Animated progress only for a person at a terminal (not CI, not a dumb terminal)."""
     return sys.stderr.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
@@ -103,8 +106,9 @@ class Output:
 
         for each in exc.errors if isinstance(exc, LineErrors) else (exc,):
             self._err(f"{where}error" if where else "error", each.message, "bold red")
-        if exc.hint:
-            self._err(f"{where}hint" if where else "hint", exc.hint, "dim")
+        hint = exc.hint or (USAGE_HINT if exc.exit_code == ExitCode.USAGE else None)  # a usage error always has one
+        if hint:
+            self._err(f"{where}hint" if where else "hint", hint, "dim")
 
     def sink(self, *, batch: bool) -> CliSink:
         return CliSink(self, batch=batch, live=not self.quiet and stderr_is_live())

@@ -80,14 +80,27 @@ def list_tasks(
         if json_out:
             output.json([job.to_dict() for job in jobs])
             return
+        if not jobs:
+            output.note("no jobs yet" if not status and not provider else "no job matches")
+            return
+        rows = [("JOB", "CREATED", "STATUS", "SAVED", "MODEL", "PROMPT")]
         for job in jobs:
             data = job.to_dict()
             prompt = str(job.request.get("prompt", "")).replace("\n", " ")
             prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
-            output.line(
-                f"{job.id}  {_age(data['created_at'])}  {job.status:<9}  {len(job.saved)}/{job.n}  "
-                f"{job.provider}:{job.model}  {prompt}"
+            rows.append(
+                (
+                    job.id,
+                    _age(data["created_at"]),
+                    job.status,
+                    f"{len(job.saved)}/{job.n}",
+                    f"{job.provider}:{job.model}",
+                    prompt,
+                )
             )
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        for row in rows:  # a header row, then one aligned row a job
+            output.line("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[5]]))
 
 
 @tasks_app.command("show")

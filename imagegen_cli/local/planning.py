@@ -256,7 +256,10 @@ def _pixels(
 def _check_size(width: int, height: int, model: LocalModel | None, where: str) -> None:
     """Refuse sizes no model can take (the runner checks folders against their pipeline's native size)."""
     if max(width, height) > MAX_SIDE:
-        raise UsageError(f"{width}x{height} is too large for {where}: at most {MAX_SIDE} pixels a side")
+        raise UsageError(
+            f"{width}x{height} is too large for {where}: at most {MAX_SIDE} pixels a side",
+            hint="give a smaller --size, e.g. 1024x1024",
+        )
     if model:
         check_pixels(width, height, model.native_size, where)
 

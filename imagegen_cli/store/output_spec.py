@@ -204,9 +204,11 @@ def _prepare_dir(directory: Path) -> Path:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create output directory {directory}: {exc.strerror}") from None
+        raise UsageError(
+            f"cannot create output directory {directory}: {exc.strerror}", hint="choose another with -o DIR"
+        ) from None
     if not directory.is_dir():
-        raise UsageError(f"output path {directory} is not a directory")
+        raise UsageError(f"output path {directory} is not a directory", hint="choose another with -o DIR")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UsageError(f"output directory {directory} is not writable", hint="choose another with -o DIR")
     return directory
