@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from imagegen_cli.errors import (
     DeadlineReached,
@@ -35,6 +35,7 @@ from imagegen_cli.store.journal import Claim, TaskRow
 if TYPE_CHECKING:
     from imagegen_cli.backends import PlannedJob, RunContext
     from imagegen_cli.events import Event, ImageReady
+    from imagegen_cli.meta import ImageMeta
     from imagegen_cli.result import JobResult, ProgressSink
     from imagegen_cli.store.journal import Journal
     from imagegen_cli.store.writer import ImageWriter, SavedImage
@@ -117,20 +118,19 @@ class JobRecorder:
                 task.state, task.error = state, error
         self._journal_call(lambda j, job_id: j.update_task(job_id, remote_id, state.value, error, expires_at), None)
 
-    def _meta(self, event: ImageReady) -> dict[str, Any]:
+    def _meta(self, event: ImageReady) -> ImageMeta:
         """The image's record: what the engine said, plus this image's index and seed, the job and the time."""
         from datetime import UTC, datetime
 
         from imagegen_cli import __version__
 
-        meta = event.meta.with_image(
+        return event.meta.with_image(
             index=event.index,
             seed=event.seed,
             job=self.result.job_id,
             generator=f"imagegen {__version__}",
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-        return meta.to_record()
 
     def _save_now(self, event: ImageReady) -> None:
         """An image in memory (pixels from a pipeline, or encoded bytes): claimed, written and recorded here."""

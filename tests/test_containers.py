@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from PIL import ExifTags, Image, PngImagePlugin
 
 from imagegen_cli.errors import DownloadError
+from imagegen_cli.meta import ImageMeta
 from imagegen_cli.store.containers import ContainerError, GifLayout, JpegLayout, PngLayout, WebpLayout, parse, sniff
 from imagegen_cli.store.writer import ImageWriter, OutputSpec
 from tests.imagesamples import frames_of
@@ -117,7 +118,7 @@ def compressed_data(data: bytes) -> bytes:
 @given(valid_images(), metas)
 def test_valid_images_stay_pixel_identical_with_metadata(data: bytes, meta: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        saved = writer_in(directory).save_bytes(data, index=1, seed=meta["seed"], meta=meta)
+        saved = writer_in(directory).save_bytes(data, index=1, seed=meta["seed"], meta=ImageMeta.from_record(meta))
         written = Path(saved.path).read_bytes()
         assert sorted(p.name for p in Path(directory).iterdir()) == [Path(saved.path).name]
     assert frames_of(written) == frames_of(data)
@@ -144,7 +145,7 @@ def test_any_valid_image_converts_once_with_metadata(data: bytes, fmt: str) -> N
             directory, default_dir=None, template="{uid}", fmt=fmt, overwrite=False, metadata=True, n=1
         )
         writer = ImageWriter(spec, prompt="fuzz", provider="fuzz", model="m", n=1)
-        saved = writer.save_bytes(data, index=1, seed=7, meta={"prompt": "convert me"})
+        saved = writer.save_bytes(data, index=1, seed=7, meta=ImageMeta.from_record({"prompt": "convert me"}))
         written = Path(saved.path).read_bytes()
     with Image.open(io.BytesIO(data)) as source, Image.open(io.BytesIO(written)) as img:
         img.load()
@@ -182,7 +183,9 @@ def test_malformed_images_are_refused_in_one_line_and_never_written(
     assume(broken != data)
     with tempfile.TemporaryDirectory() as directory:
         try:
-            saved = writer_in(directory).save_bytes(broken, index=1, seed=None, meta={"prompt": "x"})
+            saved = writer_in(directory).save_bytes(
+                broken, index=1, seed=None, meta=ImageMeta.from_record({"prompt": "x"})
+            )
         except DownloadError as exc:
             assert "\n" not in exc.message and "image 1 is " in exc.message
             assert list(Path(directory).iterdir()) == []  # no image, no .part file
@@ -208,6 +211,6 @@ def test_gif87a_becomes_gif89a_for_its_comment() -> None:
     data = buffer.getvalue()
     assert data[:6] == b"GIF87a"
     with tempfile.TemporaryDirectory() as directory:
-        saved = writer_in(directory).save_bytes(data, index=1, seed=1, meta={"prompt": "x"})
+        saved = writer_in(directory).save_bytes(data, index=1, seed=1, meta=ImageMeta.from_record({"prompt": "x"}))
         written = Path(saved.path).read_bytes()
     assert written[:6] == b"GIF89a" and frames_of(written) == frames_of(data)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import imagegen_cli.store.placement as placement
+from imagegen_cli.meta import ImageMeta
 from imagegen_cli.store.job_rows import Claim
 from imagegen_cli.store.journal import Journal
 from imagegen_cli.store.placement import remove_stale_parts
@@ -162,7 +163,7 @@ def test_the_writer_holds_its_part_until_the_image_is_placed(tmp_path: Path, els
         handle.write(png_bytes(16, 16))
         assert remove_stale_parts(out) == []
     assert remove_stale_parts(out) == []  # closed, waiting for finish(): still the writer's
-    saved = writer.finish(part, index=1, seed=1, meta=dict(META))
+    saved = writer.finish(part, index=1, seed=1, meta=ImageMeta.from_record(META))
     assert [p.name for p in out.iterdir()] == [Path(saved.path).name]
     assert writer.parts.count() == 0
 
@@ -177,7 +178,7 @@ def test_a_part_its_caller_removed_is_let_go(tmp_path: Path) -> None:
     handle.close()
     assert writer.parts.count() == 1
     part.write_bytes(png_bytes(8, 8))
-    writer.finish(part, index=1, seed=1, meta=dict(META))
+    writer.finish(part, index=1, seed=1, meta=ImageMeta.from_record(META))
     assert writer.parts.count() == 0
 
 

@@ -35,6 +35,13 @@ def test_ctrl_c_while_torch_imports_or_the_pipeline_loads_says_interrupted(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, step, ctrl_c)
+    # The long-lived local engine keeps a pipeline an earlier test of this worker loaded: let go of it, so that
+    # this run loads (and is interrupted while loading) whatever ran before.
+    from imagegen_cli import engines
+
+    held = engines._INSTANCES.get("local")
+    if held is not None:
+        held.engine.unload()  # type: ignore[attr-defined]
     result = run_cli("generate", "a fox", "-m", "local:tiny", "-o", str(tmp_path / "out"), *(["--json"] * json_out))
     assert result.returncode == 130
     assert result.stderr.splitlines() == ["interrupted"]

@@ -24,6 +24,7 @@ from PIL import ExifTags, Image
 import imagegen_cli.store.placement as placement_module
 import imagegen_cli.store.writer as writer_module
 from imagegen_cli.errors import DownloadError, UsageError
+from imagegen_cli.meta import ImageMeta
 from imagegen_cli.store.writer import ImageWriter, OutputSpec, SavedImage
 from tests.fakegateway import FakeGateway
 from tests.imagesamples import EPS, SVG, animated_gif, encode, frames_of, photo_like, pixels
@@ -52,7 +53,7 @@ def make_writer(
 
 
 def save(out: Path, data: bytes, **kwargs: Any) -> tuple[SavedImage, bytes]:
-    saved = make_writer(out, **kwargs).save_bytes(data, index=1, seed=42, meta=dict(META))
+    saved = make_writer(out, **kwargs).save_bytes(data, index=1, seed=42, meta=ImageMeta.from_record(META))
     return saved, Path(saved.path).read_bytes()
 
 
@@ -246,7 +247,7 @@ def test_a_long_prompt_fits_a_jpeg_through_extended_xmp(tmp_path: Path) -> None:
     prompt = "一只在雪中的狐狸, " * 4000  # 40,000 characters: about 120 kB of UTF-8, over a JPEG segment
     writer = make_writer(tmp_path / "out")
     received = source_image("jpeg")
-    saved = writer.save_bytes(received, index=1, seed=1, meta={**META, "prompt": prompt})
+    saved = writer.save_bytes(received, index=1, seed=1, meta=ImageMeta.from_record({**META, "prompt": prompt}))
     written = Path(saved.path).read_bytes()
     assert jpeg_entropy_coded(written) == jpeg_entropy_coded(received)
     with Image.open(saved.path) as img:
@@ -308,7 +309,7 @@ def test_an_undecodable_download_names_the_image_not_the_temporary_file(tmp_path
         with handle:
             handle.write(data)
         with pytest.raises(DownloadError) as caught:
-            writer.finish(tmp, index=3, seed=None, meta=dict(META))
+            writer.finish(tmp, index=3, seed=None, meta=ImageMeta.from_record(META))
         message = caught.value.message
         assert "image 3 is not a valid image" in message and what in message
         assert ".part" not in message and str(out) not in message
@@ -404,11 +405,13 @@ def test_an_svg_root_after_a_long_prologue_is_still_svg(tmp_path: Path) -> None:
 
 def test_local_svg_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="local pipelines draw raster images"):
-        make_writer(tmp_path, fmt="svg").save_pil(Image.new("RGB", (8, 8)), index=1, seed=1, meta=dict(META))
+        make_writer(tmp_path, fmt="svg").save_pil(
+            Image.new("RGB", (8, 8)), index=1, seed=1, meta=ImageMeta.from_record(META)
+        )
 
 
 def test_local_renders_use_the_fast_png_level(tmp_path: Path) -> None:
-    saved = make_writer(tmp_path).save_pil(photo_like(128), index=1, seed=1, meta=dict(META))
+    saved = make_writer(tmp_path).save_pil(photo_like(128), index=1, seed=1, meta=ImageMeta.from_record(META))
     idat = png_idat(Path(saved.path).read_bytes())
     # zlib's header records the level class: FLEVEL 1 is "fast" (levels 2-5); Pillow's default 6 is 2.
     assert idat[1] >> 6 == 1 and writer_module.PNG_COMPRESS_LEVEL == 4
@@ -465,7 +468,7 @@ def test_only_a_free_name_is_journalled_before_placing(tmp_path: Path) -> None:
         writer = make_writer(tmp_path, template="same")
         told: list[tuple[int, str]] = []
         writer.on_target = lambda index, path: told.append((index, Path(path).name))
-        saved = writer.save_bytes(source_image("png"), index=1, seed=1, meta=dict(META))
+        saved = writer.save_bytes(source_image("png"), index=1, seed=1, meta=ImageMeta.from_record(META))
         assert told == [(1, expected)] and Path(saved.path).name == expected
 
 
@@ -494,7 +497,7 @@ def race_two_writers(out: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
     def run(writer: ImageWriter, data: bytes) -> None:
         try:
-            saved.append(writer.save_bytes(data, index=1, seed=1, meta=dict(META)))
+            saved.append(writer.save_bytes(data, index=1, seed=1, meta=ImageMeta.from_record(META)))
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
@@ -578,7 +581,7 @@ def test_a_download_through_the_cli_is_kept_as_sent(
 def test_saving_to_stdout_writes_the_tagged_image(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     spec = OutputSpec.from_args("-", default_dir=None, template=None, fmt=None, overwrite=False, metadata=True, n=1)
     saved = ImageWriter(spec, prompt="p", provider="test", model="m", n=1).save_bytes(
-        source_image("png"), index=1, seed=1, meta=dict(META)
+        source_image("png"), index=1, seed=1, meta=ImageMeta.from_record(META)
     )
     assert saved.path == "-"
     written = capsysbinary.readouterr().out

@@ -40,7 +40,7 @@ def download_record(
         n=1,
     )
     writer = ImageWriter(spec, prompt=record_id, provider=provider.name, model="", n=1)
-    meta = ImageMeta(prompt="", provider=provider.name, model="", index=1, extra={"record": record_id}).to_record()
+    meta = ImageMeta(prompt="", provider=provider.name, model="", index=1, extra={"record": record_id})
 
     async def work(client: GatewayClient) -> SavedImage:
         content = await record_content(client, provider, record_id, via)

@@ -17,6 +17,8 @@ from imagegen_cli.cli.generate import EXAMPLES, generate
 from imagegen_cli.cli.keys import keys_app
 from imagegen_cli.cli.models import models_app
 from imagegen_cli.cli.render import InterruptNotice
+from imagegen_cli.cli.show import EXAMPLES as SHOW_EXAMPLES
+from imagegen_cli.cli.show import show
 from imagegen_cli.cli.tasks import tasks_app
 from imagegen_cli.errors import ExitCode
 from imagegen_cli.signals import StopSignal, interrupted_exit_code, stop_all
@@ -89,6 +91,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
+app.command("show", epilog=SHOW_EXAMPLES)(show)
 app.command("doctor", epilog="Examples:\n\n\b\n  imagegen doctor\n  imagegen doctor --online --timeout 5 --json")(
     doctor
 )

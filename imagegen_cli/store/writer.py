@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli.errors import DownloadError, ImagegenError, SaveError, UsageError
+from imagegen_cli.meta import ImageMeta
 from imagegen_cli.store.containers import (
     JPEG_SEGMENT_MAX,
     RASTER_KINDS,
@@ -110,11 +111,11 @@ class ImageWriter:
             raise SaveError(f"cannot write in {self.spec.directory}: {exc.strerror}") from None
         return os.fdopen(fd, "w+b"), path
 
-    def save_bytes(self, data: bytes, *, index: int, seed: int | None, meta: dict[str, Any]) -> SavedImage:
+    def save_bytes(self, data: bytes, *, index: int, seed: int | None, meta: ImageMeta) -> SavedImage:
         """Save image bytes already in memory (base64 answers): checked, tagged and written once."""
         return self._save(data, None, index=index, seed=seed, meta=meta)
 
-    def finish(self, tmp: Path, *, index: int, seed: int | None, meta: dict[str, Any]) -> SavedImage:
+    def finish(self, tmp: Path, *, index: int, seed: int | None, meta: ImageMeta) -> SavedImage:
         """Check the download in ``tmp``, tag it, and move it into place; ``tmp`` is always consumed."""
         try:
             # Read through the held descriptor: the output folder may have been moved during the download; the
@@ -124,7 +125,7 @@ class ImageWriter:
         finally:
             self.parts.discard(tmp)
 
-    def save_pil(self, img: Image.Image, *, index: int, seed: int | None, meta: dict[str, Any]) -> SavedImage:
+    def save_pil(self, img: Image.Image, *, index: int, seed: int | None, meta: ImageMeta) -> SavedImage:
         """Save an image made in this process (local pipelines): encoded once, then tagged."""
         fmt = self.spec.fmt or "png"
         if fmt == "svg":
@@ -134,17 +135,15 @@ class ImageWriter:
             )
         data = _encode(img, fmt, frames=1)
         layout = parse(data, fmt)
-        meta = {**meta, "width": layout.width, "height": layout.height}
-        pieces = layout.with_metadata(self._metadata(layout, meta)) if self.spec.metadata else None
+        record = meta.with_image(width=layout.width, height=layout.height).to_record()
+        pieces = layout.with_metadata(self._metadata(layout, record)) if self.spec.metadata else None
         return self._deliver(pieces, data, None, index=index, seed=seed, fmt=fmt, size=(layout.width, layout.height))
 
     # ------------------------------------------------------------------------------------ the save path
     def _refuse(self, index: int, why: str, hint: str | None = None) -> DownloadError:
         return DownloadError(f"{self.provider}: image {index} is not a valid image: {why}", hint=hint)
 
-    def _save(
-        self, data: bytes, received: Path | None, *, index: int, seed: int | None, meta: dict[str, Any]
-    ) -> SavedImage:
+    def _save(self, data: bytes, received: Path | None, *, index: int, seed: int | None, meta: ImageMeta) -> SavedImage:
         kind = sniff(data)
         wanted = self.spec.fmt
         if wanted == "svg" or kind == "SVG":
@@ -175,8 +174,8 @@ class ImageWriter:
                 notes = _conversion_notes(index, layout, fmt)
                 layout = parse(data, fmt)
                 received = None
-        meta = {**meta, "width": layout.width, "height": layout.height}
-        pieces = layout.with_metadata(self._metadata(layout, meta)) if self.spec.metadata else None
+        record = meta.with_image(width=layout.width, height=layout.height).to_record()
+        pieces = layout.with_metadata(self._metadata(layout, record)) if self.spec.metadata else None
         return self._deliver(
             pieces,
             data,
@@ -189,7 +188,7 @@ class ImageWriter:
         )
 
     def _save_svg(
-        self, data: bytes, received: Path | None, kind: str, *, index: int, seed: int | None, meta: dict[str, Any]
+        self, data: bytes, received: Path | None, kind: str, *, index: int, seed: int | None, meta: ImageMeta
     ) -> SavedImage:
         arrived = f"{kind} ({human_size(len(data))})"
         if self.spec.fmt != "svg":
@@ -203,8 +202,8 @@ class ImageWriter:
             document = parse_svg(data)
         except ContainerError as exc:
             raise self._refuse(index, str(exc)) from None
-        meta = {**meta, "width": document.width, "height": document.height}
-        pieces = document.with_comment(svg_comment(meta)) if self.spec.metadata else None
+        record = meta.with_image(width=document.width, height=document.height).to_record()
+        pieces = document.with_comment(svg_comment(record)) if self.spec.metadata else None
         return self._deliver(
             pieces,
             data,

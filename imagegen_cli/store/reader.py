@@ -1,0 +1,134 @@
+"""Read back the generation record embedded in an image (imagegen's own, or A1111's ``parameters`` text)."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+from imagegen_cli.meta import ImageMeta
+
+
+class NoParameters(ValueError):
+    """The file holds no generation record we can read (or is not an image, or cannot be read)."""
+
+
+_XMP = re.compile(rb"<imagegen:parameters>(.*?)</imagegen:parameters>", re.S)
+_SVG = re.compile(rb"<!--\s*imagegen: (.*?)-->", re.S)
+
+
+def read_meta(path: Path) -> ImageMeta:
+    """The record embedded in ``path``, as an :class:`ImageMeta`; :class:`NoParameters` when there is none."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise NoParameters(f"cannot read {path}: {error.strerror or error}") from None
+    record = _record(data)
+    if record is None:
+        raise NoParameters(f"{path} holds no generation parameters")
+    return ImageMeta.from_record(record)
+
+
+def _record(data: bytes) -> dict[str, Any] | None:
+    """The imagegen JSON record in ``data``, else one parsed from A1111's text, else None."""
+    head = data[:512].lstrip()
+    if head.startswith((b"<?xml", b"<svg", b"<!--")):
+        found = _SVG.search(data)
+        return _json(found.group(1).decode("utf-8", "replace")) if found else None
+    found = _XMP.search(data)  # JPEG and WebP: the XMP packet carries the full record
+    if found:
+        record = _json(unescape(found.group(1).decode("utf-8", "replace")))
+        if record is not None:
+            return record
+    return _from_pillow(data)
+
+
+def _from_pillow(data: bytes) -> dict[str, Any] | None:
+    import io
+
+    from PIL import ExifTags, Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            info = dict(image.info)
+            texts = dict(getattr(image, "text", {}) or {})
+            exif = image.getexif()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    if isinstance(texts.get("imagegen"), str):
+        record = _json(texts["imagegen"])
+        if record is not None:
+            return record
+    comment = info.get("comment")
+    if isinstance(comment, bytes):
+        comment = comment.decode("utf-8", "replace")
+    if isinstance(comment, str):
+        for line in reversed(comment.splitlines()):
+            if line.startswith("imagegen: "):
+                record = _json(line[len("imagegen: ") :])
+                if record is not None:
+                    return record
+    description = exif.get(ExifTags.Base.ImageDescription)
+    if isinstance(description, str):
+        record = _json(description)
+        if record is not None:
+            return record
+    parameters = texts.get("parameters") or info.get("parameters")
+    if isinstance(parameters, str) and parameters.strip():
+        return parse_a1111(parameters)
+    return None
+
+
+def _json(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+_FIELD = re.compile(r'\s*([^:,]+?):\s*("(?:\\.|[^"\\])*"|[^,]*)(?:,|$)')
+_KEYS = {"steps": "steps", "sampler": "scheduler", "cfg scale": "guidance", "seed": "seed", "model": "model"}
+
+
+def parse_a1111(text: str) -> dict[str, Any]:
+    """A record from A1111's ``parameters`` text: prompt, negative prompt, then ``Key: value, ...``."""
+    lines = text.strip("\n").split("\n")
+    settings = lines.pop() if len(lines) > 1 and _FIELD.match(lines[-1]) and "Steps:" in lines[-1] else ""
+    prompt: list[str] = []
+    negative: list[str] = []
+    for line in lines:
+        if line.startswith("Negative prompt:") or negative:
+            negative.append(line.removeprefix("Negative prompt:").strip())
+        else:
+            prompt.append(line)
+    record: dict[str, Any] = {"prompt": "\n".join(prompt), "provider": "a1111"}
+    if negative:
+        record["negative_prompt"] = "\n".join(negative)
+    for found in _FIELD.finditer(settings):
+        key, value = found.group(1).strip().lower(), found.group(2).strip()
+        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = value[1:-1]
+        if key == "size":
+            width, _, height = value.partition("x")
+            if width.isdigit() and height.isdigit():
+                record["width"], record["height"] = int(width), int(height)
+        elif key in _KEYS:
+            record[_KEYS[key]] = _number(value) if key in ("steps", "seed", "cfg scale") else value
+        else:
+            record.setdefault("a1111", {})[found.group(1).strip()] = value
+    return record
+
+
+def _number(value: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
