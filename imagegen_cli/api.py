@@ -98,13 +98,15 @@ def resume(
     sink: ProgressSink | None = None,
 ) -> RunResult:
     """Finish journalled jobs (``tasks wait``): poll their tasks, save what is missing, never an image twice."""
+    from imagegen_cli.saving import adopt_saved_files
     from imagegen_cli.store.journal import Journal
 
     settings = settings or load_settings()
     timeout = RunOptions(timeout=timeout).timeout or settings.timeout  # RunOptions checks it as generate does
     sink = sink or SilentSink()
     with Journal.open() as journal:
-        rows = [journal.get(job_id) for job_id in job_ids]
+        # Files saved while the journal could not record them (a full disk) are adopted, never made again.
+        rows = [adopt_saved_files(journal, journal.get(job_id)) for job_id in job_ids]
         results: list[JobResult] = []
         run = RunResult(results)
         started = time.monotonic()

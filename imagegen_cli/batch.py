@@ -120,6 +120,8 @@ def assign_keys(jobs: list[PlannedJob]) -> None:
 
 def prepare_resume(journal: Journal, jobs: list[PlannedJob]) -> None:
     """Find each line's earlier job: report its saved images, poll its open tasks, make only what is missing."""
+    from imagegen_cli.saving import adopt_saved_files
+
     for job in jobs:
         previous = journal.by_batch_key(job.key) if job.key else None
         if previous is None:
@@ -140,6 +142,7 @@ def prepare_resume(journal: Journal, jobs: list[PlannedJob]) -> None:
             job.result.started = True
             job.todo = None
             continue
+        previous = job.previous = adopt_saved_files(journal, previous)  # files saved while the journal failed
         saved = previous.saved_indices()
         job.result.report_saved_rows(previous.images)
         covered: set[int] = set()

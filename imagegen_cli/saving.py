@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from imagegen_cli.events import Event, ImageReady
     from imagegen_cli.meta import ImageMeta
     from imagegen_cli.result import JobResult, ProgressSink
+    from imagegen_cli.store.job_rows import Job
     from imagegen_cli.store.journal import Journal
     from imagegen_cli.store.writer import ImageWriter, SavedImage
 
@@ -326,6 +327,41 @@ class JobRecorder:
             if note not in self.result.notes:
                 self.result.notes.append(note)
             return fallback
+
+
+def adopt_saved_files(journal: Journal, job: Job) -> Job:
+    """The job as the journal knows it, with the images its folder holds that the journal never recorded.
+
+    A journal write that failed after a save (a full disk) leaves the file and no row; the file's own record
+    names its job and index, so a resume adopts it instead of making (and billing) the image again.
+    """
+    from imagegen_cli.store.reader import find_job_images
+
+    missing = {i for i in range(1, job.n + 1) if i not in job.saved_indices()}
+    if not missing or not job.out_dir:
+        return job
+    found = find_job_images(Path(job.out_dir), job.id, missing, since=job.created_at - 60)
+    for index, (path, meta) in sorted(found.items()):
+        try:
+            journal.record_image(
+                job.id,
+                index=index,
+                path=str(path),
+                url=None,
+                seed=meta.seed,
+                width=meta.width or 0,
+                height=meta.height or 0,
+                remote_id=None,
+            )
+        except sqlite3.Error:
+            return job  # still full: the run goes on as the journal says (a later resume adopts them)
+    if not found:
+        return job
+    adopted = journal.get(job.id)
+    if len(adopted.saved_indices()) >= adopted.n:
+        journal.finish_job(job.id)  # every image is there: the job's status says so (the one rule)
+        adopted = journal.get(job.id)
+    return adopted
 
 
 def submitting_id(call: int) -> str:

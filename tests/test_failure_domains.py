@@ -168,6 +168,36 @@ def test_a_failing_journal_never_loses_the_images(cli, gateway: FakeGateway, mon
     assert any("journal could not be updated" in note for note in doc["notes"])
 
 
+@pytest.mark.parametrize("model", ["openai:gpt-image-1.5", "apimart:z-image-turbo"])
+def test_a_resume_after_the_journal_failed_sees_the_saved_files_and_bills_nothing_again(
+    cli, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model: str
+) -> None:
+    """Disk full for the journal mid-run: the images are saved; --resume and tasks wait adopt them from disk."""
+    from imagegen_cli.store.journal import Journal
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a lighthouse\na koi\n")
+    args = ["generate", "--prompt-file", str(prompts), "-m", model, "-n", "2", "--json"]
+    with monkeypatch.context() as patch:
+        patch.setattr(Journal, "record_image", full)
+        first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert len(first.json()["images"]) == 4
+    billed = len(gateway.calls())
+    listed = cli("tasks", "list", "--json").json()
+    assert all(job["images"] == [] for job in listed)  # the journal never heard of the files
+    again = cli(*args, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert len(gateway.calls()) == billed  # nothing made (nor billed) twice
+    assert sorted(i["path"] for i in again.json()["images"]) == sorted(i["path"] for i in first.json()["images"])
+    assert len(list(cli.out.iterdir())) == 4
+    jobs = cli("tasks", "list", "--json").json()
+    assert [len(job["images"]) for job in jobs] == [2, 2] and {job["status"] for job in jobs} == {"succeeded"}
+
+
 def test_too_many_task_ids_are_cut_to_what_was_asked(cli, gateway: FakeGateway) -> None:
     gateway.fault("generate", "many_ids", count=50)
     result = cli("generate", "x", "-m", "apimart:z-image-turbo", "--json")

@@ -132,3 +132,45 @@ def _number(value: str) -> int | float | str:
         except ValueError:
             continue
     return value
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".svg")
+MAX_SCANNED_FILES = 20_000  # a folder bigger than this is not searched further (the run then makes the rest)
+MAX_SCANNED_BYTES = 256 << 20
+
+
+def find_job_images(
+    directory: Path, job_id: str, indices: set[int], *, since: float = 0.0
+) -> dict[int, tuple[Path, ImageMeta]]:
+    """Files in ``directory`` whose embedded record says they are image ``index`` of job ``job_id``.
+
+    What a resume adopts when the journal could not record a saved image (a full disk): the file itself says
+    which job and image it is. Only files modified since ``since`` (the job's creation) are opened.
+    """
+    import os
+
+    found: dict[int, tuple[Path, ImageMeta]] = {}
+    try:
+        entries = os.scandir(directory)
+    except OSError:
+        return found
+    with entries:
+        for number, entry in enumerate(entries):
+            if number >= MAX_SCANNED_FILES or len(found) == len(indices):
+                break
+            name = entry.name
+            if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if not entry.is_file(follow_symlinks=False) or info.st_mtime < since or info.st_size > MAX_SCANNED_BYTES:
+                continue
+            try:
+                meta = read_meta(Path(entry.path))
+            except (NoParameters, ValueError):
+                continue
+            if meta.job == job_id and meta.index in indices and meta.index not in found:
+                found[meta.index] = (Path(entry.path), meta)
+    return found
