@@ -170,6 +170,8 @@ def run_jobs(jobs: list[PlannedJob], context: RunContext) -> RunResult:
 
     started = time.monotonic()
     result = RunResult([job.result for job in jobs])
+    if any(job.line.number is not None for job in jobs):
+        context.sink.batch_planned(result.jobs)  # the batch row's totals: every line is planned by now
     groups: dict[str, list[PlannedJob]] = {}
     for job in jobs:
         if job.todo is not None or job.resume_tasks:

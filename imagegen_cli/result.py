@@ -273,6 +273,10 @@ class ProgressSink(Protocol):
     def note(self, text: str) -> None: ...
     def image_saved(self, job: JobResult, image: SavedImage) -> None: ...
     def job_finished(self, job: JobResult) -> None: ...
+    def batch_planned(self, jobs: list[JobResult]) -> None:
+        """Every line of a batch is planned before anything is sent: the totals the batch row counts toward."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -295,6 +299,9 @@ class SilentSink:
         return None
 
     def job_finished(self, job: JobResult) -> None:
+        return None
+
+    def batch_planned(self, jobs: list[JobResult]) -> None:
         return None
 
     def close(self) -> None:

@@ -300,3 +300,45 @@ def test_models_show_prints_readable_fields_and_help_examples_name_current_model
 def test_config_set_help_keeps_its_example_url_whole() -> None:
     helped = run_cli("config", "set", "--help").stdout
     assert "https://my-proxy.example/v1" in helped and "https://my-\n" not in helped
+
+
+# ---------------------------------------------------------------- issue 21.3: the batch row on a terminal
+def test_the_batch_row_has_a_total_the_lines_counts_and_per_line_bars(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from imagegen_cli.cli.render import CliSink, Output
+    from imagegen_cli.errors import GatewayError
+    from imagegen_cli.result import JobResult
+    from imagegen_cli.store.saved_image import SavedImage
+
+    output = Output()
+    output._console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    sink = CliSink(output, batch=True, live=True)
+    lines = [JobResult("apimart", "z-image-turbo", 2, line=n) for n in (1, 2, 3)]
+    sink.batch_planned(lines)
+    assert sink.progress is not None
+    [row] = sink.progress.tasks
+    assert row.total == 6 and row.completed == 0  # every image of every line: an ETA can be computed
+    assert row.description == "batch: 0/3 lines · 0 running · 0 failed · 0 skipped"
+    lines[0].started = lines[1].started = True
+    sink.start("line-1-call", "line 1: image 1", None)
+    sink.start("line-2-call", "line 2: image 1", None)
+    assert [t.description for t in sink.progress.tasks][1:] == ["line 1: image 1", "line 2: image 1"]
+    for index in (1, 2):
+        image = SavedImage(str(tmp_path / f"{index}.png"), index, 8, 8, "png")
+        lines[0].images.append(image)
+        sink.image_saved(lines[0], image)
+    sink.job_finished(lines[0])
+    lines[1].errors.append(GatewayError("apimart: HTTP 500"))
+    sink.job_finished(lines[1])
+    row = sink.progress.tasks[0]
+    assert row.completed == 2 and row.total == 6
+    assert row.description == "batch: 2/3 lines · 0 running · 1 failed · 0 skipped"
+    lines[2].started = True
+    lines[2].reused = {1, 2}
+    lines[2].images = [SavedImage(str(tmp_path / "r.png"), i, 8, 8, "png") for i in (1, 2)]
+    sink.job_finished(lines[2])
+    assert sink.progress.tasks[0].description == "batch: 3/3 lines · 0 running · 1 failed · 1 skipped"
+    sink.close()

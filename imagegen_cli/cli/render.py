@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from imagegen_cli.errors import ExitCode, ImagegenError, clean_text, redact
+from imagegen_cli.status import JobStatus
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -168,6 +169,8 @@ class CliSink:
         self.rows: dict[str, TaskID] = {}
         self.lines_done = self.images = 0
         self.started = time.monotonic()
+        self.planned: list[JobResult] = []  # a batch's lines, once planned
+        self.finished: list[JobResult] = []
 
     def _progress(self) -> Progress:
         if self.progress is None:
@@ -214,8 +217,31 @@ class CliSink:
         else:
             self.output.note(text)
 
+    def batch_planned(self, jobs: list[JobResult]) -> None:
+        self.planned = list(jobs)
+        self._batch_row()
+
+    def _batch_row(self) -> None:
+        """One row for the whole batch: images saved of all asked (so rich can show an ETA), and the lines' counts."""
+        if not (self.batch and self.live and self.planned):
+            return
+        total = sum(job.requested for job in self.planned)
+        done = {id(job) for job in self.finished}
+        failed = sum(1 for job in self.finished if not job.skipped and job.status() == JobStatus.FAILED)
+        skipped = sum(1 for job in self.finished if job.skipped)
+        running = sum(1 for job in self.planned if job.started and id(job) not in done)
+        text = (
+            f"batch: {len(self.finished)}/{len(self.planned)} lines · {running} running · {failed} failed"
+            f" · {skipped} skipped"
+        )
+        if "batch" not in self.rows:
+            self.rows["batch"] = self._progress().add_task(text, total=total)
+        assert self.progress is not None
+        self.progress.update(self.rows["batch"], completed=self.images, description=text)
+
     def image_saved(self, job: JobResult, image: SavedImage) -> None:
         self.images += 1
+        self._batch_row()
         if not self.batch:
             return
         if not self.output.json_mode and image.path != "-":
@@ -226,6 +252,10 @@ class CliSink:
 
     def job_finished(self, job: JobResult) -> None:
         self.lines_done += 1
+        if self.planned:
+            self.finished.append(job)
+            self._batch_row()
+            return
         if self.batch and self.live:
             key = "batch"
             if key not in self.rows:
