@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from imagegen_cli.errors import DownloadError, ImagegenError, SaveError, UsageError
 from imagegen_cli.meta import ImageMeta
+from imagegen_cli.store.budget import DECODE_BUDGET
 from imagegen_cli.store.containers import (
     JPEG_SEGMENT_MAX,
     RASTER_KINDS,
@@ -32,6 +33,7 @@ from imagegen_cli.store.containers import (
     ContainerError,
     Layout,
     Metadata,
+    PngLayout,
     human_size,
     parse,
     parse_svg,
@@ -159,20 +161,18 @@ class ImageWriter:
         self._check_pixels(index, layout.width, layout.height, layout.frames)
         fmt = wanted or source
         notes: tuple[str, ...] = ()
-        img = self._decode(data, layout, index)
-        with img:
+        if fmt == source and isinstance(layout, PngLayout) and layout.frames == 1:
+            # Kept as it arrived: proving its rows are all there takes megabytes, decoding it hundreds.
+            try:
+                layout.prove_pixels()
+            except ContainerError as exc:
+                raise self._refuse(index, str(exc)) from None
+        else:
+            # Decoding holds every pixel: concurrent saves share one memory budget (a batch of huge images waits).
+            pixels = layout.width * layout.height * max(1, layout.frames) * 4 * (2 if fmt != source else 1)
+            with DECODE_BUDGET.take(pixels):
+                data, layout, notes = self._decode_and_convert(data, layout, source, fmt, index)
             if fmt != source:
-                # --format asks for another format: the one re-encode.
-                try:
-                    data = _encode(img, fmt, frames=layout.frames)
-                except Exception as exc:  # noqa: BLE001 - Pillow's encoders raise many kinds of error
-                    raise SaveError(
-                        f"cannot convert image {index} from {_DISPLAY[source]} ({img.mode}) to {_DISPLAY[fmt]}: "
-                        f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}",
-                        hint="drop --format to keep the image as it arrived",
-                    ) from None
-                notes = _conversion_notes(index, layout, fmt)
-                layout = parse(data, fmt)
                 received = None
         record = meta.with_image(width=layout.width, height=layout.height).to_record()
         pieces = layout.with_metadata(self._metadata(layout, record)) if self.spec.metadata else None
@@ -186,6 +186,24 @@ class ImageWriter:
             size=(layout.width, layout.height),
             notes=notes,
         )
+
+    def _decode_and_convert(
+        self, data: bytes, layout: Layout, source: str, fmt: str, index: int
+    ) -> tuple[bytes, Layout, tuple[str, ...]]:
+        """Decode every frame (the proof the pixels are there); with --format, the one re-encode."""
+        img = self._decode(data, layout, index)
+        with img:
+            if fmt == source:
+                return data, layout, ()
+            try:
+                data = _encode(img, fmt, frames=layout.frames)
+            except Exception as exc:  # noqa: BLE001 - Pillow's encoders raise many kinds of error
+                raise SaveError(
+                    f"cannot convert image {index} from {_DISPLAY[source]} ({img.mode}) to {_DISPLAY[fmt]}: "
+                    f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}",
+                    hint="drop --format to keep the image as it arrived",
+                ) from None
+        return data, parse(data, fmt), _conversion_notes(index, layout, fmt)
 
     def _save_svg(
         self, data: bytes, received: Path | None, kind: str, *, index: int, seed: int | None, meta: ImageMeta
