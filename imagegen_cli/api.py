@@ -81,10 +81,10 @@ def run_batch(
     jobs = jobs if jobs is not None else plan_lines(lines, options, settings)
     build_output_specs(jobs, settings)
     assign_keys(jobs)
-    with Journal.open() as journal:
+    timeout = options.run.timeout if options.run.timeout is not None else settings.timeout
+    with Journal.open(wait=timeout) as journal:  # another process's write lock is waited for within --timeout
         if options.run.resume:
             prepare_resume(journal, jobs)
-        timeout = options.run.timeout if options.run.timeout is not None else settings.timeout
         context = RunContext(settings, journal, sink or SilentSink(), timeout, concurrency=options.run.concurrency)
         return run_jobs(jobs, context)
 
@@ -104,7 +104,7 @@ def resume(
     settings = settings or load_settings()
     timeout = RunOptions(timeout=timeout).timeout or settings.timeout  # RunOptions checks it as generate does
     sink = sink or SilentSink()
-    with Journal.open() as journal:
+    with Journal.open(wait=timeout) as journal:
         # Files saved while the journal could not record them (a full disk) are adopted, never made again.
         rows = [adopt_saved_files(journal, journal.get(job_id)) for job_id in job_ids]
         results: list[JobResult] = []

@@ -127,6 +127,13 @@ class ImageBusy(PendingTimeout):
         self.index = index
 
 
+class JournalBusy(ImagegenError):
+    """Another process held the journal's write lock for longer than this command may wait (exit 5: run again)."""
+
+    exit_code = ExitCode.PENDING
+    code = "busy"
+
+
 class SaveError(ImagegenError):
     """The output could not be written (permissions, disk full, name taken)."""
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from imagegen_cli.errors import ConfigError, UsageError, redact
+from imagegen_cli.errors import ConfigError, JournalBusy, UsageError, redact
 from imagegen_cli.plans import JournalEntry
 from imagegen_cli.status import OPEN_STATUSES, JobStatus
 from imagegen_cli.store.job_rows import (
@@ -39,6 +39,7 @@ __all__ = ["Claim", "ImageRow", "Job", "Journal", "JournalEntry", "TaskRow", "jo
 
 JOB_STATES = tuple(status.value for status in JobStatus)
 OPEN_STATES = tuple(status.value for status in OPEN_STATUSES)
+LOCK_WAIT = 30.0  # seconds a command waits for another process's write lock unless it says less (its --timeout)
 
 
 def journal_path() -> Path:
@@ -60,8 +61,11 @@ class Journal(ImageClaims):
         self.owner = RowOwner(path.parent / OWNERS)  # who writes rows; liveness that holds across containers
 
     @classmethod
-    def open(cls, path: Path | None = None) -> Journal:
+    def open(cls, path: Path | None = None, *, wait: float | None = None) -> Journal:
+        """Open (creating and migrating) the journal; ``wait`` bounds, in seconds, every wait for another
+        process's write lock (default :data:`LOCK_WAIT`), after which :class:`JournalBusy` says who holds it."""
         path = path or journal_path()
+        wait = LOCK_WAIT if wait is None else max(2.0, min(float(wait), LOCK_WAIT))
         try:
             # The journal holds prompts and gateway answers: only its owner may read it.
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -71,7 +75,7 @@ class Journal(ImageClaims):
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.chmod(f"{path}{suffix}", 0o600)
-            journal = cls._connect(path)
+            journal = cls._connect(path, wait)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(
                 f"cannot open the task journal {path}: {exc}", hint="move the file away to start a new journal"
@@ -81,18 +85,19 @@ class Journal(ImageClaims):
         return journal
 
     @classmethod
-    def _connect(cls, path: Path) -> Journal:
-        """Connect, switch to WAL and migrate; retried while another process does the same.
+    def _connect(cls, path: Path, wait: float) -> Journal:
+        """Connect, switch to WAL and migrate; retried while another process does the same, for ``wait`` s.
 
         Switching a fresh file to WAL takes an exclusive lock for which SQLite's busy timeout does not wait,
         so two processes opening a new journal at once could see "database is locked" (seen in the suite).
         """
         delay = 0.02
-        for attempt in range(12):  # about 10 s in all
-            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        ends = time.monotonic() + wait
+        while True:
+            conn = sqlite3.connect(path, timeout=wait, isolation_level=None, check_same_thread=False)
             try:
                 conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA busy_timeout = 30000")
+                conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA foreign_keys = ON")
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -100,12 +105,16 @@ class Journal(ImageClaims):
                 journal._migrate()
                 return journal
             except sqlite3.OperationalError as exc:
-                conn.close()
-                if "locked" not in str(exc) or attempt == 11:
+                if not _locked(exc):
+                    conn.close()
                     raise
+                if time.monotonic() + delay >= ends:
+                    busy = _busy(conn, path)
+                    conn.close()
+                    raise busy from None
+                conn.close()
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.conn.close()
@@ -121,7 +130,12 @@ class Journal(ImageClaims):
     def _tx(self) -> Iterator[sqlite3.Connection]:
         # BEGIN IMMEDIATE takes the write lock up front, so read-then-write sequences cannot interleave.
         with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _locked(exc):
+                    raise _busy(self.conn, self.path) from None
+                raise
             try:
                 yield self.conn
             except BaseException:
@@ -139,6 +153,9 @@ class Journal(ImageClaims):
         return rows[0] if rows else None
 
     def _migrate(self) -> None:
+        # A journal already up to date needs no write lock: readers (``tasks list``) pass a held one (WAL).
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
         with self._tx() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -390,3 +407,24 @@ class Journal(ImageClaims):
         """Job ids for shell completion."""
         rows = self._rows("SELECT id FROM jobs WHERE id LIKE ? ORDER BY id DESC LIMIT 50", (prefix + "%",))
         return [r["id"] for r in rows]
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _busy(conn: sqlite3.Connection, path: Path) -> JournalBusy:
+    """The error for a write lock held too long, naming the live processes that own open jobs (WAL lets us
+    read them while the lock is held); SQLite itself cannot say which process holds its lock."""
+    pids: list[int] = []
+    with contextlib.suppress(sqlite3.Error):
+        owners = RowOwner(path.parent / OWNERS)
+        for pid, start, owner, status in conn.execute("SELECT DISTINCT pid, pid_start, owner, status FROM jobs"):
+            mine = pid == os.getpid() or pid in pids
+            if pid and status in OPEN_STATES and not mine and owners.alive(owner, pid, start):
+                pids.append(pid)
+    who = f" (pid {', '.join(map(str, pids))} has jobs open in it)" if pids else ""
+    return JournalBusy(
+        f"another imagegen process holds the journal {path}{who}; gave up waiting for it",
+        hint="run again when it is done (`imagegen tasks list` shows its jobs), or give a longer --timeout",
+    )
