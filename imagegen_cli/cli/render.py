@@ -56,6 +56,26 @@ class InterruptNotice:
             sys.stderr.flush()
 
 
+class JsonArray:
+    """A JSON array written item by item as they come, laid out as ``Output.json`` lays out a list.
+
+    ``close`` writes the ``]``; a listing that fails half way leaves the array open, so that no parser takes the
+    part for the whole (the exit code and the ``error:`` line say what happened).
+    """
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+        self.empty = True
+
+    def add(self, item: object) -> None:
+        text = json.dumps(item, ensure_ascii=False, indent=2, allow_nan=False).replace("\n", "\n  ")
+        self.output.write(("[\n  " if self.empty else ",\n  ") + text)
+        self.empty = False
+
+    def close(self) -> None:
+        self.output.write("[]\n" if self.empty else "\n]\n")
+
+
 class Output:
     """Human, JSON or quiet output; never prints a secret or a terminal escape from a gateway."""
 
@@ -79,14 +99,20 @@ class Output:
         return self._console
 
     # ---- stdout: results only
-    def line(self, text: str) -> None:
-        sys.stdout.write(redact(text) + "\n")
+    def write(self, text: str) -> None:
+        """Every piece of stdout goes through here, redacted and flushed at once."""
+        sys.stdout.write(redact(text))
         sys.stdout.flush()
+
+    def line(self, text: str) -> None:
+        self.write(text + "\n")
 
     def json(self, data: object) -> None:
         # allow_nan=False: NaN is not JSON; the options refuse non-finite numbers before this point.
-        sys.stdout.write(redact(json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False)) + "\n")
-        sys.stdout.flush()
+        self.write(json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False) + "\n")
+
+    def json_array(self) -> JsonArray:
+        return JsonArray(self)
 
     # ---- stderr: notes, warnings, errors
     def _err(self, prefix: str, text: str, style: str) -> None:

@@ -267,24 +267,34 @@ def records_list(
 
         if order not in ("desc", "asc"):
             raise UsageError("--order must be desc or asc")
-        records = list_records(
-            _records_provider(provider),
+        resolved = _records_provider(provider)
+        array = output.json_array() if json_out else None
+
+        def show(page: list[dict[str, Any]]) -> None:
+            for record in page:
+                if array is not None:
+                    array.add(record)
+                    continue
+                # Every field is gateway text: no escape sequence of it may reach the terminal.
+                output.line(
+                    f"{clean_text(str(record.get('id')), 100)}  {clean_text(str(record.get('status', '?')), 20):<9}  "
+                    f"{clean_text(str(record.get('model') or ''), 100)}  "
+                    f"{clean_text(str(record.get('prompt') or ''), 50)}"
+                )
+
+        # Each page is printed as it comes (``--all`` may read a thousand of them), none is kept.
+        list_records(
+            resolved,
             limit=limit,
             after=after,
             before=before,
             order=order,
             all_pages=all_pages,
+            on_page=show,
             timeout=timeout,
         )
-        if json_out:
-            output.json(records)
-            return
-        for record in records:
-            # Every field is gateway text: no escape sequence of it may reach the terminal.
-            output.line(
-                f"{clean_text(str(record.get('id')), 100)}  {clean_text(str(record.get('status', '?')), 20):<9}  "
-                f"{clean_text(str(record.get('model') or ''), 100)}  {clean_text(str(record.get('prompt') or ''), 50)}"
-            )
+        if array is not None:
+            array.close()
 
 
 @records_app.command("get")

@@ -52,12 +52,17 @@ def list_records(
     before: str | None,
     order: str,
     all_pages: bool,
+    on_page: Callable[[list[dict[str, Any]]], None],
     timeout: float = DEFAULT_TIMEOUT,
-) -> list[dict[str, Any]]:
-    """``GET images?limit=&after=&before=&order=``, following ``has_more`` when asked."""
+) -> int:
+    """``GET images?limit=&after=&before=&order=``, following ``has_more`` when asked; returns the record count.
 
-    async def work(client: GatewayClient) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
+    Each page goes to ``on_page`` before the next one is asked for, and is not kept: ``--all`` over a thousand
+    pages holds one page at a time, and the caller prints the records as they come.
+    """
+
+    async def work(client: GatewayClient) -> int:
+        count = 0
         cursor = after
         for _ in range(MAX_PAGES):
             query = {"limit": limit, "order": order}
@@ -69,14 +74,18 @@ def list_records(
             page = data.get("data") if isinstance(data, dict) else None
             if not isinstance(data, dict) or not isinstance(page, list):
                 raise InvalidResponse(f"{provider.name}: unexpected image list shape")
-            records.extend(r for r in page if isinstance(r, dict))
+            records = [r for r in page if isinstance(r, dict)]
+            on_page(records)
+            count += len(records)
             last = data.get("last_id") or (page[-1].get("id") if page and isinstance(page[-1], dict) else None)
-            if not (all_pages and data.get("has_more") and last and last != cursor):
+            has_more = data.get("has_more")
+            del data, page, records  # the next page is read without this one still held
+            if not (all_pages and has_more and last and last != cursor):
                 break
             cursor = str(last)
-        return records
+        return count
 
-    result: list[dict[str, Any]] = run_records(provider, work, timeout)
+    result: int = run_records(provider, work, timeout)
     return result
 
 
