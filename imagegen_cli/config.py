@@ -71,13 +71,42 @@ def load_config() -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise refuse(f"is not UTF-8 text (byte {exc.start})") from None
     try:
-        return tomllib.loads(text)
+        config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise refuse(f"is not valid TOML: {exc}") from None
     except RecursionError:
         raise refuse("is not valid TOML: values nested too deeply") from None
     except ValueError as exc:  # an integer of thousands of digits (Python's int-str limit)
         raise refuse(f"is not valid TOML: {str(exc).split(':')[0]}") from None
+    problem = _unusable_value(config)
+    if problem is not None:
+        raise refuse(problem)
+    return config
+
+
+_MAX_DEPTH = 32
+_INT64 = 1 << 63
+
+
+def _unusable_value(value: object, key: str = "", depth: int = 0) -> str | None:
+    """What in a parsed config no setting could use and later code would choke on: deep nesting, huge integers."""
+    if depth > _MAX_DEPTH:
+        return f"nests {key or 'a value'} more than {_MAX_DEPTH} levels deep"
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and not -_INT64 <= value < _INT64:
+        return f"has an integer beyond 64 bits at {key or 'the top'}"
+    if isinstance(value, dict):
+        items: list[tuple[str, object]] = [(f"{key}.{k}" if key else str(k), v) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return None
+    for name, item in items:
+        problem = _unusable_value(item, name, depth + 1)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _toml_value(value: object) -> str:

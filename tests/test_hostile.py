@@ -326,6 +326,8 @@ HOSTILE_SETTINGS: dict[str, tuple[dict[str, str], str | bytes | None, str]] = {
     "config poll interval": ({}, '[providers.apimart]\npoll_interval = "abc"\n', "poll_interval"),
     "config nested": ({}, "x = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
     "config 5000 digits": ({}, "timeout = " + "9" * 5000 + "\n", "not valid TOML"),
+    "config 4000 digits": ({}, "timeout = " + "9" * 4000 + "\n", "integer beyond 64 bits at timeout"),
+    "config 40 levels": ({}, "[providers.apimart]\nheaders = " + "{a = " * 40 + "1" + "}" * 40 + "\n", "levels deep"),
     "config not utf-8": ({}, b'timeout = "\xff\xfe"\n', "not UTF-8"),
     "config /dev/zero": ({"IMAGEGEN_CONFIG": "/dev/zero"}, None, "not a regular file"),
     "config a directory": ({"IMAGEGEN_CONFIG": "/"}, None, "not a regular file"),
