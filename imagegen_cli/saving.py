@@ -357,6 +357,10 @@ def adopt_saved_files(journal: Journal, job: Job) -> Job:
             return job  # still full: the run goes on as the journal says (a later resume adopts them)
     if not found:
         return job
+    from imagegen_cli.store.placement import remove_stale_parts
+
+    with contextlib.suppress(OSError):
+        remove_stale_parts(Path(job.out_dir))  # what the run that placed them left (no writer may open here now)
     adopted = journal.get(job.id)
     if len(adopted.saved_indices()) >= adopted.n:
         journal.finish_job(job.id)  # every image is there: the job's status says so (the one rule)
