@@ -458,3 +458,23 @@ def test_a_lines_local_options_are_checked_like_the_flags(gateway: Any, tmp_path
     assert json.loads(noted.stdout.splitlines()[0])["notes"] == [
         '"scheduler" dropped: local only (not used by apimart)'
     ]
+
+
+def test_the_local_dry_run_shows_the_pipeline_keywords_and_marks_those_decided_after_loading(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import run_cli
+
+    repo = run_cli("generate", "a fox", "-m", "local:someorg/somerepo", "--seed", "3", "--guidance", "5",
+                   "--size", "100x100", "--steps", "7", "--param", "eta=0.5", "--dry-run", "--json",
+                   env={"HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert repo.returncode == 0, repo.stderr
+    doc = json.loads(repo.stdout)
+    [call] = doc["calls"]
+    assert call["guidance_scale"] == 5.0 and call["num_inference_steps"] == 7 and call["width"] == 100
+    assert doc["pipeline"] is None  # a Hub repo: its class is known once loaded
+    decided = doc["decided_after_loading"]
+    assert set(decided) == {"width", "height", "guidance_scale", "num_inference_steps", "eta"}
+    assert "true_cfg_scale" in decided["guidance_scale"] and "the loaded pipeline" in decided["width"]
+    tiny = json.loads(run_cli("generate", "x", "-m", "local:tiny", "--seed", "1", "--dry-run", "--json").stdout)
+    assert "StableDiffusionPipeline" in tiny["decided_after_loading"]["width"]

@@ -186,7 +186,29 @@ class LocalPlan:
                 {**self.call_kwargs(b), "seeds": None if drawn else list(b.seeds), "first_image": b.first}
                 for b in self.batches
             ],
+            "decided_after_loading": self.decided_after_loading(),
         }
+
+    def decided_after_loading(self) -> dict[str, str]:
+        """The keywords above that the loaded pipeline's own ``__call__`` may still change (local/calls.py adapt).
+
+        The dry run loads nothing, so it says which ones and how, rather than promise a call it cannot know.
+        """
+        keys = set().union(*(self.call_kwargs(b) for b in self.batches)) if self.batches else set()
+        who = self.source.pipeline or "the loaded pipeline"  # a Hub repo's class is known once it is loaded
+        dropped = "dropped (with a note) if its __call__ takes none"
+        rules = {
+            "width": f"rounded to {who}'s size multiple; {dropped}",
+            "height": f"rounded to {who}'s size multiple; {dropped}",
+            "guidance_scale": f"sent as {who}'s guidance keyword (guidance_scale, true_cfg_scale or "
+            f"prior_guidance_scale); {dropped}",
+            "num_inference_steps": f"also prior_num_inference_steps if {who} has two stages; {dropped}",
+            "negative_prompt": f"{dropped}; an empty one is added for true CFG",
+        }
+        decided = {key: rule for key, rule in rules.items() if key in keys}
+        for key in self.extra:
+            decided[key] = f"--param: sent if {who}'s __call__ takes it, else dropped with a note"
+        return decided
 
 
 def _scheduler_name(name: str | None) -> str | None:
