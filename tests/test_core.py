@@ -506,3 +506,21 @@ def test_a_run_without_o_writes_in_the_tests_own_directory_never_the_checkout(cl
     [image] = result.json()["images"]
     assert Path(image["path"]).resolve().is_relative_to(tmp_path.resolve())
     assert Path.cwd().resolve().is_relative_to(tmp_path.resolve())
+
+
+def test_capabilities_are_typed_once_and_a_malformed_entry_fails_where_it_is_defined(cli, gateway: Any) -> None:
+    from imagegen_cli.providers.profile_types import ModelCaps
+    from imagegen_cli.providers.profiles import BUILTIN_PROFILES
+    from imagegen_cli.request import Ratio, Size
+    from tests.conftest import write_config
+
+    caps = ModelCaps("m", size_mode="pixels", sizes=("auto", "1024x1024", "1536x1024"), ratios=("16:9",), tiers=("2K",))
+    assert caps.pixel_sizes == (Size(1024, 1024), Size(1536, 1024)) and caps.ratio_values == (Ratio(16, 9),)
+    for bad in ({"sizes": ("1024by1024",)}, {"ratios": ("wide",)}, {"tiers": ("8K",)}):
+        with pytest.raises(ValueError, match="model m"):
+            ModelCaps("m", **bad)  # type: ignore[arg-type]
+    every = [m for p in BUILTIN_PROFILES.values() for m in p.models.values()]
+    assert every and all(len(m.pixel_sizes) == len([s for s in m.sizes if s != "auto"]) for m in every)
+    write_config('[providers.apimart.models.z-image-turbo]\nratios = ["16:9", "wide"]\n')
+    result = cli("generate", "x", "-m", "apimart:z-image-turbo", "--dry-run")
+    assert result.returncode == 4 and "invalid capabilities" in result.stderr and "'wide'" in result.stderr

@@ -93,7 +93,7 @@ def _map_size(request: GenerationRequest, caps: ModelCaps, where: str, notes: No
         return {}
 
     if mode == "pixels":
-        listed = [Size.parse(s) for s in caps.sizes if s != "auto"]
+        listed = list(caps.pixel_sizes)
         if request.size:
             if str(request.size) not in caps.sizes:
                 raise UsageError(

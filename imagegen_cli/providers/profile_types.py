@@ -7,7 +7,10 @@ table in the config file does the same at run time (``profiles.caps_from_config`
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from imagegen_cli.request import Ratio, Size
 
 SizeMode = Literal["pixels", "free", "ratio_size", "aspect_ratio", "ratio_field", "none"]
 Dialect = Literal["openai", "tasks"]
@@ -50,6 +53,25 @@ class ModelCaps:
     summary: str = ""
     retired: str | None = None  # "was retired on 2026-05-12": refused unless --base-url points elsewhere
     replacement: str | None = None  # what to use instead of a retired model
+    # The typed forms of ``sizes``/``ratios``/``tiers`` (which stay the gateway's own words), parsed once here:
+    # a malformed catalogue or config entry fails where it is defined, not at some later use.
+    pixel_sizes: tuple[Size, ...] = field(init=False, repr=False, compare=False)
+    ratio_values: tuple[Ratio, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from imagegen_cli.errors import UsageError
+        from imagegen_cli.request import TIERS, Ratio, Size
+
+        try:
+            sizes = tuple(Size.parse(text) for text in self.sizes if text != "auto")
+            ratios = tuple(Ratio.parse(text) for text in self.ratios)
+        except UsageError as exc:
+            raise ValueError(f"model {self.id}: {exc.message}") from None
+        unknown = [tier for tier in self.tiers if tier.upper() not in TIERS]
+        if unknown:
+            raise ValueError(f"model {self.id}: unknown resolution tier {unknown[0]!r} (known: {', '.join(TIERS)})")
+        object.__setattr__(self, "pixel_sizes", sizes)
+        object.__setattr__(self, "ratio_values", ratios)
 
     def describe_sizes(self) -> str:
         if self.size_mode == "pixels":

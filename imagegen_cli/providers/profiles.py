@@ -54,5 +54,7 @@ def caps_from_config(model_id: str, raw: dict[str, Any], base: ModelCaps, where:
             values[key] = value
     try:
         return replace(base, id=model_id, **values)
-    except TypeError as exc:
-        raise ConfigError(f"invalid capabilities in {where}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"invalid capabilities in {where}: {exc}", hint="see the README's Providers section"
+        ) from None
