@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -342,3 +343,42 @@ def test_the_batch_row_has_a_total_the_lines_counts_and_per_line_bars(tmp_path: 
     sink.job_finished(lines[2])
     assert sink.progress.tasks[0].description == "batch: 3/3 lines · 0 running · 1 failed · 1 skipped"
     sink.close()
+
+
+def test_o_file_in_a_folder_that_does_not_exist_is_refused_and_o_dir_is_created(cli, tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent" / "parent"
+    result = cli("generate", "x", "-m", "apimart:z-image-turbo", "-o", str(missing / "x.png"))
+    assert result.returncode == 2 and "does not exist" in result.stderr and "hint: create it first" in result.stderr
+    assert not (tmp_path / "nonexistent").exists()
+    made = cli("generate", "x", "-m", "apimart:z-image-turbo", "-o", f"{missing}/", "--json")
+    assert made.returncode == 0, made.stderr
+    assert Path(made.json()["images"][0]["path"]).parent == missing
+
+
+def test_every_help_example_names_a_model_that_exists_and_is_not_retired() -> None:
+    import re
+
+    import typer.main
+
+    from imagegen_cli.cli.app import app
+    from imagegen_cli.local.catalog import LOCAL_MODELS
+    from imagegen_cli.providers.profiles import BUILTIN_PROFILES
+
+    def commands(group: Any, path: str = "") -> list[tuple[str, Any]]:
+        found = [(path, group)]
+        for name, sub in getattr(group, "commands", {}).items():
+            found += commands(sub, f"{path} {name}".strip())
+        return found
+
+    named: list[tuple[str, str]] = []
+    for path, command in commands(typer.main.get_command(app)):
+        text = f"{command.help or ''}\n{command.epilog or ''}"
+        named += [(path, ref) for ref in re.findall(r"(?:-m |models show |--model )([a-z0-9]+:[\w.\-]+)", text)]
+    assert len(named) >= 5, named
+    for path, ref in named:
+        provider, model = ref.split(":", 1)
+        if provider == "local":
+            assert model in LOCAL_MODELS or model in ("auto", "tiny"), (path, ref)
+            continue
+        caps = BUILTIN_PROFILES[provider].models.get(model)
+        assert caps is not None and caps.retired is None, (path, ref)

@@ -82,6 +82,13 @@ class OutputSpec:
                     f"--format {fmt} conflicts with the file name {target.name}",
                     hint=f"name the file .{_EXT[fmt]}, or drop --format",
                 )
+            if not target.parent.resolve().is_dir():
+                # `-o FILE` names a file in a folder that should be there (as cp does); a typo must not become a
+                # new tree. `-o DIR/` still creates its folders.
+                raise UsageError(
+                    f"the folder of {out} does not exist: {target.parent}",
+                    hint=f"create it first (mkdir -p {target.parent}), or give -o DIR/ to let imagegen create it",
+                )
             spec = cls(
                 _prepare_dir(target.parent.resolve()),
                 file_name=safe_component(target.name),
