@@ -104,7 +104,13 @@ def generate(
         ),
     ] = None,
     out: Annotated[
-        str | None, typer.Option("-o", "--out", metavar="PATH", help="Directory (made if missing), a file in an existing folder, or - for stdout.")
+        str | None,
+        typer.Option(
+            "-o",
+            "--out",
+            metavar="PATH",
+            help="Directory (made if missing), a file in an existing folder, or - for stdout.",
+        ),
     ] = None,
     name: Annotated[
         str | None,
