@@ -219,6 +219,7 @@ def test_name_template_and_file_output(cli, gateway: FakeGateway, tmp_path: Path
     result = cli("generate", "cat", "-m", "openai:dall-e-2", "-n", "2", "--name", "{provider}-{slug}-{index}")
     assert sorted(Path(p).name for p in result.lines) == ["openai-cat-1.png", "openai-cat-2.png"]
     target = tmp_path / "named" / "hero.png"
+    target.parent.mkdir()  # -o FILE writes into a folder that exists (tests/test_cli_surface.py)
     result = cli("generate", "cat", "-m", "openai:dall-e-2", "-o", str(target))
     assert result.lines == [str(target)]
     again = cli("generate", "cat", "-m", "openai:dall-e-2", "-o", str(target))
