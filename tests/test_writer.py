@@ -588,3 +588,29 @@ def test_saving_to_stdout_writes_the_tagged_image(tmp_path: Path, capsysbinary: 
     assert png_idat(written) == png_idat(source_image("png"))
     with Image.open(io.BytesIO(written)) as img:
         assert json.loads(img.text["imagegen"])["prompt"] == META["prompt"]
+
+
+def test_a_folder_moved_while_a_download_part_is_being_made_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window between creating a part and checking it: the folder moves; the part follows it, is removed, and
+    the download goes to the folder made again where the run said (a race seen once in twenty suite runs)."""
+    out, moved = tmp_path / "out", tmp_path / "moved"
+    writer = make_writer(out)
+    lock = placement_module.lock
+
+    def lock_then_move(fd: int) -> Any:
+        taken = lock(fd)
+        if not moved.exists():
+            out.rename(moved)
+        return taken
+
+    monkeypatch.setattr(placement_module, "lock", lock_then_move)
+    handle, part = writer.temp_file()
+    monkeypatch.setattr(placement_module, "lock", lock)
+    with handle:
+        handle.write(encode(Image.new("RGB", (8, 8)), "PNG"))
+    saved = writer.finish(part, index=1, seed=1, meta=ImageMeta.from_record(META))
+    assert Path(saved.path).parent == out and Path(saved.path).is_file()
+    assert any("moved or removed during the run" in note for note in saved.notes)
+    assert [p.name for p in moved.iterdir()] == [] and [p.name for p in out.iterdir()] == [Path(saved.path).name]

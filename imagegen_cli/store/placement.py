@@ -68,6 +68,8 @@ def create_part(directory: Path, mode: int) -> tuple[int, Path]:
             os.fchmod(fd, mode)
             if lock(fd) is not False and same_file(fd, path):
                 return fd, path
+            if os.fstat(fd).st_nlink > 0:
+                _unlink_moved(fd)  # not swept but moved with its folder: it is ours to remove
         except BaseException:
             os.close(fd)
             path.unlink(missing_ok=True)

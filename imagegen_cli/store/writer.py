@@ -97,6 +97,7 @@ class ImageWriter:
         os.umask(umask)
         self.file_mode = 0o666 & ~umask
         self.parts = HeldParts()  # the .part files this writer holds, each locked until it is consumed
+        self._moved_notes: list[str] = []  # the output folder made again while a download began (said once)
         if spec.directory not in _SWEPT:  # once per directory and process: a batch makes a writer per line
             _SWEPT.add(spec.directory)
             remove_stale_parts(spec.directory)
@@ -109,6 +110,13 @@ class ImageWriter:
         """
         try:
             fd, path = self.parts.create(self.spec.directory, self.file_mode)
+        except FileNotFoundError:
+            # The folder was moved or removed during the run: made again where the run said (once), with a note.
+            self._moved_notes.extend(self._ensure_directory(None))
+            try:
+                fd, path = self.parts.create(self.spec.directory, self.file_mode)
+            except OSError as exc:
+                raise SaveError(f"cannot write in {self.spec.directory}: {exc.strerror}") from None
         except OSError as exc:
             raise SaveError(f"cannot write in {self.spec.directory}: {exc.strerror}") from None
         return os.fdopen(fd, "w+b"), path
@@ -318,7 +326,8 @@ class ImageWriter:
                 sys.stdout.buffer.write(piece)
             sys.stdout.buffer.flush()
             return SavedImage("-", index, size[0], size[1], fmt, seed, notes=notes)
-        notes = (*notes, *self._ensure_directory(index))
+        moved, self._moved_notes[:] = list(self._moved_notes), []
+        notes = (*notes, *moved, *self._ensure_directory(index))
         written: Path | None = None
         try:
             if received is not None:
@@ -332,7 +341,7 @@ class ImageWriter:
                 self.parts.discard(written)
         return SavedImage(str(path), index, size[0], size[1], fmt, seed, notes=notes)
 
-    def _ensure_directory(self, index: int) -> tuple[str, ...]:
+    def _ensure_directory(self, index: int | None) -> tuple[str, ...]:
         """The output folder, made again (not its parents) when it was moved or removed during the run."""
         directory = self.spec.directory
         if directory.is_dir():
@@ -343,10 +352,12 @@ class ImageWriter:
             return ()
         except OSError as exc:
             raise SaveError(
-                f"cannot save image {index}: the output folder {directory} is gone ({exc.strerror})",
+                f"cannot save {f'image {index}' if index else 'an image'}: the output folder {directory} is gone"
+                f" ({exc.strerror})",
                 hint="it was moved or removed during the run; keep it in place until the run ends",
             ) from None
-        return (f"the output folder {directory} was moved or removed during the run: image {index} is in a new one",)
+        which = f"image {index} is" if index else "its images are"
+        return (f"the output folder {directory} was moved or removed during the run: {which} in a new one",)
 
     def _write(self, pieces: Sequence[bytes | memoryview]) -> Path:
         handle, path = self.temp_file()
