@@ -132,7 +132,7 @@ async def decoded_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
     codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",") if c.strip()]
     codings = [c for c in codings if c != "identity"]
     # A body already read into memory (an in-process transport) has nothing left to bound: its decoded bytes.
-    already_read = getattr(response, "_content", None) is not None
+    already_read = response.is_stream_consumed
     if already_read or not all(c in ("gzip", "x-gzip", "deflate") for c in codings):
         async for chunk in response.aiter_bytes():
             yield chunk
