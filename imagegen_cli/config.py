@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import ConfigError, UsageError, register_secret
+from imagegen_cli.jsontypes import loads
 
 APP_NAME = "imagegen"
 
@@ -248,8 +249,8 @@ def _read_keys_file() -> dict[str, str]:
         return ConfigError(f"keys file {path} {reason}", hint="re-create it with: imagegen keys set NAME")
 
     try:
-        data = json.loads(read_bounded(path, MAX_KEYS_BYTES, refuse).decode("utf-8"))
-    except (OSError, ValueError, RecursionError):
+        data = loads(read_bounded(path, MAX_KEYS_BYTES, refuse).decode("utf-8"))
+    except (OSError, ValueError):
         raise refuse("is unreadable") from None
     if not isinstance(data, dict):
         raise ConfigError(f"keys file {path} is malformed", hint="re-create it with: imagegen keys set NAME")

@@ -8,7 +8,6 @@ exactly the same path through planning, the dry run, the journal and the JSON do
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen_cli.errors import ImagegenError, LineErrors, UsageError
+from imagegen_cli.jsontypes import loads
 from imagegen_cli.local_options import LocalOptions
 from imagegen_cli.request import Ratio, RequestOptions, Size, parse_param, parse_tier
 
@@ -203,8 +203,8 @@ def _decode(data: bytes, where: str) -> str:
 
 def _json_line(number: int, text: str) -> PromptLine:
     try:
-        decoded = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        decoded = loads(text)
+    except ValueError as exc:
         raise UsageError(f"line {number}: invalid JSON ({str(exc)[:120]})", hint=_LINE_HINT) from None
     if not isinstance(decoded, dict):
         raise UsageError(f"line {number}: a JSON line must be an object", hint=_LINE_HINT)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from imagegen_cli.errors import UsageError
+from imagegen_cli.jsontypes import loads
 
 OUTPUT_FORMATS = ("png", "jpeg", "webp", "gif", "svg")  # what --format and the format setting accept
 
@@ -139,14 +140,13 @@ def size_to_ratio_tier(size: Size, ratios: list[str], tiers: list[str]) -> tuple
 
 def parse_param(text: str) -> tuple[str, object]:
     """Parse ``KEY=VALUE``: the value as JSON when it parses (true, 3, 0.5), else as a string."""
-    import json
 
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
         raise UsageError(f"invalid --param {text!r}", hint="write it as KEY=VALUE, e.g. watermark=false")
     try:
-        value: object = json.loads(raw)
+        value: object = loads(raw)
     except ValueError:
         value = raw
     return key, value

@@ -656,3 +656,45 @@ def test_an_output_folder_moved_during_a_download_keeps_the_image(cli, gateway: 
         img.load()
     assert "moved" in result.stderr  # said once, in a note
     assert not list(moved.glob(".*.part")) and not list(out.glob(".*.part"))
+
+
+def test_deep_json_is_refused_before_the_decoder_recurses(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Was 1 failure in 7 suite runs: the C decoder recursed to the interpreter's limit, a garbage collection fired
+    # down there, and an unrelated finalizer (no stack left) failed into sys.unraisablehook. Here a collection is
+    # forced at each depth up to the limit, with finalizers waiting: none may fail.
+    import gc
+
+    from imagegen_cli.jsontypes import TooDeep, loads
+
+    failed: list[str] = []
+
+    def hook(unraisable: Any) -> None:
+        failed.append(type(unraisable.exc_value).__name__)
+
+    monkeypatch.setattr(sys, "unraisablehook", hook)
+
+    class Finalized:
+        def __del__(self) -> None:
+            [n + 1 for n in range(2)]  # a Python frame, as any real finalizer has
+
+    limit = sys.getrecursionlimit()
+    threshold = gc.get_threshold()
+    try:
+        for extra in range(limit - 300, limit + 5):
+            gc.collect()
+            gc.set_threshold(10**6)
+            for _ in range(20):
+                cycle = Finalized()
+                cycle.self = cycle  # type: ignore[attr-defined]
+            del cycle
+            gc.set_threshold(gc.get_count()[0] + extra)  # the next collection comes ``extra`` lists deep
+            with pytest.raises(TooDeep):
+                loads("[" * 20_000 + "]" * 20_000)
+            gc.set_threshold(*threshold)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.collect()
+    assert failed == []
+    assert loads('{"a": [1, {"b": "[[[[[[[["}]}', max_depth=3) == {"a": [1, {"b": "[[[[[[[["}]}
+    with pytest.raises(TooDeep):
+        loads("[[[[1]]]]", max_depth=3)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -13,6 +12,7 @@ import typer
 from imagegen_cli.cli.options import JsonOpt
 from imagegen_cli.cli.render import Output, report_errors
 from imagegen_cli.errors import UsageError
+from imagegen_cli.jsontypes import loads
 
 config_app = typer.Typer(
     help="Show and change settings.\n\nExample: imagegen config set default_model apimart:z-image-turbo",
@@ -80,7 +80,7 @@ def _parse_value(key: str, raw: str) -> object:
     if key in TEXT_SETTINGS:
         return raw
     try:
-        return json.loads(raw)
+        return loads(raw)
     except ValueError:
         return raw
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import email.utils
 import html
-import json
 import re
 import time
 from typing import TYPE_CHECKING
 
 from imagegen_cli.errors import AuthError, GatewayError, InsufficientBalance, clean_text
+from imagegen_cli.jsontypes import loads
 
 if TYPE_CHECKING:
     import httpx
@@ -38,7 +38,7 @@ def error_message(body: bytes, content_type: str = "") -> str:
     """One line from any gateway's error body: error.message, else message, else an excerpt."""
     text = body[:ERROR_BODY_BYTES].decode("utf-8", "replace")
     try:
-        data: object = json.loads(text)
+        data: object = loads(text)
     except ValueError:
         data = None
     if isinstance(data, dict):
@@ -103,8 +103,8 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
 def error_code(content: bytes) -> str | None:
     """``error.code`` (else ``error.type``, else a top-level ``code``) of a JSON error body."""
     try:
-        data: object = json.loads(content[:ERROR_BODY_BYTES])
-    except (ValueError, RecursionError):
+        data: object = loads(content[:ERROR_BODY_BYTES])
+    except ValueError:
         return None
     if not isinstance(data, dict):
         return None

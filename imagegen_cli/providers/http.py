@@ -18,6 +18,7 @@ import httpx
 
 from imagegen_cli import __version__
 from imagegen_cli.errors import DownloadError, GatewayError, ImagegenError, InvalidResponse, clean_text
+from imagegen_cli.jsontypes import TooDeep
 from imagegen_cli.providers.calls import HttpCall, JsonPayload, MultipartPayload, Payload
 from imagegen_cli.providers.gateway_errors import (
     ERROR_BODY_BYTES,
@@ -139,7 +140,7 @@ class GatewayClient:
         answer = await self.send(call)
         try:
             return answer.json()
-        except RecursionError:
+        except TooDeep:
             raise InvalidResponse(f"{self.provider.name}: the JSON answer is nested too deeply") from None
         except ValueError:
             excerpt = error_message(answer.content, answer.headers.get("content-type", ""))

@@ -6,12 +6,12 @@ Fetching a record's image gives its bytes or the link to them; writing the file 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode, urljoin
 
 from imagegen_cli.errors import InvalidResponse
+from imagegen_cli.jsontypes import loads
 from imagegen_cli.providers.dialects import decode_data_url, image_bytes
 from imagegen_cli.providers.registry import ResolvedProvider
 
@@ -113,12 +113,13 @@ async def record_content(client: GatewayClient, provider: ResolvedProvider, reco
         target = urljoin(url, response.headers.get("location", ""))
     elif "json" in content_type:
         try:
-            data = json.loads(response.content)
+            data = loads(response.content)
         except ValueError:
             raise InvalidResponse(f"{provider.name}: invalid JSON for record {record_id}") from None
-        target = data.get("url") if isinstance(data, dict) else None
-        if not isinstance(target, str) or not target:
+        found = data.get("url") if isinstance(data, dict) else None
+        if not isinstance(found, str) or not found:
             raise InvalidResponse(f"{provider.name}: record {record_id} answer carried no url")
+        target = found
     if target is not None and target.startswith("data:"):
         return image_bytes(decode_data_url(target, provider.name), f"{provider.name}: record {record_id}")
     if target is None:

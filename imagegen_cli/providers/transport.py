@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import os
 import socket
 import time
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from imagegen_cli.errors import ConfigError, DeadlineReached, InvalidResponse, clean_text
+from imagegen_cli.jsontypes import loads
 from imagegen_cli.providers.registry import is_loopback
 
 if TYPE_CHECKING:
@@ -97,8 +97,7 @@ class Answer:
     content: bytes
 
     def json(self) -> JSON:
-        data: JSON = json.loads(self.content)
-        return data
+        return loads(self.content)
 
 
 _PIECE = 1 << 20  # no decoding step yields more than this: a bound checked per piece is a bound on memory

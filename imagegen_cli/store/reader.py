@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from html import unescape
 from pathlib import Path
 from typing import Any
 
+from imagegen_cli.jsontypes import loads
 from imagegen_cli.meta import ImageMeta
 
 
@@ -83,7 +83,7 @@ def _from_pillow(data: bytes) -> dict[str, Any] | None:
 
 def _json(text: str) -> dict[str, Any] | None:
     try:
-        value = json.loads(text)
+        value = loads(text)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
@@ -111,7 +111,7 @@ def parse_a1111(text: str) -> dict[str, Any]:
         key, value = found.group(1).strip().lower(), found.group(2).strip()
         if value.startswith('"') and value.endswith('"') and len(value) >= 2:
             try:
-                value = json.loads(value)
+                value = loads(value)
             except ValueError:
                 value = value[1:-1]
         if key == "size":
