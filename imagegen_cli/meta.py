@@ -76,6 +76,8 @@ class ImageMeta:
     versions: Mapping[str, str] = field(default_factory=dict)  # the engine's libraries: diffusers, torch
     params: Mapping[str, Any] = field(default_factory=dict)  # --param values sent as given
     inputs: tuple[InputImage, ...] = ()
+    strength: float | None = None  # img2img: how far from the input
+    input_fidelity: str | None = None
     revised_prompt: str | None = None
     job: str | None = None
     generator: str | None = None  # "imagegen X.Y.Z"
@@ -98,6 +100,13 @@ class ImageMeta:
             "steps": request.steps,
             "guidance": request.guidance,
             "params": dict(request.params),
+            "inputs": tuple(
+                # A file by its name (never its path: that may say who the user is), a URL as given.
+                InputImage(image.source if image.is_url else image.name, image.sha256 or "", image.role)
+                for image in (*request.images, *filter(None, [request.mask]))
+            ),
+            "strength": request.strength,
+            "input_fidelity": request.input_fidelity,
         }
         return cls(**{**asked, **values})
 
@@ -155,14 +164,14 @@ _INTS = ("seed", "index", "width", "height", "steps")
 _STRS = (
     "prompt", "provider", "model", "negative_prompt", "size", "ratio", "resolution", "quality", "style",
     "scheduler", "quantize", "variant", "pipeline", "source", "device", "dtype", "revised_prompt", "job",
-    "generator", "created",
+    "generator", "created", "input_fidelity",
 )  # fmt: skip
 
 
 def _parse_field(key: str, value: Any) -> Any:
     if key in _INTS:
         return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
-    if key == "guidance":
+    if key in ("guidance", "strength"):
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             return _BAD
         return value

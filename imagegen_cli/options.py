@@ -29,7 +29,7 @@ LOCAL_LINE_KEYS = ("scheduler", "lora", "quantize", "variant", "dtype", "device"
 LINE_KEYS = (
     "prompt", "model", "provider", "n", "size", "ratio", "resolution", "quality", "style", "seed",
     "negative_prompt", "steps", "guidance", "params", "param", "response_format", "user", "on_behalf_of",
-    "name", "format", "out",
+    "name", "format", "out", "image", "mask", "strength", "input_fidelity",
     *LOCAL_LINE_KEYS,
 )  # fmt: skip
 
@@ -161,14 +161,35 @@ def _request_overrides(base: RequestOptions, values: Mapping[str, Any]) -> Reque
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise UsageError(f'"{key}" must be an integer')
             changes[key] = value
-        elif key == "guidance":
+        elif key in ("guidance", "strength"):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise UsageError('"guidance" must be a number')
+                raise UsageError(f'"{key}" must be a number')
             changes[key] = None if value is None else float(value)
+        elif key in ("image", "mask"):
+            changes.update(_line_inputs(key, value))
         else:
             changes[key] = _string(key, value)
     changes["params"] = tuple(params.items())
     return replace(base, **changes)
+
+
+def _line_inputs(key: str, value: object) -> dict[str, Any]:
+    """A line's ``"image"`` (a path or URL, or a list of them) or ``"mask"``, read and checked like the flags."""
+    from imagegen_cli.inputs import load_input
+
+    items: list[str] = [item for item in (value if isinstance(value, list) else [value]) if isinstance(item, str)]
+    if value is None:
+        items = []
+    elif len(items) != (len(value) if isinstance(value, list) else 1) or "-" in items:
+        raise UsageError(
+            f'"{key}" must be a path or URL' + (" (or a list of them)" if key == "image" else ""),
+            hint='e.g. "image": ["photo.png"] (standard input is the flags\' --image -, not a line\'s)',
+        )
+    if key == "mask":
+        if len(items) > 1:
+            raise UsageError('"mask" takes one file')
+        return {"mask": load_input(items[0], "mask") if items else None}
+    return {"images": tuple(load_input(item) for item in items)}
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import UsageError
 from imagegen_cli.jsontypes import loads
+
+if TYPE_CHECKING:
+    from imagegen_cli.inputs import SourceImage
 
 OUTPUT_FORMATS = ("png", "jpeg", "webp", "gif", "svg")  # what --format and the format setting accept
 
@@ -17,6 +20,7 @@ STYLES = ("vivid", "natural")
 RESPONSE_FORMATS = ("url", "b64_json")
 TIERS = ("1K", "2K", "4K")
 MAX_SEED = 2**63 - 1  # seeds are stored and used as signed 64-bit integers
+MAX_INPUT_IMAGES = 16  # the most any model takes (OpenAI's GPT image models); each model may take fewer
 MAX_IMAGES = 100  # a guard against a typo such as -n 1000 turning into a thousand paid calls
 
 # Output pixels by ratio and tier, as apimart documents them for z-image-turbo; also the table
@@ -175,8 +179,13 @@ class RequestOptions:
     user: str | None = None
     on_behalf_of: str | None = None
     strict: bool = False
+    images: tuple[SourceImage, ...] = ()  # --image: what an edit, img2img or inpainting starts from
+    mask: SourceImage | None = None  # --mask: where the first image is to change
+    strength: float | None = None  # --strength: img2img, how far from the input (0..1)
+    input_fidelity: str | None = None  # --input-fidelity low|high
 
     def __post_init__(self) -> None:
+        self._check_inputs()
         if not 1 <= self.n <= MAX_IMAGES:
             raise UsageError(f"-n {self.n} is out of range", hint=f"ask for 1 to {MAX_IMAGES} images")
         if self.size and self.ratio:
@@ -199,6 +208,36 @@ class RequestOptions:
             )
         if self.guidance is not None and not math.isfinite(self.guidance):
             raise UsageError(f"--guidance {self.guidance} is not a number", hint="give a finite number, e.g. 4.5")
+
+    def _check_inputs(self) -> None:
+        from imagegen_cli.inputs import INPUT_FIDELITIES
+
+        if len(self.images) > MAX_INPUT_IMAGES:
+            raise UsageError(
+                f"{len(self.images)} --image inputs; no model takes more than {MAX_INPUT_IMAGES}",
+                hint="give fewer images",
+            )
+        if self.mask is not None:
+            if not self.images:
+                raise UsageError(
+                    "--mask needs --image", hint="imagegen generate PROMPT --image photo.png --mask mask.png"
+                )
+            first = self.images[0]
+            if first.size and self.mask.size and first.size != self.mask.size:
+                raise UsageError(
+                    f"--mask is {self.mask.width}x{self.mask.height}, the first --image "
+                    f"{first.width}x{first.height}: they must be the same size",
+                    hint="make the mask from the first image (same width and height)",
+                )
+        if self.strength is not None and not (math.isfinite(self.strength) and 0 <= self.strength <= 1):
+            raise UsageError(f"--strength {self.strength} is out of range", hint="give a number from 0 to 1, e.g. 0.6")
+        if self.strength is not None and not self.images:
+            raise UsageError("--strength needs --image", hint="it says how far from the input image to go")
+        if self.input_fidelity is not None:
+            if self.input_fidelity not in INPUT_FIDELITIES:
+                raise UsageError(f"invalid --input-fidelity {self.input_fidelity!r}", hint="use low or high")
+            if not self.images:
+                raise UsageError("--input-fidelity needs --image", hint="it says how closely to follow the input")
 
     def to_request(self, prompt: str, provider: str, model: str, base_url: str | None = None) -> GenerationRequest:
         values = {f.name: getattr(self, f.name) for f in fields(RequestOptions)}
@@ -228,6 +267,10 @@ class GenerationRequest(RequestOptions):
                 value = str(value)
             elif name == "params":
                 value = [[k, v] for k, v in value]
+            elif name == "images":
+                value = [image.to_dict() for image in value]
+            elif name == "mask" and value is not None:
+                value = value.to_dict()
             # An unset field is left out; 0 and 0.0 are values (seed 0, guidance 0), though 0 == False.
             if not (value is None or value is False or value in ((), [])) or name in ("prompt", "n"):
                 data[name] = value
@@ -242,6 +285,11 @@ class GenerationRequest(RequestOptions):
         if values.get("ratio"):
             values["ratio"] = Ratio.parse(values["ratio"])
         values["params"] = tuple((str(k), v) for k, v in values.get("params", []))
+        if values.get("images") or values.get("mask"):
+            from imagegen_cli.inputs import SourceImage
+
+            values["images"] = tuple(SourceImage.from_dict(image) for image in values.get("images", []))
+            values["mask"] = SourceImage.from_dict(values["mask"]) if values.get("mask") else None
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 

@@ -99,8 +99,8 @@ def test_n_out_of_range_is_the_tools_own_one_line_error(n: str, gateway: FakeGat
 
 def test_n_range_in_help_and_readme() -> None:
     help_text = " ".join(run_cli("generate", "--help").stdout.split())
-    assert "-n, --n N Number of images, 1-100." in help_text and "x>=1" not in help_text
-    assert "| `-n`, `--n` `N` | Number of images, 1-100. |" in README  # the generated table: the help itself
+    assert "-n, --n N Number of images, 1-100 [default: 1]." in help_text and "x>=1" not in help_text
+    assert "| `-n`, `--n` `N` | Number of images, 1-100 [default: 1]. |" in README  # the generated table: the help
     assert "- `-n`: 1–100." in README
 
 

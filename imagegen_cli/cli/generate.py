@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,7 +29,9 @@ from imagegen_cli.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from imagegen_cli.backends import PlannedJob
+    from imagegen_cli.inputs import SourceImage
     from imagegen_cli.options import GenerateOptions, PromptLine
+    from imagegen_cli.replay import Replay
     from imagegen_cli.settings import Settings
 
 # "\b" tells Click not to rewrap the paragraph that follows: examples stay copy-pasteable.
@@ -45,6 +46,9 @@ EXAMPLES = """Examples:
   imagegen generate "a fox" -m local:sdxl-turbo --lora ./pixel-art.safetensors:0.8 --scheduler euler-a
   imagegen generate "a fox" -m local:flux-schnell --quantize 4bit --offload model
   imagegen generate --prompt-file prompts.txt -m openai:gpt-image-1.5 --concurrency 8 --resume -o out/
+  imagegen generate "make it winter" -m openai:gpt-image-1.5 --image photo.jpg --mask sky.png
+  imagegen generate "oil painting" -m local:tiny --image photo.png --strength 0.6
+  imagegen generate --from out/20261204-fox-1.png --steps 30
 """
 
 
@@ -52,7 +56,9 @@ def generate(
     prompt: Annotated[str | None, typer.Argument(help="The prompt; - reads it from stdin.", show_default=False)] = None,
     model: ModelOpt = None,
     provider: ProviderOpt = None,
-    n: Annotated[int, typer.Option("-n", "--n", metavar="N", help="Number of images, 1-100.")] = 1,
+    n: Annotated[
+        int | None, typer.Option("-n", "--n", metavar="N", help="Number of images, 1-100 [default: 1].")
+    ] = None,
     size: Annotated[str | None, typer.Option("-s", "--size", metavar="WxH", help="Pixel size.")] = None,
     ratio: Annotated[
         str | None,
@@ -212,6 +218,32 @@ def generate(
         str | None,
         typer.Option("--variant", metavar="NAME", help="Local only: weight files *.NAME.safetensors, e.g. fp16."),
     ] = None,
+    image: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--image",
+            metavar="PATH|URL|-",
+            help="Start from this image (edit, img2img); repeatable; - reads it from stdin.",
+        ),
+    ] = None,
+    mask: Annotated[
+        str | None,
+        typer.Option(
+            "--mask", metavar="PATH", help="Inpainting: where to change (transparent pixels, or white on black)."
+        ),
+    ] = None,
+    strength: Annotated[
+        float | None,
+        typer.Option("--strength", metavar="0..1", help="img2img: how far from the input image (local models)."),
+    ] = None,
+    input_fidelity: Annotated[
+        str | None,
+        typer.Option("--input-fidelity", metavar="low|high", help="How closely to keep the input's features."),
+    ] = None,
+    replay: Annotated[
+        str | None,
+        typer.Option("--from", metavar="IMAGE", help="Replay the parameters stored in IMAGE; flags override them."),
+    ] = None,
     prompt_file: Annotated[
         str | None,
         typer.Option(
@@ -243,6 +275,19 @@ def generate(
         from imagegen_cli.request import Ratio, Size, parse_param, parse_tier
         from imagegen_cli.settings import load_settings
 
+        if image and image.count("-") > 1:
+            raise UsageError("--image - given twice", hint="standard input holds one image")
+        if "-" in (image or []) and "-" in (prompt, prompt_file):
+            raise UsageError("--image - and the prompt both read standard input", hint="give the prompt as an argument")
+        stored = None
+        if replay is not None:
+            from imagegen_cli.replay import read_replay
+
+            if prompt_file is not None:
+                raise UsageError("--from replays one image, not a --prompt-file batch", hint="drop one of them")
+            stored = read_replay(replay)
+            prompt = prompt if prompt is not None else stored.prompt
+            model = model if model is not None or provider is not None else stored.model_ref
         if prompt_file is not None and prompt is not None:
             raise UsageError("give a PROMPT or --prompt-file, not both")
         if prompt_file is None and prompt is None:
@@ -260,6 +305,16 @@ def generate(
              "--param": param, "--user": user, "--on-behalf-of": on_behalf_of}
         )  # fmt: skip
         settings = load_settings()
+        if stored is not None:
+            given_values = {"n": n, "size": size, "ratio": ratio, "resolution": resolution, "quality": quality,
+                            "style": style, "seed": seed, "negative_prompt": negative_prompt, "steps": steps,
+                            "guidance": guidance, "param": param, "strength": strength,
+                            "input_fidelity": input_fidelity, "lora": lora, "quantize": quantize,
+                            "scheduler": scheduler, "variant": variant}  # fmt: skip
+            filled = stored.fill(given_values, bool(image))  # the same keys, in order: each given, or else stored
+            (n, size, ratio, resolution, quality, style, seed, negative_prompt, steps, guidance, param, strength,
+             input_fidelity, lora, quantize, scheduler, variant) = filled.values()  # fmt: skip
+        inputs, mask_input = _load_inputs(image, mask, stored)
         given = {"--device": device, "--dtype": dtype, "--offload": offload, "--vae-tiling": vae_tiling,
                  "--compile": compile_model, "--lora": lora, "--quantize": quantize, "--gguf": gguf,
                  "--scheduler": scheduler, "--variant": variant}  # fmt: skip
@@ -267,7 +322,7 @@ def generate(
             model=model,
             provider=provider,
             request=RequestOptions(
-                n=n,
+                n=1 if n is None else n,
                 size=Size.parse(size) if size else None,
                 ratio=Ratio.parse(ratio) if ratio else None,
                 resolution=parse_tier(resolution) if resolution else None,
@@ -282,6 +337,10 @@ def generate(
                 user=user,
                 on_behalf_of=on_behalf_of,
                 strict=strict,
+                images=inputs,
+                mask=mask_input,
+                strength=strength,
+                input_fidelity=input_fidelity,
             ),
             output=OutputOptions(out=out, name=name, format=fmt, overwrite=overwrite, metadata=not no_metadata),
             local=LocalOptions(
@@ -310,6 +369,19 @@ def generate(
             read_prompt_file(prompt_file) if prompt_file is not None else [PromptLine(None, read_prompt(prompt or ""))]
         )
         run_generate(output, lines, options, settings, dry_run=dry_run, batch=batch)
+
+
+def _load_inputs(
+    image: list[str] | None, mask: str | None, stored: Replay | None
+) -> tuple[tuple[SourceImage, ...], SourceImage | None]:
+    """``--image`` and ``--mask`` read and checked; with ``--from`` and none given, the replayed image's own."""
+    from imagegen_cli.inputs import load_input
+
+    images = tuple(load_input(item) for item in image or ())
+    mask_input = load_input(mask, "mask") if mask is not None else None
+    if stored is not None:
+        images, mask_input = stored.inputs(images, mask_input)
+    return images, mask_input
 
 
 def _refuse_undecodable(texts: dict[str, str | list[str] | None]) -> None:
@@ -348,6 +420,8 @@ def run_generate(
 
     jobs = api.plan(lines, options, settings=settings)
     if dry_run:
+        from imagegen_cli.cli.dry_run import print_dry_run
+
         print_dry_run(output, describe_jobs(jobs), batch=batch)
         return
     _require_local_extra(jobs, settings)
@@ -381,44 +455,3 @@ def _require_local_extra(jobs: list[PlannedJob], settings: Settings) -> None:
 
 def _span(numbers: list[str]) -> str:
     return numbers[0] if len(numbers) == 1 else f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 4 else ",".join(numbers)
-
-
-# A local plan without --seed describes its seeds as null (local.planning.LocalPlan.describe): say why.
-SEED_AT_RUN_TIME = (
-    "no --seed: the run draws a random seed when it starts (each image records its own); --seed N fixes it"
-)
-
-
-def print_dry_run(output: Output, described: list[dict[str, Any]], *, batch: bool) -> None:
-    """The requests exactly as they would be sent (key redacted), or the pipeline calls of a local model."""
-    for each in described:
-        if each.get("provider") == "local" and "seed" in each and each["seed"] is None:
-            each["notes"] = [*each["notes"], SEED_AT_RUN_TIME]
-    if output.json_mode:
-        output.json({"dry_run": True, "lines": described} if batch else {"dry_run": True, **described[0]})
-        return
-    if batch:
-        for document in described:
-            output.line(json.dumps(document, ensure_ascii=False))
-        return
-    document = described[0]
-    for note in document["notes"]:
-        output.note(note)
-    calls = document["calls"]
-    if not all("method" in call and "url" in call for call in calls):
-        # Not HTTP requests (a local pipeline's calls): the plan as JSON.
-        output.line(json.dumps({k: v for k, v in document.items() if k != "notes"}, indent=2, ensure_ascii=False))
-        return
-    for number, call in enumerate(calls, 1):
-        if len(calls) > 1:
-            output.line(f"# call {number} of {len(calls)}")
-        output.line(f"{call['method']} {call['url']}")
-        for key, value in call["headers"].items():
-            output.line(f"{key}: {value}")
-        output.line("")
-        if "body_text" in call:
-            output.line(call["body_text"])  # the exact bytes sent (UTF-8)
-        elif "multipart" in call:
-            output.line(json.dumps(call["multipart"], ensure_ascii=False, indent=2))
-        if number < len(calls):
-            output.line("")

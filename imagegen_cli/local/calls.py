@@ -27,6 +27,7 @@ how the flags map"):
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -128,12 +129,15 @@ class PipelineCall:
     progress: str  # "steps" (callback_on_step_end), "legacy" (callback/callback_steps) or "call"
     prior_progress: bool  # takes prior_callback_on_step_end
     notes: list[str] = field(default_factory=list)
+    steps_run: int | None = None  # img2img runs only the last steps x strength of its schedule
 
     @property
     def total_steps(self) -> int | None:
         """Progress total: prior and decoder steps together; None when progress is per call."""
         if self.progress == "call" or self.steps is None:
             return None
+        if self.steps_run is not None:
+            return self.steps_run
         if self.prior_steps is not None:
             return self.steps + self.prior_steps if self.prior_progress else self.steps
         return self.steps
@@ -179,13 +183,16 @@ def adapt(pipe: object, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
             check_pixels(width, height, native, where)
         if takes("width") and takes("height"):
             base.update(width=width, height=height)
-        else:
+        elif not plan.request.images:
             not_taken("--size", "width/height")
             width = height = None
+        # else: an image-to-image call takes its size from the image, resized to width x height below
         if takes("use_resolution_binning"):
             # Binning snaps the size to the model's aspect-ratio table (HunyuanDiT: 64x64 becomes 1024x1024).
             base["use_resolution_binning"] = False
 
+    if plan.request.images:
+        base.update(_inputs(plan, name, width, height, takes, not_taken, notes))
     steps = plan.steps
     if steps is not None and not takes("num_inference_steps"):
         not_taken("--steps", "num_inference_steps")
@@ -265,12 +272,57 @@ def adapt(pipe: object, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
         progress=progress,
         prior_progress=takes("prior_callback_on_step_end"),
         notes=notes.items,
+        steps_run=_steps_run(steps, base, params),
     )
     batches = plan.batches
     if not (call.counts_images and call.generator_list):
         # One generator per call: one image per call, so image i keeps seed+i.
         batches = singles(batches)
     return call, replace(plan, width=width, height=height, batches=batches)
+
+
+def _steps_run(steps: int | None, base: dict[str, Any], params: dict[str, inspect.Parameter]) -> int | None:
+    """The steps an image-to-image call denoises: diffusers starts ``steps x strength`` from the end."""
+    if steps is None or "image" not in base or "strength" not in params:
+        return None
+    strength = base.get("strength", params["strength"].default)
+    if not isinstance(strength, int | float):
+        return None
+    return max(0, min(int(steps * strength), steps))
+
+
+def _inputs(
+    plan: LocalPlan,
+    name: str,
+    width: int | None,
+    height: int | None,
+    takes: Callable[[str], bool],
+    not_taken: Callable[[str, str], None],
+    notes: Notes,
+) -> dict[str, Any]:
+    """``image``, ``mask_image`` and ``strength``: the input decoded, resized to the planned size (with a note)."""
+    from PIL import Image
+
+    from imagegen_cli.inputs import edit_area
+
+    request = plan.request
+    source = request.images[0]
+    image = source.decoded().convert("RGB")
+    if width and height and image.size != (width, height):
+        notes.info(f"--image {source.name} {image.width}x{image.height} → {width}x{height} (resized for {name})")
+        image = image.resize((width, height), Image.Resampling.LANCZOS)
+    kwargs: dict[str, Any] = {"image": image}
+    if request.mask is not None:
+        area = edit_area(request.mask.decoded())
+        if area.size != image.size:
+            area = area.resize(image.size, Image.Resampling.NEAREST)  # a mask stays black and white
+        kwargs["mask_image"] = area
+    if request.strength is not None:
+        if takes("strength"):
+            kwargs["strength"] = request.strength
+        else:
+            not_taken("--strength", "strength")
+    return kwargs
 
 
 # transformers' tokenizers say "no limit" with a huge model_max_length (int(1e30)).
@@ -316,3 +368,31 @@ def prompt_cut(pipe: object, text: str | None, max_sequence: int | None) -> str 
 def singles(batches: tuple[LocalBatch, ...] | list[LocalBatch]) -> tuple[LocalBatch, ...]:
     """The same images, one per call."""
     return tuple(LocalBatch(b.first + i, (seed,)) for b in batches for i, seed in enumerate(b.seeds))
+
+
+def task_pipeline(cache: dict[tuple[int, str], Any], pipe: Any, plan: LocalPlan, diffusers: Any) -> Any:
+    """``pipe`` for the plan's inputs: itself when its ``__call__`` takes them (an editing pipeline such as Flux
+    Kontext or Qwen-Image-Edit), else its image-to-image or inpainting form, built with diffusers' ``from_pipe``
+    from the loaded components (nothing is loaded twice) and kept in ``cache`` beside it."""
+    from imagegen_cli.errors import UsageError
+
+    request = plan.request
+    if not request.images:
+        return pipe
+    task, keyword = ("inpainting", "mask_image") if request.mask is not None else ("image-to-image", "image")
+    if keyword in call_parameters(pipe)[0]:
+        return pipe
+    key = (id(pipe), task)
+    if key not in cache:
+        auto = diffusers.AutoPipelineForInpainting if task == "inpainting" else diffusers.AutoPipelineForImage2Image
+        try:
+            derived = auto.from_pipe(pipe)
+        except Exception as exc:  # noqa: BLE001 - diffusers' ValueError/KeyError for a pipeline with no such task
+            raise UsageError(
+                f"local:{plan.source.name} ({type(pipe).__name__}) has no {task} pipeline in diffusers "
+                f"({type(exc).__name__})",
+                hint="use a model with one (SD, SDXL, SD3, Flux...), or a gateway that edits",
+            ) from None
+        derived.set_progress_bar_config(disable=True)  # progress is ours (events), as for the loaded pipeline
+        cache[key] = derived
+    return cache[key]

@@ -144,6 +144,13 @@ class LocalPlan:
                 negative = EMPTY_NEGATIVE  # as local.calls.adapt passes it: true CFG applies only with one
         if negative:
             kwargs["negative_prompt"] = negative
+        if self.request.images:
+            # The dry run names the inputs; the runner passes them decoded (and resized to width x height).
+            kwargs["image"] = self.request.images[0].name
+            if self.request.mask is not None:
+                kwargs["mask_image"] = self.request.mask.name
+            if self.request.strength is not None:
+                kwargs["strength"] = self.request.strength
         kwargs.update(self.extra)
         return kwargs
 
@@ -204,6 +211,11 @@ class LocalPlan:
             f"prior_guidance_scale); {dropped}",
             "num_inference_steps": f"also prior_num_inference_steps if {who} has two stages; {dropped}",
             "negative_prompt": f"{dropped}; an empty one is added for true CFG",
+            "image": f"decoded and resized to width x height; {who} runs as its image-to-image pipeline "
+            "(diffusers' AutoPipelineForImage2Image.from_pipe, sharing the loaded weights) unless it takes images",
+            "mask_image": "white where the image changes (a transparent mask's alpha is converted); "
+            f"{who} runs as its inpainting pipeline (AutoPipelineForInpainting.from_pipe)",
+            "strength": f"{dropped}",
         }
         decided = {key: rule for key, rule in rules.items() if key in keys}
         for key in self.extra:
@@ -270,6 +282,16 @@ def _pixels(
             f"{text} → {width}x{height} for {where}"
         )
         return width, height
+    first = request.images[0] if request.images else None
+    if first is not None and first.size:
+        # img2img without a size: the input's own, at most the model's native pixel count (its aspect kept).
+        width, height = first.size
+        if model and width * height > model.native_size[0] * model.native_size[1]:
+            scale = math.sqrt(model.native_size[0] * model.native_size[1] / (width * height))
+            width, height = int(width * scale), int(height * scale)
+        width, height = max(multiple, round_to(width, multiple)), max(multiple, round_to(height, multiple))
+        notes.info(f"size {width}x{height} from --image {first.name} ({first.width}x{first.height})")
+        return width, height
     if model:
         return model.native_size
     return None, None
@@ -314,6 +336,17 @@ def build_local_plan(
     ):
         if value not in (None, False):
             notes.dropped(flag, where, "not used")
+    if len(request.images) > 1:
+        raise UsageError(
+            f"{len(request.images)} --image inputs; {where} starts from one image", hint="give one --image"
+        )
+    if request.images and request.images[0].is_url:
+        raise UsageError(
+            f"{where} needs the image's bytes; {request.images[0].source} is a URL",
+            hint="download it first (curl -o in.png URL), then --image in.png",
+        )
+    if request.input_fidelity is not None:
+        notes.dropped("--input-fidelity", where)
     width, height = _pixels(request, model, notes, where)
     if width and height:
         _check_size(width, height, model, where)

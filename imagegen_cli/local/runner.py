@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import ConfigError, ImagegenError, UsageError
 from imagegen_cli.events import CallDone, CallSent, Emit, ImageReady, Note, Progress, StopToken
-from imagegen_cli.local.calls import PipelineCall, adapt, singles
+from imagegen_cli.local.calls import PipelineCall, adapt, singles, task_pipeline
 from imagegen_cli.local.hub import LOCAL_EXTRA_HINT
 from imagegen_cli.local.planning import LocalBatch, LocalOptions, LocalPlan, detect_variant
 from imagegen_cli.meta import ImageMeta, LoraRef
@@ -212,6 +212,7 @@ class LocalEngine:
 
     def __init__(self) -> None:
         self._loaded: dict[tuple[str, LocalOptions], tuple[Any, dict[str, Any]]] = {}
+        self._tasks: dict[tuple[int, str], Any] = {}  # (id of the loaded pipeline, task): its img2img/inpainting form
         self._lock = threading.RLock()
 
     def loaded_pipelines(self) -> list[Any]:
@@ -222,6 +223,11 @@ class LocalEngine:
     def unload(self) -> None:
         with self._lock:
             self._loaded.clear()
+            self._tasks.clear()
+
+    def for_task(self, pipe: Any, plan: LocalPlan, diffusers: ModuleType) -> Any:
+        """``pipe`` as the plan's inputs need it (:func:`local.calls.task_pipeline`), its derived forms kept."""
+        return task_pipeline(self._tasks, pipe, plan, diffusers)
 
     def run(self, work: int, plan: LocalPlan, emit: Emit, stop: StopToken) -> None:
         """Make the images of ``plan``; every image, note and progress step is emitted. Raises ImagegenError.
@@ -250,6 +256,7 @@ class LocalEngine:
             try:
                 details: dict[str, Any] = {}
                 self._loaded.clear()  # one model in memory at a time: free the old one before loading
+                self._tasks.clear()
                 pipe = load_pipeline(diffusers, plan, placement, details)
                 prepare(diffusers, pipe, plan, details)
                 notes: list[str] = []
@@ -285,6 +292,7 @@ class LocalRun:
         torch, diffusers = import_stack()
         placement = resolve_placement(torch, self.plan.options.device, self.plan.options.dtype)
         pipe, self.details = engine.pipeline(self.plan, placement, diffusers, self.say, self.emit, self.work)
+        pipe = engine.for_task(pipe, self.plan, diffusers)
         self._adapt(pipe)
         self._generate(torch, pipe, placement, diffusers.__version__)
 

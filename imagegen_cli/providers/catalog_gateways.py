@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from imagegen_cli.providers.catalog_openai import DALLE_QUALITY_MAP, GPT_QUALITY_MAP
-from imagegen_cli.providers.profile_types import ModelCaps, ProviderProfile
+from imagegen_cli.providers.profile_types import ImageInputs, ModelCaps, ProviderProfile
 
 COMMON_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3")
 GEMINI_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
@@ -51,7 +51,9 @@ _FLUX = ModelCaps(
     qualities=(),  # documented as dall-e-3 only
     default_response_format="url",
     flag_fields={"user": "user"},
-    summary="aspect_ratio is required",
+    summary="aspect_ratio is required; edits one --image (+ --mask)",
+    # kkiai's Flux Kontext edits: POST /v1/images/edits, multipart `image` (+ `mask`).
+    image_inputs=ImageInputs(way="edits", max_images=1, mask=True, path="images/edits"),
 )
 
 KKIAI = ProviderProfile(
@@ -108,6 +110,9 @@ _SEEDREAM = ModelCaps(
     default_response_format="url",
     flag_fields={"seed": "seed"},
     summary="seed, watermark, sequential_image_generation",
+    # Token360 says it takes input images but documents no field: Seedream's upstream `image` (a URL or a data: URI,
+    # a list for several), unconfirmed; a config image_inputs table corrects it.
+    image_inputs=ImageInputs(way="field", max_images=10, field="image", urls=True, confirmed=False),
 )
 
 TOKEN360 = ProviderProfile(
@@ -131,6 +136,10 @@ TOKEN360 = ProviderProfile(
             qualities=(),
             response_formats=(),
             summary="n, size",
+            # Kling O1's upstream `image_list`, unconfirmed at Token360 (see _SEEDREAM).
+            image_inputs=ImageInputs(
+                way="field", max_images=10, field="image_list", as_list=True, urls=True, confirmed=False
+            ),
         ),
         "nano-banana-pro": ModelCaps(
             id="nano-banana-pro",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from imagegen_cli.providers.profile_types import ModelCaps, ProviderProfile
+from imagegen_cli.providers.profile_types import ImageInputs, ModelCaps, ProviderProfile
 
 # dall-e quality names for the common --quality values; other gateways' dall-e style models share them
 DALLE_QUALITY_MAP = {
@@ -23,6 +23,12 @@ _GPT_FORMATS = ("png", "jpeg", "webp")
 OPENAI_SHUT_DOWN = "2026-10-23"  # gpt-image-1
 OPENAI_DALLE_RETIRED = "2026-05-12"  # dall-e-2, dall-e-3
 OPENAI_DEFAULT_MODEL = "gpt-image-2.6-sunburst"  # the default of OpenAI's own image_generation tool
+
+
+# /images/edits (ImageEditParams): up to 16 PNG/WebP/JPEG images under 50 MB; the mask a PNG under 4 MB, the size
+# of the first image. input_fidelity: high and low on gpt-image-1.5, only low on gpt-image-1-mini, omitted elsewhere.
+_GPT_EDITS = ImageInputs(way="edits", max_images=16, mask=True, path="images/edits")
+_INPUT_FIDELITIES = {"gpt-image-1.5": ("low", "high"), "gpt-image-1-mini": ("low",)}
 
 
 def _gpt_image(model_id: str, summary: str = "GPT image model; always returns base64") -> ModelCaps:
@@ -39,6 +45,7 @@ def _gpt_image(model_id: str, summary: str = "GPT image model; always returns ba
         output_formats=_GPT_FORMATS,
         flag_fields={"user": "safety_identifier"},  # `user` is deprecated in favour of safety_identifier
         summary=summary,
+        image_inputs=replace(_GPT_EDITS, input_fidelities=_INPUT_FIDELITIES.get(model_id, ())),
     )
 
 

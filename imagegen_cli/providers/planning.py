@@ -13,7 +13,8 @@ from typing import Any
 
 from imagegen_cli.errors import UsageError
 from imagegen_cli.plans import JournalEntry
-from imagegen_cli.providers.calls import HttpCall, JsonPayload, describe_call
+from imagegen_cli.providers.calls import HttpCall, JsonPayload, MultipartPayload, describe_call
+from imagegen_cli.providers.inputs import InputPlan, plan_inputs
 from imagegen_cli.providers.profiles import ModelCaps
 from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.request import (
@@ -294,6 +295,20 @@ def _chunks(n: int, caps: ModelCaps, one_per_call: bool) -> list[int]:
     return counts
 
 
+def _payload(body: dict[str, Any], inputs: InputPlan | None, where: str) -> JsonPayload | MultipartPayload:
+    """The call's body: JSON, or multipart with the input images as files (an edit)."""
+    if inputs is not None and inputs.files:
+        return inputs.multipart(body)
+    if inputs is not None:
+        body = {**body, **inputs.fields}
+    try:
+        return JsonPayload(body)
+    except ValueError as exc:
+        raise UsageError(
+            f"the request for {where} cannot be sent as JSON: {exc}", hint="check --param values"
+        ) from None
+
+
 def build_plan(
     request: GenerationRequest, provider: ResolvedProvider, output_format: str | None = None, first_image: int = 1
 ) -> Plan:
@@ -365,6 +380,8 @@ def build_plan(
         per_call = "1 image per call" if max(counts) == 1 else f"up to {max(counts)} images per call"
         notes.info(f"-n {request.n} → {len(counts)} calls to {where} ({per_call})")
 
+    inputs = plan_inputs(request, provider, where, notes)
+    path = inputs.path if inputs is not None and inputs.path else provider.profile.generate_path
     calls: list[PlannedCall] = []
     first = first_image
     for number, count in enumerate(counts):
@@ -376,13 +393,7 @@ def build_plan(
             call_body[seed_field] = seed
         # --param values are sent as given, last: they are the escape hatch for anything unmodelled.
         call_body.update(dict(request.params))
-        try:
-            payload = JsonPayload(call_body)
-        except ValueError as exc:
-            raise UsageError(
-                f"the request for {where} cannot be sent as JSON: {exc}", hint="check --param values"
-            ) from None
-        http = provider.call("POST", provider.url(provider.profile.generate_path), payload, headers)
+        http = provider.call("POST", provider.url(path), _payload(call_body, inputs, where), headers)
         calls.append(PlannedCall(number, first, count, http, seed))
         first += count
 

@@ -12,8 +12,34 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from imagegen_cli.request import Ratio, Size
 
+InputWay = Literal["edits", "field"]
 SizeMode = Literal["pixels", "free", "ratio_size", "aspect_ratio", "ratio_field", "none"]
 Dialect = Literal["openai", "tasks"]
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    """How a model takes input images (``--image``, ``--mask``), as its gateway documents it.
+
+    ``edits``: a multipart ``POST`` to ``path`` with each image as a file (``image``, or repeated ``image[]``
+    when there are several) and the mask as ``mask`` (OpenAI's ``/images/edits``; kkiai's Flux Kontext).
+    ``field``: the generation call's JSON body carries the images in ``field`` as URLs, a local file as a
+    ``data:`` URI (Seedream on kkiai and Token360); ``as_list`` sends a list even for one image.
+    ``confirmed`` is False where the gateway documents no field: the README marks the model, and a config
+    ``[providers.NAME.models.ID]`` table can set ``image_field`` to correct it.
+    """
+
+    way: InputWay = "edits"
+    max_images: int = 1
+    mask: bool = False
+    path: str = "images/edits"
+    field: str = "image"
+    as_list: bool = False
+    input_fidelities: tuple[str, ...] = ()  # the --input-fidelity values the model takes; () none
+    max_bytes: int = 50 << 20
+    mask_max_bytes: int = 4 << 20
+    urls: bool = False  # takes URLs as given (``field``); ``edits`` always uploads bytes
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,6 +79,7 @@ class ModelCaps:
     summary: str = ""
     retired: str | None = None  # "was retired on 2026-05-12": refused unless --base-url points elsewhere
     replacement: str | None = None  # what to use instead of a retired model
+    image_inputs: ImageInputs | None = None  # None: the model takes no input image
     # The typed forms of ``sizes``/``ratios``/``tiers`` (which stay the gateway's own words), parsed once here:
     # a malformed catalogue or config entry fails where it is defined, not at some later use.
     pixel_sizes: tuple[Size, ...] = field(init=False, repr=False, compare=False)

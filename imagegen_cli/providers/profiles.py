@@ -14,7 +14,7 @@ from typing import Any
 from imagegen_cli.errors import ConfigError
 from imagegen_cli.providers.catalog_gateways import APIMART, KKIAI, MKA1, MODELMAX, TOKEN360
 from imagegen_cli.providers.catalog_openai import OPENAI
-from imagegen_cli.providers.profile_types import ModelCaps, ProviderProfile
+from imagegen_cli.providers.profile_types import ImageInputs, ModelCaps, ProviderProfile
 
 __all__ = ["BUILTIN_PROFILES", "LOCAL_PROVIDER", "OPENAI", "ModelCaps", "ProviderProfile", "caps_from_config"]
 
@@ -28,6 +28,25 @@ LOCAL_PROVIDER = "local"
 
 _CAPS_FIELDS = {f.name for f in fields(ModelCaps)} - {"id"}
 _TUPLE_FIELDS = {"sizes", "ratios", "tiers", "n_values", "qualities", "response_formats", "output_formats"}
+
+
+_INPUT_KEYS = {f.name for f in fields(ImageInputs)}
+
+
+def _image_inputs(value: object, base: ImageInputs | None, where: str) -> ImageInputs:
+    """An ``image_inputs`` table (way, max_images, mask, path, field, as_list, ...) over the model's own."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table", hint='e.g. image_inputs = { way = "field", field = "image" }')
+    unknown = set(value) - _INPUT_KEYS
+    if unknown:
+        raise ConfigError(
+            f"unknown key {sorted(unknown)[0]!r} in {where}", hint="known: " + ", ".join(sorted(_INPUT_KEYS))
+        )
+    if value.get("way", "edits") not in ("edits", "field"):
+        raise ConfigError(f'{where}.way must be "edits" or "field"')
+    values: dict[str, Any] = {key: tuple(item) if isinstance(item, list) else item for key, item in value.items()}
+    # A table in the config is the user's own word for the field: it is no longer "unconfirmed".
+    return replace(base or ImageInputs(), **{"confirmed": True, **values})
 
 
 def caps_from_config(model_id: str, raw: dict[str, Any], base: ModelCaps, where: str) -> ModelCaps:
@@ -46,6 +65,8 @@ def caps_from_config(model_id: str, raw: dict[str, Any], base: ModelCaps, where:
             if not isinstance(value, list):
                 raise ConfigError(f"{where}.{key} must be a list")
             values[key] = tuple(str(v) if key != "n_values" else int(v) for v in value)
+        elif key == "image_inputs":
+            values[key] = _image_inputs(value, base.image_inputs, f"{where}.image_inputs")
         elif key in ("flag_fields", "quality_map"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}.{key} must be a table")

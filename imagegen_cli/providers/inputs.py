@@ -1,0 +1,147 @@
+"""Input images on a gateway call: which models take them, and how each sends them (``ImageInputs``).
+
+Checked before anything is sent: a model that takes no image, too many images, a mask where none is taken, a
+URL where the model needs the bytes, a file above the model's byte limit. An ``edits`` model gets a multipart
+body (each image a file; the mask converted to OpenAI's rule, transparent where the image changes); a ``field``
+model gets the images in one JSON field, a URL as given and a local file as a ``data:`` URI. Either way the bytes
+go only in the call to the provider's own URL: no upload anywhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from imagegen_cli.errors import UsageError
+from imagegen_cli.inputs import check_input_limit
+from imagegen_cli.providers.calls import FilePart, MultipartPayload
+
+if TYPE_CHECKING:
+    from imagegen_cli.inputs import SourceImage
+    from imagegen_cli.providers.registry import ResolvedProvider
+    from imagegen_cli.request import GenerationRequest, Notes
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """The input images of a planned call: files for a multipart edit, or JSON fields."""
+
+    path: str | None  # the endpoint (edits); None: the generation path
+    files: tuple[FilePart, ...] = ()
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def multipart(self, body: dict[str, Any]) -> MultipartPayload:
+        """``body`` as multipart text fields (numbers and booleans as JSON text), with the files."""
+        merged = {**body, **self.fields}
+        texts = tuple((name, value if isinstance(value, str) else json.dumps(value)) for name, value in merged.items())
+        return MultipartPayload(fields=texts, files=self.files)
+
+
+def takers(provider: ResolvedProvider) -> list[str]:
+    """``provider:model`` of every built-in model that takes an input image (for the refusal's hint)."""
+    from imagegen_cli.providers.profiles import BUILTIN_PROFILES
+
+    refs = [
+        f"{name}:{caps.id}"
+        for name, profile in BUILTIN_PROFILES.items()
+        for caps in profile.models.values()
+        if caps.image_inputs is not None and not caps.retired
+    ]
+    # The provider's own first, then one of each other provider's, then local: a short, varied hint.
+    own = [ref for ref in refs if ref.startswith(f"{provider.name}:")][:3]
+    others = {ref.partition(":")[0]: ref for ref in reversed(refs) if not ref.startswith(f"{provider.name}:")}
+    return [*own, *reversed(others.values()), "local:MODEL (img2img, inpainting)"]
+
+
+def plan_inputs(request: GenerationRequest, provider: ResolvedProvider, where: str, notes: Notes) -> InputPlan | None:
+    """How ``request``'s ``--image``/``--mask`` go to ``provider``; None when there are none. Raises UsageError."""
+    if not request.images:
+        return None
+    ways = provider.caps.image_inputs
+    if ways is None:
+        shown = takers(provider)
+        raise UsageError(
+            f"{where} takes no input image (--image)",
+            hint="models that do: " + ", ".join(shown) + " (see imagegen models)",
+        )
+    images, mask = request.images, request.mask
+    if len(images) > ways.max_images:
+        raise UsageError(
+            f"{len(images)} --image inputs; {where} takes at most {ways.max_images}", hint="give fewer images"
+        )
+    if mask is not None and not ways.mask:
+        raise UsageError(f"{where} takes no --mask", hint="drop --mask, or use a model that inpaints")
+    if request.strength is not None:
+        notes.dropped("--strength", where, "local models only; not taken")
+    if request.input_fidelity is not None:
+        if not ways.input_fidelities:
+            notes.dropped("--input-fidelity", where)
+        elif request.input_fidelity not in ways.input_fidelities:
+            raise UsageError(
+                f"--input-fidelity {request.input_fidelity} is not accepted by {where}",
+                hint="accepted: " + ", ".join(ways.input_fidelities),
+            )
+    if not ways.confirmed:
+        notes.info(f"{where}: the input-image field {ways.field!r} is not documented by {provider.name} (unconfirmed)")
+    fidelity = (
+        {"input_fidelity": request.input_fidelity}
+        if request.input_fidelity and request.input_fidelity in ways.input_fidelities
+        else {}
+    )
+    if ways.way == "field":
+        values = [_as_field(image, ways.urls, ways.max_bytes, where) for image in images]
+        value: Any = values if ways.as_list or len(values) > 1 else values[0]
+        return InputPlan(None, fields={ways.field: value, **fidelity})
+    files = [_file("image" if len(images) == 1 else "image[]", image, ways.max_bytes, where) for image in images]
+    if mask is not None:
+        files.append(_mask_file(mask, images[0], ways.mask_max_bytes, where))
+    return InputPlan(ways.path, files=tuple(files), fields=fidelity)
+
+
+def _bytes(image: SourceImage, limit: int, where: str) -> bytes:
+    if image.is_url:
+        raise UsageError(
+            f"{where} needs the image's bytes; {image.source} is a URL",
+            hint="download it first (curl -o in.png URL), then --image in.png",
+        )
+    data = image.read()
+    check_input_limit(len(data), limit, image, where)
+    return data
+
+
+def _file(name: str, image: SourceImage, limit: int, where: str) -> FilePart:
+    return FilePart(name, image.name, image.content_type, _bytes(image, limit, where))
+
+
+def _as_field(image: SourceImage, urls: bool, limit: int, where: str) -> str:
+    if image.is_url:
+        if not urls:
+            _bytes(image, limit, where)  # raises: this model needs the bytes
+        return image.source
+    data = _bytes(image, limit, where)
+    return f"data:{image.content_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _mask_file(mask: SourceImage, first: SourceImage, limit: int, where: str) -> FilePart:
+    """The mask as OpenAI reads one: a PNG the size of the first image, fully transparent where it changes."""
+    from PIL import Image, ImageOps
+
+    from imagegen_cli.inputs import edit_area
+
+    _bytes(mask, limit, where)
+    area = edit_area(mask.decoded())
+    if first.size and area.size != first.size:
+        raise UsageError(
+            f"--mask is {area.width}x{area.height}, the first --image {first.width}x{first.height}",
+            hint="make the mask from the first image (same width and height)",
+        )
+    converted = Image.new("RGBA", area.size, (0, 0, 0, 255))
+    converted.putalpha(ImageOps.invert(area))
+    buffer = io.BytesIO()
+    converted.save(buffer, format="PNG", optimize=True)
+    data = buffer.getvalue()
+    check_input_limit(len(data), limit, mask, where)
+    return FilePart("mask", mask.name.rsplit(".", 1)[0] + ".png", "image/png", data)
