@@ -94,6 +94,11 @@ def line_key(job: PlannedJob, spec: OutputSpec, occurrence: int) -> str:
     """What makes two runs of a line "the same line": request, provider, model, output; plus repeat count."""
     request = dict(job.plan.request.to_dict())
     request.pop("strict", None)
+    # An input is the same input at the same path: a file changed since is the same line, refused by the resume
+    # (changed_inputs) rather than silently made again as a new one.
+    request["images"] = [_path_only(image) for image in request.get("images", [])]
+    if request.get("mask"):
+        request["mask"] = _path_only(request["mask"])
     identity = {
         "request": request,
         "provider": job.plan.provider_name,
@@ -105,6 +110,20 @@ def line_key(job: PlannedJob, spec: OutputSpec, occurrence: int) -> str:
         "occurrence": occurrence,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _path_only(image: dict[str, Any]) -> dict[str, Any]:
+    return {"source": image.get("source"), "role": image.get("role")}
+
+
+def changed_inputs(previous: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """The first input whose SHA-256 differs between a line's journalled request and this run's, in words."""
+    before = [*previous.get("images", []), *filter(None, [previous.get("mask")])]
+    after = [*now.get("images", []), *filter(None, [now.get("mask")])]
+    for old, new in zip(before, after, strict=False):
+        if old.get("sha256") != new.get("sha256"):
+            return f"{old.get('role', 'image')} {old.get('source')} changed since the job started (its SHA-256 differs)"
+    return None
 
 
 def assign_keys(jobs: list[PlannedJob]) -> None:
@@ -122,6 +141,15 @@ def prepare_resume(journal: Journal, jobs: list[PlannedJob]) -> None:
     """Find each line's earlier job: report its saved images, poll its open tasks, make only what is missing."""
     from imagegen_cli.saving import adopt_saved_files
 
+    # Every line's inputs are checked before any line is taken over: a refusal leaves nothing half-resumed.
+    for job in jobs:
+        earlier = journal.by_batch_key(job.key) if job.key and job.plan.request.images else None
+        changed = changed_inputs(earlier.request, job.plan.request.to_dict()) if earlier is not None else None
+        if changed:
+            raise UsageError(
+                f"line {job.line.number}: {changed}",
+                hint="restore the file to finish the job, or run without --resume to start a new one",
+            )
     for job in jobs:
         previous = journal.by_batch_key(job.key) if job.key else None
         if previous is None:

@@ -159,6 +159,44 @@ def loopback_server(host: str, handler: type[BaseHTTPRequestHandler]) -> Threadi
         return ThreadingHTTPServer(("127.0.0.1", 0), handler)
 
 
+@dataclass
+class Form:
+    """A multipart/form-data body as a server reads it: text fields in order, and files."""
+
+    fields: list[tuple[str, str]]
+    files: list[tuple[str, str, str, bytes]]  # (field name, filename, content type, bytes)
+
+    def field(self, name: str) -> str | None:
+        return next((value for key, value in self.fields if key == name), None)
+
+    def as_body(self) -> dict[str, Any]:
+        """The text fields as a JSON body would carry them (numbers as numbers), for the generation answer."""
+        body: dict[str, Any] = {}
+        for key, value in self.fields:
+            body[key] = int(value) if value.isdigit() else value
+        return body
+
+
+def parse_multipart(content_type: str, raw: bytes) -> Form:
+    """Parse ``multipart/form-data`` with the standard library's MIME parser (independent of httpx's encoder)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    if not content_type.startswith("multipart/form-data"):
+        raise ValueError(f"not multipart: {content_type!r}")
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    form = Form([], [])
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_filename()
+        payload = part.get_payload(decode=True) or b""
+        if filename is None:
+            form.fields.append((str(name), payload.decode("utf-8")))
+        else:
+            form.files.append((str(name), filename, part.get_content_type(), payload))
+    return form
+
+
 class FakeGateway:
     """Start with ``with FakeGateway() as gw:``; point providers at ``gw.base_url(name)``."""
 
@@ -305,6 +343,12 @@ class FakeGateway:
                             }
                         },
                     )
+                    return
+                if method == "POST" and rest == "/images/edits" and provider in ("openai", "kkiai"):
+                    # An edit answers as a generation does; the record keeps the parsed form for the tests.
+                    form = parse_multipart(self.headers.get("Content-Type", ""), self.raw_body)
+                    record.body = form
+                    gateway._generate(self, provider, form.as_body(), None)
                     return
                 if method == "POST" and rest == "/images/generations":
                     fault = gateway._take_fault("generate", provider)

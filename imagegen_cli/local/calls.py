@@ -288,7 +288,15 @@ def _steps_run(steps: int | None, base: dict[str, Any], params: dict[str, inspec
     strength = base.get("strength", params["strength"].default)
     if not isinstance(strength, int | float):
         return None
-    return max(0, min(int(steps * strength), steps))
+    if steps * strength < 1:
+        from imagegen_cli.errors import UsageError
+
+        raise UsageError(
+            f"--strength {strength:g} x {steps} steps is less than one denoising step",
+            hint=f"give --steps {int(1 / strength) + 1 if strength > 0 else 10} or more, or a higher --strength",
+        )
+    # diffusers skips the first steps - steps x strength of the schedule (the flow-matching pipelines round so)
+    return steps - int(steps - steps * strength)
 
 
 def _inputs(
