@@ -155,6 +155,7 @@ def prepare_resume(journal: Journal, jobs: list[PlannedJob]) -> None:
         if previous is None:
             continue
         job.previous = previous
+        job.uploads = journal.uploads(previous.id) if job.plan.request.images else {}
         job.result.job_id = previous.id
         holder = journal.take_over(previous.id)
         if holder is not None:

@@ -59,6 +59,7 @@ class EngineJob:
     resume_tasks: list[TaskRecord] = field(default_factory=list)  # remote tasks to poll again first
     no_wait: bool = False
     resume_hint: str | None = None  # how the user finishes this job later (said with a timeout)
+    uploads: dict[str, tuple[str, float]] = field(default_factory=dict)  # inputs uploaded before: SHA-256 → URL, expiry
 
 
 class Channel(Protocol):

@@ -109,6 +109,15 @@ class TaskSubmitted(Event):
 
 
 @dataclass(frozen=True)
+class InputUploaded(Event):
+    """An input image was uploaded to the gateway (apimart): journalled, so a resume reuses the URL while valid."""
+
+    sha256: str
+    url: str
+    expires_at: float  # seconds since the epoch
+
+
+@dataclass(frozen=True)
 class Submitting(Event):
     """A task-creating call is about to go out: recorded as in flight first, so a stop while it is out is known."""
 

@@ -89,6 +89,11 @@ class JobRecorder:
             task = event.task
             row = TaskRow(task.remote_id, task.call, task.first_image, task.count, task.seed, task.state.value)
             self._journal_call(lambda j, job_id: j.add_task(job_id, row), None)
+        elif isinstance(event, ev.InputUploaded):
+            upload = event
+            self._journal_call(
+                lambda j, job_id: j.record_upload(job_id, upload.sha256, upload.url, upload.expires_at), None
+            )
         elif isinstance(event, ev.Submitting):
             placeholder = TaskRecord(
                 submitting_id(event.call), TaskState.SUBMITTING, event.call, event.first_image, event.count

@@ -202,6 +202,7 @@ class FakeGateway:
 
     def __init__(self, host: str = "127.0.0.1", image_host: str = "127.0.0.2") -> None:
         self.requests: list[Recorded] = []
+        self.uploads: list[tuple[str, str, str, bytes]] = []  # apimart's uploads/images, as received
         self.image_requests: list[Recorded] = []
         self.faults: deque[Fault] = deque()
         self.tasks: dict[str, Task] = {}
@@ -343,6 +344,18 @@ class FakeGateway:
                             }
                         },
                     )
+                    return
+                if method == "POST" and rest == "/uploads/images" and provider == "apimart":
+                    form = parse_multipart(self.headers.get("Content-Type", ""), self.raw_body)
+                    record.body = form
+                    fault = gateway._take_fault("upload", provider)
+                    if fault and self._apply_fault(fault):
+                        return
+                    with gateway.lock:
+                        gateway.uploads.append(form.files[0])
+                        number = len(gateway.uploads)
+                    url = f"{gateway.image_origin}/uploads/{number}-{form.files[0][1]}"
+                    self._send_json(200, {"url": url, "filename": form.files[0][1], "expires_in": 259200})
                     return
                 if method == "POST" and rest == "/images/edits" and provider in ("openai", "kkiai"):
                     # An edit answers as a generation does; the record keeps the parsed form for the tests.
@@ -725,6 +738,7 @@ class FakeProxy:
 
     def __init__(self, host: str = "127.0.0.3") -> None:
         self.requests: list[Recorded] = []
+        self.uploads: list[tuple[str, str, str, bytes]] = []  # apimart's uploads/images, as received
         proxy = self
 
         class Handler(_BaseHandler):

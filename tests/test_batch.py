@@ -194,7 +194,7 @@ def test_journal_migrates_from_schema_1(cli, gateway: FakeGateway) -> None:
         conn.execute("PRAGMA user_version = 1")
     assert cli("generate", "x", "-m", "openai:dall-e-2").returncode == 0
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
     assert {"batch_key", "owner"} <= columns
 

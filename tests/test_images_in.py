@@ -357,3 +357,43 @@ def test_a_changed_input_is_refused_on_resume(gateway: FakeGateway, tmp_path: Pa
     _png(photo, color=(0, 0, 0))
     resumed = run_cli(*args, "--resume", env=env)
     _one_line_usage(resumed, f"line 1: image {photo} changed since the job started")
+
+
+# ------------------------------------------------------------------------------------------ apimart: upload first
+def test_apimart_uploads_each_file_once_then_submits_its_urls(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    photo = _png(tmp_path / "p.png")
+    url = "https://cdn.example.net/ref.png"
+    result = cli("generate", "same cat", "-m", "apimart:gpt-4o-image", "--image", str(photo), "--image", url,
+                 "--image", str(photo), "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [(field_name, filename, ctype, data)] = gateway.uploads  # one upload for the file given twice
+    assert (field_name, filename, ctype, data) == ("file", "p.png", "image/png", photo.read_bytes())
+    uploaded = f"{gateway.image_origin}/uploads/1-p.png"
+    [submit] = gateway.calls("apimart")
+    assert submit.body["image_urls"] == [uploaded, url, uploaded]
+    paths = [r.path for r in gateway.requests if r.provider == "apimart" and r.method == "POST"]
+    assert paths[0].endswith("/uploads/images") and paths[1].endswith("/images/generations")  # upload first
+
+
+def test_an_upload_is_never_retried_blindly(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    photo = _png(tmp_path / "p.png")
+    gateway.fault("upload", "status", status=500)
+    result = cli("generate", "x", "-m", "apimart:gpt-4o-image", "--image", str(photo))
+    assert result.returncode != 0 and "HTTP 500" in result.stderr, result.stderr
+    assert len([r for r in gateway.requests if r.path.endswith("/uploads/images")]) == 1
+    assert gateway.calls("apimart") == []  # nothing submitted without its input
+
+
+def test_a_resumed_apimart_line_reuses_its_upload(gateway: FakeGateway, tmp_path: Path) -> None:
+    photo = _png(tmp_path / "p.png")
+    prompts = tmp_path / "lines.jsonl"
+    prompts.write_text(json.dumps({"prompt": "a", "image": str(photo)}) + "\n")
+    gateway.fault("generate", "status", status=400)  # the submit fails after the upload: the line is left to resume
+    env = gateway_env(gateway)
+    args = ("generate", "--prompt-file", str(prompts), "-m", "apimart:gpt-4o-image", "-o", str(tmp_path / "out"))
+    first = run_cli(*args, env=env)
+    assert first.returncode != 0 and len(gateway.uploads) == 1, first.stderr
+    resumed = run_cli(*args, "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(gateway.uploads) == 1 and "the earlier run's upload is reused" in resumed.stderr
+    assert gateway.calls("apimart")[-1].body["image_urls"] == [f"{gateway.image_origin}/uploads/1-p.png"]

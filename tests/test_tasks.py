@@ -295,7 +295,7 @@ def test_prune_forgets_final_and_dead_jobs_but_keeps_live_or_resumable_ones(tmp_
 def test_journal_schema_is_versioned(cli, gateway: FakeGateway) -> None:
     cli("generate", "x", "-m", "openai:dall-e-2")
     with sqlite3.connect(journal_file()) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.execute("PRAGMA user_version = 99")
     result = run_cli("tasks", "list")

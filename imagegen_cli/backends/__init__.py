@@ -39,6 +39,7 @@ class PlannedJob:
     previous: Job | None = None  # the journalled job of an earlier run (--resume, tasks wait)
     todo: LinePlan | None = None  # what is left to generate: the plan, or (resuming) only the missing images
     resume_tasks: list[TaskRecord] = field(default_factory=list)  # remote tasks to poll again before that
+    uploads: dict[str, tuple[str, float]] = field(default_factory=dict)  # the earlier run's uploaded inputs
 
     def __post_init__(self) -> None:
         if self.todo is None and self.previous is None:

@@ -82,6 +82,7 @@ def engine_jobs(jobs: list[PlannedJob], first: int = 0) -> list[EngineJob]:
             list(job.resume_tasks),
             job.result.no_wait,
             resume_hint=job.result.resume_hint(),
+            uploads=dict(job.uploads),
         )
         for number, job in enumerate(jobs)
     ]

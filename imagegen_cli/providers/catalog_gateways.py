@@ -167,6 +167,12 @@ TOKEN360 = ProviderProfile(
     ),
 )
 
+# apimart takes input images as URLs only: a local file is uploaded first (POST uploads/images, multipart `file`,
+# at most 20 MB, the URL valid 72 h), then named in `image_urls`. Limits per model, as its docs give them.
+_APIMART_UPLOAD = ImageInputs(
+    way="upload", path="uploads/images", field="image_urls", mask_field="mask_url", urls=True, max_bytes=20 << 20
+)
+
 _APIMART_BASE = ModelCaps(
     id="*",
     size_mode="ratio_size",
@@ -202,6 +208,7 @@ APIMART = ProviderProfile(
             n_max=4,
             n_values=(1, 2, 4),
             send_n=True,
+            image_inputs=replace(_APIMART_UPLOAD, max_images=5),
         ),
         "gpt-image-1-official": replace(
             _APIMART_BASE,
@@ -214,9 +221,17 @@ APIMART = ProviderProfile(
             quality_map=GPT_QUALITY_MAP,
         ),
         "gemini-3-pro-image-preview": replace(
-            _APIMART_BASE, id="gemini-3-pro-image-preview", ratios=GEMINI_RATIOS, n_max=4, send_n=True
+            _APIMART_BASE,
+            id="gemini-3-pro-image-preview",
+            ratios=GEMINI_RATIOS,
+            n_max=4,
+            send_n=True,
+            image_inputs=replace(_APIMART_UPLOAD, max_images=5),
         ),
-        "doubao-seedream-5-0-lite": replace(_APIMART_BASE, id="doubao-seedream-5-0-lite"),
+        # Seedream: inputs and outputs together at most 15; one output per call here
+        "doubao-seedream-5-0-lite": replace(
+            _APIMART_BASE, id="doubao-seedream-5-0-lite", image_inputs=replace(_APIMART_UPLOAD, max_images=14)
+        ),
         "qwen-image-2.0": replace(
             _APIMART_BASE,
             id="qwen-image-2.0",

@@ -80,7 +80,10 @@ class RemoteEngine:
         provider = journal_provider(job, settings)
         provider.require_key()  # one job's missing key is that job's error, beside the others of `tasks wait`
         request = replace(GenerationRequest.from_dict(job.request), strict=False)
-        return build_plan(request, provider)
+        # Only the job's tasks are polled again (nothing is submitted): its inputs need not be read (or exist) now;
+        # the request keeps them, for the records of the images.
+        bare = replace(request, images=(), mask=None, strength=None, input_fidelity=None)
+        return replace(build_plan(bare, provider), request=request)
 
     def execute(self, jobs: list[EngineJob], channel: Channel) -> None:
         """Run every job concurrently; Ctrl-C (or the run's stop) cancels them all in order."""

@@ -135,9 +135,10 @@ class GatewayClient:
             self.provider.call(method, url, JsonPayload(body) if body is not None else None, headers)
         )
 
-    async def call(self, call: HttpCall) -> JSON:
-        """Send one typed call, retrying transient failures; return the decoded JSON body."""
-        answer = await self.send(call)
+    async def call(self, call: HttpCall, *, retry: bool = True) -> JSON:
+        """Send one typed call, retrying transient failures (``retry=False``: only what surely was not processed);
+        return the decoded JSON body."""
+        answer = await self.send(call, retry=retry)
         try:
             return answer.json()
         except TooDeep:
@@ -209,8 +210,12 @@ class GatewayClient:
             if self.throttle is not None:
                 await self.throttle.release(status, retry_after)
 
-    async def send(self, call: HttpCall, max_bytes: int = MAX_JSON_BYTES) -> Answer:
-        """Send with retries (transport errors and the statuses above) inside the deadline; raise typed errors."""
+    async def send(self, call: HttpCall, max_bytes: int = MAX_JSON_BYTES, *, retry: bool = True) -> Answer:
+        """Send with retries (transport errors and the statuses above) inside the deadline; raise typed errors.
+
+        ``retry=False`` is for a call that is not idempotent (an upload): only a refused connection (nothing was
+        sent) and a 429 (the gateway says it did nothing) are tried again.
+        """
         method, url = call.method, call.url
         attempt = 0
         last_error: str | None = None
@@ -230,7 +235,7 @@ class GatewayClient:
                     f"{self.provider.name}: cannot reach {urlsplit(url).netloc}: {last_error}",
                     hint="check the network and the base URL: " + self.provider.base_url_hint(),
                 )
-                if unresolvable(outcome):
+                if unresolvable(outcome) or (not retry and not isinstance(outcome, httpx.ConnectError)):
                     raise failure
                 await self._retry(attempt, self.max_retries, last_error, failure)
             else:
@@ -238,7 +243,7 @@ class GatewayClient:
                 if status < 400:
                     return outcome
                 cause = status_error(self.provider, outcome, method, url)
-                if not is_retryable(method, outcome):
+                if not is_retryable(method, outcome) or (not retry and status != 429):
                     raise cause
                 rate_limited = cause if status == 429 else None
                 # A rate limit is worth a few more tries than an outage: the throttle is already slowing down.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import UsageError
 from imagegen_cli.inputs import check_input_limit
-from imagegen_cli.providers.calls import FilePart, MultipartPayload
+from imagegen_cli.providers.calls import FilePart, HttpCall, MultipartPayload
 
 if TYPE_CHECKING:
     from imagegen_cli.inputs import SourceImage
@@ -26,12 +26,31 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """One local input sent ahead of the generation call (apimart); the body names it by ``placeholder``."""
+
+    sha256: str
+    name: str
+    http: HttpCall
+
+    @property
+    def placeholder(self) -> str:
+        return upload_placeholder(self.sha256)
+
+
+def upload_placeholder(sha256: str) -> str:
+    """What the planned body holds where an upload's URL goes (the dry run shows it; the run replaces it)."""
+    return f"<url of upload {sha256}>"
+
+
+@dataclass(frozen=True)
 class InputPlan:
-    """The input images of a planned call: files for a multipart edit, or JSON fields."""
+    """The input images of a planned call: files for a multipart edit, JSON fields, or uploads first."""
 
     path: str | None  # the endpoint (edits); None: the generation path
     files: tuple[FilePart, ...] = ()
     fields: dict[str, Any] = field(default_factory=dict)
+    uploads: tuple[Upload, ...] = ()
 
     def multipart(self, body: dict[str, Any]) -> MultipartPayload:
         """``body`` as multipart text fields (numbers and booleans as JSON text), with the files."""
@@ -91,6 +110,13 @@ def plan_inputs(request: GenerationRequest, provider: ResolvedProvider, where: s
         if request.input_fidelity and request.input_fidelity in ways.input_fidelities
         else {}
     )
+    if ways.way == "upload":
+        uploads: dict[str, Upload] = {}
+        values = [_uploaded(image, ways.path, ways.max_bytes, where, provider, uploads) for image in images]
+        fields_: dict[str, Any] = {ways.field: values, **fidelity}
+        if mask is not None:
+            fields_[ways.mask_field] = _uploaded(mask, ways.path, ways.mask_max_bytes, where, provider, uploads)
+        return InputPlan(None, fields=fields_, uploads=tuple(uploads.values()))
     if ways.way == "field":
         values = [_as_field(image, ways.urls, ways.max_bytes, where) for image in images]
         value: Any = values if ways.as_list or len(values) > 1 else values[0]
@@ -110,6 +136,20 @@ def _bytes(image: SourceImage, limit: int, where: str) -> bytes:
     data = image.read()
     check_input_limit(len(data), limit, image, where)
     return data
+
+
+def _uploaded(
+    image: SourceImage, path: str, limit: int, where: str, provider: ResolvedProvider, uploads: dict[str, Upload]
+) -> str:
+    """A URL as given, else the placeholder of the file's upload (one upload per distinct file)."""
+    if image.is_url:
+        return image.source
+    data = _bytes(image, limit, where)
+    sha256 = image.sha256 or ""
+    if sha256 not in uploads:
+        payload = MultipartPayload(files=(FilePart("file", image.name, image.content_type, data),))
+        uploads[sha256] = Upload(sha256, image.name, provider.call("POST", provider.url(path), payload, {}))
+    return upload_placeholder(sha256)
 
 
 def _file(name: str, image: SourceImage, limit: int, where: str) -> FilePart:

@@ -41,6 +41,7 @@ from imagegen_cli.events import (
     Usage,
 )
 from imagegen_cli.meta import ImageMeta
+from imagegen_cli.providers.uploads import Uploader
 from imagegen_cli.status import RESUMABLE_TASK_STATES, TaskState
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class RemoteJob:
         self.saved: set[int] = set()  # indices handed over and recorded as saved by the driver
         self.errors = 0
         self.meta = ImageMeta.of_request(self.plan.request, provider=self.provider.name, model=self.provider.model)
+        self.uploader = Uploader(self.plan.uploads, job.uploads, self.client, self.emit, self.work)
 
     def emit(self, event: Event) -> None:
         self.channel.emit(event)
@@ -211,7 +213,7 @@ class RemoteJob:
                     for task in tasks:
                         finished.append((task, await self._poll(task, key)))
                 else:
-                    data = await self.client.call(call.http)
+                    data = await self.client.call(await self.uploader.resolve(call.http))
                     parsed = parse_images_response(data, self.provider.name)
                     if parsed.usage:
                         self.emit(Usage(self.work, parsed.usage))
@@ -240,8 +242,9 @@ class RemoteJob:
         answer, so the tasks the gateway created are journalled (None then: the run stops)."""
         from imagegen_cli.providers.dialects import parse_submit_response
 
+        http = await self.uploader.resolve(call.http)  # inputs uploaded first (apimart): no task exists yet
         self.emit(Submitting(self.work, call.index, call.first_image, call.count))
-        request = asyncio.ensure_future(self.client.call(call.http))
+        request = asyncio.ensure_future(self.client.call(http))
         stopped = False
         try:
             data = await asyncio.shield(request)

@@ -14,7 +14,7 @@ from typing import Any
 from imagegen_cli.errors import UsageError
 from imagegen_cli.plans import JournalEntry
 from imagegen_cli.providers.calls import HttpCall, JsonPayload, MultipartPayload, describe_call
-from imagegen_cli.providers.inputs import InputPlan, plan_inputs
+from imagegen_cli.providers.inputs import InputPlan, Upload, plan_inputs
 from imagegen_cli.providers.profiles import ModelCaps
 from imagegen_cli.providers.registry import ResolvedProvider
 from imagegen_cli.request import (
@@ -56,6 +56,7 @@ class Plan:
     notes: tuple[str, ...]
     response_format: str | None
     output_format: str | None = None  # --format as planned: a narrowed (resumed) plan asks for it again
+    uploads: tuple[Upload, ...] = ()  # input files sent ahead of the calls (apimart), each once per job
 
     @property
     def method_url(self) -> tuple[str, str]:
@@ -71,7 +72,8 @@ class Plan:
 
     def describe(self) -> dict[str, Any]:
         """The ``--dry-run`` form: each call exactly as it is sent (the same header builder), key redacted."""
-        calls = [describe_call(call.http, self.provider.shown_headers(call.http)) for call in self.calls]
+        sent = [upload.http for upload in self.uploads] + [call.http for call in self.calls]
+        calls = [describe_call(http, self.provider.shown_headers(http)) for http in sent]
         return {"provider": self.provider.name, "model": self.provider.model, "calls": calls}
 
     def journal_entry(self) -> JournalEntry:
@@ -397,4 +399,5 @@ def build_plan(
         calls.append(PlannedCall(number, first, count, http, seed))
         first += count
 
-    return Plan(provider, request, tuple(calls), tuple(notes.items), response_format, output_format)
+    uploads = inputs.uploads if inputs is not None else ()
+    return Plan(provider, request, tuple(calls), tuple(notes.items), response_format, output_format, uploads)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from imagegen_cli.request import Ratio, Size
 
-InputWay = Literal["edits", "field"]
+InputWay = Literal["edits", "field", "upload"]
 SizeMode = Literal["pixels", "free", "ratio_size", "aspect_ratio", "ratio_field", "none"]
 Dialect = Literal["openai", "tasks"]
 
@@ -25,6 +25,9 @@ class ImageInputs:
     when there are several) and the mask as ``mask`` (OpenAI's ``/images/edits``; kkiai's Flux Kontext).
     ``field``: the generation call's JSON body carries the images in ``field`` as URLs, a local file as a
     ``data:`` URI (Seedream on kkiai and Token360); ``as_list`` sends a list even for one image.
+    ``upload``: each local file is first sent alone to ``path`` (multipart ``file``; apimart's ``uploads/images``),
+    and the generation body carries the URLs the gateway answered in ``field`` (a list), the mask's in
+    ``mask_field``; an upload is never retried blindly, and its URL is journalled with its expiry.
     ``confirmed`` is False where the gateway documents no field: the README marks the model, and a config
     ``[providers.NAME.models.ID]`` table can set ``image_field`` to correct it.
     """
@@ -34,6 +37,7 @@ class ImageInputs:
     mask: bool = False
     path: str = "images/edits"
     field: str = "image"
+    mask_field: str = "mask"
     as_list: bool = False
     input_fidelities: tuple[str, ...] = ()  # the --input-fidelity values the model takes; () none
     max_bytes: int = 50 << 20

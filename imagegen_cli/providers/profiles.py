@@ -42,8 +42,8 @@ def _image_inputs(value: object, base: ImageInputs | None, where: str) -> ImageI
         raise ConfigError(
             f"unknown key {sorted(unknown)[0]!r} in {where}", hint="known: " + ", ".join(sorted(_INPUT_KEYS))
         )
-    if value.get("way", "edits") not in ("edits", "field"):
-        raise ConfigError(f'{where}.way must be "edits" or "field"')
+    if value.get("way", "edits") not in ("edits", "field", "upload"):
+        raise ConfigError(f'{where}.way must be "edits", "field" or "upload"')
     values: dict[str, Any] = {key: tuple(item) if isinstance(item, list) else item for key, item in value.items()}
     # A table in the config is the user's own word for the field: it is no longer "unconfirmed".
     return replace(base or ImageInputs(), **{"confirmed": True, **values})

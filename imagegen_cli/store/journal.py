@@ -398,6 +398,20 @@ class Journal(ImageClaims):
             jobs = [job for job in jobs if job.status == status]
         return jobs[:limit] if limit > 0 else jobs
 
+    def record_upload(self, job_id: str, sha256: str, url: str, expires_at: float) -> None:
+        """An input uploaded for ``job_id``: its URL (redacted of secrets) and when it expires."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO job_uploads (job_id, sha256, url, expires_at, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (job_id, sha256, redact(url), expires_at, time.time()),
+            )
+
+    def uploads(self, job_id: str) -> dict[str, tuple[str, float]]:
+        """SHA-256 → (URL, expiry) of the inputs uploaded for ``job_id``."""
+        rows = self._rows("SELECT sha256, url, expires_at FROM job_uploads WHERE job_id = ?", (job_id,))
+        return {str(row["sha256"]): (str(row["url"]), float(row["expires_at"])) for row in rows}
+
     def by_batch_key(self, key: str) -> Job | None:
         """The newest job of a batch line, for ``--resume``."""
         row = self._row("SELECT * FROM jobs WHERE batch_key = ? ORDER BY id DESC LIMIT 1", (key,))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -73,5 +73,17 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE jobs ADD COLUMN owner TEXT;
     ALTER TABLE job_images ADD COLUMN claimed_owner TEXT;
     ALTER TABLE job_images ADD COLUMN target_id TEXT;
+    """,
+    # v5: input images uploaded to a gateway (apimart) are kept with their expiry: a resumed job reuses a URL
+    # still valid instead of uploading the file again (an upload is not idempotent).
+    5: """
+    CREATE TABLE job_uploads (
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        sha256 TEXT NOT NULL,
+        url TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (job_id, sha256)
+    );
     """,
 }
