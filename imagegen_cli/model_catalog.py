@@ -64,6 +64,13 @@ def notable_params(caps: ModelCaps, profile: ProviderProfile) -> list[str]:
         notes.append("on-behalf-of")
     if caps.size_mode == "aspect_ratio":
         notes.append("aspect_ratio required")
+    if caps.image_inputs is not None:
+        inputs = caps.image_inputs
+        notes.append(
+            f"--image ≤ {inputs.max_images}"
+            + (" + --mask" if inputs.mask else "")
+            + ("" if inputs.confirmed else " (unconfirmed field)")
+        )
     return notes
 
 
@@ -101,6 +108,15 @@ def remote_model_info(profile: ProviderProfile, caps: ModelCaps) -> dict[str, An
         "retired": caps.retired.removeprefix("was ") if caps.retired else None,
         "replacement": caps.replacement,
         "default": caps.id == profile.default_model,
+        "image_inputs": None
+        if caps.image_inputs is None
+        else {
+            "way": caps.image_inputs.way,
+            "max_images": caps.image_inputs.max_images,
+            "mask": caps.image_inputs.mask,
+            "input_fidelities": list(caps.image_inputs.input_fidelities),
+            "confirmed": caps.image_inputs.confirmed,
+        },
     }
 
 

@@ -71,6 +71,44 @@ def models_table() -> str:
     return "\n".join(rows)
 
 
+def image_inputs_table() -> str:
+    """Which models take ``--image`` (and ``--mask``, ``--input-fidelity``), and how each sends them."""
+    from imagegen_cli.providers.profiles import BUILTIN_PROFILES
+
+    ways = {
+        "edits": "multipart `POST {path}`: `image` (`image[]` for several), `mask`",
+        "field": "`{field}` in the JSON body: URLs as given, files as `data:` URIs",
+        "upload": "each file uploaded first (`POST {path}`, multipart `file`), then `{field}` URLs",
+    }
+    rows = [
+        "| model | how the images are sent | images | `--mask` | `--input-fidelity` | documented |",
+        "|---|---|---|---|---|---|",
+    ]
+    for profile in BUILTIN_PROFILES.values():
+        for caps in profile.models.values():
+            inputs = caps.image_inputs
+            if inputs is None or caps.retired:
+                continue
+            how = ways[inputs.way].format(path=inputs.path, field=inputs.field)
+            mask = (
+                f"yes (`{inputs.mask_field}`)"
+                if inputs.mask and inputs.way == "upload"
+                else "yes"
+                if inputs.mask
+                else "—"
+            )
+            fidelity = "/".join(inputs.input_fidelities) or "—"
+            documented = "yes" if inputs.confirmed else "**unconfirmed** (configurable)"
+            rows.append(
+                f"| `{profile.name}:{caps.id}` | {how} | up to {inputs.max_images} | {mask} | {fidelity} | {documented} |"
+            )
+    rows.append(
+        "| `local:MODEL` | decoded; img2img/inpainting pipeline built with `from_pipe` (editing pipelines take it "
+        "as is) | 1 | yes | — | yes |"
+    )
+    return "\n".join(rows)
+
+
 def local_models_table() -> str:
     from imagegen_cli.local.catalog import LOCAL_MODELS
 
@@ -98,6 +136,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "providers": providers_table,
     "models": models_table,
     "local-models": local_models_table,
+    "image-inputs": image_inputs_table,
 }
 
 
