@@ -71,7 +71,7 @@ class Replay:
             "input_fidelity": meta.input_fidelity,
             "quantize": meta.quantize,
             "variant": meta.variant,
-            "scheduler": meta.scheduler if meta.provider == "local" else None,
+            "scheduler": _scheduler(meta),
             "lora": [f"{lora.source}:{lora.scale:g}" for lora in meta.loras] or None,
             "param": [f"{key}={_json(value)}" for key, value in meta.params.items()] or None,
         }
@@ -81,7 +81,7 @@ class Replay:
             stored["size"] = meta.size
         elif meta.ratio:
             stored["ratio"], stored["resolution"] = meta.ratio, meta.resolution
-        elif meta.provider == "local" and meta.width and meta.height:
+        elif meta.provider in ("local", "a1111") and meta.width and meta.height:
             stored["size"] = f"{meta.width}x{meta.height}"
         if given.get("size") is not None or given.get("ratio") is not None:
             stored.pop("size", None), stored.pop("ratio", None), stored.pop("resolution", None)
@@ -119,6 +119,19 @@ class Replay:
             f"--from {self.path}: its {role} {name} (SHA-256 {sha256[:12]}…) was not found beside it or here",
             hint=f"give it again: {flag} PATH",
         )
+
+
+def _scheduler(meta: ImageMeta) -> str | None:
+    """A local image's scheduler class; an A1111 sampler name (``Euler a``, ``DPM++ 2M Karras``) where imagegen
+    has the same one; else None (the model's own)."""
+    if meta.provider == "local":
+        return meta.scheduler
+    if meta.provider != "a1111" or not meta.scheduler:
+        return None
+    from imagegen_cli.local.schedulers import SCHEDULERS
+
+    name = meta.scheduler.lower().replace(" karras", "-karras").replace(" a", "-a").replace(" ", "")
+    return name if name in SCHEDULERS else None
 
 
 def _json(value: object) -> str:

@@ -397,3 +397,43 @@ def test_a_resumed_apimart_line_reuses_its_upload(gateway: FakeGateway, tmp_path
     assert resumed.returncode == 0, resumed.stderr
     assert len(gateway.uploads) == 1 and "the earlier run's upload is reused" in resumed.stderr
     assert gateway.calls("apimart")[-1].body["image_urls"] == [f"{gateway.image_origin}/uploads/1-p.png"]
+
+
+def test_an_a1111_png_replays_where_its_model_is_known(tmp_path: Path) -> None:
+    from PIL import PngImagePlugin
+
+    def a1111(model: str) -> Path:
+        info = PngImagePlugin.PngInfo()
+        info.add_text(
+            "parameters", f"a red barn\nSteps: 3, Sampler: Euler a, CFG scale: 1, Seed: 9, Size: 64x64, Model: {model}"
+        )
+        path = tmp_path / f"{model}.png"
+        Image.new("RGB", (64, 64)).save(path, pnginfo=info)
+        return path
+
+    made = run_cli("generate", "--from", str(a1111("tiny")), "--json", "-o", str(tmp_path / "out"))
+    assert made.returncode == 0, made.stderr
+    record = run_cli("show", made.json()["images"][0]["path"], "--json").json()[0]["record"]
+    assert (record["prompt"], record["model"], record["seed"], record["steps"]) == ("a red barn", "tiny", 9, 3)
+    assert record["scheduler"] == "EulerAncestralDiscreteScheduler"
+    unknown = a1111("sd_xl_base_1.0")
+    _one_line_usage(run_cli("generate", "--from", str(unknown)), "(sd_xl_base_1.0) is not one imagegen knows")
+    chosen = run_cli("generate", "--from", str(unknown), "-m", "local:tiny", "-o", str(tmp_path / "chosen.png"))
+    assert chosen.returncode == 0, chosen.stderr
+
+
+def test_an_editing_pipeline_takes_the_image_as_it_is(zoo_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("diffusers")
+    from diffusers import FluxKontextPipeline
+
+    from imagegen_cli.inputs import load_input
+    from tests.zoo import build
+
+    kontext = tmp_path / "kontext"
+    FluxKontextPipeline.from_pretrained(build("flux", zoo_dir)).save_pretrained(kontext)
+    photo = load_input(str(_png(tmp_path / "in.png", (32, 32))))
+    first = _local(kontext, tmp_path / "a", images=(photo,), steps=2)
+    again = _local(kontext, tmp_path / "b", images=(photo,), steps=2)
+    assert first.errors == [] and first.sizes() == [(32, 32)], first.errors + first.notes
+    assert first.metadata()["pipeline"] == "FluxKontextPipeline"  # no img2img wrapper: it edits by itself
+    assert first.pixels() == again.pixels()

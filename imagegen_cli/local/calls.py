@@ -187,6 +187,9 @@ def adapt(pipe: object, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
             not_taken("--size", "width/height")
             width = height = None
         # else: an image-to-image call takes its size from the image, resized to width x height below
+        if takes("max_area") and width and height:
+            # Flux Kontext scales any size to max_area (1024² by default): the asked size is the area to keep.
+            base["max_area"] = width * height
         if takes("use_resolution_binning"):
             # Binning snaps the size to the model's aspect-ratio table (HunyuanDiT: 64x64 becomes 1024x1024).
             base["use_resolution_binning"] = False
