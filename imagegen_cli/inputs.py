@@ -116,7 +116,9 @@ def load_input(text: str, role: Role = "image", stdin: BinaryIO | None = None) -
         import sys
 
         stream = stdin if stdin is not None else sys.stdin.buffer
-        data = read_stream_bounded(stream, MAX_INPUT_BYTES, lambda why: UsageError(f"{flag} - (stdin) {why}"))
+        data = read_stream_bounded(
+            stream, MAX_INPUT_BYTES, lambda why: UsageError(f"{flag} - (stdin) {why}", hint="give a smaller image")
+        )
         if not data:
             raise UsageError(f"{flag} -: standard input is empty", hint="pipe an image in: ... -o - | imagegen ...")
         image = _checked(data, f"{flag} - (stdin)", role)

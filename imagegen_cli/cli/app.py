@@ -17,6 +17,7 @@ from imagegen_cli.cli.generate import EXAMPLES, generate
 from imagegen_cli.cli.keys import keys_app
 from imagegen_cli.cli.models import models_app
 from imagegen_cli.cli.render import InterruptNotice
+from imagegen_cli.cli.serve_cmd import SERVE_EXAMPLES, serve
 from imagegen_cli.cli.show import EXAMPLES as SHOW_EXAMPLES
 from imagegen_cli.cli.show import show
 from imagegen_cli.cli.tasks import tasks_app
@@ -92,6 +93,7 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
 app.command("show", epilog=SHOW_EXAMPLES)(show)
+app.command("serve", epilog=SERVE_EXAMPLES)(serve)
 app.command("doctor", epilog="Examples:\n\n\b\n  imagegen doctor\n  imagegen doctor --online --timeout 5 --json")(
     doctor
 )

@@ -145,6 +145,14 @@ class PipelineCall:
     def kwargs(self, batch: LocalBatch) -> dict[str, Any]:
         """The keywords of one call, without the generators and callbacks (the runner adds them)."""
         kwargs = dict(self.base)
+        if batch.prompts:
+            # One prompt per image (a server's batch of requests): each image is its own prompt's only image.
+            kwargs["prompt"] = list(batch.prompts)
+            if isinstance(kwargs.get("negative_prompt"), str):
+                kwargs["negative_prompt"] = [kwargs["negative_prompt"]] * len(batch.prompts)
+            if self.counts_images:
+                kwargs["num_images_per_prompt"] = 1
+            return kwargs
         if self.counts_images:
             kwargs["num_images_per_prompt"] = len(batch.seeds)
         return kwargs
@@ -378,7 +386,11 @@ def prompt_cut(pipe: object, text: str | None, max_sequence: int | None) -> str 
 
 def singles(batches: tuple[LocalBatch, ...] | list[LocalBatch]) -> tuple[LocalBatch, ...]:
     """The same images, one per call."""
-    return tuple(LocalBatch(b.first + i, (seed,)) for b in batches for i, seed in enumerate(b.seeds))
+    return tuple(
+        LocalBatch(b.first + i, (seed,), (b.prompts[i],) if b.prompts else ())
+        for b in batches
+        for i, seed in enumerate(b.seeds)
+    )
 
 
 def task_pipeline(cache: dict[tuple[int, str], Any], pipe: Any, plan: LocalPlan, diffusers: Any) -> Any:

@@ -107,10 +107,15 @@ class ModelSource:
 
 @dataclass(frozen=True)
 class LocalBatch:
-    """One pipeline call: images ``first .. first+len(seeds)-1`` with one seed each."""
+    """One pipeline call: images ``first .. first+len(seeds)-1`` with one seed each.
+
+    ``prompts`` (one per image) is set where requests with different prompts share one call (``imagegen serve``
+    batches compatible requests); empty, every image has the plan's prompt.
+    """
 
     first: int
     seeds: tuple[int, ...]
+    prompts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

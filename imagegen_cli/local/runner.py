@@ -229,6 +229,13 @@ class LocalEngine:
         """``pipe`` as the plan's inputs need it (:func:`local.calls.task_pipeline`), its derived forms kept."""
         return task_pipeline(self._tasks, pipe, plan, diffusers)
 
+    def load(self, plan: LocalPlan, emit: Emit) -> None:
+        """Load (and place) the plan's pipeline now, ahead of its first job (``imagegen serve -m``)."""
+        with self._lock:
+            torch, diffusers = import_stack()
+            placement = resolve_placement(torch, plan.options.device, plan.options.dtype)
+            self.pipeline(plan, placement, diffusers, lambda text: emit(Note(0, text)), emit, 0)
+
     def run(self, work: int, plan: LocalPlan, emit: Emit, stop: StopToken) -> None:
         """Make the images of ``plan``; every image, note and progress step is emitted. Raises ImagegenError.
 
@@ -371,8 +378,8 @@ class LocalRun:
                 # Halve the batch and try again: -n is batched as memory allows.
                 half = len(batch.seeds) // 2
                 queue[:0] = [
-                    LocalBatch(batch.first, batch.seeds[:half]),
-                    LocalBatch(batch.first + half, batch.seeds[half:]),
+                    LocalBatch(batch.first, batch.seeds[:half], batch.prompts[:half]),
+                    LocalBatch(batch.first + half, batch.seeds[half:], batch.prompts[half:]),
                 ]
                 self.say(f"out of memory at {len(batch.seeds)} images per call; trying {half}")
                 continue

@@ -1,0 +1,227 @@
+"""The ASGI application of ``imagegen serve`` (Starlette): OpenAI's images dialect over the warm worker.
+
+``POST /v1/images/generations`` (OpenAI's fields; ``seed``, ``steps``, ``guidance`` and ``negative_prompt`` as
+extensions), ``GET /v1/models``, ``GET /health``, ``GET /metrics``, and ``GET /v1/files/NAME`` for answers given as
+``url`` (kept in memory for ``URL_LIFETIME``). Errors are OpenAI-shaped: ``{"error": {"message", "type", "param",
+"code"}}`` with the matching status. With an API key, every route but ``/health`` wants ``Authorization: Bearer
+KEY``, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from imagegen_cli.errors import ImagegenError, UsageError
+from imagegen_cli.serve.worker import Draining, Job, QueueFull, Worker
+
+if TYPE_CHECKING:
+    from imagegen_cli.local_options import LocalOptions
+    from imagegen_cli.serve.metrics import Metrics
+
+MAX_BODY_BYTES = 1 << 20  # a generation request is a prompt and a few fields
+MAX_PROMPT_CHARS = 32000
+MAX_N = 10
+URL_LIFETIME = 600.0  # an answer given as url stays fetchable this long
+_KNOWN = {"model", "prompt", "n", "size", "response_format", "seed", "steps", "guidance", "negative_prompt",
+          "user", "quality", "output_format"}  # fmt: skip
+log = logging.getLogger("imagegen.serve")
+
+
+class BadRequest(UsageError):
+    """A request the server answers 400: its message is the answer's, no hint needed (it is not a command line)."""
+
+
+@dataclass
+class ServeState:
+    """What the routes share: the worker, the options every request loads with, the key and the URL store."""
+
+    worker: Worker
+    metrics: Metrics
+    options: LocalOptions
+    default_model: str
+    served: tuple[str, ...] = ()  # the -m models: with the catalog's ids, all a client may ask for
+    api_key: str | None = None
+    files: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+
+
+def error(
+    status: int, message: str, kind: str = "invalid_request_error", code: str | None = None, **kw: Any
+) -> Response:
+    headers = kw.pop("headers", None)
+    body = {"error": {"message": message, "type": kind, "param": kw.get("param"), "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_app(state: ServeState) -> Starlette:
+    """The application; ``state`` is also reachable as ``app.state.serve`` (tests hold the worker through it)."""
+
+    def authorized(request: Request) -> bool:
+        if state.api_key is None:
+            return True
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {state.api_key}".encode())
+
+    async def generations(request: Request) -> Response:
+        started = time.monotonic()
+        if not authorized(request):
+            state.metrics.count("unauthorized")
+            return error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
+        try:
+            job, response_format = await _parse(request, state)
+        except (BadRequest, UsageError) as exc:
+            state.metrics.count("invalid")
+            return error(400, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        try:
+            state.worker.submit(job)
+        except QueueFull:
+            state.metrics.count("queue_full")
+            return error(
+                429, "the queue is full; retry later", "rate_limit_error", "queue_full", headers={"Retry-After": "1"}
+            )
+        except Draining:
+            return error(503, "the server is stopping", "server_error", "shutting_down", headers={"Retry-After": "5"})
+        answer = await _wait(request, state, job)
+        if answer is None:
+            state.metrics.count("cancelled")
+            return Response(status_code=499)
+        if isinstance(answer, ImagegenError):
+            state.metrics.count("error")
+            return error(500, answer.message, "server_error")
+        data = []
+        for seed, png in answer:
+            if response_format == "url":
+                name = f"{secrets.token_urlsafe(16)}.png"
+                state.files[name] = (time.monotonic() + URL_LIFETIME, png)
+                data.append({"url": str(request.url_for("file", name=name)), "seed": seed})
+            else:
+                data.append({"b64_json": base64.b64encode(png).decode("ascii"), "seed": seed})
+        elapsed = time.monotonic() - started
+        with state.metrics.lock:
+            state.metrics.latency.observe(elapsed)
+        state.metrics.count("ok")
+        log.info(
+            json.dumps(
+                {"route": "generations", "model": job.plan.source.name, "n": job.n, "seconds": round(elapsed, 3)}
+            )
+        )
+        return JSONResponse({"created": int(time.time()), "data": data})
+
+    async def models(request: Request) -> Response:
+        if not authorized(request):
+            return error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
+        from imagegen_cli.local.catalog import LOCAL_MODELS
+
+        ids = dict.fromkeys([state.default_model, *LOCAL_MODELS])
+        return JSONResponse(
+            {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "imagegen"} for i in ids]}
+        )
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", **state.worker.state()})
+
+    async def metrics(request: Request) -> Response:
+        if not authorized(request):
+            return error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
+        return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def file(request: Request) -> Response:
+        now = time.monotonic()
+        for name in [n for n, (ends, _) in state.files.items() if ends < now]:
+            state.files.pop(name, None)
+        kept = state.files.get(request.path_params["name"])
+        if kept is None:
+            return error(404, "no such file (answers given as url are kept for 10 minutes)", code="not_found")
+        return Response(kept[1], media_type="image/png")
+
+    app = Starlette(
+        routes=[
+            Route("/v1/images/generations", generations, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/files/{name}", file, methods=["GET"], name="file"),
+            Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ]
+    )
+    app.state.serve = state
+    return app
+
+
+async def _wait(request: Request, state: ServeState, job: Job) -> list[tuple[int, bytes]] | ImagegenError | None:
+    """The job's images; None when the client went away first (its work is cancelled)."""
+    waiting = asyncio.wrap_future(job.future)
+    while True:
+        done, _ = await asyncio.wait({waiting}, timeout=0.1)
+        if done:
+            try:
+                return waiting.result()
+            except ImagegenError as exc:
+                return exc
+        if await request.is_disconnected():
+            state.worker.cancel(job)
+            return None
+
+
+async def _parse(request: Request, state: ServeState) -> tuple[Job, str]:
+    """The request as a planned job (refused here, before it is queued, as the CLI refuses a bad flag)."""
+    from imagegen_cli.local.planning import build_local_plan, resolve_source
+    from imagegen_cli.request import MAX_SEED, GenerationRequest, Size
+
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(f"the request body is over {MAX_BODY_BYTES >> 20} MiB")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    unknown = sorted(set(body) - _KNOWN)
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r}")
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BadRequest("prompt is required")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise BadRequest(f"prompt is over {MAX_PROMPT_CHARS} characters")
+    n = body.get("n", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
+        raise BadRequest(f"n must be an integer from 1 to {MAX_N}")
+    response_format = body.get("response_format") or "b64_json"
+    if response_format not in ("b64_json", "url"):
+        raise BadRequest("response_format must be b64_json or url")
+    size_text = body.get("size")
+    size = Size.parse(size_text) if isinstance(size_text, str) and size_text != "auto" else None
+    seed = body.get("seed")
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED - n:
+        raise BadRequest("seed must be an integer from 0 to 2^63-1-n")
+    model = str(body.get("model") or state.default_model).removeprefix("local:")
+    from imagegen_cli.local.catalog import LOCAL_MODELS
+
+    if model not in state.served and model not in LOCAL_MODELS:
+        # A client names a model, never a path or a Hub repo: what loads is the operator's choice (-m).
+        raise BadRequest(f"model {model!r} is not served here", hint="GET /v1/models lists them")
+    values: dict[str, Any] = {}
+    for key, kind in (("steps", int), ("guidance", float), ("negative_prompt", str)):
+        value = body.get(key)
+        if value is not None:
+            if not isinstance(value, kind if kind is not float else (int, float)) or isinstance(value, bool):
+                raise BadRequest(f"{key} must be a {kind.__name__}")
+            values[key] = value
+    generation = GenerationRequest(prompt=prompt, provider="local", model=model, n=n, size=size, seed=seed, **values)
+    plan = build_local_plan(generation, resolve_source(model), state.options)
+    return Job(plan, seed), response_format
