@@ -46,6 +46,7 @@ class SourceImage:
     width: int | None = None
     height: int | None = None
     format: str | None = None  # PNG, JPEG or WEBP
+    byte_size: int | None = None
     data: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -84,7 +85,7 @@ class SourceImage:
 
     def to_dict(self) -> dict[str, Any]:
         """The journal's form: everything but the bytes."""
-        keys = ("name", "source", "role", "sha256", "width", "height", "format")
+        keys = ("name", "source", "role", "sha256", "width", "height", "format", "byte_size")
         return {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
 
     @classmethod
@@ -99,6 +100,7 @@ class SourceImage:
             width=data.get("width"),
             height=data.get("height"),
             format=data.get("format"),
+            byte_size=data.get("byte_size"),
         )
 
 
@@ -142,6 +144,17 @@ def load_input(text: str, role: Role = "image", stdin: BinaryIO | None = None) -
     return SourceImage(**{**checked, "name": path.name, "source": str(path.resolve())})
 
 
+def check_stdin_readers(images: list[str], mask: str | None, *, prompt_reads: bool) -> None:
+    """Standard input holds one thing: at most one of the prompt, an ``--image -`` and ``--mask -`` reads it."""
+    readers = ["--image -"] * images.count("-") + (["--mask -"] if mask == "-" else [])
+    readers += ["the prompt"] if prompt_reads else []
+    if len(readers) > 1:
+        raise UsageError(
+            f"{readers[0]} and {readers[1]} both read standard input",
+            hint="standard input holds one thing: give the others as files",
+        )
+
+
 def _read_file(path: Path, role: Role) -> bytes:
     flag = "--image" if role == "image" else "--mask"
     return read_bounded(path, MAX_INPUT_BYTES, lambda why: UsageError(f"{flag} {path} {why}", hint=_HINT))
@@ -166,7 +179,7 @@ def _checked(data: bytes, where: str, role: Role) -> dict[str, Any]:
         raise UsageError(f"{where} is not an image", hint=_HINT) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UsageError(f"{where} does not decode ({str(exc)[:80] or type(exc).__name__})", hint=_HINT) from None
-    return {**values, "role": role, "sha256": hashlib.sha256(data).hexdigest()}
+    return {**values, "role": role, "sha256": hashlib.sha256(data).hexdigest(), "byte_size": len(data)}
 
 
 def _kept(checked: dict[str, Any], data: bytes) -> SourceImage:

@@ -10,6 +10,7 @@ beside the image or in the working directory, and checked against their stored S
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,8 +57,20 @@ class Replay:
             hint="name one with -m, e.g. -m local:sdxl-turbo",
         )
 
-    def fill(self, given: dict[str, Any], images_given: bool) -> dict[str, Any]:
-        """``given`` (the flags, None where not given) with the stored values where a flag was not given."""
+    def other_than(self, model: str | None) -> bool:
+        """Whether ``model`` (``-m``, or the stored one) is another model than the one that made the image."""
+        try:
+            return model is not None and model.removeprefix("local:") != self.model_ref.removeprefix("local:")
+        except UsageError:  # an A1111 image of a model imagegen does not know: -m is another by definition
+            return True
+
+    def fill(self, given: dict[str, Any], images_given: bool, other_model: bool = False) -> dict[str, Any]:
+        """``given`` (the flags, None where not given) with the stored values where a flag was not given.
+
+        With ``other_model`` (``-m`` names another model) only what any model takes is filled: prompt, negative
+        prompt, seed, steps, guidance, quality and style, not the size, ``--param`` values or local settings,
+        which belong to the model that made the image.
+        """
         meta = self.meta
         stored: dict[str, Any] = {
             "n": 1,
@@ -83,8 +96,11 @@ class Replay:
             stored["ratio"], stored["resolution"] = meta.ratio, meta.resolution
         elif meta.provider in ("local", "a1111") and meta.width and meta.height:
             stored["size"] = f"{meta.width}x{meta.height}"
-        if given.get("size") is not None or given.get("ratio") is not None:
+        if any(given.get(key) is not None for key in ("size", "ratio", "resolution")):
             stored.pop("size", None), stored.pop("ratio", None), stored.pop("resolution", None)
+        if other_model:
+            for key in ("size", "ratio", "resolution", "param", "lora", "quantize", "variant", "scheduler"):
+                stored.pop(key, None)
         if images_given and given.get("strength") is None and meta.strength is None:
             stored.pop("strength")
         return {key: value if value is not None else stored.get(key) for key, value in given.items()}
@@ -93,27 +109,35 @@ class Replay:
         self, images: tuple[SourceImage, ...], mask: SourceImage | None
     ) -> tuple[tuple[SourceImage, ...], SourceImage | None]:
         """The inputs given, else the stored ones, found again by name and checked by SHA-256."""
+        given_images = bool(images)  # new images: the stored mask was drawn for the old ones
         recorded = [entry for entry in self.meta.inputs if entry.role == "image"]
         recorded_mask = next((entry for entry in self.meta.inputs if entry.role == "mask"), None)
         if not images and recorded:
             images = tuple(self._find(entry.name, entry.sha256, "image") for entry in recorded)
-        if mask is None and recorded_mask is not None and images:
+        if mask is None and recorded_mask is not None and images and not given_images:
             mask = self._find(recorded_mask.name, recorded_mask.sha256, "mask")
         return images, mask
 
     def _find(self, name: str, sha256: str, role: str) -> SourceImage:
-        from imagegen_cli.inputs import load_input
+        from imagegen_cli.inputs import MAX_INPUT_BYTES, load_input
 
         if name.startswith(("http://", "https://")):
             return load_input(name)
         flag = "--image" if role == "image" else "--mask"
+        if Path(name).name != name or name in ("", ".", "..") or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            # The record is the image's, which may come from anywhere: a plain file name, never a path to read.
+            raise UsageError(
+                f"--from {self.path}: its {role} record is not a plain file name", hint=f"give it: {flag} PATH"
+            )
         candidates = [self.path.parent / name, Path.cwd() / name]
         if name == "stdin":
             from imagegen_cli.config import data_dir
 
             candidates = [*data_dir().joinpath("inputs").glob(f"{sha256}.*")]
         for candidate in candidates:
-            if candidate.is_file() and hashlib.sha256(candidate.read_bytes()).hexdigest() == sha256:
+            if not candidate.is_file() or candidate.stat().st_size > MAX_INPUT_BYTES:
+                continue
+            if hashlib.sha256(candidate.read_bytes()).hexdigest() == sha256:
                 return load_input(str(candidate), "mask" if role == "mask" else "image")
         raise UsageError(
             f"--from {self.path}: its {role} {name} (SHA-256 {sha256[:12]}…) was not found beside it or here",

@@ -205,6 +205,8 @@ def test_refusals_exit_2_and_send_nothing(cli, gateway: FakeGateway, tmp_path: P
 def test_stdin_cannot_be_both_the_prompt_and_the_image(cli, gateway: FakeGateway) -> None:
     result = cli("generate", "-", "-m", "openai:gpt-image-1.5", "--image", "-", input=b"a fox")
     _one_line_usage(result, "--image - and the prompt both read standard input")
+    both = cli("generate", "x", "-m", "openai:gpt-image-1.5", "--image", "-", "--mask", "-", input=b"")
+    _one_line_usage(both, "--image - and --mask - both read standard input")
 
 
 # ------------------------------------------------------------------------------- no bytes, no key elsewhere
@@ -437,3 +439,43 @@ def test_an_editing_pipeline_takes_the_image_as_it_is(zoo_dir: Path, tmp_path: P
     assert first.errors == [] and first.sizes() == [(32, 32)], first.errors + first.notes
     assert first.metadata()["pipeline"] == "FluxKontextPipeline"  # no img2img wrapper: it edits by itself
     assert first.pixels() == again.pixels()
+
+
+def test_a_planned_batch_holds_no_input_bytes(tmp_path: Path) -> None:
+    # Every line is planned before anything is sent: a plan names its inputs, and their bytes are read per call.
+    from imagegen_cli import api
+    from imagegen_cli.options import GenerateOptions, PromptLine
+    from imagegen_cli.providers.calls import MultipartPayload
+
+    photo = _png(tmp_path / "p.png")
+    lines = [PromptLine(n, f"line {n}", {"image": str(photo)}) for n in range(1, 4)]
+    for model in ("openai:gpt-image-1.5", "token360:seedream-4.5", "apimart:gpt-4o-image"):
+        for job in api.plan(lines, GenerateOptions(model=model)):
+            plan: Any = job.plan
+            for http in [*(u.http for u in plan.uploads), *(c.http for c in plan.calls)]:
+                payload = http.payload
+                if isinstance(payload, MultipartPayload):
+                    assert all(part.content is None and part.source is not None for part in payload.files)
+                else:
+                    assert b"data:image" not in payload.content and len(payload.content) < 2000
+
+
+def test_replay_onto_another_model_keeps_only_what_any_model_takes(cli, gateway: FakeGateway, tmp_path: Path) -> None:
+    first = tmp_path / "first.png"
+    made = run_cli("generate", "a barn", "-m", "local:tiny", "--seed", "4", "--steps", "3", "--param", "eta=0.5",
+                   "-o", str(first))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    result = cli("generate", "--from", str(first), "-m", "openai:gpt-image-1.5", "--strict", "--dry-run", "--json")
+    assert result.returncode == 2 and "--steps dropped" in result.stderr  # --steps was the image's, not taken
+    loose = cli("generate", "--from", str(first), "-m", "openai:gpt-image-1.5", "--dry-run", "--json")
+    assert loose.returncode == 0, loose.stderr
+    body = loose.json()["calls"][0]["body"]
+    assert body["prompt"] == "a barn" and "size" not in body and "eta" not in body  # the local size and params stay
+
+
+def test_a_mask_on_an_editing_model_is_refused_before_loading(tmp_path: Path) -> None:
+    photo, mask = _png(tmp_path / "p.png"), _alpha_mask(tmp_path / "m.png")
+    result = run_cli(
+        "generate", "x", "-m", "local:flux-kontext", "--image", str(photo), "--mask", str(mask), "--dry-run"
+    )
+    _one_line_usage(result, "local:flux-kontext edits by instruction and takes no --mask")

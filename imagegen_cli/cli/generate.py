@@ -26,6 +26,7 @@ from imagegen_cli.cli.options import (
 )
 from imagegen_cli.cli.render import Output, report_errors
 from imagegen_cli.errors import ExitCode, UsageError
+from imagegen_cli.inputs import check_stdin_readers
 
 if TYPE_CHECKING:
     from imagegen_cli.backends import PlannedJob
@@ -275,10 +276,7 @@ def generate(
         from imagegen_cli.request import Ratio, Size, parse_param, parse_tier
         from imagegen_cli.settings import load_settings
 
-        if image and image.count("-") > 1:
-            raise UsageError("--image - given twice", hint="standard input holds one image")
-        if "-" in (image or []) and "-" in (prompt, prompt_file):
-            raise UsageError("--image - and the prompt both read standard input", hint="give the prompt as an argument")
+        check_stdin_readers(image or [], mask, prompt_reads=prompt_file == "-" or prompt == "-")
         stored = None
         if replay is not None:
             from imagegen_cli.replay import read_replay
@@ -311,7 +309,8 @@ def generate(
                             "guidance": guidance, "param": param, "strength": strength,
                             "input_fidelity": input_fidelity, "lora": lora, "quantize": quantize,
                             "scheduler": scheduler, "variant": variant}  # fmt: skip
-            filled = stored.fill(given_values, bool(image))  # the same keys, in order: each given, or else stored
+            # the same keys, in order: each given, or else stored
+            filled = stored.fill(given_values, bool(image), other_model=stored.other_than(model))
             (n, size, ratio, resolution, quality, style, seed, negative_prompt, steps, guidance, param, strength,
              input_fidelity, lora, quantize, scheduler, variant) = filled.values()  # fmt: skip
         inputs, mask_input = _load_inputs(image, mask, stored)

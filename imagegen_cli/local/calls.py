@@ -283,7 +283,7 @@ def adapt(pipe: object, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
         progress=progress,
         prior_progress=takes("prior_callback_on_step_end"),
         notes=notes.items,
-        steps_run=_steps_run(steps, base, params),
+        steps_run=_steps_run(steps, base, params, "FlowMatch" in type(getattr(pipe, "scheduler", None)).__name__),
     )
     batches = plan.batches
     if not (call.counts_images and call.generator_list):
@@ -292,22 +292,23 @@ def adapt(pipe: object, plan: LocalPlan) -> tuple[PipelineCall, LocalPlan]:
     return call, replace(plan, width=width, height=height, batches=batches)
 
 
-def _steps_run(steps: int | None, base: dict[str, Any], params: dict[str, inspect.Parameter]) -> int | None:
-    """The steps an image-to-image call denoises: diffusers starts ``steps x strength`` from the end."""
+def _steps_run(steps: int | None, base: dict[str, Any], params: dict[str, inspect.Parameter], flow: bool) -> int | None:
+    """The steps an image-to-image call denoises, as diffusers counts them: ``int(steps x strength)`` (SD, SDXL),
+    or ``steps - int(steps - steps x strength)`` (the flow-matching pipelines: Flux, SD3)."""
     if steps is None or "image" not in base or "strength" not in params:
         return None
     strength = base.get("strength", params["strength"].default)
     if not isinstance(strength, int | float):
         return None
-    if steps * strength < 1:
+    run = steps - int(steps - steps * strength) if flow else min(int(steps * strength), steps)
+    if run < 1:
         from imagegen_cli.errors import UsageError
 
         raise UsageError(
             f"--strength {strength:g} x {steps} steps is less than one denoising step",
             hint=f"give --steps {int(1 / strength) + 1 if strength > 0 else 10} or more, or a higher --strength",
         )
-    # diffusers skips the first steps - steps x strength of the schedule (the flow-matching pipelines round so)
-    return steps - int(steps - steps * strength)
+    return run
 
 
 def _inputs(

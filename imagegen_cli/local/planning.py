@@ -352,6 +352,13 @@ def build_local_plan(
         )
     if request.input_fidelity is not None:
         notes.dropped("--input-fidelity", where)
+    if (
+        request.mask is not None
+        and model is not None
+        and model.pipeline in ("FluxKontextPipeline", "QwenImageEditPipeline")
+    ):
+        # Editing pipelines follow the instruction over the whole image; diffusers has no inpainting form of them.
+        raise UsageError(f"{where} edits by instruction and takes no --mask", hint="drop --mask, or use local:sd-1.5")
     width, height = _pixels(request, model, notes, where)
     if width and height:
         _check_size(width, height, model, where)

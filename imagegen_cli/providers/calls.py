@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 JSON_CONTENT_TYPE = "application/json"
 MULTIPART_SHOWN = "multipart/form-data; boundary=<chosen when sent>"
@@ -40,23 +40,41 @@ class JsonPayload:
         return JSON_CONTENT_TYPE
 
 
+class FileSource(Protocol):
+    """A file read when it is sent, not when it is planned (``inputs.SourceImage``): a batch holds no bytes."""
+
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def byte_size(self) -> int | None: ...
+    def read(self) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class FilePart:
-    """One file of a multipart body."""
+    """One file of a multipart body: its bytes as given (``content``), or read from ``source`` when sent."""
 
     name: str  # the form field
     filename: str
     content_type: str
-    data: bytes = field(repr=False)
+    content: bytes | None = field(default=None, repr=False)
+    source: FileSource | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def data(self) -> bytes:
+        """The bytes sent (a source is read again, and checked against its SHA-256, each time)."""
+        if self.content is not None:
+            return self.content
+        assert self.source is not None
+        return self.source.read()
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "filename": self.filename,
-            "content_type": self.content_type,
-            "size": len(self.data),
-            "sha256": hashlib.sha256(self.data).hexdigest(),
-        }
+        if self.content is None and self.source is not None:
+            size, sha256 = self.source.byte_size, self.source.sha256  # what the dry run shows is not read for it
+        else:
+            size, sha256 = len(self.data), hashlib.sha256(self.data).hexdigest()
+        return {"name": self.name, "filename": self.filename, "content_type": self.content_type, "size": size,
+                "sha256": sha256}  # fmt: skip
 
 
 @dataclass(frozen=True)

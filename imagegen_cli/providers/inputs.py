@@ -43,6 +43,11 @@ def upload_placeholder(sha256: str) -> str:
     return f"<url of upload {sha256}>"
 
 
+def inline_placeholder(sha256: str) -> str:
+    """What the planned body holds where a file's ``data:`` URI goes: the file is read (and checked) when sent."""
+    return f"<data: URI of {sha256}>"
+
+
 @dataclass(frozen=True)
 class InputPlan:
     """The input images of a planned call: files for a multipart edit, JSON fields, or uploads first."""
@@ -51,6 +56,7 @@ class InputPlan:
     files: tuple[FilePart, ...] = ()
     fields: dict[str, Any] = field(default_factory=dict)
     uploads: tuple[Upload, ...] = ()
+    inlines: tuple[SourceImage, ...] = ()  # files sent as data: URIs, read when the call goes out
 
     def multipart(self, body: dict[str, Any]) -> MultipartPayload:
         """``body`` as multipart text fields (numbers and booleans as JSON text), with the files."""
@@ -120,22 +126,22 @@ def plan_inputs(request: GenerationRequest, provider: ResolvedProvider, where: s
     if ways.way == "field":
         values = [_as_field(image, ways.urls, ways.max_bytes, where) for image in images]
         value: Any = values if ways.as_list or len(values) > 1 else values[0]
-        return InputPlan(None, fields={ways.field: value, **fidelity})
+        inlines = tuple({image.sha256: image for image in images if not image.is_url}.values())
+        return InputPlan(None, fields={ways.field: value, **fidelity}, inlines=inlines)
     files = [_file("image" if len(images) == 1 else "image[]", image, ways.max_bytes, where) for image in images]
     if mask is not None:
         files.append(_mask_file(mask, images[0], ways.mask_max_bytes, where))
     return InputPlan(ways.path, files=tuple(files), fields=fidelity)
 
 
-def _bytes(image: SourceImage, limit: int, where: str) -> bytes:
+def _checked(image: SourceImage, limit: int, where: str) -> None:
+    """A file within the model's byte limit (its size as checked when read: the bytes are read when sent)."""
     if image.is_url:
         raise UsageError(
             f"{where} needs the image's bytes; {image.source} is a URL",
             hint="download it first (curl -o in.png URL), then --image in.png",
         )
-    data = image.read()
-    check_input_limit(len(data), limit, image, where)
-    return data
+    check_input_limit(image.byte_size or 0, limit, image, where)
 
 
 def _uploaded(
@@ -144,25 +150,31 @@ def _uploaded(
     """A URL as given, else the placeholder of the file's upload (one upload per distinct file)."""
     if image.is_url:
         return image.source
-    data = _bytes(image, limit, where)
+    _checked(image, limit, where)
     sha256 = image.sha256 or ""
     if sha256 not in uploads:
-        payload = MultipartPayload(files=(FilePart("file", image.name, image.content_type, data),))
+        payload = MultipartPayload(files=(FilePart("file", image.name, image.content_type, source=image),))
         uploads[sha256] = Upload(sha256, image.name, provider.call("POST", provider.url(path), payload, {}))
     return upload_placeholder(sha256)
 
 
 def _file(name: str, image: SourceImage, limit: int, where: str) -> FilePart:
-    return FilePart(name, image.name, image.content_type, _bytes(image, limit, where))
+    _checked(image, limit, where)
+    return FilePart(name, image.name, image.content_type, source=image)
 
 
 def _as_field(image: SourceImage, urls: bool, limit: int, where: str) -> str:
     if image.is_url:
         if not urls:
-            _bytes(image, limit, where)  # raises: this model needs the bytes
+            _checked(image, limit, where)  # raises: this model needs the bytes
         return image.source
-    data = _bytes(image, limit, where)
-    return f"data:{image.content_type};base64,{base64.b64encode(data).decode('ascii')}"
+    _checked(image, limit, where)
+    return inline_placeholder(image.sha256 or "")
+
+
+def data_uri(image: SourceImage) -> str:
+    """The file as a ``data:`` URI (read now, and checked against its SHA-256)."""
+    return f"data:{image.content_type};base64,{base64.b64encode(image.read()).decode('ascii')}"
 
 
 def _mask_file(mask: SourceImage, first: SourceImage, limit: int, where: str) -> FilePart:
@@ -171,7 +183,7 @@ def _mask_file(mask: SourceImage, first: SourceImage, limit: int, where: str) ->
 
     from imagegen_cli.inputs import edit_area
 
-    _bytes(mask, limit, where)
+    _checked(mask, limit, where)
     area = edit_area(mask.decoded())
     if first.size and area.size != first.size:
         raise UsageError(

@@ -104,7 +104,7 @@ class RemoteJob:
         self.saved: set[int] = set()  # indices handed over and recorded as saved by the driver
         self.errors = 0
         self.meta = ImageMeta.of_request(self.plan.request, provider=self.provider.name, model=self.provider.model)
-        self.uploader = Uploader(self.plan.uploads, job.uploads, self.client, self.emit, self.work)
+        self.uploader = Uploader(self.plan.uploads, self.plan.inlines, job.uploads, self.client, self.emit, self.work)
 
     def emit(self, event: Event) -> None:
         self.channel.emit(event)

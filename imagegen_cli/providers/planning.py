@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagegen_cli.errors import UsageError
+from imagegen_cli.inputs import SourceImage
 from imagegen_cli.plans import JournalEntry
 from imagegen_cli.providers.calls import HttpCall, JsonPayload, MultipartPayload, describe_call
 from imagegen_cli.providers.inputs import InputPlan, Upload, plan_inputs
@@ -57,6 +58,7 @@ class Plan:
     response_format: str | None
     output_format: str | None = None  # --format as planned: a narrowed (resumed) plan asks for it again
     uploads: tuple[Upload, ...] = ()  # input files sent ahead of the calls (apimart), each once per job
+    inlines: tuple[SourceImage, ...] = ()  # input files sent as data: URIs, read when each call goes out
 
     @property
     def method_url(self) -> tuple[str, str]:
@@ -399,5 +401,5 @@ def build_plan(
         calls.append(PlannedCall(number, first, count, http, seed))
         first += count
 
-    uploads = inputs.uploads if inputs is not None else ()
-    return Plan(provider, request, tuple(calls), tuple(notes.items), response_format, output_format, uploads)
+    uploads, inlines = (inputs.uploads, inputs.inlines) if inputs is not None else ((), ())
+    return Plan(provider, request, tuple(calls), tuple(notes.items), response_format, output_format, uploads, inlines)

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from imagegen_cli.errors import InvalidResponse
 from imagegen_cli.events import Event, InputUploaded, Note
 from imagegen_cli.providers.calls import HttpCall, JsonPayload
-from imagegen_cli.providers.inputs import upload_placeholder
+from imagegen_cli.providers.inputs import data_uri, inline_placeholder, upload_placeholder
 
 if TYPE_CHECKING:
+    from imagegen_cli.inputs import SourceImage
     from imagegen_cli.providers.http import GatewayClient
     from imagegen_cli.providers.inputs import Upload
 
@@ -33,12 +34,14 @@ class Uploader:
     def __init__(
         self,
         uploads: tuple[Upload, ...],
+        inlines: tuple[SourceImage, ...],
         earlier: dict[str, tuple[str, float]],
         client: GatewayClient,
         emit: Callable[[Event], None],
         work: int,
     ) -> None:
         self.uploads = uploads
+        self.inlines = inlines
         self.client = client
         self.emit = emit
         self.work = work
@@ -52,7 +55,7 @@ class Uploader:
 
     async def resolve(self, http: HttpCall) -> HttpCall:
         """``http`` with every upload's placeholder replaced by its URL (uploading what is not yet uploaded)."""
-        if not self.uploads:
+        if not self.uploads and not self.inlines:
             return http
         async with self.lock:
             for upload in self.uploads:
@@ -64,6 +67,8 @@ class Uploader:
                         Note(self.work, f"{upload.name}: the earlier run's upload is reused (valid until {until})")
                     )
         names = {upload_placeholder(sha): url for sha, url in self.urls.items()}
+        # A data: URI is made for this call only and let go once it is sent: a batch never holds its inputs.
+        names.update({inline_placeholder(image.sha256 or ""): data_uri(image) for image in self.inlines})
         return replace(http, payload=JsonPayload(_substitute(http.json, names)))
 
     async def _upload(self, upload: Upload) -> str:
