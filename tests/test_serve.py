@@ -225,7 +225,7 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0() -> None:
 
         _until(up, "the server answered", bound=120)
         answers: list[httpx.Response] = []
-        body = {"prompt": "slow", "size": "64x64", "steps": 40}
+        body = {"prompt": "slow", "size": "64x64", "steps": 16}
         thread = threading.Thread(
             target=lambda: answers.append(httpx.post(f"{base}/v1/images/generations", json=body, timeout=120))
         )
