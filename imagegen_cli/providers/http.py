@@ -225,7 +225,10 @@ class GatewayClient:
                 outcome = await self._attempt(call, max_bytes)
             except DeadlineExceeded as exc:
                 if rate_limited is not None:
-                    # The gateway kept answering 429 until the deadline: that is the cause, not the timeout.
+                    # The gateway kept answering 429 until the deadline: that is the cause, not the timeout. Said
+                    # as a wait that did not fit is said (_pause): the deadline ran out during this try instead.
+                    tries = f"{attempt + 1} {'try' if attempt == 0 else 'tries'}"
+                    rate_limited.message += f" (gave up after {tries}: --timeout ends before the next)"
                     raise rate_limited from None
                 exc.last_error = exc.last_error or last_error
                 raise
