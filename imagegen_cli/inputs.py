@@ -13,7 +13,7 @@ import hashlib
 import io
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
@@ -47,7 +47,6 @@ class SourceImage:
     height: int | None = None
     format: str | None = None  # PNG, JPEG or WEBP
     byte_size: int | None = None
-    data: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_url(self) -> bool:
@@ -63,8 +62,6 @@ class SourceImage:
 
     def read(self) -> bytes:
         """The bytes, read again from the file and refused if it changed since it was checked (or resumed)."""
-        if self.data is not None:
-            return self.data
         if self.is_url:
             raise UsageError(f"{self.name} is a URL: its bytes are not read here", hint="download it first")
         data = _read_file(Path(self.source), self.role)

@@ -29,7 +29,7 @@ class ImageInputs:
     and the generation body carries the URLs the gateway answered in ``field`` (a list), the mask's in
     ``mask_field``; an upload is never retried blindly, and its URL is journalled with its expiry.
     ``confirmed`` is False where the gateway documents no field: the README marks the model, and a config
-    ``[providers.NAME.models.ID]`` table can set ``image_field`` to correct it.
+    ``[providers.NAME.models.ID]`` table corrects it with ``image_inputs = { field = "..." }``.
     """
 
     way: InputWay = "edits"

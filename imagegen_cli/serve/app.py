@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from imagegen_cli.errors import ImagegenError, UsageError
+from imagegen_cli.jsontypes import loads
 from imagegen_cli.serve.worker import Draining, Job, QueueFull, Worker
 
 if TYPE_CHECKING:
@@ -183,8 +184,8 @@ async def _parse(request: Request, state: ServeState) -> tuple[Job, str]:
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"the request body is over {MAX_BODY_BYTES >> 20} MiB")
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
+        body = loads(raw)  # depth-bounded, as every JSON imagegen reads from outside
+    except ValueError:
         raise BadRequest("the body is not JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")

@@ -50,17 +50,12 @@ class Job:
 
     def compatible(self, other: Job) -> bool:
         """Same model, size, steps, guidance, negative prompt and options: one pipeline call can make both."""
-        a, b = self.plan, other.plan
-        return (a.source.location, a.options, a.width, a.height, a.steps, a.guidance, a.negative_prompt, a.extra) == (
-            b.source.location,
-            b.options,
-            b.width,
-            b.height,
-            b.steps,
-            b.guidance,
-            b.negative_prompt,
-            b.extra,
-        )
+        return _shape(self.plan) == _shape(other.plan)
+
+
+def _shape(plan: LocalPlan) -> tuple[object, ...]:
+    return (plan.source.location, plan.options, plan.width, plan.height, plan.steps, plan.guidance,
+            plan.negative_prompt, plan.extra)  # fmt: skip
 
 
 class Worker:
