@@ -52,6 +52,7 @@ class RunOptions:
     timeout: float | None = None  # None: the config's timeout (300 s by default)
     concurrency: int | None = None
     no_wait: bool = False
+    no_server: bool = False  # local models: never on an `imagegen serve`, always in-process
     base_url: str | None = None
     resume: bool = False
 

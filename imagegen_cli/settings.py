@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "local:auto"
 BUILT_IN = "built in"  # Settings.default_model_source when neither IMAGEGEN_MODEL nor the config names a model
 DEFAULT_TIMEOUT = 300.0
+DEFAULT_SERVER = "http://127.0.0.1:8188"  # where `imagegen serve` listens by default; local runs try it first
 
 
 class SettingError(UsageError):
@@ -85,6 +86,23 @@ def _template(value: object) -> str:
     return text
 
 
+def _server(value: object) -> str:
+    """``off`` (always in-process), or the ``http(s)://HOST[:PORT]`` of an ``imagegen serve``."""
+    from urllib.parse import urlsplit
+
+    text = _text(value).strip()
+    if text.lower() == "off":
+        return "off"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError("off, or http://HOST:PORT of an imagegen serve (e.g. http://127.0.0.1:8188)")
+    return text.rstrip("/")
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One top-level setting: what it means and how a value is checked (raises ValueError naming the accepted)."""
@@ -104,6 +122,7 @@ SETTINGS: dict[str, SettingSpec] = {
         SettingSpec("timeout", "overall bound for remote work, in seconds", _positive_number),
         SettingSpec("concurrency", "calls in flight per provider (1-64)", _positive_int),
         SettingSpec("metadata", "embed generation parameters in images (true/false)", _boolean),
+        SettingSpec("server", "imagegen serve that local models run on when it answers (a URL, or off)", _server),
     )
 }
 PROVIDERS_KEY = "providers"
@@ -146,6 +165,8 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     concurrency: int | None = None
     metadata: bool = True
+    server: str = DEFAULT_SERVER  # "off": local models always run in-process
+    server_source: str = BUILT_IN  # or "IMAGEGEN_SERVER", or the config file's path
     provider_tables: dict[str, Any] = field(default_factory=dict)
     engines: dict[str, str] = field(default_factory=dict)
 
@@ -167,10 +188,21 @@ class Settings:
             values[key] = check_setting(key, raw, str(path))
         if "default_model" in values:
             values["default_model_source"] = str(path)
+        if "server" in values:
+            values["server_source"] = str(path)
+        env_server = os.environ.get("IMAGEGEN_SERVER", "").strip()
+        if env_server:
+            values["server"] = check_setting("server", env_server, "IMAGEGEN_SERVER")
+            values["server_source"] = "IMAGEGEN_SERVER"
         env_model = os.environ.get("IMAGEGEN_MODEL", "").strip()
         if env_model:
             values["default_model"], values["default_model_source"] = env_model, "IMAGEGEN_MODEL"
         return cls(path=path, **values)
+
+    @property
+    def server_url(self) -> str | None:
+        """The ``imagegen serve`` local runs try first; None when the setting is ``off``."""
+        return None if self.server == "off" else self.server
 
     def poll_interval(self, default: float) -> float:
         """Seconds between polls of a task: ``IMAGEGEN_POLL_INTERVAL`` when set (checked), else ``default``."""

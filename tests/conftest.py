@@ -79,6 +79,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("IMAGEGEN_POLL_INTERVAL", "0.02")
     monkeypatch.setenv("IMAGEGEN_RETRY_BASE_DELAY", "0.01")
+    # Local runs try an `imagegen serve` first: never a developer's own server on the default port.
+    monkeypatch.setenv("IMAGEGEN_SERVER", "off")
     monkeypatch.delenv("CI", raising=False)
     # A command run without -o writes into the working directory: never the checkout's (pytest_sessionfinish).
     work = tmp_path / "cwd"

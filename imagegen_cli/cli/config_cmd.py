@@ -73,7 +73,7 @@ def get(key: KeyArg, json_out: JsonOpt = False) -> None:
 
 # Settings whose value is text: what the user typed is the value (`config set output_dir 2024` is a folder
 # called 2024, not the number), where other values parse as JSON (true, 3, "8").
-TEXT_SETTINGS = ("default_model", "output_dir", "name_template", "format")
+TEXT_SETTINGS = ("default_model", "output_dir", "name_template", "format", "server")
 
 
 def _parse_value(key: str, raw: str) -> object:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from imagegen_cli.cli.argv_text import refuse_undecodable
 from imagegen_cli.cli.options import (
     JsonOpt,
     ModelOpt,
@@ -139,6 +140,9 @@ def generate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the request(s) and send nothing.")] = False,
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="Asynchronous providers: submit, print the task ids, return.")
+    ] = False,
+    no_server: Annotated[
+        bool, typer.Option("--no-server", help="Local models: run in this process, not on a running imagegen serve.")
     ] = False,
     timeout: Annotated[
         float | None,
@@ -298,7 +302,7 @@ def generate(
             raise UsageError(
                 "-o - would write binary image data to the terminal", hint="redirect it: ... -o - > image.png"
             )
-        _refuse_undecodable(
+        refuse_undecodable(
             {"the prompt": prompt if prompt != "-" else None, "--negative-prompt": negative_prompt,
              "--param": param, "--user": user, "--on-behalf-of": on_behalf_of}
         )  # fmt: skip
@@ -316,7 +320,7 @@ def generate(
         inputs, mask_input = _load_inputs(image, mask, stored)
         given = {"--device": device, "--dtype": dtype, "--offload": offload, "--vae-tiling": vae_tiling,
                  "--compile": compile_model, "--lora": lora, "--quantize": quantize, "--gguf": gguf,
-                 "--scheduler": scheduler, "--variant": variant}  # fmt: skip
+                 "--scheduler": scheduler, "--variant": variant, "--no-server": no_server}  # fmt: skip
         options = GenerateOptions(
             model=model,
             provider=provider,
@@ -358,6 +362,7 @@ def generate(
                 timeout=timeout,
                 concurrency=concurrency,
                 no_wait=no_wait,
+                no_server=no_server,
                 base_url=base_url,
                 resume=resume,
             ),
@@ -381,33 +386,6 @@ def _load_inputs(
     if stored is not None:
         images, mask_input = stored.inputs(images, mask_input)
     return images, mask_input
-
-
-def _refuse_undecodable(texts: dict[str, str | list[str] | None]) -> None:
-    """Text from argv that is not UTF-8 (a Latin-1 terminal: Python keeps the bytes as lone surrogates) is a
-    usage error here, before it is planned, journalled or sent (where it would fail as "cannot send")."""
-    for where, value in texts.items():
-        for text in [value] if isinstance(value, str) else value or []:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise UsageError(
-                    f"{where} is not valid UTF-8 ({_first_bad_byte(text)})",
-                    hint="the terminal sent it in another encoding: use a UTF-8 locale (e.g. LANG=C.UTF-8), "
-                    "or save the prompt as UTF-8 and pass --prompt-file FILE",
-                ) from None
-
-
-def _first_bad_byte(text: str) -> str:
-    """``byte 0xe9 at position 0``: the first byte of the argument as it arrived that is not UTF-8."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")  # the bytes Python decoded argv from
-        raw.decode("utf-8")
-    except UnicodeEncodeError:
-        return "a lone surrogate"  # not from argv's decoding: no bytes to show
-    except UnicodeDecodeError as exc:
-        return f"byte 0x{raw[exc.start]:02x} at position {exc.start}"
-    return "a lone surrogate"
 
 
 def run_generate(

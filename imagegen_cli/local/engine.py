@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from imagegen_cli.errors import ImagegenError, UsageError
-from imagegen_cli.events import CallFailed, JobFinished, JobStarted
+from imagegen_cli.events import CallFailed, JobFinished, JobStarted, Note
 from imagegen_cli.local.planning import DEFAULT_BATCH, LocalBatch, LocalPlan
 
 if TYPE_CHECKING:
@@ -60,7 +60,8 @@ class LocalBackend:
         request = options.request.to_request(line.prompt, "local", name)
         ignored: dict[str, object] = {"--no-wait": options.run.no_wait, "--base-url": options.run.base_url}
         plan = build_local_plan(request, resolve_source(name), options.local, ignored=ignored)
-        return replace(plan, notes=(*notes, *plan.notes))
+        server = None if options.run.no_server else settings.server_url
+        return replace(plan, notes=(*notes, *plan.notes), server=server)
 
     def narrow(self, plan: LinePlan, indices: list[int]) -> LocalPlan:
         """Pipeline calls for just ``indices``, each image keeping its seed."""
@@ -82,13 +83,29 @@ class LocalBackend:
         )
 
     def execute(self, jobs: list[EngineJob], channel: Channel) -> None:
-        """One job after another; the loaded pipeline is kept between them. A stop ends the run after the step."""
+        """One job after another; the loaded pipeline is kept between them. A stop ends the run after the step.
+
+        Jobs a running ``imagegen serve`` can make as this process would go to it first (``local.served``): the
+        same events come back, and what it could not finish is made here.
+        """
+        from imagegen_cli.local.served import ServedJobs
+
+        served = ServedJobs.choose(jobs, _local_plan)
+        left = served.run(channel, _local_plan) if served.jobs else {}
+        on_server = {job.work for job in served.jobs}
         for job in jobs:
-            channel.emit(JobStarted(job.work))
+            resumed = job.work in left  # started on the server, finished here
+            if job.work in on_server and not resumed:
+                continue
+            plan = self.narrow(job.plan, left[job.work]) if resumed and job.plan is not None else job.plan
+            if not resumed:
+                channel.emit(JobStarted(job.work))
+                if job.work in served.notes:
+                    channel.emit(Note(job.work, served.notes[job.work]))
             interrupted = True  # until the job ends normally: a KeyboardInterrupt passes through the finally
             try:
-                if job.plan is not None:
-                    self.engine.run(job.work, _local_plan(job.plan), channel.emit, channel.stop)
+                if plan is not None:
+                    self.engine.run(job.work, _local_plan(plan), channel.emit, channel.stop)
                 interrupted = channel.stop.requested
             except ImagegenError as exc:
                 interrupted = channel.stop.requested

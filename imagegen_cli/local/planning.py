@@ -133,6 +133,7 @@ class LocalPlan:
     batches: tuple[LocalBatch, ...]
     extra: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    server: str | None = None  # an `imagegen serve` to run on when it answers and can (else in-process)
 
     def call_kwargs(self, batch: LocalBatch) -> dict[str, Any]:
         """The keyword arguments of the pipeline call for one batch (generators added by the runner)."""
@@ -199,6 +200,7 @@ class LocalPlan:
                 for b in self.batches
             ],
             "decided_after_loading": self.decided_after_loading(),
+            **({"server": f"{self.server} (if it answers and can serve this; else in-process)"} if self.server else {}),
         }
 
     def decided_after_loading(self) -> dict[str, str]:

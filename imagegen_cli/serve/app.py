@@ -36,8 +36,9 @@ MAX_BODY_BYTES = 1 << 20  # a generation request is a prompt and a few fields
 MAX_PROMPT_CHARS = 32000
 MAX_N = 10
 URL_LIFETIME = 600.0  # an answer given as url stays fetchable this long
+MAX_PARAMS = 32
 _KNOWN = {"model", "prompt", "n", "size", "response_format", "seed", "steps", "guidance", "negative_prompt",
-          "user", "quality", "output_format"}  # fmt: skip
+          "params", "user", "quality", "output_format"}  # fmt: skip
 log = logging.getLogger("imagegen.serve")
 
 
@@ -56,6 +57,23 @@ class ServeState:
     served: tuple[str, ...] = ()  # the -m models: with the catalog's ids, all a client may ask for
     api_key: str | None = None
     files: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """What a client needs to know to send its work here (``imagegen generate`` reads it from /health)."""
+        from dataclasses import asdict
+
+        from imagegen_cli import __version__
+        from imagegen_cli.local.planning import resolve_source
+
+        return {
+            "imagegen": __version__,
+            "models": [{"id": name, "location": resolve_source(name).location} for name in self.served],
+            "catalog": True,  # the catalog's models load on first use
+            "options": asdict(self.options),
+            "auth": self.api_key is not None,
+            "max_batch": self.worker.max_batch,
+            "limits": {"prompt": MAX_PROMPT_CHARS, "n": MAX_N, "params": MAX_PARAMS},
+        }
 
 
 def error(
@@ -131,7 +149,7 @@ def create_app(state: ServeState) -> Starlette:
         )
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", **state.worker.state()})
+        return JSONResponse({"status": "ok", **state.worker.state(), **state.describe()})
 
     async def metrics(request: Request) -> Response:
         if not authorized(request):
@@ -216,7 +234,17 @@ async def _parse(request: Request, state: ServeState) -> tuple[Job, str]:
     if model not in state.served and model not in LOCAL_MODELS:
         # A client names a model, never a path or a Hub repo: what loads is the operator's choice (-m).
         raise BadRequest(f"model {model!r} is not served here", hint="GET /v1/models lists them")
-    values: dict[str, Any] = {}
+    params = body.get("params") or {}
+    scalar = (str, int, float, bool)
+    if (
+        not isinstance(params, dict)
+        or len(params) > MAX_PARAMS
+        or not all(
+            isinstance(k, str) and len(k) <= 64 and (v is None or isinstance(v, scalar)) for k, v in params.items()
+        )
+    ):
+        raise BadRequest(f"params must be an object of at most {MAX_PARAMS} plain values (a pipeline's keywords)")
+    values: dict[str, Any] = {"params": tuple(params.items())}
     for key, kind in (("steps", int), ("guidance", float), ("negative_prompt", str)):
         value = body.get(key)
         if value is not None:

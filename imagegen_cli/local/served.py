@@ -1,0 +1,373 @@
+"""Local models on a running ``imagegen serve``: the same plan, made by a warm pipeline in another process.
+
+The local engine asks :func:`find_server` once per run. When a server answers at the configured address
+(the ``server`` setting, ``IMAGEGEN_SERVER``) and can make a job exactly as this process would (the same model,
+the same local options, no input images), the job's pipeline calls go to it: one OpenAI-dialect request per
+call, with imagegen's extensions (``seed``, ``steps``, ``guidance``, ``negative_prompt``, ``params``), several
+jobs in flight so that the server can batch them. Each image comes back as a PNG carrying its record; it is
+emitted as the same ``ImageReady`` an in-process run emits, so the driver saves, journals and reports it the
+same way, and a seed gives the same pixels. The run's stop (Ctrl-C) closes the connections, and the server
+cancels what it has not made. A server that stops answering mid-run leaves the rest to this process.
+
+Nothing here imports torch or diffusers: a run on the server starts as fast as a remote one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from imagegen_cli.errors import ImagegenError
+from imagegen_cli.events import CallDone, CallFailed, CallSent, ImageReady, JobFinished, JobStarted, Note
+from imagegen_cli.jsontypes import loads
+from imagegen_cli.meta import ImageMeta
+
+if TYPE_CHECKING:
+    import httpx
+
+    from imagegen_cli.engines import Channel, EngineJob
+    from imagegen_cli.local.planning import LocalBatch, LocalPlan
+
+KEY_ENV = "IMAGEGEN_SERVE_API_KEY"  # the key `imagegen serve` wants off loopback; sent only to the server
+PROBE_SECONDS = 1.0  # /health answers at once when a server is there; a closed port refuses at once
+RETRY_AFTER_MAX = 30.0
+# The local options the server's must match (an explicit --device/--dtype too); --offload and --compile only
+# place or speed up the same computation, so the server's own are used.
+_FLAGS = {"vae_tiling": "--vae-tiling", "variant": "--variant", "loras": "--lora", "quantize": "--quantize",
+          "gguf": "--gguf", "scheduler": "--scheduler", "device": "--device", "dtype": "--dtype"}  # fmt: skip
+
+
+class ServerGone(Exception):
+    """The server stopped answering (or is stopping): what is left runs in this process."""
+
+
+class ServerError(ImagegenError):
+    """The server refused or failed a request: that job's error, as in-process it would be."""
+
+    code = "local"
+
+
+@dataclass
+class Server:
+    """A running ``imagegen serve``, as its ``/health`` describes it."""
+
+    url: str
+    models: dict[str, str]  # served id → location
+    catalog: bool
+    options: dict[str, Any]
+    auth: bool
+    max_batch: int
+    limits: dict[str, int]
+    key: str | None = None
+    gone: bool = False
+
+    def refusal(self, plan: LocalPlan) -> str | None:
+        """Why this server cannot make ``plan`` as this process would; None when it can."""
+        from imagegen_cli.local.catalog import LOCAL_MODELS
+
+        if self.auth and not self.key:
+            return f"it wants an API key ({KEY_ENV} is not set)"
+        if self.key and urlsplit(self.url).scheme == "http" and not _loopback(self.url):
+            return "it is plain http on another host, and the API key is not sent there (use https://)"
+        if plan.request.images or plan.request.mask is not None:
+            return "it takes no input images yet (--image, --mask)"
+        if self.model_id(plan) is None:
+            known = plan.source.name in LOCAL_MODELS and not self.catalog
+            return f"it does not serve local:{plan.source.name}" + (" (its catalog is off)" if known else "")
+        if len(plan.request.prompt) > self.limits.get("prompt", 0):
+            return "the prompt is longer than it takes"
+        if len(plan.extra) > self.limits.get("params", 0):
+            return "more --param values than it takes"
+        for name, flag in _FLAGS.items():
+            value, theirs = getattr(plan.options, name), self.options.get(name)
+            if name in ("device", "dtype") and value == "auto":
+                continue  # the server's own placement: the same pixels, on its device
+            if (list(value) if name == "loras" else value) != theirs:
+                return f"it runs with {flag} {_shown(theirs)}, this run asks {_shown(value)}"
+        return None
+
+    def model_id(self, plan: LocalPlan) -> str | None:
+        """The id the server knows the plan's model by (a served folder by its location), or None."""
+        from imagegen_cli.local.catalog import LOCAL_MODELS
+
+        for served, location in self.models.items():
+            if location == plan.source.location:
+                return served
+        return plan.source.name if self.catalog and plan.source.name in LOCAL_MODELS else None
+
+
+def _shown(value: object) -> str:
+    return "none" if value in (None, [], False) else ",".join(value) if isinstance(value, list) else str(value)
+
+
+def _loopback(url: str) -> bool:
+    import ipaddress
+
+    host = urlsplit(url).hostname or ""
+    if host in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def find_server(url: str) -> Server | None:
+    """The server at ``url`` when it answers ``/health`` as an imagegen server; None otherwise (quickly)."""
+    import httpx
+
+    server = None
+    try:
+        with httpx.Client(timeout=PROBE_SECONDS, trust_env=not _loopback(url)) as client:
+            answer = client.get(f"{url}/health")
+        body: Any = loads(answer.content) if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("imagegen"), str) and body.get("accepting", True):
+        try:
+            server = Server(
+                url,
+                {str(m["id"]): str(m["location"]) for m in body.get("models", [])},
+                bool(body.get("catalog")),
+                dict(body.get("options") or {}),
+                bool(body.get("auth")),
+                int(body.get("max_batch") or 1),
+                {str(k): int(v) for k, v in (body.get("limits") or {}).items()},
+                os.environ.get(KEY_ENV) or None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            server = None  # something else answers there: not a server this version understands
+    return server
+
+
+@dataclass
+class ServedJobs:
+    """Which jobs of a run go to the server, and what each job is told about where it runs."""
+
+    server: Server | None = None
+    jobs: list[EngineJob] = field(default_factory=list)
+    notes: dict[int, str] = field(default_factory=dict)  # work → note (said once the job has started)
+    open: set[int] = field(default_factory=set)  # jobs started on the server and not yet finished
+
+    @classmethod
+    def choose(cls, jobs: list[EngineJob], plan_of: Any) -> ServedJobs:
+        chosen = cls()
+        found: dict[str, Server | None] = {}  # each address asked once per run
+        for job in jobs:
+            plan: LocalPlan = plan_of(job.full)
+            if job.plan is None or plan.server is None:
+                continue
+            if plan.server not in found:
+                found[plan.server] = find_server(plan.server)
+            server = found[plan.server]
+            if server is None or server.gone:
+                continue  # nothing listens there: in this process, as without a server
+            why = server.refusal(plan)
+            if why is None:
+                chosen.server = server
+                chosen.jobs.append(job)
+                chosen.notes[job.work] = f"made by the imagegen server at {server.url} (--no-server: in this process)"
+            else:
+                chosen.notes[job.work] = f"not on the imagegen server at {server.url}: {why}; made in this process"
+        return chosen
+
+    def run(self, channel: Channel, plan_of: Any) -> dict[int, list[int]]:
+        """Make the chosen jobs on the server; returns, per job the server could not finish, the images left.
+
+        Raises KeyboardInterrupt when the run was stopped (every started job is finished as interrupted).
+        """
+        assert self.server is not None
+        server = self.server
+        left: dict[int, list[int]] = {}
+
+        async def main() -> None:
+            import httpx
+
+            loop, main_task = asyncio.get_running_loop(), asyncio.current_task()
+            assert main_task is not None
+
+            def cancel() -> None:
+                loop.call_soon_threadsafe(main_task.cancel)
+
+            unsubscribe = channel.stop.subscribe(cancel)
+            slots = asyncio.Semaphore(max(2, server.max_batch))
+            timeout = httpx.Timeout(10.0, read=None)  # a pipeline call takes as long as it takes
+            headers = {"Authorization": f"Bearer {server.key}"} if server.key else {}
+            try:
+                async with httpx.AsyncClient(
+                    timeout=timeout, headers=headers, trust_env=not _loopback(server.url)
+                ) as http:
+                    await asyncio.gather(
+                        *(self._job(http, job, plan_of(job.plan), channel, slots, left) for job in self.jobs)
+                    )
+            finally:
+                unsubscribe()
+
+        try:
+            asyncio.run(main())
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            for work in sorted(self.open):
+                channel.emit(JobFinished(work, interrupted=True))
+            raise KeyboardInterrupt from None
+        return left
+
+    async def _job(
+        self, http: httpx.AsyncClient, job: EngineJob, plan: LocalPlan, channel: Channel, slots: asyncio.Semaphore,
+        left: dict[int, list[int]],
+    ) -> None:  # fmt: skip
+        assert self.server is not None
+        channel.emit(JobStarted(job.work))
+        self.open.add(job.work)
+        channel.emit(Note(job.work, self.notes[job.work]))
+        todo = [
+            (batch, index) for batch in plan.batches for index in range(batch.first, batch.first + len(batch.seeds))
+        ]
+        try:
+            for batch in plan.batches:
+                for first, seeds in _runs(batch):
+                    async with slots:
+                        if self.server.gone:
+                            raise ServerGone("stopped answering")
+                        await self._call(http, job.work, plan, first, seeds, channel)
+                    todo = [item for item in todo if not first <= item[1] < first + len(seeds)]
+        except ServerGone as exc:
+            self.server.gone = True
+            left[job.work] = [index for _, index in todo]
+            self.open.discard(job.work)  # the in-process engine finishes the job
+            channel.emit(Note(job.work, f"the imagegen server at {self.server.url} {exc}; the rest is made here"))
+            return
+        except ServerError as exc:
+            channel.emit(CallFailed(job.work, exc))
+        self.open.discard(job.work)
+        channel.emit(JobFinished(job.work))
+
+    async def _call(
+        self, http: httpx.AsyncClient, work: int, plan: LocalPlan, first: int, seeds: tuple[int, ...], channel: Channel
+    ) -> None:
+        import httpx
+
+        assert self.server is not None
+        server = self.server
+        last = first + len(seeds) - 1
+        key = f"batch{first}"
+        label = f"image {first}" if last == first else f"images {first}-{last}"
+        body: dict[str, Any] = {
+            "model": server.model_id(plan),
+            "prompt": plan.request.prompt,
+            "n": len(seeds),
+            "seed": seeds[0],
+            "response_format": "b64_json",
+        }
+        if plan.width and plan.height:
+            body["size"] = f"{plan.width}x{plan.height}"
+        for name, value in (
+            ("steps", plan.steps),
+            ("guidance", plan.guidance),
+            ("negative_prompt", plan.negative_prompt),
+        ):
+            if value is not None:
+                body[name] = value
+        if plan.extra:
+            body["params"] = dict(plan.extra)
+        channel.emit(CallSent(work, key, f"{plan.source.name} {label} (server)", None))
+        try:
+            while True:
+                try:
+                    answer = await http.post(f"{server.url}/v1/images/generations", json=body)
+                except httpx.HTTPError as exc:
+                    raise ServerGone(f"stopped answering ({type(exc).__name__})") from None
+                if answer.status_code == 429:
+                    await asyncio.sleep(_retry_after(answer))
+                    continue
+                break
+        finally:
+            channel.emit(CallDone(work, key))
+        if answer.status_code in (502, 503, 504):
+            raise ServerGone(f"is stopping (HTTP {answer.status_code})")
+        if answer.status_code == 401:
+            raise ServerGone(f"refused the API key in {KEY_ENV}")
+        data = _answer(answer)
+        if answer.status_code != 200:
+            raise ServerError(f"the imagegen server answered {answer.status_code}: {_message(data)}")
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list) or len(items) != len(seeds):
+            raise ServerError(f"the imagegen server answered {len(items or [])} images for {len(seeds)}")
+        for offset, item in enumerate(items):
+            pixels, record = _decode(item)
+            meta = served_meta(plan, record)
+            channel.emit(ImageReady(work, first + offset, seeds[offset], meta, pixels=pixels))
+
+
+def served_meta(plan: LocalPlan, record: dict[str, Any]) -> ImageMeta:
+    """The record an in-process run writes: what was asked from this run's request, what made it from the server's."""
+    made = ImageMeta.from_record(record)
+    return ImageMeta.of_request(
+        plan.request,
+        provider="local",
+        model=plan.source.name,
+        negative_prompt=made.negative_prompt,
+        steps=made.steps,
+        guidance=made.guidance,
+        scheduler=made.scheduler,
+        loras=made.loras,
+        quantize=made.quantize,
+        variant=made.variant,
+        pipeline=made.pipeline,
+        source=made.source,
+        device=made.device,
+        dtype=made.dtype,
+        versions=dict(made.versions),
+        params=dict(plan.extra),
+        style=None,
+        extra={k: v for k, v in made.extra.items() if k not in ("generator", "created")},
+    )
+
+
+def _runs(batch: LocalBatch) -> list[tuple[int, tuple[int, ...]]]:
+    """A batch as (first image, seeds) runs of consecutive seeds: the server makes seed, seed+1, ..."""
+    runs: list[tuple[int, tuple[int, ...]]] = []
+    for offset, seed in enumerate(batch.seeds):
+        if runs and runs[-1][1][-1] + 1 == seed:
+            runs[-1] = (runs[-1][0], (*runs[-1][1], seed))
+        else:
+            runs.append((batch.first + offset, (seed,)))
+    return runs
+
+
+def _retry_after(answer: httpx.Response) -> float:
+    try:
+        return min(RETRY_AFTER_MAX, max(0.05, float(answer.headers.get("retry-after", "1"))))
+    except ValueError:
+        return 1.0
+
+
+def _answer(answer: httpx.Response) -> Any:
+    try:
+        return loads(answer.content)
+    except ValueError:
+        return None
+
+
+def _message(data: Any) -> str:
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message)[:300] if message else "no message"
+
+
+def _decode(item: Any) -> tuple[Any, dict[str, Any]]:
+    """One answered image: its pixels and the record the server embedded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        png = base64.b64decode(item["b64_json"], validate=True)
+        image = Image.open(io.BytesIO(png))
+        image.load()
+        record = loads(image.info.get("imagegen") or "{}")
+    except (KeyError, TypeError, ValueError, OSError, UnidentifiedImageError):
+        raise ServerError("the imagegen server answered an image that does not decode") from None
+    return image.convert("RGB") if image.mode != "RGB" else image, record if isinstance(record, dict) else {}

@@ -1,0 +1,185 @@
+"""``imagegen generate -m local:X`` on a running ``imagegen serve`` (issue 23, item 4): used by itself when it can
+make the job as this process would, with the same pixels, files, records and journal; ``--no-server`` and every
+reason not to use it run in-process with a note; Ctrl-C cancels the work on the server; a server that stops
+answering leaves the rest to this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.conftest import IMAGEGEN, heavy_imports, run_cli
+from tests.fakegateway import free_port
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+pytest.importorskip("diffusers")
+
+from tests.test_serve import _metric, _until, server
+
+
+def _run(tmp_path: Path, name: str, *args: str, base: str | None = None) -> Any:
+    env = {"IMAGEGEN_SERVER": base} if base else None
+    result = run_cli("generate", "a lighthouse", "-m", "local:tiny", "--seed", "7", "--size", "64x64", "--json",
+                     "-o", str(tmp_path / name), *args, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def _images(result: Any) -> list[tuple[bytes, dict[str, Any]]]:
+    out = []
+    for image in sorted(result.json()["images"], key=lambda i: i["index"]):
+        with Image.open(image["path"]) as opened:
+            out.append((opened.convert("RGB").tobytes(), json.loads(opened.info["imagegen"])))
+    return out
+
+
+def test_a_local_run_uses_the_server_with_the_same_pixels_and_records(tmp_path: Path) -> None:
+    with server() as state:
+        served = _run(tmp_path, "served", "-n", "2", base=state.base)
+        assert "imagegen_images_total 2" in _metric(state, "imagegen_images_total")
+        alone = _run(tmp_path, "alone", "-n", "2", "--no-server", base=state.base)
+        assert "imagegen_images_total 2" in _metric(state, "imagegen_images_total")  # --no-server: not sent
+    assert f"made by the imagegen server at {state.base}" in served.stderr
+    assert "imagegen server" not in alone.stderr
+    assert [note for note in served.json()["notes"] if "imagegen server" in note]
+    here, there = _images(alone), _images(served)
+    assert [pixels for pixels, _ in there] == [pixels for pixels, _ in here]
+    assert there[0][0] != there[1][0]
+    for (_, mine), (_, theirs) in zip(here, there, strict=True):
+        differ = {key for key in mine.keys() | theirs.keys() if mine.get(key) != theirs.get(key)}
+        assert differ <= {"job", "created"}, differ  # the same record: only the job and the time differ
+    assert [image["seed"] for image in served.json()["images"]] == [7, 8]
+    listed = run_cli("tasks", "list", "--json")
+    assert [job["status"] for job in listed.json()] == ["succeeded", "succeeded"]
+
+
+def test_a_run_on_the_server_imports_neither_torch_nor_diffusers(tmp_path: Path, monkeypatch) -> None:
+    with server() as state:
+        monkeypatch.setenv("IMAGEGEN_SERVER", state.base)
+        heavy, (out,) = heavy_imports(
+            ["generate", "x", "-m", "local:tiny", "--size", "64x64", "--json", "-o", str(tmp_path)],
+            modules=("torch", "diffusers", "transformers", "huggingface_hub"),
+        )
+    assert heavy == []
+    assert len(json.loads(out)["images"]) == 1
+
+
+def test_a_batch_is_sent_at_once_and_the_server_batches_its_lines(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a fox\na hen\na cat\n")
+    with server(max_batch=4) as state:
+        state.worker.hold(True)
+        results: list[Any] = []
+        args = ["generate", "--prompt-file", str(prompts), "-m", "local:tiny", "--seed", "3", "--size", "64x64",
+                "--json", "-o", str(tmp_path / "out")]  # fmt: skip
+        thread = threading.Thread(target=lambda: results.append(run_cli(*args, env={"IMAGEGEN_SERVER": state.base})))
+        thread.start()
+        _until(lambda: httpx.get(f"{state.base}/health").json()["queue"] == 3, "3 lines queued on the server")
+        state.worker.hold(False)
+        thread.join(120)
+        assert "imagegen_batch_size_count 1" in _metric(state, "imagegen_batch_size_count")
+    assert results[0].returncode == 0, results[0].stderr
+    lines = results[0].json()["lines"]
+    assert [(line["prompt"], line["status"], len(line["paths"])) for line in lines] == [
+        ("a fox", "succeeded", 1),
+        ("a hen", "succeeded", 1),
+        ("a cat", "succeeded", 1),
+    ]
+
+
+def test_what_the_server_cannot_make_runs_here_with_a_note(tmp_path: Path) -> None:
+    with server() as state:
+        other = _run(tmp_path, "a", "--scheduler", "euler", base=state.base)
+        assert "imagegen_images_total 0" in _metric(state, "imagegen_images_total")
+    assert (
+        f"not on the imagegen server at {state.base}: it runs with --scheduler none, this run asks euler; "
+        "made in this process"
+    ) in other.stderr
+    assert len(other.json()["images"]) == 1
+
+
+def test_no_server_listening_is_an_ordinary_local_run(tmp_path: Path) -> None:
+    result = _run(tmp_path, "a", base=f"http://127.0.0.1:{free_port()}")
+    assert "imagegen server" not in result.stderr
+    assert len(result.json()["images"]) == 1
+
+
+class _Vanishing(BaseHTTPRequestHandler):
+    """A server that says it is an imagegen server, then drops every generation request."""
+
+    def do_GET(self) -> None:
+        options = {"vae_tiling": False, "variant": None, "loras": [], "quantize": None, "gguf": None,
+                   "scheduler": None, "device": "cpu", "dtype": "auto"}  # fmt: skip
+        health = {"status": "ok", "imagegen": "0", "models": [], "catalog": True, "accepting": True, "auth": False,
+                  "options": options, "max_batch": 4, "limits": {"prompt": 1000, "n": 10, "params": 8}}  # fmt: skip
+        body = json.dumps(health).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.close_connection = True  # no answer: the connection closes
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_that_stops_answering_leaves_the_images_to_this_process(tmp_path: Path) -> None:
+    fake = ThreadingHTTPServer(("127.0.0.1", 0), _Vanishing)
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    try:
+        result = _run(tmp_path, "a", "-n", "2", base=f"http://127.0.0.1:{fake.server_address[1]}")
+    finally:
+        fake.shutdown()
+    assert "stopped answering (RemoteProtocolError); the rest is made here" in result.stderr
+    assert [image["seed"] for image in result.json()["images"]] == [7, 8]
+    assert all(Path(image["path"]).is_file() for image in result.json()["images"])
+
+
+def test_ctrl_c_cancels_the_work_on_the_server(tmp_path: Path) -> None:
+    with server() as state:
+        state.worker.hold(True)
+        process = subprocess.Popen(
+            [str(IMAGEGEN), "generate", "x", "-m", "local:tiny", "--size", "64x64", "-o", str(tmp_path)],
+            env={**os.environ, "IMAGEGEN_SERVER": state.base},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            _until(lambda: httpx.get(f"{state.base}/health").json()["queue"] == 1, "the request queued")
+            process.send_signal(signal.SIGINT)
+            assert process.wait(60) == 130
+            _until(lambda: httpx.get(f"{state.base}/health").json()["queue"] == 0, "the request left the queue")
+            state.worker.hold(False)
+            _until(lambda: 'outcome="cancelled"} 1' in _metric(state, "imagegen_requests_total"), "it was cancelled")
+            assert "imagegen_images_total 0" in _metric(state, "imagegen_images_total")
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+    assert list(tmp_path.glob("*.png")) == []
+
+
+def test_the_server_setting_is_checked_and_shown_in_the_dry_run(tmp_path: Path) -> None:
+    bad = run_cli("generate", "x", "-m", "local:tiny", "--dry-run", env={"IMAGEGEN_SERVER": "ftp://host"})
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[0].startswith("error: invalid server 'ftp://host' in IMAGEGEN_SERVER")
+    plan = run_cli("generate", "x", "-m", "local:tiny", "--dry-run", "--json",
+                   env={"IMAGEGEN_SERVER": "http://127.0.0.1:9"})  # fmt: skip
+    assert plan.json()["server"].startswith("http://127.0.0.1:9 ")
+    off = run_cli("generate", "x", "-m", "local:tiny", "--dry-run", "--json", "--no-server",
+                  env={"IMAGEGEN_SERVER": "http://127.0.0.1:9"})  # fmt: skip
+    assert "server" not in off.json()
