@@ -141,6 +141,17 @@ def load_input(text: str, role: Role = "image", stdin: BinaryIO | None = None) -
     return SourceImage(**{**checked, "name": path.name, "source": str(path.resolve())})
 
 
+def image_from_bytes(data: bytes, name: str, role: Role, folder: Path) -> SourceImage:
+    """An input that arrived as bytes (an ``imagegen serve`` upload), checked as a file is and written to
+    ``folder`` so that the engine reads it as it reads any file; ``name`` is what records show."""
+    if len(data) > MAX_INPUT_BYTES:
+        raise UsageError(f"{role} {name} is over {MAX_INPUT_BYTES >> 20} MiB")
+    checked = _checked(data, f"{role} {name}", role)
+    target = folder / f"{checked['sha256']}.{_EXTENSIONS[checked['format']]}"
+    target.write_bytes(data)
+    return SourceImage(**{**checked, "name": Path(name).name or role, "source": str(target)})
+
+
 def check_stdin_readers(images: list[str], mask: str | None, *, prompt_reads: bool) -> None:
     """Standard input holds one thing: at most one of the prompt, an ``--image -`` and ``--mask -`` reads it."""
     readers = ["--image -"] * images.count("-") + (["--mask -"] if mask == "-" else [])

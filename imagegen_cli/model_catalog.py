@@ -173,6 +173,8 @@ def listed_models(profile: ProviderProfile) -> dict[str, ModelCaps]:
     models = dict(profile.models)
     if profile.default_model and profile.default_model not in models:
         models[profile.default_model] = profile.caps_for(profile.default_model)
+    if not models:  # a provider whose models are whatever its server has (imagegen): the limits of any of them
+        models[profile.default_caps.id] = profile.default_caps
     return models
 
 

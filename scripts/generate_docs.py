@@ -47,8 +47,10 @@ def providers_table() -> str:
     ]
     for profile in BUILTIN_PROFILES.values():
         keys = ", ".join(f"`{var}`" for var in profile_key_vars(profile))
+        keys += " (optional)" if profile.key_optional else ""
         dialect = "tasks (submit + poll)" if profile.is_async else "sync"
-        rows.append(f"| `{profile.name}` | `{profile.base_url}` | {keys} | {dialect} | `{profile.default_model}` |")
+        default = f"`{profile.default_model}`" if profile.default_model else "none: name one"
+        rows.append(f"| `{profile.name}` | `{profile.base_url}` | {keys} | {dialect} | {default} |")
     return "\n".join(rows)
 
 

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import gateway_env, heavy_imports, run_cli, write_config
 from tests.fakegateway import FakeGateway
 
-DESIGN_PROVIDERS = {"openai", "mka1", "kkiai", "modelmax", "token360", "apimart", "local"}
+DESIGN_PROVIDERS = {"openai", "mka1", "kkiai", "modelmax", "token360", "apimart", "local", "imagegen"}
 
 
 def test_models_json_lists_every_provider_with_capabilities() -> None:

@@ -196,6 +196,14 @@ def test_a_wrong_key_is_401_and_bad_input_400() -> None:
         ):
             answer = httpx.post(url, json=body, headers=key)
             assert answer.status_code == 400 and text in answer.json()["error"]["message"], answer.text
+        edits = f"{state.base}/v1/images/edits"
+        for files, text in (
+            ({"image": ("x.png", b"not a png", "image/png")}, "image x.png is not an image"),
+            ({"photo": ("x.png", b"", "image/png")}, "unknown file 'photo'"),
+            ({}, "an edit needs an image file"),
+        ):
+            answer = httpx.post(edits, data={"prompt": "a"}, files=files or None, headers=key)
+            assert answer.status_code == 400 and text in answer.json()["error"]["message"], answer.text
         models = httpx.get(f"{state.base}/v1/models", headers=key).json()
         assert "tiny" in [m["id"] for m in models["data"]]
 
@@ -239,3 +247,33 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0() -> None:
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+def test_a_compiled_model_is_compiled_and_warmed_once_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagegen_cli.local import runner
+
+    calls: list[tuple[str, object]] = []
+
+    class Engine:  # records what serve asks of the engine; a real compile needs a GPU and minutes
+        def load(self, plan: Any, emit: Any) -> None:
+            calls.append(("load", plan.options.compile))
+
+        def run(self, work: int, plan: Any, emit: Any, stop: Any) -> None:
+            calls.append(("run", [batch.seeds for batch in plan.batches]))
+
+        def loaded_pipelines(self) -> list[Any]:
+            return []
+
+    monkeypatch.setattr(runner, "LocalEngine", Engine)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        compiled = run_cli("serve", "-m", "local:tiny", "--compile", "--port", "0")
+        assert compiled.returncode == 0, compiled.stderr
+        assert calls == [("load", True), ("run", [(0,)])]  # one warm-up image, at load
+        assert "tiny compiled and warm in" in compiled.stderr
+        calls.clear()
+        assert run_cli("serve", "-m", "local:tiny", "--port", "0").returncode == 0
+        assert calls == [("load", False)]
+    finally:
+        signal.signal(signal.SIGTERM, before)

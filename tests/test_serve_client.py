@@ -26,7 +26,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytest.importorskip("diffusers")
 
-from tests.test_serve import _metric, _until, server
+from tests.test_serve import _metric, _pixels, _until, server
 
 
 def _run(tmp_path: Path, name: str, *args: str, base: str | None = None) -> Any:
@@ -183,3 +183,60 @@ def test_the_server_setting_is_checked_and_shown_in_the_dry_run(tmp_path: Path) 
     off = run_cli("generate", "x", "-m", "local:tiny", "--dry-run", "--json", "--no-server",
                   env={"IMAGEGEN_SERVER": "http://127.0.0.1:9"})  # fmt: skip
     assert "server" not in off.json()
+
+
+def test_an_install_without_torch_runs_local_models_on_the_server(tmp_path: Path, monkeypatch) -> None:
+    from imagegen_cli.local import weights
+
+    monkeypatch.setattr(weights, "installed", lambda module: module not in ("torch", "diffusers"))
+    with server() as state:
+        served = _run(tmp_path, "thin", base=state.base)
+        assert "imagegen_images_total 1" in _metric(state, "imagegen_images_total")
+    assert len(served.json()["images"]) == 1
+    alone = run_cli("generate", "x", "-m", "local:tiny", "-o", str(tmp_path / "b"), "--no-server")
+    assert alone.returncode == 4 and "needs the local extra" in alone.stderr
+
+
+def test_a_server_is_also_a_gateway_named_imagegen(tmp_path: Path) -> None:
+    with server() as state:
+        remote = run_cli("generate", "a lighthouse", "-m", "imagegen:tiny", "--base-url", f"{state.base}/v1",
+                         "--seed", "7", "-n", "2", "--size", "64x64", "--json", "-o", str(tmp_path / "r"))  # fmt: skip
+        assert remote.returncode == 0, remote.stderr
+        assert "imagegen_images_total 2" in _metric(state, "imagegen_images_total")
+    here = _run(tmp_path, "here", "-n", "2", "--no-server")
+    assert [pixels for pixels, _ in _images(remote)] == [pixels for pixels, _ in _images(here)]
+    assert [image["seed"] for image in remote.json()["images"]] == [7, 8]
+
+
+def test_doctor_says_where_local_runs_go() -> None:
+    def server_check(base: str) -> dict[str, Any]:
+        result = run_cli("doctor", "--json", env={"IMAGEGEN_SERVER": base})
+        return next(check for check in result.json()["checks"] if check["name"] == "server")
+
+    with server() as state:
+        found = server_check(state.base)
+    assert found["status"] == "ok" and found["value"].startswith(f"{state.base} answers (loaded with -m: tiny)")
+    closed = server_check(f"http://127.0.0.1:{free_port()}")
+    assert closed["status"] == "info" and "local models run in this process" in closed["value"]
+    assert server_check("off")["value"] == "off: local models run in this process"
+
+
+def test_an_edit_goes_to_the_server_with_the_same_pixels_as_in_process(tmp_path: Path) -> None:
+    import openai
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(photo)
+    edit = ("--image", str(photo), "--strength", "0.6", "-n", "2")
+    with server() as state:
+        served = _run(tmp_path, "served", *edit, base=state.base)
+        assert "imagegen_images_total 2" in _metric(state, "imagegen_images_total")
+        client = openai.OpenAI(base_url=f"{state.base}/v1", api_key="unused")
+        with photo.open("rb") as stream:
+            sdk = client.images.edit(model="tiny", image=stream, prompt="a lighthouse", n=2, size="64x64",
+                                     extra_body={"seed": 7, "strength": 0.6})  # fmt: skip
+    assert f"made by the imagegen server at {state.base}" in served.stderr
+    here = _images(_run(tmp_path, "here", *edit, "--no-server"))
+    there = _images(served)
+    assert [pixels for pixels, _ in there] == [pixels for pixels, _ in here]
+    assert [record["inputs"] for _, record in there] == [record["inputs"] for _, record in here]
+    assert [_pixels(item.b64_json or "") for item in sdk.data] == [pixels for pixels, _ in here]

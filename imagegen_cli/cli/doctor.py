@@ -213,10 +213,27 @@ def run_checks(online: float | None) -> tuple[list[Check], str]:
     extras = [f"{p} {_version(p)}" for p in OPTIONAL_PACKAGES if _version(p)]
     checks.append(Check("quantization", INFO, ", ".join(extras) or "none (--quantize and --gguf need one)"))
     checks += _cache_checks()
+    checks.append(_server_check(settings, online))
     checks += _provider_checks(profiles, provider, online)
     if local:
         checks.append(_default_local_check(settings, default, model or "auto"))
     return checks, default
+
+
+def _server_check(settings: Settings, online: float | None) -> Check:
+    """Where local runs go: an ``imagegen serve`` that answers at the ``server`` setting, or this process."""
+    from imagegen_cli.local.served import find_server, loopback
+
+    url = settings.server_url
+    if url is None:
+        return Check("server", INFO, "off: local models run in this process")
+    if online is None and not loopback(url):
+        return Check("server", INFO, f"{url} (not asked without --online)")
+    found = find_server(url)
+    if found is None:
+        return Check("server", INFO, f"none at {url}: local models run in this process")
+    served = ", ".join(found.models) or "none loaded"
+    return Check("server", OK, f"{url} answers (loaded with -m: {served}); local runs it can make go there")
 
 
 def _default_local_check(settings: Settings, default: str, model: str) -> Check:
@@ -261,6 +278,8 @@ def _provider_checks(profiles: dict[str, Any], default_provider: str, online: fl
         if resolved.key_source is not None:
             where = resolved.key_source.name if resolved.key_source.kind == "env" else "keys file"
             checks.append(Check(f"key {name}", OK, f"set ({where})"))
+        elif profiles[name].key_optional:
+            checks.append(Check(f"key {name}", INFO, "not set (optional: only a server off loopback wants one)"))
         else:
             fix = f"imagegen keys set {name}"
             checks.append(Check(f"key {name}", FAIL if needed else INFO, "not set", fix, needed))
@@ -269,7 +288,7 @@ def _provider_checks(profiles: dict[str, Any], default_provider: str, online: fl
         seen = _online([url for _, url, _ in probes], online)
         for name, url, needed in probes:
             answers, text = seen[url]
-            status = OK if answers else (FAIL if needed else WARN)
+            status = OK if answers else (FAIL if needed else INFO if profiles[name].key_optional else WARN)
             hint = None if answers else "check the network, or the base URL (imagegen config show)"
             checks.append(Check(f"online {name}", status, text, hint, needed and not answers))
     return checks

@@ -417,14 +417,18 @@ def run_generate(
 
 
 def _require_local_extra(jobs: list[PlannedJob], settings: Settings) -> None:
-    """A local line on an install without the local extra stops here, before anything is journalled; when no
-    model was given or configured (the built-in default), the hint points to a remote model first."""
-    from imagegen_cli.local.hub import require_local_extra
+    """A local line on an install without the local extra stops here, before anything is journalled, unless a
+    running ``imagegen serve`` can make it; when no model was given or configured (the built-in default), the hint
+    points to a remote model first."""
+    from imagegen_cli.local.hub import missing_local_module, require_local_extra
+    from imagegen_cli.local.served import served_whole
     from imagegen_cli.settings import BUILT_IN
 
     for job in jobs:
         if job.plan.provider_name != "local":
             continue
+        if missing_local_module() and served_whole(job.plan):
+            continue  # a thin client: a running imagegen serve makes this line, no torch here
         unchosen = job.options.model is None and job.options.provider is None
         default = settings.default_model if unchosen and settings.default_model_source == BUILT_IN else None
         require_local_extra(f"local:{job.plan.model_name}", default=default)

@@ -67,7 +67,7 @@ def serve(
         from imagegen_cli.local_options import LocalOptions
         from imagegen_cli.request import GenerationRequest
         from imagegen_cli.serve.metrics import Metrics
-        from imagegen_cli.serve.worker import Worker
+        from imagegen_cli.serve.worker import Worker, preload
 
         keep = parse_duration(keep_alive)
         if not 1 <= max_batch <= 32:
@@ -89,10 +89,12 @@ def serve(
         metrics = Metrics()
         for name in names:  # checked (and loaded) now: a typo fails at start, not at the first request
             plan = build_local_plan(
-                GenerationRequest(prompt="load", provider="local", model=name), resolve_source(name), options
+                GenerationRequest(prompt="warm-up", provider="local", model=name), resolve_source(name), options
             )
-            output.note(f"loading {name}")
-            engine.load(plan, lambda event: None)
+            output.note(f"loading {name}" + (" and compiling it (one warm-up image)" if compile_model else ""))
+            seconds = preload(engine, plan, metrics)
+            if seconds is not None:
+                output.note(f"{name} compiled and warm in {seconds:.1f} s")
         worker = Worker(engine, metrics, keep_alive=keep, queue=queue, max_batch=max_batch)
         state = serve_app.ServeState(worker, metrics, options, names[0], tuple(names), key)
         app = serve_app.create_app(state)

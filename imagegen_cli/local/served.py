@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from imagegen_cli.engines import Channel, EngineJob
     from imagegen_cli.local.planning import LocalBatch, LocalPlan
+    from imagegen_cli.plans import LinePlan
 
 KEY_ENV = "IMAGEGEN_SERVE_API_KEY"  # the key `imagegen serve` wants off loopback; sent only to the server
 PROBE_SECONDS = 1.0  # /health answers at once when a server is there; a closed port refuses at once
@@ -63,6 +65,7 @@ class Server:
     auth: bool
     max_batch: int
     limits: dict[str, int]
+    edits: bool = False  # answers /v1/images/edits (--image, --mask, --strength)
     key: str | None = None
     gone: bool = False
 
@@ -72,10 +75,10 @@ class Server:
 
         if self.auth and not self.key:
             return f"it wants an API key ({KEY_ENV} is not set)"
-        if self.key and urlsplit(self.url).scheme == "http" and not _loopback(self.url):
+        if self.key and urlsplit(self.url).scheme == "http" and not loopback(self.url):
             return "it is plain http on another host, and the API key is not sent there (use https://)"
-        if plan.request.images or plan.request.mask is not None:
-            return "it takes no input images yet (--image, --mask)"
+        if (plan.request.images or plan.request.mask is not None) and not self.edits:
+            return "it takes no input images (--image, --mask)"
         if self.model_id(plan) is None:
             known = plan.source.name in LOCAL_MODELS and not self.catalog
             return f"it does not serve local:{plan.source.name}" + (" (its catalog is off)" if known else "")
@@ -105,7 +108,7 @@ def _shown(value: object) -> str:
     return "none" if value in (None, [], False) else ",".join(value) if isinstance(value, list) else str(value)
 
 
-def _loopback(url: str) -> bool:
+def loopback(url: str) -> bool:
     import ipaddress
 
     host = urlsplit(url).hostname or ""
@@ -123,7 +126,7 @@ def find_server(url: str) -> Server | None:
 
     server = None
     try:
-        with httpx.Client(timeout=PROBE_SECONDS, trust_env=not _loopback(url)) as client:
+        with httpx.Client(timeout=PROBE_SECONDS, trust_env=not loopback(url)) as client:
             answer = client.get(f"{url}/health")
         body: Any = loads(answer.content) if answer.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
@@ -138,11 +141,22 @@ def find_server(url: str) -> Server | None:
                 bool(body.get("auth")),
                 int(body.get("max_batch") or 1),
                 {str(k): int(v) for k, v in (body.get("limits") or {}).items()},
+                body.get("edits") is True,
                 os.environ.get(KEY_ENV) or None,
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             server = None  # something else answers there: not a server this version understands
     return server
+
+
+def served_whole(plan: LinePlan) -> bool:
+    """True when a server answers at the plan's address and can make it (an install without torch may run it)."""
+    from imagegen_cli.local.planning import LocalPlan
+
+    if not isinstance(plan, LocalPlan) or plan.server is None:
+        return False
+    server = find_server(plan.server)
+    return server is not None and server.refusal(plan) is None
 
 
 @dataclass
@@ -200,7 +214,7 @@ class ServedJobs:
             headers = {"Authorization": f"Bearer {server.key}"} if server.key else {}
             try:
                 async with httpx.AsyncClient(
-                    timeout=timeout, headers=headers, trust_env=not _loopback(server.url)
+                    timeout=timeout, headers=headers, trust_env=not loopback(server.url)
                 ) as http:
                     await asyncio.gather(
                         *(self._job(http, job, plan_of(job.plan), channel, slots, left) for job in self.jobs)
@@ -241,7 +255,7 @@ class ServedJobs:
             self.open.discard(job.work)  # the in-process engine finishes the job
             channel.emit(Note(job.work, f"the imagegen server at {self.server.url} {exc}; the rest is made here"))
             return
-        except ServerError as exc:
+        except ImagegenError as exc:  # the server's answer, or an input file that changed since it was checked
             channel.emit(CallFailed(job.work, exc))
         self.open.discard(job.work)
         channel.emit(JobFinished(job.work))
@@ -274,11 +288,21 @@ class ServedJobs:
                 body[name] = value
         if plan.extra:
             body["params"] = dict(plan.extra)
+        request = plan.request
+        if request.strength is not None:
+            body["strength"] = request.strength
         channel.emit(CallSent(work, key, f"{plan.source.name} {label} (server)", None))
         try:
             while True:
                 try:
-                    answer = await http.post(f"{server.url}/v1/images/generations", json=body)
+                    if request.images:  # an edit: the files as OpenAI's /images/edits takes them, read now
+                        files = [("image", (s.name, s.read(), s.content_type)) for s in request.images]
+                        if request.mask is not None:
+                            files.append(("mask", (request.mask.name, request.mask.read(), request.mask.content_type)))
+                        form = {k: json.dumps(v) if k == "params" else str(v) for k, v in body.items()}
+                        answer = await http.post(f"{server.url}/v1/images/edits", data=form, files=files)
+                    else:
+                        answer = await http.post(f"{server.url}/v1/images/generations", json=body)
                 except httpx.HTTPError as exc:
                     raise ServerGone(f"stopped answering ({type(exc).__name__})") from None
                 if answer.status_code == 429:

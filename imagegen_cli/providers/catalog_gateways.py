@@ -242,3 +242,29 @@ APIMART = ProviderProfile(
     },
     default_caps=_APIMART_BASE,
 )
+
+
+# Another imagegen: `imagegen serve` speaks OpenAI's images dialect with imagegen's extensions (seed, steps,
+# guidance, negative_prompt). Several GPU hosts behind a load balancer are then one more gateway. It serves the
+# local catalog's ids and what its operator loaded; no key on loopback (IMAGEGEN_SERVE_API_KEY off it).
+_SERVED = ModelCaps(
+    id="*",
+    size_mode="free",
+    size_multiple=8,
+    n_max=10,
+    prompt_max=32000,
+    qualities=(),
+    response_formats=("b64_json", "url"),
+    default_response_format="b64_json",
+    flag_fields={"seed": "seed", "steps": "steps", "guidance": "guidance", "negative_prompt": "negative_prompt"},
+    summary="any model the imagegen serve at the base URL has (imagegen models --live imagegen lists them)",
+)
+
+IMAGEGEN = ProviderProfile(
+    name="imagegen",
+    base_url="http://127.0.0.1:8188/v1",
+    key_env=("IMAGEGEN_SERVE_API_KEY",),
+    key_optional=True,
+    docs="another imagegen (imagegen serve): OpenAI-style, with seed, steps and guidance",
+    default_caps=_SERVED,
+)

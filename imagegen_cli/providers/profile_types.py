@@ -136,6 +136,7 @@ class ProviderProfile:
     models: dict[str, ModelCaps] = field(default_factory=dict)
     default_caps: ModelCaps = field(default_factory=lambda: ModelCaps(id="*"))
     key_env: tuple[str, ...] = ()
+    key_optional: bool = False  # an imagegen serve on loopback wants no key
     on_behalf_of_header: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     poll_interval: float = 2.0

@@ -12,14 +12,14 @@ from dataclasses import fields, replace
 from typing import Any
 
 from imagegen_cli.errors import ConfigError
-from imagegen_cli.providers.catalog_gateways import APIMART, KKIAI, MKA1, MODELMAX, TOKEN360
+from imagegen_cli.providers.catalog_gateways import APIMART, IMAGEGEN, KKIAI, MKA1, MODELMAX, TOKEN360
 from imagegen_cli.providers.catalog_openai import OPENAI
 from imagegen_cli.providers.profile_types import ImageInputs, ModelCaps, ProviderProfile
 
 __all__ = ["BUILTIN_PROFILES", "LOCAL_PROVIDER", "OPENAI", "ModelCaps", "ProviderProfile", "caps_from_config"]
 
 BUILTIN_PROFILES: dict[str, ProviderProfile] = {}
-for _profile in (OPENAI, MKA1, KKIAI, MODELMAX, TOKEN360, APIMART):
+for _profile in (OPENAI, MKA1, KKIAI, MODELMAX, TOKEN360, APIMART, IMAGEGEN):
     if _profile.name in BUILTIN_PROFILES:  # a slip in the catalogue: two gateways under one name
         raise ValueError(f"provider {_profile.name!r} registered twice")
     BUILTIN_PROFILES[_profile.name] = _profile

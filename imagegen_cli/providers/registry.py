@@ -160,8 +160,11 @@ def is_loopback(host: str) -> bool:
 def profile_key_vars(profile: ProviderProfile) -> list[str]:
     """The one key-lookup rule: environment variables checked for a provider's key, first wins.
 
-    A user-defined provider's ``api_key_env`` comes first; built-in profiles use the documented names.
+    A user-defined provider's ``api_key_env`` comes first; built-in profiles use the documented names, and the
+    ``imagegen`` provider (an optional key) the one ``imagegen serve`` reads: ``IMAGEGEN_SERVE_API_KEY``.
     """
+    if profile.builtin and profile.key_optional:
+        return list(profile.key_env)
     extra = profile.key_env[0] if profile.key_env and not profile.builtin else None
     return key_env_vars(profile.name, extra)
 
@@ -234,7 +237,7 @@ class ResolvedProvider:
         headers = {name: "***" if is_secret_name(name) else value for name, value in call.headers.items()}
         if self.auth_header(call.url):
             headers["Authorization"] = "Bearer ***"
-        elif not self.key:
+        elif not self.key and not self.profile.key_optional:
             headers["Authorization"] = f"Bearer <missing: set {self.key_vars()[0]}>"
         return headers
 
@@ -254,9 +257,10 @@ class ResolvedProvider:
         )
 
     def require_key(self) -> str:
-        if not self.key:
+        """The key; a provider whose key is optional (an imagegen serve) may have none ("")."""
+        if not self.key and not self.profile.key_optional:
             raise self.missing_key_error()
-        return self.key
+        return self.key or ""
 
     def check_transport(self) -> None:
         """Refuse to send a key over plain http unless the host is a loopback address."""

@@ -15,8 +15,10 @@ import hmac
 import json
 import logging
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -29,6 +31,7 @@ from imagegen_cli.jsontypes import loads
 from imagegen_cli.serve.worker import Draining, Job, QueueFull, Worker
 
 if TYPE_CHECKING:
+    from imagegen_cli.inputs import SourceImage
     from imagegen_cli.local_options import LocalOptions
     from imagegen_cli.serve.metrics import Metrics
 
@@ -37,8 +40,9 @@ MAX_PROMPT_CHARS = 32000
 MAX_N = 10
 URL_LIFETIME = 600.0  # an answer given as url stays fetchable this long
 MAX_PARAMS = 32
+MAX_EDIT_BYTES = 2 * (50 << 20) + (1 << 20)  # an image and a mask at the CLI's bound, and the fields
 _KNOWN = {"model", "prompt", "n", "size", "response_format", "seed", "steps", "guidance", "negative_prompt",
-          "params", "user", "quality", "output_format"}  # fmt: skip
+          "params", "strength", "input_fidelity", "user", "quality", "output_format"}  # fmt: skip
 log = logging.getLogger("imagegen.serve")
 
 
@@ -72,6 +76,7 @@ class ServeState:
             "options": asdict(self.options),
             "auth": self.api_key is not None,
             "max_batch": self.worker.max_batch,
+            "edits": True,  # POST /v1/images/edits: --image, --mask, --strength
             "limits": {"prompt": MAX_PROMPT_CHARS, "n": MAX_N, "params": MAX_PARAMS},
         }
 
@@ -94,15 +99,27 @@ def create_app(state: ServeState) -> Starlette:
         return hmac.compare_digest(given.encode(), f"Bearer {state.api_key}".encode())
 
     async def generations(request: Request) -> Response:
+        return await answer(request, edits=False)
+
+    async def edits(request: Request) -> Response:
+        return await answer(request, edits=True)
+
+    async def answer(request: Request, *, edits: bool) -> Response:
         started = time.monotonic()
         if not authorized(request):
             state.metrics.count("unauthorized")
             return error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
-        try:
-            job, response_format = await _parse(request, state)
-        except (BadRequest, UsageError) as exc:
-            state.metrics.count("invalid")
-            return error(400, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        with tempfile.TemporaryDirectory(prefix="imagegen-serve-") as folder:  # the request's input images
+            try:
+                job, response_format = await (
+                    _parse_form(request, state, Path(folder)) if edits else _parse(request, state)
+                )
+            except (BadRequest, UsageError) as exc:
+                state.metrics.count("invalid")
+                return error(400, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+            return await respond(request, job, response_format, started)
+
+    async def respond(request: Request, job: Job, response_format: str, started: float) -> Response:
         try:
             state.worker.submit(job)
         except QueueFull:
@@ -168,6 +185,7 @@ def create_app(state: ServeState) -> Starlette:
     app = Starlette(
         routes=[
             Route("/v1/images/generations", generations, methods=["POST"]),
+            Route("/v1/images/edits", edits, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/files/{name}", file, methods=["GET"], name="file"),
             Route("/health", health, methods=["GET"]),
@@ -195,9 +213,6 @@ async def _wait(request: Request, state: ServeState, job: Job) -> list[tuple[int
 
 async def _parse(request: Request, state: ServeState) -> tuple[Job, str]:
     """The request as a planned job (refused here, before it is queued, as the CLI refuses a bad flag)."""
-    from imagegen_cli.local.planning import build_local_plan, resolve_source
-    from imagegen_cli.request import MAX_SEED, GenerationRequest, Size
-
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"the request body is over {MAX_BODY_BYTES >> 20} MiB")
@@ -207,6 +222,65 @@ async def _parse(request: Request, state: ServeState) -> tuple[Job, str]:
         raise BadRequest("the body is not JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    return _plan(body, state)
+
+
+async def _parse_form(request: Request, state: ServeState, folder: Path) -> tuple[Job, str]:
+    """A multipart edit (OpenAI's ``/images/edits``: ``image`` or ``image[]``, ``mask``, and the fields as text)."""
+    from starlette.datastructures import UploadFile
+
+    from imagegen_cli.inputs import image_from_bytes
+
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit() or int(length) > MAX_EDIT_BYTES:
+        raise BadRequest(f"an edit is a multipart body with a Content-Length of at most {MAX_EDIT_BYTES >> 20} MiB")
+    try:
+        form = await request.form(max_files=2, max_fields=len(_KNOWN) + 4, max_part_size=MAX_PROMPT_CHARS * 4)
+    except Exception as exc:  # noqa: BLE001 - whatever the multipart parser refuses is a bad request
+        raise BadRequest(f"the body is not a multipart form ({type(exc).__name__})") from None
+    body: dict[str, Any] = {}
+    images, mask = [], None
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if key not in ("image", "image[]", "mask"):
+                raise BadRequest(f"unknown file {key!r} (image, or mask)")
+            data = await value.read(MAX_EDIT_BYTES + 1)
+            try:
+                source = image_from_bytes(data, value.filename or key, "mask" if key == "mask" else "image", folder)
+            except UsageError as exc:
+                raise BadRequest(exc.message) from None
+            if key == "mask":
+                mask = source
+            else:
+                images.append(source)
+        else:
+            body[key] = _form_value(key, value)
+    if not images:
+        raise BadRequest("an edit needs an image file (image)")
+    return _plan(body, state, tuple(images), mask)
+
+
+def _form_value(key: str, text: str) -> Any:
+    """A form field as the JSON body would have it: counts and seeds as integers, scales as numbers."""
+    try:
+        if key == "params":
+            return loads(text)
+        if key in ("n", "seed", "steps"):
+            return int(text)
+        if key in ("guidance", "strength"):
+            return float(text)
+    except ValueError:
+        raise BadRequest(f"{key} must be {'a JSON object' if key == 'params' else 'a number'}") from None
+    return text
+
+
+def _plan(
+    body: dict[str, Any], state: ServeState, images: tuple[SourceImage, ...] = (), mask: SourceImage | None = None
+) -> tuple[Job, str]:
+    """A request's fields, checked as the CLI checks its flags, and planned by the same code."""
+    from imagegen_cli.local.planning import build_local_plan, resolve_source
+    from imagegen_cli.request import MAX_SEED, GenerationRequest, Size
+
     unknown = sorted(set(body) - _KNOWN)
     if unknown:
         raise BadRequest(f"unknown parameter {unknown[0]!r}")
@@ -251,6 +325,12 @@ async def _parse(request: Request, state: ServeState) -> tuple[Job, str]:
             if not isinstance(value, kind if kind is not float else (int, float)) or isinstance(value, bool):
                 raise BadRequest(f"{key} must be a {kind.__name__}")
             values[key] = value
-    generation = GenerationRequest(prompt=prompt, provider="local", model=model, n=n, size=size, seed=seed, **values)
+    strength = body.get("strength")
+    if strength is not None and (isinstance(strength, bool) or not isinstance(strength, int | float)):
+        raise BadRequest("strength must be a number from 0 to 1")
+    generation = GenerationRequest(
+        prompt=prompt, provider="local", model=model, n=n, size=size, seed=seed, images=images, mask=mask,
+        strength=None if strength is None else float(strength), **values,
+    )  # fmt: skip
     plan = build_local_plan(generation, resolve_source(model), state.options)
     return Job(plan, seed), response_format

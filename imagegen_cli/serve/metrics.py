@@ -48,6 +48,7 @@ class Metrics:
         self.loads = 0
         self.unloads = 0
         self.load_seconds = 0.0
+        self.compile_seconds = 0.0  # warm-up calls of compiled models, at load
         self.queue_depth = 0
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.latency = Histogram(LATENCY_BUCKETS)
@@ -74,6 +75,9 @@ class Metrics:
                 f"imagegen_model_unloads_total {self.unloads}",
                 "# TYPE imagegen_model_load_seconds_total counter",
                 f"imagegen_model_load_seconds_total {self.load_seconds:g}",
+                "# HELP imagegen_model_compile_seconds_total Warm-up (compilation) of compiled models at load.",
+                "# TYPE imagegen_model_compile_seconds_total counter",
+                f"imagegen_model_compile_seconds_total {self.compile_seconds:g}",
                 "# HELP imagegen_batch_size Images per pipeline call.",
                 "# TYPE imagegen_batch_size histogram",
                 *self.batch_sizes.lines("imagegen_batch_size"),

@@ -54,8 +54,9 @@ class Job:
 
 
 def _shape(plan: LocalPlan) -> tuple[object, ...]:
+    request = plan.request  # an edit starts from its own image: batched only with the same one
     return (plan.source.location, plan.options, plan.width, plan.height, plan.steps, plan.guidance,
-            plan.negative_prompt, plan.extra)  # fmt: skip
+            plan.negative_prompt, plan.extra, request.images, request.mask, request.strength)  # fmt: skip
 
 
 class Worker:
@@ -258,6 +259,24 @@ class Worker:
             with self.metrics.lock:
                 self.metrics.images += len(answer)
             job.future.set_result(answer)
+
+
+def preload(engine: LocalEngine, plan: LocalPlan, metrics: Metrics) -> float | None:
+    """Load ``plan``'s model now (``serve -m``); a compiled one also makes one warm-up image, so its compilation
+    is paid here, once, not by the first request. Returns the warm-up's seconds (None: not compiled)."""
+    started = time.monotonic()
+    engine.load(plan, lambda event: None)
+    with metrics.lock:
+        metrics.loads += 1
+        metrics.load_seconds += time.monotonic() - started
+    if not plan.options.compile:
+        return None
+    started = time.monotonic()
+    engine.run(0, replace(plan, batches=(LocalBatch(1, (0,)),)), lambda event: None, StopToken())
+    seconds = time.monotonic() - started
+    with metrics.lock:
+        metrics.compile_seconds += seconds
+    return seconds
 
 
 def _png(image: Image.Image, record: dict[str, Any]) -> bytes:
