@@ -15,7 +15,7 @@ from imagegen_cli.errors import UsageError
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 OFFLOADS = ("none", "model", "sequential")
-QUANTIZE = ("8bit", "4bit")
+QUANTIZE = ("8bit", "4bit", "fp8")
 
 
 def parse_lora(text: str) -> tuple[str, float]:
@@ -45,7 +45,7 @@ class LocalOptions:
     compile: bool = False
     variant: str | None = None  # weight files *.VARIANT.safetensors (fp16, bf16...); found by itself in folders
     loras: tuple[str, ...] = ()  # PATH|org/name[:SCALE], in order
-    quantize: str | None = None  # 8bit | 4bit
+    quantize: str | None = None  # 8bit | 4bit | fp8 (CUDA, compute capability 8.9+)
     gguf: str | None = None  # a single-file GGUF transformer
     scheduler: str | None = None  # a name of imagegen_cli.local.schedulers.SCHEDULERS
 
@@ -58,7 +58,7 @@ class LocalOptions:
             if value not in allowed:
                 raise UsageError(f"invalid {name} {value!r}", hint="use one of " + ", ".join(allowed))
         if self.quantize is not None and self.quantize not in QUANTIZE:
-            raise UsageError(f"invalid --quantize {self.quantize!r}", hint="use 8bit or 4bit")
+            raise UsageError(f"invalid --quantize {self.quantize!r}", hint="use 8bit, 4bit or fp8")
         if self.variant is not None and not re.fullmatch(r"[A-Za-z0-9_]+", self.variant):
             raise UsageError(f"invalid --variant {self.variant!r}", hint="e.g. --variant fp16")
         if self.gguf is not None and self.quantize is not None:

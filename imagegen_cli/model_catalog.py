@@ -346,7 +346,8 @@ def local_flag_mapping(model: LocalModel) -> dict[str, str]:
         "--vae-tiling": "decode in tiles: less memory for large images",
         "--compile": "torch.compile of the repeated blocks (slow first image, faster after)",
         "--lora": "load_lora_weights, then set_adapters with each scale (default 1); needs peft",
-        "--quantize": "8bit | 4bit on the denoiser and text encoders: bitsandbytes on CUDA, else optimum-quanto",
+        "--quantize": "8bit | 4bit on the denoiser and text encoders: bitsandbytes on CUDA, else optimum-quanto; "
+        "fp8: torchao float8 (dynamic, per row) on the denoiser, CUDA compute capability 8.9+",
         "--gguf": "the transformer from one GGUF file (from_single_file); not with --quantize",
         "--scheduler": "from_config of the pipeline's scheduler: same noise schedule, same family (diffusion or flow)",
         "--variant": "loads the *.VARIANT.safetensors weight files (fp16, …)",

@@ -97,6 +97,8 @@ def _torch_checks(local_needed: bool) -> list[Check]:
 
 def _cache_checks() -> list[Check]:
     from imagegen_cli.local.catalog import hf_cache_dir, human_size
+    from imagegen_cli.local.compile_cache import compile_root
+    from imagegen_cli.local.compile_cache import total_size as compile_size
 
     cache = hf_cache_dir()
     size = 0
@@ -108,6 +110,7 @@ def _cache_checks() -> list[Check]:
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     return [
         Check("hf cache", INFO, f"{cache} ({human_size(size)})"),
+        Check("compile cache", INFO, f"{compile_root()} ({human_size(compile_size())}; --compile reuses it)"),
         Check("offline", INFO, "yes (HF_HUB_OFFLINE is set): nothing is downloaded" if offline else "no"),
     ]
 

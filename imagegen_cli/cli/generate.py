@@ -201,8 +201,8 @@ def generate(
         str | None,
         typer.Option(
             "--quantize",
-            metavar="8bit|4bit",
-            help="Local only: quantized weights (bitsandbytes on CUDA, else quanto).",
+            metavar="8bit|4bit|fp8",
+            help="Local only: quantized weights (bitsandbytes on CUDA, else quanto; fp8: torchao, CUDA 8.9+).",
             autocompletion=complete_quantize,
         ),
     ] = None,

@@ -308,34 +308,50 @@ def pull(model: ModelArg) -> None:
 
 @models_app.command("rm")
 def remove(model: ModelArg, yes: YesOpt = False) -> None:
-    """Remove a local model's weights from the Hugging Face cache (asks first unless --yes).
+    """Remove a local model's weights from the Hugging Face cache, and its --compile caches (asks unless --yes).
 
     Example: imagegen models rm sd-turbo --yes
     """
     output = Output()
     with report_errors(output):
         from imagegen_cli.local.catalog import cache_state, human_size
+        from imagegen_cli.local.compile_cache import model_folders
+        from imagegen_cli.local.compile_cache import remove_model as remove_compiled
         from imagegen_cli.local.hub import local_files
         from imagegen_cli.local.hub import remove as remove_weights
 
         _refuse_remote(model, "there are no local weights to remove")
         name, folder = local_files(model)
         built = name.startswith("local:")  # the tiny pipeline, built here rather than downloaded
+        compiled = model_folders(model.removeprefix("local:"))  # --compile's caches of this model
+        if not folder.exists() and compiled:
+            _confirm(yes, f"Remove the {len(compiled)} compile cache(s) of {model}?")
+            remove_compiled(model.removeprefix("local:"))
+            output.line("\n".join(str(each) for each in compiled))
+            return
         if not folder.exists():
             raise UsageError(
                 f"{name} is not {'built' if built else 'in the Hugging Face cache'}",
                 hint="see: imagegen models list --local",
             )
         if not yes:
-            if not sys.stdin.isatty():
-                raise UsageError("refusing to delete without confirmation", hint="pass --yes")
             files = [f for f in folder.rglob("*") if f.is_file()] if built else []
             size = human_size(sum(f.stat().st_size for f in files) if built else cache_state(name).size_bytes)
-            if not typer.confirm(f"Remove {name} ({size}) from {folder.parent}?", err=True):
-                raise typer.Exit(int(ExitCode.FAILURE))
+            also = f" and its {len(compiled)} compile cache(s)" if compiled else ""
+            _confirm(yes, f"Remove {name} ({size}) from {folder.parent}{also}?")
         remove_weights(model)
+        remove_compiled(model.removeprefix("local:"))
         # A repo by its id (the cache folder is huggingface_hub's); the tiny build by the folder it was in.
-        output.line(str(folder) if built else name)
+        output.line("\n".join([str(folder) if built else name, *(str(each) for each in compiled)]))
+
+
+def _confirm(yes: bool, question: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("refusing to delete without confirmation", hint="pass --yes")
+    if not typer.confirm(question, err=True):
+        raise typer.Exit(int(ExitCode.FAILURE))
 
 
 def _refuse_remote(model: str, why: str) -> None:

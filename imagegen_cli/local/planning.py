@@ -94,6 +94,20 @@ def accelerator_likely() -> bool:
     return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
 
 
+def _check_fp8(options: LocalOptions) -> None:
+    """``--quantize fp8`` where no CUDA GPU can be: refused while planning (the GPU's generation is checked when
+    torch is loaded, ``local.weights.fp8_config``)."""
+    if options.quantize != "fp8":
+        return
+    nvidia = any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidia0"))
+    where = f"--device {options.device}" if options.device in ("cpu", "mps") else None if nvidia else "no CUDA GPU here"
+    if where:
+        raise UsageError(
+            f"--quantize fp8 needs a CUDA GPU with float8 (compute capability 8.9 or newer): {where}",
+            hint="drop --quantize, or use --quantize 8bit (any device)",
+        )
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """What to load: a catalog entry, a Hub repo, or a pipeline directory."""
@@ -343,6 +357,7 @@ def build_local_plan(
     ):
         if value not in (None, False):
             notes.dropped(flag, where, "not used")
+    _check_fp8(options)
     if len(request.images) > 1:
         raise UsageError(
             f"{len(request.images)} --image inputs; {where} starts from one image", hint="give one --image"

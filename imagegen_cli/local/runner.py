@@ -195,6 +195,11 @@ def place(pipe: Any, plan: LocalPlan, placement: Placement, notes: list[str]) ->
         else:
             notes.append("--vae-tiling skipped: this pipeline's VAE cannot tile")
     if plan.options.compile:
+        import torch
+
+        from imagegen_cli.local.compile_cache import use_compile_cache
+
+        use_compile_cache(plan, placement.dtype_name, str(torch.__version__))  # compiled once per machine
         denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
         if denoiser is None:
             notes.append("--compile skipped: no transformer or UNet to compile")

@@ -68,8 +68,10 @@ def quantization_config(
     diffusers: ModuleType, location: str, quantize: str, device: str, dtype: object
 ) -> tuple[object, str]:
     """(``PipelineQuantizationConfig``, the backend's name) for ``--quantize`` on ``device``."""
-    bits = 8 if quantize == "8bit" else 4
     components = _components(model_index(location)) or {"transformer": "diffusers", "unet": "diffusers"}
+    if quantize == "fp8":
+        return fp8_config(diffusers, components, device)
+    bits = 8 if quantize == "8bit" else 4
     if device == "cuda":
         if not installed("bitsandbytes"):
             raise ConfigError(
@@ -99,6 +101,41 @@ def quantization_config(
         f"--quantize {quantize} on {device} needs optimum-quanto (not installed); bitsandbytes needs a CUDA GPU",
         hint="pip install optimum-quanto",
     )
+
+
+FP8_CAPABILITY = (8, 9)  # Ada (8.9), Hopper (9.0), Blackwell (10.0, 12.0): tensor cores with float8
+FP8_HINT = "drop --quantize, or use --quantize 8bit (any device)"
+
+
+def fp8_config(diffusers: ModuleType, components: dict[str, str], device: str) -> tuple[object, str]:
+    """torchao's float8 dynamic quantization (activations and weights, one scale per row) of the denoiser's linear
+    layers; the text encoders and the VAE stay in their dtype. Refused (exit 2) where float8 has no tensor cores."""
+    import torch
+
+    if device != "cuda":
+        raise UsageError(f"--quantize fp8 needs a CUDA GPU; this run is on {device}", hint=FP8_HINT)
+    capability = torch.cuda.get_device_capability()
+    if capability < FP8_CAPABILITY:
+        name = torch.cuda.get_device_name()
+        raise UsageError(
+            f"--quantize fp8 needs compute capability 8.9 or newer (Ada, Hopper, Blackwell); the {name} has "
+            f"{capability[0]}.{capability[1]}",
+            hint=FP8_HINT,
+        )
+    if not installed("torchao"):
+        raise ConfigError("--quantize fp8 needs torchao (not installed)", hint="pip install 'torchao>=0.15'")
+    denoiser = next((name for name in ("transformer", "unet") if name in components), None)
+    if denoiser is None:
+        raise UsageError("--quantize fp8 quantizes a transformer or UNet, and this pipeline has none", hint=FP8_HINT)
+    config = diffusers.TorchAoConfig(fp8_torchao_config())
+    return diffusers.PipelineQuantizationConfig(quant_mapping={denoiser: config}), "torchao float8, per row"
+
+
+def fp8_torchao_config() -> object:
+    """torchao's float8 dynamic activations and weights, one scale per row: what ``--quantize fp8`` applies."""
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow
+
+    return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
 
 
 def gguf_transformer(diffusers: ModuleType, location: str, path: str, dtype: object) -> object:
