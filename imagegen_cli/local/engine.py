@@ -92,7 +92,7 @@ class LocalBackend:
 
         served = ServedJobs.choose(jobs, _local_plan)
         left = served.run(channel, _local_plan) if served.jobs else {}
-        on_server = {job.work for job in served.jobs}
+        on_server = served.started  # chosen jobs a stopped server never began run here from the start
         for job in jobs:
             resumed = job.work in left  # started on the server, finished here
             if job.work in on_server and not resumed:

@@ -166,6 +166,7 @@ class ServedJobs:
     server: Server | None = None
     jobs: list[EngineJob] = field(default_factory=list)
     notes: dict[int, str] = field(default_factory=dict)  # work → note (said once the job has started)
+    started: set[int] = field(default_factory=set)  # jobs begun on the server (the rest run here from the start)
     open: set[int] = field(default_factory=set)  # jobs started on the server and not yet finished
 
     @classmethod
@@ -209,16 +210,24 @@ class ServedJobs:
                 loop.call_soon_threadsafe(main_task.cancel)
 
             unsubscribe = channel.stop.subscribe(cancel)
-            slots = asyncio.Semaphore(max(2, server.max_batch))
+            queue: asyncio.Queue[EngineJob] = asyncio.Queue()
+            for job in self.jobs:
+                queue.put_nowait(job)
             timeout = httpx.Timeout(10.0, read=None)  # a pipeline call takes as long as it takes
             headers = {"Authorization": f"Bearer {server.key}"} if server.key else {}
             try:
                 async with httpx.AsyncClient(
                     timeout=timeout, headers=headers, trust_env=not loopback(server.url)
                 ) as http:
-                    await asyncio.gather(
-                        *(self._job(http, job, plan_of(job.plan), channel, slots, left) for job in self.jobs)
-                    )
+
+                    async def worker() -> None:
+                        # A job starts when a worker takes it (as a gateway's do): a stop leaves the rest unstarted.
+                        while not queue.empty() and not server.gone:
+                            job = queue.get_nowait()
+                            await self._job(http, job, plan_of(job.plan), channel, left)
+
+                    # Enough requests in flight for the server to fill its batches.
+                    await asyncio.gather(*(worker() for _ in range(max(2, server.max_batch))))
             finally:
                 unsubscribe()
 
@@ -228,14 +237,17 @@ class ServedJobs:
             for work in sorted(self.open):
                 channel.emit(JobFinished(work, interrupted=True))
             raise KeyboardInterrupt from None
+        for job in self.jobs:
+            if job.work not in self.started:  # the server stopped answering before this job's turn
+                self.notes[job.work] = f"not on the imagegen server at {server.url}: it stopped answering; made here"
         return left
 
     async def _job(
-        self, http: httpx.AsyncClient, job: EngineJob, plan: LocalPlan, channel: Channel, slots: asyncio.Semaphore,
-        left: dict[int, list[int]],
-    ) -> None:  # fmt: skip
+        self, http: httpx.AsyncClient, job: EngineJob, plan: LocalPlan, channel: Channel, left: dict[int, list[int]]
+    ) -> None:
         assert self.server is not None
         channel.emit(JobStarted(job.work))
+        self.started.add(job.work)
         self.open.add(job.work)
         channel.emit(Note(job.work, self.notes[job.work]))
         todo = [
@@ -244,10 +256,9 @@ class ServedJobs:
         try:
             for batch in plan.batches:
                 for first, seeds in _runs(batch):
-                    async with slots:
-                        if self.server.gone:
-                            raise ServerGone("stopped answering")
-                        await self._call(http, job.work, plan, first, seeds, channel)
+                    if self.server.gone:
+                        raise ServerGone("stopped answering")
+                    await self._call(http, job.work, plan, first, seeds, channel)
                     todo = [item for item in todo if not first <= item[1] < first + len(seeds)]
         except ServerGone as exc:
             self.server.gone = True
