@@ -25,6 +25,7 @@ from imagegen_cli.cli.options import (
     complete_scheduler,
     complete_style,
 )
+from imagegen_cli.cli.preview import previewer
 from imagegen_cli.cli.render import Output, report_errors
 from imagegen_cli.errors import ExitCode, UsageError
 from imagegen_cli.inputs import check_stdin_readers
@@ -138,6 +139,9 @@ def generate(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the request(s) and send nothing.")] = False,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="Draw each saved image in the terminal (kitty, iTerm2, sixel, text).")
+    ] = False,
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="Asynchronous providers: submit, print the task ids, return.")
     ] = False,
@@ -372,7 +376,7 @@ def generate(
         lines = (
             read_prompt_file(prompt_file) if prompt_file is not None else [PromptLine(None, read_prompt(prompt or ""))]
         )
-        run_generate(output, lines, options, settings, dry_run=dry_run, batch=batch)
+        run_generate(output, lines, options, settings, dry_run=dry_run, batch=batch, preview=preview)
 
 
 def _load_inputs(
@@ -389,7 +393,14 @@ def _load_inputs(
 
 
 def run_generate(
-    output: Output, lines: list[PromptLine], options: GenerateOptions, settings: Settings, *, dry_run: bool, batch: bool
+    output: Output,
+    lines: list[PromptLine],
+    options: GenerateOptions,
+    settings: Settings,
+    *,
+    dry_run: bool,
+    batch: bool,
+    preview: bool = False,
 ) -> None:
     """Plan every line, then print the dry run, or run and print the result; exits with the run's code."""
     from imagegen_cli import api
@@ -402,6 +413,8 @@ def run_generate(
         print_dry_run(output, describe_jobs(jobs), batch=batch)
         return
     _require_local_extra(jobs, settings)
+    # Checked before anything is sent: a missing extra is said before a paid generation, not after.
+    viewer = previewer(sys.stdout, output, to_stdout=options.output.out == "-") if preview else None
     notes: dict[str, list[str]] = {}
     for job in jobs:
         for note in job.plan.notes:
@@ -410,7 +423,11 @@ def run_generate(
         # A note shared by every line of a batch is said once, not once per line.
         output.note(note if not batch else f"line{'s' if len(where) > 1 else ''} {_span(where)}: {note}")
     run = api.run_batch(lines, options, settings=settings, sink=output.sink(batch=batch), jobs=jobs)
-    output.run_result(run, batch=batch)
+    output.run_result(run, batch=batch, drawn=viewer.draw if viewer and not batch else None)
+    if viewer and batch:  # a batch printed its paths as it saved them: the pictures follow, each under its path
+        for image in run.images:
+            output.line(image.path)
+            viewer.draw(image.path)
     code = run.exit_code()
     if code != ExitCode.OK:
         raise typer.Exit(int(code))

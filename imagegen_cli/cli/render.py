@@ -11,7 +11,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -141,8 +141,9 @@ class Output:
         return CliSink(self, batch=batch, live=not self.quiet and stderr_is_live())
 
     # ---- a run's result
-    def run_result(self, run: RunResult, *, batch: bool) -> None:
-        """Paths (or the JSON document), then every error once, then the batch summary."""
+    def run_result(self, run: RunResult, *, batch: bool, drawn: Callable[[str], None] | None = None) -> None:
+        """Paths (or the JSON document), then every error once, then the batch summary; ``drawn`` draws each
+        image under its path (``--preview``)."""
         if self.json_mode:
             self.json(run.document())
         elif not batch:
@@ -150,6 +151,8 @@ class Output:
             for image in run.images:
                 if image.path != "-":
                     self.line(image.path)
+                    if drawn is not None:
+                        drawn(image.path)
         seen: set[str] = set()
         for job in run.jobs:
             where = f"line {job.line}: " if job.line is not None else ""

@@ -19,6 +19,7 @@ EXAMPLES = (
     "Examples:\n\n\b\n"
     "  imagegen show out/2026-12-05-a-fox-s7-0.png\n"
     "  imagegen show out/*.webp --json\n"
+    "  imagegen show out/2026-12-05-a-fox-s7-0.png --preview\n"
     "  imagegen show downloaded-a1111.png"
 )
 _HINT = "show reads PNG, JPEG, WebP, GIF and SVG files saved by imagegen (or by A1111 with its parameters)"
@@ -31,11 +32,20 @@ _ORDER = (
 def show(
     images: Annotated[list[Path], typer.Argument(help="Image files to read.", show_default=False)],
     json_out: JsonOpt = False,
+    preview: Annotated[bool, typer.Option("--preview", help="Also draw each image in the terminal.")] = False,
 ) -> None:
     """Print the generation parameters embedded in each image."""
+    import sys
+
+    from imagegen_cli.cli.preview import previewer
+    from imagegen_cli.cli.render import report_errors
     from imagegen_cli.store.reader import NoParameters, read_meta
 
     output = Output(json_mode=json_out)
+    viewer = None
+    if preview:
+        with report_errors(output):
+            viewer = previewer(sys.stdout, output)
     documents: list[dict[str, Any]] = []
     failed = False
     for index, path in enumerate(images):
@@ -53,6 +63,8 @@ def show(
             output.line(_safe(str(path)))
             for key, value in _ordered(record):
                 output.line(f"  {key}: {_safe(value)}")
+            if viewer is not None:
+                viewer.draw(path)
     if json_out:
         output.json(documents)
     if failed:
