@@ -117,9 +117,9 @@ def create_app(state: ServeState) -> Starlette:
             except (BadRequest, UsageError) as exc:
                 state.metrics.count("invalid")
                 return error(400, exc.message + (f" ({exc.hint})" if exc.hint else ""))
-            return await respond(request, job, response_format, started)
+            return await respond(request, job, response_format, started, "edits" if edits else "generations")
 
-    async def respond(request: Request, job: Job, response_format: str, started: float) -> Response:
+    async def respond(request: Request, job: Job, response_format: str, started: float, route: str) -> Response:
         try:
             state.worker.submit(job)
         except QueueFull:
@@ -148,11 +148,7 @@ def create_app(state: ServeState) -> Starlette:
         with state.metrics.lock:
             state.metrics.latency.observe(elapsed)
         state.metrics.count("ok")
-        log.info(
-            json.dumps(
-                {"route": "generations", "model": job.plan.source.name, "n": job.n, "seconds": round(elapsed, 3)}
-            )
-        )
+        log.info(json.dumps({"route": route, "model": job.plan.source.name, "n": job.n, "seconds": round(elapsed, 3)}))
         return JSONResponse({"created": int(time.time()), "data": data})
 
     async def models(request: Request) -> Response:
