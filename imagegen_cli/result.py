@@ -175,6 +175,7 @@ class RunResult:
     interrupted: bool = False
     terminated: bool = False  # stopped by SIGTERM (exit 143), not Ctrl-C
     elapsed: float = 0.0
+    gallery: str | None = None  # --gallery: the contact sheet written for the run's images
 
     @property
     def images(self) -> list[SavedImage]:
@@ -222,6 +223,12 @@ class RunResult:
 
     def document(self) -> dict[str, Any]:
         """The ``--json`` document: one job's for a single prompt, the batch's (with its lines) otherwise."""
+        document = self._document()
+        if self.gallery:
+            document["gallery"] = self.gallery
+        return document
+
+    def _document(self) -> dict[str, Any]:
         if len(self.jobs) == 1 and self.jobs[0].line is None:
             return self.jobs[0].document()
         lines: list[dict[str, Any]] = []

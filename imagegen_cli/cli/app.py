@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 from imagegen_cli import __version__
 from imagegen_cli.cli.config_cmd import config_app
 from imagegen_cli.cli.doctor import doctor
+from imagegen_cli.cli.gallery_cmd import GALLERY_EXAMPLES, gallery
 from imagegen_cli.cli.generate import EXAMPLES, generate
 from imagegen_cli.cli.keys import keys_app
 from imagegen_cli.cli.models import models_app
@@ -94,6 +95,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
 app.command("show", epilog=SHOW_EXAMPLES)(show)
 app.command("serve", epilog=SERVE_EXAMPLES)(serve)
+app.command("gallery", epilog=GALLERY_EXAMPLES)(gallery)
 app.command("doctor", epilog="Examples:\n\n\b\n  imagegen doctor\n  imagegen doctor --online --timeout 5 --json")(
     doctor
 )

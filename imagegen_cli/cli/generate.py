@@ -139,6 +139,9 @@ def generate(
     preview: Annotated[
         bool, typer.Option("--preview", help="Draw each saved image in the terminal (kitty, iTerm2, sixel, text).")
     ] = False,
+    gallery: Annotated[
+        bool, typer.Option("--gallery", help="Also write an HTML contact sheet of the saved images; print its path.")
+    ] = False,
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="Asynchronous providers: submit, print the task ids, return.")
     ] = False,
@@ -373,7 +376,7 @@ def generate(
         lines = (
             read_prompt_file(prompt_file) if prompt_file is not None else [PromptLine(None, read_prompt(prompt or ""))]
         )
-        run_generate(output, lines, options, settings, dry_run=dry_run, batch=batch, preview=preview)
+        run_generate(output, lines, options, settings, dry_run=dry_run, batch=batch, preview=preview, gallery=gallery)
 
 
 def _load_inputs(

@@ -29,6 +29,7 @@ def run_generate(
     dry_run: bool,
     batch: bool,
     preview: bool = False,
+    gallery: bool = False,
 ) -> None:
     """Plan every line, then print the dry run, or run and print the result; exits with the run's code."""
     from imagegen_cli import api
@@ -51,11 +52,15 @@ def run_generate(
         # A note shared by every line of a batch is said once, not once per line.
         output.note(note if not batch else f"line{'s' if len(where) > 1 else ''} {_span(where)}: {note}")
     run = api.run_batch(lines, options, settings=settings, sink=output.sink(batch=batch), jobs=jobs)
+    if gallery:
+        run.gallery = _contact_sheet(output, [image.path for image in run.images if image.path != "-"])
     output.run_result(run, batch=batch, drawn=viewer.draw if viewer and not batch else None)
     if viewer and batch:  # a batch printed its paths as it saved them: the pictures follow, each under its path
         for image in run.images:
             output.line(image.path)
             viewer.draw(image.path)
+    if run.gallery and not output.json_mode:
+        output.line(run.gallery)  # last: `... --gallery | tail -1` is the page
     code = run.exit_code()
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
@@ -81,3 +86,23 @@ def _require_local_extra(jobs: list[PlannedJob], settings: Settings) -> None:
 
 def _span(numbers: list[str]) -> str:
     return numbers[0] if len(numbers) == 1 else f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 4 else ",".join(numbers)
+
+
+def _contact_sheet(output: Output, paths: list[str]) -> str | None:
+    """``--gallery``: the page of the run's images, beside them (``gallery-DATE-TIME.html``); None when none was
+    saved or the page cannot be written (a note: the images are saved, the run did not fail)."""
+    if not paths:
+        output.note("--gallery: no image was saved to a file")
+        return None
+    import time
+    from pathlib import Path
+
+    from imagegen_cli.errors import ImagegenError
+    from imagegen_cli.gallery import build_gallery
+
+    page = Path(paths[0]).parent / f"gallery-{time.strftime('%Y%m%d-%H%M%S')}.html"
+    try:
+        return str(build_gallery([Path(path) for path in paths], page, title=f"imagegen: {len(paths)} images").path)
+    except ImagegenError as exc:
+        output.note(f"--gallery: {exc.message}")
+        return None
