@@ -71,8 +71,8 @@ def fresh_compile_env(monkeypatch: pytest.MonkeyPatch) -> None:
     from imagegen_cli.local import compile_cache
 
     for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(compile_cache, "_SET_BY_US", set())
+        monkeypatch.setenv(name, "/tmp/torchinductor_default")  # torch's own default, written by torch itself
+    monkeypatch.setattr(compile_cache, "_USERS", [set()])  # the user set neither
 
 
 def test_the_compile_cache_is_keyed_by_model_options_and_torch_version(isolated_env: Path) -> None:
@@ -108,7 +108,7 @@ def test_compile_points_torchs_caches_at_imagegens_and_leaves_a_users_own(monkey
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere/mine")
     from imagegen_cli.local import compile_cache
 
-    monkeypatch.setattr(compile_cache, "_SET_BY_US", set())
+    monkeypatch.setattr(compile_cache, "_USERS", [{"TORCHINDUCTOR_CACHE_DIR"}])  # seen before torch was imported
     assert compile_cache.use_compile_cache(plan, "fp32", "2.13.0") is None
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/somewhere/mine"
 

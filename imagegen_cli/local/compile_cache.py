@@ -25,7 +25,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from imagegen_cli.local.planning import LocalPlan
 
-_SET_BY_US: set[str] = set()  # the environment variables this process set (a user's own are never replaced)
+_NAMES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+# What the user set, seen before torch was imported: torch writes TORCHINDUCTOR_CACHE_DIR into the environment
+# itself (its default, in /tmp) the first time it looks, so later the variable alone says nothing about the user.
+_USERS: list[set[str]] = []  # one entry, once seen
+
+
+def note_user_env() -> None:
+    """Remember which cache variables the user set; called before torch is imported (``runner.import_stack``)."""
+    if not _USERS:
+        _USERS.append({name for name in _NAMES if os.environ.get(name)})
 
 
 def compile_root() -> Path:
@@ -47,16 +56,14 @@ def compile_folder(plan: LocalPlan, dtype: str, torch_version: str) -> Path:
 
 def use_compile_cache(plan: LocalPlan, dtype: str, torch_version: str) -> Path | None:
     """Point torch's compile caches at ``plan``'s folder (before it compiles); None when the user chose their own."""
-    user_set = "TORCHINDUCTOR_CACHE_DIR" in os.environ and "TORCHINDUCTOR_CACHE_DIR" not in _SET_BY_US
-    if user_set:
+    users = _USERS[0] if _USERS else {name for name in _NAMES if os.environ.get(name)}
+    if "TORCHINDUCTOR_CACHE_DIR" in users:
         return None
     folder = compile_folder(plan, dtype, torch_version)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, value in (("TORCHINDUCTOR_CACHE_DIR", folder), ("TRITON_CACHE_DIR", folder / "triton")):
-        if name in os.environ and name not in _SET_BY_US:
-            continue
-        os.environ[name] = str(value)
-        _SET_BY_US.add(name)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    if "TRITON_CACHE_DIR" not in users:
+        os.environ["TRITON_CACHE_DIR"] = str(folder / "triton")
     return folder
 
 

@@ -50,6 +50,9 @@ def import_stack() -> tuple[ModuleType, ModuleType]:
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from imagegen_cli.local.compile_cache import note_user_env
+
+    note_user_env()  # before torch writes its own default into the environment
     import gc
 
     # torch and diffusers create millions of long-lived objects while importing; the cyclic collector would
