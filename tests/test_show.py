@@ -112,3 +112,29 @@ def test_show_starts_light(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8)).save(good, pnginfo=info)
     heavy, (out,) = heavy_imports(["show", str(good), "--json"])
     assert heavy == [] and "castle" in out
+
+
+def test_a_png_over_pillows_bomb_limit_is_read_without_decoding_and_never_a_traceback(tmp_path: Path) -> None:
+    from PIL import Image, PngImagePlugin
+
+    from imagegen_cli.meta import ImageMeta
+    from imagegen_cli.store.metadata import png_texts
+
+    Image.MAX_IMAGE_PIXELS, limit = None, Image.MAX_IMAGE_PIXELS
+    try:
+        huge = Image.new("1", (14000, 14000))  # 196 megapixels: Pillow refuses to open it at all
+        info = PngImagePlugin.PngInfo()
+        for key, value in png_texts(ImageMeta(prompt="a huge sky", provider="local", model="tiny", seed=5).to_record()):
+            info.add_itxt(key, value, zip=True)
+        huge.save(tmp_path / "huge.png", pnginfo=info)
+        huge.save(tmp_path / "bare.png")
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    shown = run_cli("show", str(tmp_path / "huge.png"), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.json()[0]["record"]["prompt"] == "a huge sky" and shown.json()[0]["record"]["seed"] == 5
+    bare = run_cli("show", str(tmp_path / "bare.png"))
+    assert (
+        bare.returncode == 2
+        and bare.stderr.splitlines()[0] == f"error: {tmp_path / 'bare.png'} holds no generation parameters"
+    )

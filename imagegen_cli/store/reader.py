@@ -37,12 +37,57 @@ def _record(data: bytes) -> dict[str, Any] | None:
     if head.startswith((b"<?xml", b"<svg", b"<!--")):
         found = _SVG.search(data)
         return _json(found.group(1).decode("utf-8", "replace")) if found else None
+    if data.startswith(_PNG):
+        # PNG: the text chunks are read without decoding a pixel (Pillow's ``text`` loads the whole image, and it
+        # refuses a legal image over its decompression-bomb limit before reading any chunk).
+        texts = _png_texts(data)
+        if "imagegen" in texts and (record := _json(texts["imagegen"])) is not None:
+            return record
+        if texts.get("parameters", "").strip():
+            return parse_a1111(texts["parameters"])
     found = _XMP.search(data)  # JPEG and WebP: the XMP packet carries the full record
     if found:
         record = _json(unescape(found.group(1).decode("utf-8", "replace")))
         if record is not None:
             return record
     return _from_pillow(data)
+
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+_TEXT_LIMIT = 16 << 20  # a compressed text chunk inflates to at most this much
+
+
+def _png_texts(data: bytes) -> dict[str, str]:
+    """The tEXt, zTXt and iTXt chunks of a PNG, by keyword (the first of each), up to the image data's end."""
+    import struct
+    import zlib
+
+    texts: dict[str, str] = {}
+    at = len(_PNG)
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        body = data[at + 8 : at + 8 + length]
+        at += 12 + length
+        if kind == b"IEND" or len(body) < length:
+            break
+        if kind not in (b"tEXt", b"zTXt", b"iTXt"):
+            continue
+        key, _, rest = body.partition(b"\0")
+        try:
+            if kind == b"tEXt":
+                text = rest.decode("latin-1")
+            elif kind == b"zTXt":
+                text = zlib.decompressobj().decompress(rest[1:], _TEXT_LIMIT).decode("latin-1")
+            else:
+                compressed, rest = rest[0], rest[2:]
+                _language, _, rest = rest.partition(b"\0")
+                _translated, _, raw = rest.partition(b"\0")
+                raw = zlib.decompressobj().decompress(raw, _TEXT_LIMIT) if compressed else raw
+                text = raw.decode("utf-8")
+        except (zlib.error, UnicodeDecodeError, IndexError):
+            continue  # a damaged chunk is skipped, as a reader skips it
+        texts.setdefault(key.decode("latin-1"), text)
+    return texts
 
 
 def _from_pillow(data: bytes) -> dict[str, Any] | None:
@@ -55,8 +100,8 @@ def _from_pillow(data: bytes) -> dict[str, Any] | None:
             info = dict(image.info)
             texts = dict(getattr(image, "text", {}) or {})
             exif = image.getexif()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None  # not an image Pillow reads, or one over its decompression-bomb limit
     if isinstance(texts.get("imagegen"), str):
         record = _json(texts["imagegen"])
         if record is not None:
