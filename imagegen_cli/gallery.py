@@ -105,6 +105,7 @@ def build_gallery(
 
     from PIL import Image
 
+    _check_target(out)  # before any thumbnail is made: a refused page costs nothing
     paths = collect_images(sources)
     cache = thumbnail_cache_dir()
     # Pillow's decode and hashlib release the GIL: a few threads keep both cores busy on a first build.
@@ -338,11 +339,15 @@ def _replace_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _check_target(out: Path) -> None:
+    """Never replace a page (or any file) a gallery did not write: an index.html of the user's own."""
+    if out.is_file() and GENERATOR.encode() not in out.read_bytes()[:4096]:
+        raise UsageError(f"{out} exists and is not an imagegen gallery", hint="choose another page with -o PATH")
+
+
 def _write_atomic(out: Path, page: str) -> None:
     """The page through a temporary file beside it and a rename: a reader sees the old page or the new one."""
-    if out.is_file() and GENERATOR.encode() not in out.read_bytes()[:4096]:
-        # Never replace a page (or any file) a gallery did not write: an index.html of the user's own.
-        raise UsageError(f"{out} exists and is not an imagegen gallery", hint="choose another page with -o PATH")
+    _check_target(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         _replace_bytes(out, page.encode("utf-8"))

@@ -98,7 +98,15 @@ def _server(value: object) -> str:
         parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError:
         parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.username is not None  # a password here would be printed in notes and dry runs
+        or parts.query
+        or parts.fragment
+    ):
         raise ValueError("off, or http://HOST:PORT of an imagegen serve (e.g. http://127.0.0.1:8188)")
     return text.rstrip("/")
 
@@ -139,8 +147,15 @@ def check_setting(key: str, value: object, where: str) -> object:
         return spec.check(value)
     except ValueError as exc:
         raise SettingError(
-            f"invalid {key} {shown_value(value)} in {where}: expected {exc}", hint=f"{key}: {spec.help}"
+            f"invalid {key} {shown_value(_no_userinfo(value))} in {where}: expected {exc}", hint=f"{key}: {spec.help}"
         ) from None
+
+
+def _no_userinfo(value: object) -> object:
+    """A URL's ``user:password@`` masked: a refused address is quoted in the error, its password never."""
+    import re
+
+    return re.sub(r"(?<=//)[^/@\s]*@", "***@", value) if isinstance(value, str) else value
 
 
 def shown_value(value: object, limit: int = 60) -> str:

@@ -240,3 +240,17 @@ def test_an_edit_goes_to_the_server_with_the_same_pixels_as_in_process(tmp_path:
     assert [pixels for pixels, _ in there] == [pixels for pixels, _ in here]
     assert [record["inputs"] for _, record in there] == [record["inputs"] for _, record in here]
     assert [_pixels(item.b64_json or "") for item in sdk.data] == [pixels for pixels, _ in here]
+
+
+def test_strict_reserved_params_and_a_password_in_the_address_stay_here(tmp_path: Path) -> None:
+    with server() as state:
+        strict = _run(tmp_path, "a", "--strict", base=state.base)
+        reserved = _run(tmp_path, "b", "--param", "width=128", base=state.base)
+        assert "imagegen_images_total 0" in _metric(state, "imagegen_images_total")
+        direct = httpx.post(f"{state.base}/v1/images/generations",
+                            json={"prompt": "a", "size": "64x64", "params": {"num_images_per_prompt": 3}})  # fmt: skip
+    assert "--strict is judged where the pipeline runs" in strict.stderr
+    assert "it takes only plain --param values" in reserved.stderr
+    assert direct.status_code == 400 and "not the ones imagegen sets itself" in direct.json()["error"]["message"]
+    bad = run_cli("generate", "x", "-m", "local:tiny", "--dry-run", env={"IMAGEGEN_SERVER": "http://u:pw@127.0.0.1:1"})
+    assert bad.returncode == 2 and "pw@" not in bad.stderr and "'http://***@127.0.0.1:1'" in bad.stderr

@@ -22,7 +22,10 @@ def _one_line(result: Any, error: str, hint: str) -> None:
     assert result.stderr.splitlines() == [f"error: {error}", f"hint: {hint}"]
 
 
-def test_fp8_without_a_cuda_gpu_is_refused_before_anything_loads(tmp_path: Path) -> None:
+def test_fp8_without_a_cuda_gpu_is_refused_before_anything_loads(tmp_path: Path, monkeypatch) -> None:
+    from imagegen_cli.local import planning
+
+    monkeypatch.setattr(planning, "nvidia_present", lambda: False)  # as on this machine, whatever the test host
     hint = "drop --quantize, or use --quantize 8bit (any device)"
     for extra, where in (((), "no CUDA GPU here"), (("--device", "cpu"), "--device cpu")):
         for dry in ((), ("--dry-run",)):

@@ -94,13 +94,15 @@ def _contact_sheet(output: Output, paths: list[str]) -> str | None:
     if not paths:
         output.note("--gallery: no image was saved to a file")
         return None
+    import secrets
     import time
     from pathlib import Path
 
     from imagegen_cli.errors import ImagegenError
     from imagegen_cli.gallery import build_gallery
 
-    page = Path(paths[0]).parent / f"gallery-{time.strftime('%Y%m%d-%H%M%S')}.html"
+    # A name of its own: two runs into one folder in the same second never share (and replace) a page.
+    page = Path(paths[0]).parent / f"gallery-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}.html"
     try:
         return str(build_gallery([Path(path) for path in paths], page, title=f"imagegen: {len(paths)} images").path)
     except ImagegenError as exc:

@@ -94,12 +94,17 @@ def accelerator_likely() -> bool:
     return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
 
 
+def nvidia_present() -> bool:
+    """An NVIDIA driver on this machine, seen without importing torch."""
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidia0"))
+
+
 def _check_fp8(options: LocalOptions) -> None:
     """``--quantize fp8`` where no CUDA GPU can be: refused while planning (the GPU's generation is checked when
     torch is loaded, ``local.weights.fp8_config``)."""
     if options.quantize != "fp8":
         return
-    nvidia = any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidia0"))
+    nvidia = nvidia_present()
     where = f"--device {options.device}" if options.device in ("cpu", "mps") else None if nvidia else "no CUDA GPU here"
     if where:
         raise UsageError(

@@ -75,7 +75,7 @@ class Server:
 
         if self.auth and not self.key:
             return f"it wants an API key ({KEY_ENV} is not set)"
-        if self.key and urlsplit(self.url).scheme == "http" and not loopback(self.url):
+        if self.auth and urlsplit(self.url).scheme == "http" and not loopback(self.url):
             return "it is plain http on another host, and the API key is not sent there (use https://)"
         if (plan.request.images or plan.request.mask is not None) and not self.edits:
             return "it takes no input images (--image, --mask)"
@@ -84,8 +84,14 @@ class Server:
             return f"it does not serve local:{plan.source.name}" + (" (its catalog is off)" if known else "")
         if len(plan.request.prompt) > self.limits.get("prompt", 0):
             return "the prompt is longer than it takes"
+        if plan.request.strict:
+            return "--strict is judged where the pipeline runs, and its notes stay there"
         if len(plan.extra) > self.limits.get("params", 0):
             return "more --param values than it takes"
+        if any(not _plain_param(key, value) for key, value in plan.extra.items()):
+            return "it takes only plain --param values (text, numbers, true/false), not imagegen's own keywords"
+        if plan.options.loras or plan.options.gguf:
+            return "--lora and --gguf name files of this machine"
         for name, flag in _FLAGS.items():
             value, theirs = getattr(plan.options, name), self.options.get(name)
             if name in ("device", "dtype") and value == "auto":
@@ -102,6 +108,22 @@ class Server:
             if location == plan.source.location:
                 return served
         return plan.source.name if self.catalog and plan.source.name in LOCAL_MODELS else None
+
+
+# Keywords imagegen sets itself (the server refuses them as --param: they would bypass its size and count bounds).
+RESERVED_PARAMS = frozenset({
+    "prompt", "prompt_2", "negative_prompt", "negative_prompt_2", "num_images_per_prompt", "width", "height",
+    "num_inference_steps", "guidance_scale", "true_cfg_scale", "prior_guidance_scale", "prior_num_inference_steps",
+    "generator", "latents", "output_type", "return_dict", "image", "mask_image", "strength", "prompt_embeds",
+    "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds", "callback", "callback_steps",
+    "callback_on_step_end", "callback_on_step_end_tensor_inputs", "prior_callback_on_step_end",
+})  # fmt: skip
+
+
+def _plain_param(key: object, value: object) -> bool:
+    """A --param the server takes: a short keyword of its own with a plain JSON value."""
+    plain = value is None or isinstance(value, str | int | float | bool)
+    return isinstance(key, str) and len(key) <= 64 and key not in RESERVED_PARAMS and plain
 
 
 def _shown(value: object) -> str:
@@ -210,11 +232,14 @@ class ServedJobs:
                 loop.call_soon_threadsafe(main_task.cancel)
 
             unsubscribe = channel.stop.subscribe(cancel)
+            if channel.stop.requested:  # stopped while the server was being asked: a subscription never fires
+                cancel()
             queue: asyncio.Queue[EngineJob] = asyncio.Queue()
             for job in self.jobs:
                 queue.put_nowait(job)
             timeout = httpx.Timeout(10.0, read=None)  # a pipeline call takes as long as it takes
-            headers = {"Authorization": f"Bearer {server.key}"} if server.key else {}
+            # The key goes only to a server that wants one: a server without auth is never handed it.
+            headers = {"Authorization": f"Bearer {server.key}"} if server.key and server.auth else {}
             try:
                 async with httpx.AsyncClient(
                     timeout=timeout, headers=headers, trust_env=not loopback(server.url)
@@ -234,7 +259,7 @@ class ServedJobs:
         try:
             asyncio.run(main())
         except (KeyboardInterrupt, asyncio.CancelledError):
-            for work in sorted(self.open):
+            for work in sorted(self.open | set(left)):  # a job the server left to this process ends here too
                 channel.emit(JobFinished(work, interrupted=True))
             raise KeyboardInterrupt from None
         for job in self.jobs:
@@ -328,7 +353,10 @@ class ServedJobs:
             raise ServerGone(f"refused the API key in {KEY_ENV}")
         data = _answer(answer)
         if answer.status_code != 200:
-            raise ServerError(f"the imagegen server answered {answer.status_code}: {_message(data)}")
+            raise ServerError(
+                f"the imagegen server answered {answer.status_code}: {_message(data)}",
+                hint="run it in this process with --no-server",
+            )
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list) or len(items) != len(seeds):
             raise ServerError(f"the imagegen server answered {len(items or [])} images for {len(seeds)}")

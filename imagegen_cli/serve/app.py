@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from imagegen_cli.errors import ImagegenError, UsageError
 from imagegen_cli.jsontypes import loads
+from imagegen_cli.local.served import RESERVED_PARAMS
 from imagegen_cli.serve.worker import Draining, Job, QueueFull, Worker
 
 if TYPE_CHECKING:
@@ -310,10 +311,14 @@ def _plan(
         not isinstance(params, dict)
         or len(params) > MAX_PARAMS
         or not all(
-            isinstance(k, str) and len(k) <= 64 and (v is None or isinstance(v, scalar)) for k, v in params.items()
+            isinstance(k, str) and len(k) <= 64 and k not in RESERVED_PARAMS and (v is None or isinstance(v, scalar))
+            for k, v in params.items()
         )
     ):
-        raise BadRequest(f"params must be an object of at most {MAX_PARAMS} plain values (a pipeline's keywords)")
+        raise BadRequest(
+            f"params must be an object of at most {MAX_PARAMS} plain values (a pipeline's keywords, not the ones "
+            "imagegen sets itself: prompt, width, height, num_inference_steps...)"
+        )
     values: dict[str, Any] = {"params": tuple(params.items())}
     for key, kind in (("steps", int), ("guidance", float), ("negative_prompt", str)):
         value = body.get(key)
