@@ -236,7 +236,7 @@ def test_completion_offers_models_providers_and_task_ids(cli, gateway: FakeGatew
         ("imagegen generate x --ratio 2", ["2:3", "21:9"]),
         ("imagegen generate x --scheduler dpm", ["dpm++2m", "dpm++2m-karras", "dpm++2m-sde"]),
         ("imagegen generate x --offload ", ["none", "model", "sequential"]),
-        ("imagegen generate x --quantize ", ["8bit", "4bit"]),
+        ("imagegen generate x --quantize ", ["8bit", "4bit", "fp8"]),
         ("imagegen generate x --style ", ["vivid", "natural"]),
         ("imagegen generate x --response-format ", ["url", "b64_json"]),
         ("imagegen x --format w", ["webp"]),  # the default command completes the same
