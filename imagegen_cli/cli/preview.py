@@ -72,8 +72,9 @@ def _term_info(env: dict[str, str]) -> Any:
         os.environ.update(saved)
 
 
-def render(path: Path, protocol: str, columns: int, *, color: bool = True) -> bytes:
-    """The escape sequences that draw the image at ``path`` in at most ``columns`` cells."""
+def render(path: Path, protocol: str, columns: int, *, color: bool = True, info: Any = None) -> bytes:
+    """The escape sequences that draw the image at ``path`` in at most ``columns`` cells (``info``: the
+    terminal's sequences, :func:`printing_info`, looked up once by a :class:`Previewer`)."""
     from chafa import Canvas, CanvasConfig, CanvasMode, PixelMode, PixelType
     from PIL import Image
 
@@ -96,10 +97,10 @@ def render(path: Path, protocol: str, columns: int, *, color: bool = True) -> by
     canvas = Canvas(config)
     canvas.draw_all_pixels(PixelType.CHAFA_PIXEL_RGBA8_UNASSOCIATED, image.tobytes(), image.width, image.height,
                            image.width * 4)  # fmt: skip
-    return bytes(canvas.print(_printing_info()))
+    return bytes(canvas.print(info if info is not None else printing_info()))
 
 
-def _printing_info() -> Any:
+def printing_info() -> Any:
     """The terminal's own sequences, completed by chafa's fallback set for any the chosen protocol needs (a
     protocol forced with IMAGEGEN_PREVIEW on a terminal chafa's database does not know)."""
     from chafa import TermDb
@@ -118,12 +119,13 @@ class Previewer:
         width = shutil.get_terminal_size((80, 24)).columns
         self.columns = max(8, min(MAX_COLUMNS, width - 1))
         self.color = not os.environ.get("NO_COLOR")
+        self.info = printing_info()
 
     def draw(self, path: str | Path) -> None:
         from pathlib import Path
 
         try:
-            data = render(Path(path), self.protocol, self.columns, color=self.color)
+            data = render(Path(path), self.protocol, self.columns, color=self.color, info=self.info)
         except Exception as exc:  # noqa: BLE001 - undecodable, over Pillow's bomb limit...: a line, never a failure
             self.stream.write(f"(no preview: {type(exc).__name__})\n")
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import signal
@@ -65,6 +64,7 @@ def serve(
         from imagegen_cli.local.planning import build_local_plan, resolve_source
         from imagegen_cli.local.runner import LocalEngine
         from imagegen_cli.local_options import LocalOptions
+        from imagegen_cli.providers.registry import is_loopback
         from imagegen_cli.request import GenerationRequest
         from imagegen_cli.serve.metrics import Metrics
         from imagegen_cli.serve.worker import Worker, preload
@@ -77,7 +77,7 @@ def serve(
         if not 0 <= port <= 65535:
             raise UsageError(f"--port {port} is out of range", hint="use 1 to 65535 (0: any free port)")
         key = os.environ.get(api_key_env) or None
-        if not _loopback(host) and key is None:
+        if not is_loopback(host) and key is None:
             raise UsageError(
                 f"--host {host} is not a loopback address: an API key is required",
                 hint=f"set {api_key_env} (or --api-key-env NAME), or bind 127.0.0.1",
@@ -107,12 +107,3 @@ def serve(
         signal.signal(signal.SIGTERM, lambda signum, frame: None)
         server.run()
         worker.drain(timeout=60)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -131,15 +131,10 @@ def _shown(value: object) -> str:
 
 
 def loopback(url: str) -> bool:
-    import ipaddress
+    """True when ``url``'s host is this machine (the providers' one rule: localhost, 127.0.0.0/8, ::1)."""
+    from imagegen_cli.providers.registry import is_loopback
 
-    host = urlsplit(url).hostname or ""
-    if host in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(urlsplit(url).hostname or "")
 
 
 def find_server(url: str) -> Server | None:
@@ -275,19 +270,17 @@ class ServedJobs:
         self.started.add(job.work)
         self.open.add(job.work)
         channel.emit(Note(job.work, self.notes[job.work]))
-        todo = [
-            (batch, index) for batch in plan.batches for index in range(batch.first, batch.first + len(batch.seeds))
-        ]
+        todo = [batch.first + offset for batch in plan.batches for offset in range(len(batch.seeds))]
         try:
             for batch in plan.batches:
                 for first, seeds in _runs(batch):
                     if self.server.gone:
                         raise ServerGone("stopped answering")
                     await self._call(http, job.work, plan, first, seeds, channel)
-                    todo = [item for item in todo if not first <= item[1] < first + len(seeds)]
+                    todo = [index for index in todo if not first <= index < first + len(seeds)]
         except ServerGone as exc:
             self.server.gone = True
-            left[job.work] = [index for _, index in todo]
+            left[job.work] = todo
             self.open.discard(job.work)  # the in-process engine finishes the job
             channel.emit(Note(job.work, f"the imagegen server at {self.server.url} {exc}; the rest is made here"))
             return
@@ -387,7 +380,7 @@ def served_meta(plan: LocalPlan, record: dict[str, Any]) -> ImageMeta:
         versions=dict(made.versions),
         params=dict(plan.extra),
         style=None,
-        extra={k: v for k, v in made.extra.items() if k not in ("generator", "created")},
+        extra=dict(made.extra),  # the pipeline call's details (generator and created are fields, set by the writer)
     )
 
 
