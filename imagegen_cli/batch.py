@@ -38,7 +38,7 @@ def plan_lines(lines: list[PromptLine], options: GenerateOptions, settings: Sett
         try:
             line_options = options.with_overrides(line.overrides)
             ref = resolve_model_ref(line_options.model, line_options.provider, settings, profiles)
-            engine = engine_for(ref, settings)
+            engine = engine_for(ref, settings, line_options.run.engine)
             plan = engine.plan(line, line_options, ref, settings)
             if line.number is not None and line_options.output.out == "-":
                 raise UsageError("-o - writes one image to stdout; a batch writes many", hint="use -o DIR")

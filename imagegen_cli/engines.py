@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from imagegen_cli.plans import JournalledJob, LinePlan
     from imagegen_cli.providers.profiles import ProviderProfile
     from imagegen_cli.settings import Settings
+    from imagegen_cli.store.output_spec import OutputSpec
 
 __all__ = [
     "LOCAL",
@@ -60,6 +61,9 @@ class EngineJob:
     no_wait: bool = False
     resume_hint: str | None = None  # how the user finishes this job later (said with a timeout)
     uploads: dict[str, tuple[str, float]] = field(default_factory=dict)  # inputs uploaded before: SHA-256 → URL, expiry
+    line: int | None = None  # its line of the prompt file (None: a single prompt)
+    job_id: str | None = None  # the journal's id of the job, once its JobStarted is recorded
+    spec: OutputSpec | None = None  # where its images go (an engine whose workers write the files reads it)
 
 
 class Channel(Protocol):
@@ -115,6 +119,7 @@ class Engine(Protocol):
 _FACTORIES: dict[str, str | Callable[[], Engine]] = {
     "local": "imagegen_cli.local.engine:LocalBackend",
     "remote": "imagegen_cli.providers.engine:RemoteEngine",
+    "ray": "imagegen_cli.cluster.engine:RayBackend",  # --engine ray: local models on a Ray cluster's actors
 }
 _PROVIDERS: dict[str, str] = {LOCAL: "local"}  # providers served by an engine other than "remote"
 _INSTANCES: dict[str, Engine] = {}  # one long-lived object per engine: a local engine keeps its model loaded
@@ -142,10 +147,16 @@ def engine_providers() -> set[str]:
     return set(_PROVIDERS)
 
 
-def engine_for(ref: ModelRef, settings: Settings | None = None) -> Engine:
-    """The engine of a model reference: the settings' ``engines`` table first, then the registry's default."""
+def engine_for(ref: ModelRef, settings: Settings | None = None, chosen: str | None = None) -> Engine:
+    """The engine of a model reference: ``chosen`` (``--engine``, local models only), the settings' ``engines``
+    table, then the registry's default."""
+    if chosen is not None and ref.provider != LOCAL:
+        raise UsageError(
+            f"--engine {chosen} runs local models; {ref} is a remote gateway",
+            hint="drop --engine, or use -m local:MODEL",
+        )
     configured = settings.engines.get(ref.provider) if settings is not None else None
-    name = configured or _PROVIDERS.get(ref.provider, "remote")
+    name = chosen or configured or _PROVIDERS.get(ref.provider, "remote")
     engine = _INSTANCES.get(name)
     if engine is not None:
         return engine

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from imagegen_cli.errors import ImagegenError
     from imagegen_cli.meta import ImageMeta
+    from imagegen_cli.store.saved_image import SavedImage
 
 __all__ = [
     "AsyncEmit",
@@ -46,6 +47,7 @@ __all__ = [
     "TaskSubmitted",
     "TaskUpdated",
     "Usage",
+    "Workers",
 ]
 
 
@@ -76,6 +78,7 @@ class CallSent(Event):
     label: str
     total: int | None = None
     sends: bool = True  # False for work before any call (loading a model): the job has not begun yet
+    shown: bool = True  # False: no progress row of its own (a cluster's calls are counted on its one line)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,13 @@ class Usage(Event):
 
 
 @dataclass(frozen=True)
+class Workers(Event):
+    """Where a cluster's workers stand (name, state: "loading", "line 3", "idle", "lost"), said as it changes."""
+
+    states: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class CallFailed(Event):
     """A call (or a task, or one image) failed: the error goes on the job; the other images go on."""
 
@@ -206,8 +216,9 @@ Fetch = Callable[[IO[bytes]], Awaitable[None]]
 
 @dataclass(frozen=True)
 class ImageReady(Event):
-    """Image ``index`` is made. Exactly one of ``pixels`` (decoded, from a pipeline), ``data`` (encoded bytes) or
-    ``fetch`` (streams the encoded bytes into a file the driver gives, once the driver has claimed the image) is set.
+    """Image ``index`` is made. Exactly one of ``pixels`` (decoded, from a pipeline), ``data`` (encoded bytes),
+    ``fetch`` (streams the encoded bytes into a file the driver gives, once the driver has claimed the image) or
+    ``placed`` (a file a cluster worker already wrote, record and all, on a filesystem the nodes share) is set.
 
     ``meta`` is what made it; the driver adds the job, the index and the file's own size when it writes it.
     """
@@ -218,6 +229,7 @@ class ImageReady(Event):
     pixels: Image.Image | None = None
     data: bytes | None = None
     fetch: Fetch | None = None
+    placed: SavedImage | None = None
     remote_id: str | None = None  # the gateway task it came from
     url: str | None = None
     revised_prompt: str | None = None

@@ -110,6 +110,20 @@ class ImageMeta:
         }
         return cls(**{**asked, **values})
 
+    def saved_as(self, *, index: int, seed: int | None, job: str | None) -> ImageMeta:
+        """The record a saved file carries: this image's index and seed, its job, imagegen's version, the time."""
+        from datetime import UTC, datetime
+
+        from imagegen_cli import __version__
+
+        return self.with_image(
+            index=index,
+            seed=seed,
+            job=job,
+            generator=f"imagegen {__version__}",
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+
     def with_image(self, **values: Any) -> ImageMeta:
         """This record for one image (index, seed, size, job...): a copy with those fields set."""
         return replace(self, **values)

@@ -21,7 +21,16 @@ from imagegen_cli.jsontypes import loads
 from imagegen_cli.local_options import LocalOptions
 from imagegen_cli.request import Ratio, RequestOptions, Size, parse_param, parse_tier
 
-__all__ = ["GenerateOptions", "OutputOptions", "PromptLine", "RequestOptions", "RunOptions", "read_prompt_file"]
+__all__ = [
+    "ClusterOptions",
+    "GenerateOptions",
+    "OutputOptions",
+    "PromptLine",
+    "RequestOptions",
+    "RunOptions",
+    "read_prompt_file",
+]
+ENGINES = ("local", "ray")  # --engine: where local models run (remote gateways have their own engine)
 
 # Keys a JSON Lines prompt file may set per line (``-`` in a key is read as ``_``).
 # A line's local options: the flags of the same names, checked by LocalOptions as the flags are.
@@ -46,6 +55,39 @@ class OutputOptions:
 
 
 @dataclass(frozen=True)
+class ClusterOptions:
+    """``--engine ray``: where the cluster is and how it is used (None: the config's value, else the default)."""
+
+    address: str | None = None  # None or "local": a Ray instance started on this machine; "auto", ray://HOST:PORT
+    workers: int | None = None  # None: one per GPU group of the cluster (one on a cluster without GPUs)
+    gpus_per_worker: float | None = None  # None: 1 on a cluster with GPUs, else 0
+    worker_writes: bool = False  # workers place the files on a filesystem every node shares; the driver journals
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and not 1 <= self.workers <= 4096:
+            raise UsageError(f"--workers {self.workers} is out of range", hint="use 1 to 4096")
+        gpus = self.gpus_per_worker
+        if gpus is not None and (not math.isfinite(gpus) or not 0 <= gpus <= 64):
+            raise UsageError(f"--gpus-per-worker {gpus:g} is out of range", hint="use 0 to 64 (0.5 shares a GPU)")
+        if self.address is not None and not ray_address_ok(self.address):
+            raise UsageError(f"invalid --ray-address {self.address[:60]!r}", hint=RAY_ADDRESS_HINT)
+
+    def flags(self) -> list[str]:
+        """The flags given (each only means something with ``--engine ray``)."""
+        given = {"--ray-address": self.address, "--workers": self.workers, "--worker-writes": self.worker_writes}
+        given["--gpus-per-worker"] = self.gpus_per_worker is not None
+        return [flag for flag, value in given.items() if value]
+
+
+RAY_ADDRESS_HINT = "auto (RAY_ADDRESS or the cluster this node joined), ray://HOST:10001, HOST:6379, or local"
+
+
+def ray_address_ok(address: str) -> bool:
+    """A Ray address imagegen passes on: ``auto``, ``local``, ``ray://HOST:PORT`` or ``HOST:PORT``."""
+    return re.fullmatch(r"auto|local|(ray://)?[\w.\-\[\]:]+:\d{1,5}", address) is not None
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """Bounds and modes of a run."""
 
@@ -53,6 +95,8 @@ class RunOptions:
     concurrency: int | None = None
     no_wait: bool = False
     no_server: bool = False  # local models: never on an `imagegen serve`, always in-process
+    engine: str | None = None  # --engine: local models in this process ("local") or on a Ray cluster ("ray")
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
     base_url: str | None = None
     resume: bool = False
 
@@ -61,6 +105,8 @@ class RunOptions:
             raise UsageError("--timeout must be a positive number of seconds")
         if self.concurrency is not None and not 1 <= self.concurrency <= 64:
             raise UsageError(f"--concurrency {self.concurrency} is out of range", hint="use 1 to 64")
+        if self.engine is not None and self.engine not in ENGINES:
+            raise UsageError(f"unknown --engine {self.engine!r}", hint="use " + " or ".join(ENGINES))
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,9 @@ class JobRecorder:
         if isinstance(event, ev.CallSent):
             if event.sends:
                 result.sent = True
-            self.keys.add(event.key)
-            self.sink.start(key_prefix + event.key, self.label + event.label, event.total)
+            if event.shown:
+                self.keys.add(event.key)
+                self.sink.start(key_prefix + event.key, self.label + event.label, event.total)
         elif isinstance(event, ev.Progress):
             self.sink.update(key_prefix + event.key, completed=event.completed)
         elif isinstance(event, ev.CallDone):
@@ -126,17 +127,7 @@ class JobRecorder:
 
     def _meta(self, event: ImageReady) -> ImageMeta:
         """The image's record: what the engine said, plus this image's index and seed, the job and the time."""
-        from datetime import UTC, datetime
-
-        from imagegen_cli import __version__
-
-        return event.meta.with_image(
-            index=event.index,
-            seed=event.seed,
-            job=self.result.job_id,
-            generator=f"imagegen {__version__}",
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+        return event.meta.saved_as(index=event.index, seed=event.seed, job=self.result.job_id)
 
     def _save_now(self, event: ImageReady) -> None:
         """An image in memory (pixels from a pipeline, or encoded bytes): claimed, written and recorded here."""
@@ -146,6 +137,13 @@ class JobRecorder:
         if claim == Claim.BUSY:
             self.busy(index)  # another process is saving it: said, not silently skipped
         if claim != Claim.CLAIMED:
+            if event.placed is not None and event.placed.path != "-":
+                # A worker placed a second copy of an image another run saved meanwhile: one set per line.
+                with contextlib.suppress(OSError):
+                    Path(event.placed.path).unlink()
+            return
+        if event.placed is not None:
+            self.record(replace(event.placed, url=event.url), remote_id=event.remote_id)
             return
         meta = self._meta(event)
         try:

@@ -111,6 +111,35 @@ def _server(value: object) -> str:
     return text.rstrip("/")
 
 
+def _ray_address(value: object) -> str:
+    from imagegen_cli.options import RAY_ADDRESS_HINT, ray_address_ok
+
+    text = _text(value).strip()
+    if not ray_address_ok(text):
+        raise ValueError(RAY_ADDRESS_HINT)
+    return text
+
+
+def _gpus(value: object) -> float:
+    try:
+        number = float(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or not 0 <= number <= 64:
+        raise ValueError("a number from 0 to 64, e.g. 1 (0.5 shares a GPU)")
+    return number
+
+
+def _count(value: object) -> int:
+    try:
+        number = int(value) if isinstance(value, str | int) and not isinstance(value, bool) else 0
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 4096:
+        raise ValueError("a whole number from 1 to 4096")
+    return number
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One top-level setting: what it means and how a value is checked (raises ValueError naming the accepted)."""
@@ -131,6 +160,9 @@ SETTINGS: dict[str, SettingSpec] = {
         SettingSpec("concurrency", "calls in flight per provider (1-64)", _positive_int),
         SettingSpec("metadata", "embed generation parameters in images (true/false)", _boolean),
         SettingSpec("server", "imagegen serve that local models run on when it answers (a URL, or off)", _server),
+        SettingSpec("ray_address", "--engine ray: the cluster (auto, ray://HOST:PORT, HOST:PORT, local)", _ray_address),
+        SettingSpec("ray_workers", "--engine ray: workers (actors each holding a pipeline)", _count),
+        SettingSpec("ray_gpus_per_worker", "--engine ray: GPUs each worker reserves (0 to 64)", _gpus),
     )
 }
 PROVIDERS_KEY = "providers"
@@ -180,6 +212,9 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     concurrency: int | None = None
     metadata: bool = True
+    ray_address: str | None = None
+    ray_workers: int | None = None
+    ray_gpus_per_worker: float | None = None
     server: str = DEFAULT_SERVER  # "off": local models always run in-process
     server_source: str = BUILT_IN  # or "IMAGEGEN_SERVER", or the config file's path
     provider_tables: dict[str, Any] = field(default_factory=dict)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from imagegen_cli.engines import EngineJob
-from imagegen_cli.events import ImageReady, JobFinished, JobStarted, StopToken
+from imagegen_cli.events import ImageReady, JobFinished, JobStarted, StopToken, Workers
 from imagegen_cli.saving import JobRecorder, begin_job, end_job
 
 if TYPE_CHECKING:
@@ -47,6 +47,11 @@ class DriverChannel:
         return self.context.concurrency
 
     def emit(self, event: Event) -> None:
+        if isinstance(event, Workers):
+            said = getattr(self.context.sink, "workers", None)  # a sink that shows a cluster's line
+            if said is not None:
+                said(event.states)
+            return
         job = self.jobs[event.work]
         if isinstance(event, JobStarted):
             writer = begin_job(job, self.context)
@@ -57,6 +62,7 @@ class DriverChannel:
             item = self.items.get(event.work)
             if item is not None and job.result.job_id:
                 item.resume_hint = job.result.resume_hint()  # the job id exists from now on
+                item.job_id = job.result.job_id
             return
         recorder = self.recorders[event.work]
         if isinstance(event, JobFinished):
@@ -83,6 +89,8 @@ def engine_jobs(jobs: list[PlannedJob], first: int = 0) -> list[EngineJob]:
             job.result.no_wait,
             resume_hint=job.result.resume_hint(),
             uploads=dict(job.uploads),
+            line=job.line.number,
+            spec=job.spec,
         )
         for number, job in enumerate(jobs)
     ]

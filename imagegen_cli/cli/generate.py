@@ -15,6 +15,7 @@ from imagegen_cli.cli.options import (
     QuietOpt,
     complete_device,
     complete_dtype,
+    complete_engine,
     complete_format,
     complete_offload,
     complete_quality,
@@ -49,6 +50,7 @@ EXAMPLES = """Examples:
   imagegen generate "make it winter" -m openai:gpt-image-1.5 --image photo.jpg --mask sky.png
   imagegen generate "oil painting" -m local:tiny --image photo.png --strength 0.6
   imagegen generate --from out/20261204-fox-1.png --steps 30
+  imagegen generate --prompt-file prompts.txt -m local:sdxl-turbo --engine ray --ray-address auto -o out/
 """
 
 
@@ -147,6 +149,31 @@ def generate(
     ] = False,
     no_server: Annotated[
         bool, typer.Option("--no-server", help="Local models: run in this process, not on a running imagegen serve.")
+    ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            metavar="local|ray",
+            help="Local models: in this process, or on a Ray cluster's workers.",
+            autocompletion=complete_engine,
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", metavar="auto|ray://HOST:PORT", help="--engine ray: the cluster [default: a local one]."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", metavar="N", help="--engine ray: actors, each with a pipeline [default: 1 per GPU]."),
+    ] = None,
+    gpus_per_worker: Annotated[
+        float | None, typer.Option("--gpus-per-worker", metavar="G", help="--engine ray: GPUs per actor (0 on CPUs).")
+    ] = None,
+    worker_writes: Annotated[
+        bool, typer.Option("--worker-writes", help="--engine ray: workers write the files (a folder all nodes share).")
     ] = False,
     timeout: Annotated[
         float | None,
@@ -273,6 +300,7 @@ def generate(
     with report_errors(output):
         from imagegen_cli.local_options import LocalOptions
         from imagegen_cli.options import (
+            ClusterOptions,
             GenerateOptions,
             OutputOptions,
             PromptLine,
@@ -324,7 +352,9 @@ def generate(
         inputs, mask_input = _load_inputs(image, mask, stored)
         given = {"--device": device, "--dtype": dtype, "--offload": offload, "--vae-tiling": vae_tiling,
                  "--compile": compile_model, "--lora": lora, "--quantize": quantize, "--gguf": gguf,
-                 "--scheduler": scheduler, "--variant": variant, "--no-server": no_server}  # fmt: skip
+                 "--scheduler": scheduler, "--variant": variant, "--no-server": no_server, "--engine": engine,
+                 "--ray-address": ray_address, "--workers": workers, "--gpus-per-worker": gpus_per_worker,
+                 "--worker-writes": worker_writes}  # fmt: skip
         options = GenerateOptions(
             model=model,
             provider=provider,
@@ -367,6 +397,8 @@ def generate(
                 concurrency=concurrency,
                 no_wait=no_wait,
                 no_server=no_server,
+                engine=engine,
+                cluster=ClusterOptions(ray_address, workers, gpus_per_worker, worker_writes),
                 base_url=base_url,
                 resume=resume,
             ),

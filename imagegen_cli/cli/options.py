@@ -97,6 +97,13 @@ def complete_device(incomplete: str) -> list[str]:
     return _starting(DEVICES, incomplete)
 
 
+def complete_engine(incomplete: str) -> list[str]:
+    """``--engine`` completion."""
+    from imagegen_cli.options import ENGINES
+
+    return _starting(ENGINES, incomplete)
+
+
 def complete_dtype(incomplete: str) -> list[str]:
     """``--dtype`` completion."""
     from imagegen_cli.local_options import DTYPES

@@ -199,6 +199,7 @@ class CliSink:
         self.lines_done = self.images = 0
         self.started = time.monotonic()
         self.planned: list[JobResult] = []  # a batch's lines, once planned
+        self.cluster = ""  # --engine ray: the workers' states, on the batch's (or the run's) one line
         self.finished: list[JobResult] = []
 
     def _progress(self) -> Progress:
@@ -246,6 +247,25 @@ class CliSink:
         else:
             self.output.note(text)
 
+    def workers(self, states: tuple[tuple[str, str], ...]) -> None:
+        """A cluster's workers changed state: shown on the one progress line, with images per second."""
+        busy = sum(1 for _, state in states if state not in ("idle", "lost"))
+        shown = ", ".join(f"{name} {state}" for name, state in states[:4])
+        more = f" +{len(states) - 4}" if len(states) > 4 else ""
+        self.cluster = f"ray: {busy}/{len(states)} busy ({shown}{more})"
+        if self.batch:
+            self._batch_row()
+        elif self.live:
+            self._cluster_row()
+
+    def _cluster_row(self) -> None:
+        rate = self.images / max(time.monotonic() - self.started, 1e-3)
+        text = clean_text(f"{self.cluster} · {rate:.2f} images/s", 120)
+        if "cluster" not in self.rows:
+            self.rows["cluster"] = self._progress().add_task(text, total=None)
+        assert self.progress is not None
+        self.progress.update(self.rows["cluster"], completed=self.images, description=text)
+
     def batch_planned(self, jobs: list[JobResult]) -> None:
         self.planned = list(jobs)
         self._batch_row()
@@ -263,6 +283,9 @@ class CliSink:
             f"batch: {len(self.finished)}/{len(self.planned)} lines · {running} running · {failed} failed"
             f" · {skipped} skipped"
         )
+        if self.cluster:
+            rate = self.images / max(time.monotonic() - self.started, 1e-3)
+            text = f"{text} · {rate:.2f} images/s · {self.cluster}"
         if "batch" not in self.rows:
             self.rows["batch"] = self._progress().add_task(text, total=total)
         assert self.progress is not None
@@ -271,6 +294,8 @@ class CliSink:
     def image_saved(self, job: JobResult, image: SavedImage) -> None:
         self.images += 1
         self._batch_row()
+        if self.cluster and not self.batch and self.live:
+            self._cluster_row()
         if not self.batch:
             return
         if not self.output.json_mode and image.path != "-":

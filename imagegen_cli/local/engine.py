@@ -52,6 +52,9 @@ class LocalBackend:
             raise UsageError(
                 "local pipelines render pixels, not SVG", hint="use --format png, jpeg, webp or gif with local models"
             )
+        cluster_flags = options.run.cluster.flags()
+        if cluster_flags and self.name == "local":
+            raise UsageError(f"{cluster_flags[0]} goes with --engine ray", hint="add --engine ray, or drop it")
         name = ref.model or "auto"
         notes: list[str] = []
         if name == "auto":

@@ -14,13 +14,16 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.errors import UsageError
 from imagegen_cli.local.catalog import AUTO_ID, LOCAL_MODELS, LocalModel
 from imagegen_cli.local_options import LocalOptions
 from imagegen_cli.plans import JournalEntry
 from imagegen_cli.request import TIER_TABLE, GenerationRequest, Notes, Ratio, Size, ratio_tier_pixels
+
+if TYPE_CHECKING:
+    from imagegen_cli.options import ClusterOptions
 
 __all__ = [  # LocalOptions is defined in imagegen_cli.local_options (light enough for remote runs) and re-exported here
     "CPU_SLOW_PIXEL_STEPS",
@@ -153,6 +156,7 @@ class LocalPlan:
     extra: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     server: str | None = None  # an `imagegen serve` to run on when it answers and can (else in-process)
+    cluster: ClusterOptions | None = None  # --engine ray: made by actors of a Ray cluster
 
     def call_kwargs(self, batch: LocalBatch) -> dict[str, Any]:
         """The keyword arguments of the pipeline call for one batch (generators added by the runner)."""
@@ -220,6 +224,7 @@ class LocalPlan:
             ],
             "decided_after_loading": self.decided_after_loading(),
             **({"server": f"{self.server} (if it answers and can serve this; else in-process)"} if self.server else {}),
+            **({"engine": "ray", "cluster": _cluster(self.cluster)} if self.cluster else {}),
         }
 
     def decided_after_loading(self) -> dict[str, str]:
@@ -433,3 +438,13 @@ def build_local_plan(
         dict(request.params),
         tuple(notes.items),
     )
+
+
+def _cluster(options: ClusterOptions) -> dict[str, Any]:
+    """The ``--dry-run`` form of ``--engine ray``'s options (None: decided from the cluster when the run starts)."""
+    return {
+        "address": options.address or "local",
+        "workers": options.workers,
+        "gpus_per_worker": options.gpus_per_worker,
+        "worker_writes": options.worker_writes,
+    }

@@ -63,6 +63,7 @@ __all__ = [
     "ImageWriter",
     "OutputSpec",
     "SavedImage",
+    "encode_png",
 ]
 
 PIXEL_LIMIT = 100_000_000  # 100 MP: far above any gateway's output, far below a decompression bomb
@@ -449,3 +450,8 @@ def _encode(img: Image.Image, fmt: str, *, frames: int) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, _PIL_NAMES[fmt], **options)
     return buffer.getvalue()
+
+
+def encode_png(img: Image.Image) -> bytes:
+    """The PNG an in-process save would encode (before its metadata): what a cluster worker ships to the driver."""
+    return _encode(img, "png", frames=1)
