@@ -121,6 +121,7 @@ class Dispatch:
         options = units[0].plan.cluster
         assert options is not None
         ray = _import_ray()
+        _errors_to_stderr()
         owned = self._connect(ray, options)
         try:
             self._start_workers(ray, options)
@@ -371,6 +372,24 @@ def _import_ray() -> Any:
     except ImportError:
         raise UsageError("--engine ray needs Ray, which is not installed", hint=RAY_HINT) from None
     return ray
+
+
+def _errors_to_stderr() -> None:
+    """Ray prints the cluster's error messages (a worker died...) to the driver's stdout, which is the contract's
+    (saved paths, JSON): they are sent to stderr. Ray has no option for it; without the hook, nothing is changed."""
+    try:
+        from ray._private import worker as ray_worker
+    except ImportError:
+        return
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "imagegen_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.imagegen_stderr = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = to_stderr
 
 
 def _first_line(exc: BaseException) -> str:
