@@ -25,12 +25,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imagegen_cli.cluster import import_ray
 from imagegen_cli.errors import ImagegenError, UsageError
 from imagegen_cli.events import CallDone, CallFailed, CallSent, ImageReady, JobFinished, JobStarted, Note, Workers
 from imagegen_cli.local.planning import LocalPlan
 
 if TYPE_CHECKING:
-    from imagegen_cli.cluster.engine import RayBackend
+    from collections.abc import Callable
+
     from imagegen_cli.cluster.worker import Made
     from imagegen_cli.engines import Channel, EngineJob
     from imagegen_cli.options import ClusterOptions
@@ -89,8 +91,8 @@ class Worker:
 class Dispatch:
     """One run of ``--engine ray``: connect, start the actors, stream the calls, record, tidy up."""
 
-    def __init__(self, backend: RayBackend, jobs: list[EngineJob], channel: Channel) -> None:
-        self.backend = backend
+    def __init__(self, jobs: list[EngineJob], channel: Channel, narrow: Callable[[LocalPlan, list[int]], LocalPlan]):
+        self.narrow = narrow  # the local engine's: a plan making only some of its images, each with its seed
         self.jobs = jobs
         self.channel = channel
         self.workers: list[Worker] = []
@@ -120,7 +122,7 @@ class Dispatch:
             return
         options = units[0].plan.cluster
         assert options is not None
-        ray = _import_ray()
+        ray = import_ray()
         _errors_to_stderr()
         owned = self._connect(ray, options)
         try:
@@ -313,7 +315,7 @@ class Dispatch:
                 ),
             )
             return
-        unit.plan = self.backend.narrow(unit.plan, todo) if todo != unit.indices else unit.plan
+        unit.plan = self.narrow(unit.plan, todo) if todo != unit.indices else unit.plan
         self.channel.emit(Note(unit.job.work, f"{why}; {unit.label} sent to another worker", now=True))
         queue.appendleft(unit)
 
@@ -362,16 +364,6 @@ class Dispatch:
         if states != self.shown:
             self.shown = states
             self.channel.emit(Workers(0, states))
-
-
-def _import_ray() -> Any:
-    from imagegen_cli.cluster.engine import RAY_HINT
-
-    try:
-        import ray
-    except ImportError:
-        raise UsageError("--engine ray needs Ray, which is not installed", hint=RAY_HINT) from None
-    return ray
 
 
 def _errors_to_stderr() -> None:

@@ -12,6 +12,7 @@ import importlib.util
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from imagegen_cli.cluster import RAY_HINT
 from imagegen_cli.errors import UsageError
 from imagegen_cli.local.engine import LocalBackend
 from imagegen_cli.options import ClusterOptions
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
     from imagegen_cli.local.planning import LocalPlan
     from imagegen_cli.options import GenerateOptions, PromptLine
     from imagegen_cli.settings import Settings
-
-RAY_HINT = "install it with: pip install 'imagegen-cli[ray]' (on every node of the cluster too)"
 
 
 def require_ray() -> None:
@@ -59,4 +58,4 @@ class RayBackend(LocalBackend):
     def execute(self, jobs: list[EngineJob], channel: Channel) -> None:
         from imagegen_cli.cluster.dispatch import Dispatch
 
-        Dispatch(self, jobs, channel).run()
+        Dispatch(jobs, channel, self.narrow).run()
