@@ -119,19 +119,25 @@ def test_twenty_lines_on_two_workers_are_saved_once_with_in_process_pixels(clust
     assert busy == {"w1", "w2"}
     assert any("ray: 2 workers" in note for job in result.jobs for note in job.notes)
 
-    # The same batch in this process, with the thread count Ray gives each worker (CPU sums depend on it).
+    on_cluster = records(tmp_path / "ray")
+    assert len(on_cluster) == LINES and {prompt for prompt, _ in on_cluster} == set(lines.read_text().splitlines())
+    assert all(seed == 7 for seed, _, _ in on_cluster.values())
+
+    # Lines spread over both workers, made again in this process with the thread count Ray gives each worker
+    # (CPU sums depend on it): the same pixels.
+    sample = tmp_path / "sample.txt"
+    sample.write_text("".join(line + "\n" for line in lines.read_text().splitlines()[::5]))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        here = run_batch(lines, options(tmp_path / "here", engine=None))
+        here = run_batch(sample, options(tmp_path / "here", engine=None))
     finally:
         torch.set_num_threads(threads)
     assert here.exit_code() == 0
-    on_cluster, in_process = records(tmp_path / "ray"), records(tmp_path / "here")
-    assert len(on_cluster) == LINES and on_cluster.keys() == in_process.keys()
-    for key, (seed, pixels, path) in on_cluster.items():
-        assert seed == 7
-        assert pixels == in_process[key][1], f"{path.name}: other pixels than in-process"
+    in_process = records(tmp_path / "here")
+    assert len(in_process) == 4
+    for key, (_, pixels, path) in in_process.items():
+        assert pixels == on_cluster[key][1], f"{path.name}: other pixels than in-process"
     # Journalled as an in-process run is: one job per line, its images recorded.
     from imagegen_cli.store.journal import Journal
 
@@ -204,11 +210,12 @@ def _paths_after(proc: subprocess.Popen[bytes], count: int, timeout: float = 120
 def test_ctrl_c_then_the_driver_killed_then_resume_finish_with_one_set_per_line(cluster: str, tmp_path: Path) -> None:
     lines, out = prompt_file(tmp_path, 8), tmp_path / "out"
     base = [str(IMAGEGEN), "generate", "--prompt-file", str(lines), "-m", "local:tiny", "-n", "2", "--seed", "7"]
-    base += ["--steps", "2", "--engine", "ray", "--workers", "2", "-o", str(out)]
+    base += ["--steps", "2", "--engine", "ray", "-o", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     # Ctrl-C: the calls in flight stop between steps; exit 130; what was saved is listed and journalled.
-    first = subprocess.Popen([*base, "--ray-address", cluster], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pipes: dict[str, Any] = {"env": env, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    first = subprocess.Popen([*base, "--ray-address", cluster, "--workers", "1"], **pipes)
     listed = _paths_after(first, 2)
     first.send_signal(signal.SIGINT)
     rest, err = first.communicate(timeout=60)
@@ -219,16 +226,16 @@ def test_ctrl_c_then_the_driver_killed_then_resume_finish_with_one_set_per_line(
     assert sorted(str(p) for p in out.glob("*.png")) == sorted(before)
 
     # The driver SIGKILLed mid-run (its actors die with it), resuming.
-    second = subprocess.Popen(
-        [*base, "--ray-address", cluster, "--resume"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    second = subprocess.Popen([*base, "--ray-address", cluster, "--workers", "1", "--resume"], **pipes)
     assert _paths_after(second, 2)
     second.send_signal(signal.SIGKILL)
     second.communicate(timeout=30)
 
     # The same command with --resume, on a Ray instance of its own (no address): the rest, nothing twice.
     env.pop("RAY_ADDRESS", None)
-    third = subprocess.run([*base, "--resume", "--json"], env=env, capture_output=True, timeout=300, check=False)
+    third = subprocess.run(
+        [*base, "--workers", "2", "--resume", "--json"], env=env, capture_output=True, timeout=300, check=False
+    )
     assert third.returncode == 0, third.stderr.decode()[-2000:]
     assert json.loads(third.stdout)["status"] == "succeeded"  # stdout holds the JSON document and nothing else
     saved = records(out)
