@@ -62,18 +62,22 @@ def main() -> None:
     here: list[float] = []
     cluster: list[float] = []
     fixed: list[float] = []
+    fixed_here: list[float] = []
     for number in range(rounds):
         here.append(whole_process(command(batch, f"here{number}", False), env))
         cluster.append(whole_process(command(batch, f"ray{number}", True), env))
         fixed.append(whole_process(command(pair, f"pair{number}", True), env))
+        fixed_here.append(whole_process(command(pair, f"pairhere{number}", False), env))
         times = f"in-process {here[-1]:.2f} s, ray {cluster[-1]:.2f} s, ray on 2 lines {fixed[-1]:.2f} s"
         print(f"round {number + 1}: {times}")
     a, b, c = statistics.median(here), statistics.median(cluster), statistics.median(fixed)
+    d = statistics.median(fixed_here)
     print(f"{lines} lines at {size}, {steps} steps, {os.cpu_count()} cores, medians of {rounds}:")
     print(f"  in-process          {a:7.2f} s  ({lines / a:.2f} images/s)")
     print(f"  --engine ray (2)    {b:7.2f} s  ({lines / b:.2f} images/s)   ray / in-process = {b / a:.2f}x")
-    print(f"  ray's fixed cost    {c:7.2f} s  (2 lines: Ray, 2 actors, 2 pipelines)")
-    print(f"  ray per line after  {(b - c) / (lines - 2):7.3f} s  against in-process {a / lines:.3f} s")
+    print(f"  2 lines, ray        {c:7.2f} s  (the fixed cost: Ray, 2 actors, 2 pipelines)")
+    print(f"  2 lines, in-process {d:7.2f} s  (the fixed cost: imports, 1 pipeline)")
+    print(f"  per line beyond 2   ray {(b - c) / (lines - 2):.3f} s, in-process {(a - d) / (lines - 2):.3f} s")
 
 
 def driver_ceiling(count: int = 40) -> None:

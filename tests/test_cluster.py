@@ -234,7 +234,7 @@ def test_ctrl_c_then_the_driver_killed_then_resume_finish_with_one_set_per_line(
     # The same command with --resume, on a Ray instance of its own (no address): the rest, nothing twice.
     env.pop("RAY_ADDRESS", None)
     third = subprocess.run(
-        [*base, "--workers", "2", "--resume", "--json"], env=env, capture_output=True, timeout=300, check=False
+        [*base, "--workers", "1", "--resume", "--json"], env=env, capture_output=True, timeout=300, check=False
     )
     assert third.returncode == 0, third.stderr.decode()[-2000:]
     assert json.loads(third.stdout)["status"] == "succeeded"  # stdout holds the JSON document and nothing else
@@ -249,7 +249,7 @@ def test_worker_writes_places_the_files_and_the_driver_journals_them(cluster: st
     from imagegen_cli.store.journal import Journal
 
     out = tmp_path / "shared"
-    result = run_batch(prompt_file(tmp_path, 4), options(out, workers=2, n=2, worker_writes=True))
+    result = run_batch(prompt_file(tmp_path, 4), options(out, workers=1, n=2, worker_writes=True))
     assert result.exit_code() == 0, [(job.line, job.status(), len(job.images), job.notes) for job in result.jobs]
     saved = records(out)
     assert len(saved) == 8
