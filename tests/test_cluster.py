@@ -146,8 +146,9 @@ def test_twenty_lines_on_two_workers_are_saved_once_with_in_process_pixels(clust
     assert all(row.status == "succeeded" and row.saved_indices() == {1} for row in rows)
 
 
-def _image_workers(address: str) -> list[int]:
-    """Pids of this instance's live ImageWorker actors (children of its raylet; another instance's are not)."""
+def _busy_image_workers() -> list[int]:
+    """Pids of this instance's ImageWorker actors making a call now (Ray titles the process after the method
+    running in it; children of this instance's raylet, never another test process's instance)."""
     import psutil
 
     node = ray._private.worker.global_worker.node
@@ -155,7 +156,7 @@ def _image_workers(address: str) -> list[int]:
     found = []
     for proc in psutil.Process(raylet).children():
         try:
-            if proc.cmdline() and proc.cmdline()[0].startswith("ray::ImageWorker"):
+            if proc.cmdline() and proc.cmdline()[0].startswith("ray::ImageWorker.make"):
                 found.append(proc.pid)
         except psutil.Error:
             continue
@@ -172,12 +173,12 @@ def test_a_worker_killed_mid_run_has_its_calls_made_by_another(
 
     def kill_one_after_the_first_images() -> None:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 2:
+        while time.monotonic() < deadline and not killed:
+            pids = _busy_image_workers() if len(list(out.glob("*.png"))) >= 2 else []
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
             time.sleep(0.05)
-        pids = _image_workers(cluster)
-        if pids:
-            os.kill(pids[0], signal.SIGKILL)
-            killed.append(pids[0])
 
     killer = threading.Thread(target=kill_one_after_the_first_images, daemon=True)
     killer.start()
@@ -195,15 +196,24 @@ def test_a_worker_killed_mid_run_has_its_calls_made_by_another(
 
 
 def _paths_after(proc: subprocess.Popen[bytes], count: int, timeout: float = 120) -> list[str]:
-    """Read ``count`` saved paths from a running batch's stdout (it streams them as they land)."""
+    """Read ``count`` saved paths from a running batch's stdout (it streams them as they land), within ``timeout``."""
+    import selectors
+
     assert proc.stdout is not None
     paths: list[str] = []
+    pending = b""
     deadline = time.monotonic() + timeout
-    while len(paths) < count and time.monotonic() < deadline:
-        line = proc.stdout.readline().decode().strip()
-        if not line:
-            break
-        paths.append(line)
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while (len(paths) < count or pending) and time.monotonic() < deadline:
+            if not selector.select(timeout=0.2):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break  # the process ended
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            paths += [line.decode() for line in lines if line]
     return paths
 
 
