@@ -265,8 +265,7 @@ class Dispatch:
             self._lose(worker, exc)
             if retry:
                 self._retry(unit, queue, f"worker {worker.name} died: {_first_line(exc)}")
-            else:
-                self._done(unit)
+            # Stopping: the call stays unsettled, so its job ends as interrupted (--resume makes its images).
             return
         except ray.exceptions.RayError as exc:  # the call raised something other than an ImagegenError
             from imagegen_cli.local.runner import LocalError
