@@ -195,7 +195,7 @@ def write_config(text: str) -> Path:
     return path
 
 
-HEAVY_MODULES = ("torch", "diffusers", "transformers", "huggingface_hub", "httpx")
+HEAVY_MODULES = ("torch", "diffusers", "transformers", "huggingface_hub", "httpx", "ray")
 _IMPORT_PROBE = """
 import json, sys
 from typer.testing import CliRunner

@@ -309,3 +309,11 @@ def test_dry_run_and_config_choose_the_cluster() -> None:
     assert local.returncode == 0 and '"engine": "ray"' not in local.stdout
     flags = run_cli("generate", "a fox", "-m", "local:tiny", "--workers", "5", "--dry-run", "--json")
     assert flags.returncode == 0 and '"workers": 5' in flags.stdout
+
+
+def test_planning_a_ray_run_imports_neither_ray_nor_torch() -> None:
+    from tests.conftest import heavy_imports
+
+    heavy, (plan,) = heavy_imports(["generate", "a fox", "-m", "local:tiny", "--engine", "ray", "--dry-run", "--json"])
+    assert '"engine": "ray"' in plan
+    assert not {"ray", "torch", "diffusers"} & set(heavy), heavy
