@@ -317,3 +317,24 @@ def test_planning_a_ray_run_imports_neither_ray_nor_torch() -> None:
     heavy, (plan,) = heavy_imports(["generate", "a fox", "-m", "local:tiny", "--engine", "ray", "--dry-run", "--json"])
     assert '"engine": "ray"' in plan
     assert not {"ray", "torch", "diffusers"} & set(heavy), heavy
+
+
+def test_a_worker_on_another_imagegen_version_is_said_once() -> None:
+    from imagegen_cli import __version__
+    from imagegen_cli.cluster.dispatch import Dispatch, Unit, Worker
+    from imagegen_cli.engines import EngineJob
+    from imagegen_cli.events import Note
+
+    said: list[Any] = []
+
+    class Channel:
+        def emit(self, event: Any) -> None:
+            said.append(event)
+
+    dispatch = Dispatch([], Channel(), lambda plan, indices: plan)  # type: ignore[arg-type]
+    worker, unit = Worker("w1", None), Unit(EngineJob(0, None, None), None)  # type: ignore[arg-type]
+    dispatch._check_version(worker, unit, __version__)
+    assert said == []
+    dispatch._check_version(worker, unit, "0.0.1")
+    dispatch._check_version(worker, unit, "0.0.1")
+    assert len(said) == 1 and isinstance(said[0], Note) and "imagegen 0.0.1" in said[0].text

@@ -80,6 +80,7 @@ class Worker:
     handle: Any
     running: list[Unit] = field(default_factory=list)
     lost: bool = False
+    warned: bool = False  # its imagegen version differs from the driver's (said once)
 
     @property
     def state(self) -> str:
@@ -272,7 +273,22 @@ class Dispatch:
 
             self._fail(unit, LocalError(f"worker {worker.name} failed on {unit.label}: {_first_line(exc)}"))
             return
+        self._check_version(worker, unit, made.version)
         self._record(unit, made)
+
+    def _check_version(self, worker: Worker, unit: Unit, version: str) -> None:
+        from imagegen_cli import __version__
+
+        if version != __version__ and not worker.warned:
+            worker.warned = True
+            self.channel.emit(
+                Note(
+                    unit.job.work,
+                    f"worker {worker.name} runs imagegen {version or 'unknown'}, this driver {__version__}: "
+                    "install the same imagegen-cli on every node (records and pixels may differ)",
+                    now=True,
+                )
+            )
 
     def _record(self, unit: Unit, made: Made) -> None:
         from imagegen_cli.cluster.worker import decode_png

@@ -58,6 +58,7 @@ class Made:
     notes: list[str] = field(default_factory=list)
     error: ImagegenError | None = None
     stopped: bool = False
+    version: str = ""  # the worker's imagegen (the driver says so when it is not its own)
 
 
 class ImageWorker:
@@ -77,7 +78,9 @@ class ImageWorker:
 
     def make(self, work: int, plan: LocalPlan, placing: Placing | None = None) -> Made:
         """Run one pipeline call (``plan`` holds its batch); every image shipped or placed, errors returned."""
-        made = Made()
+        from imagegen_cli import __version__
+
+        made = Made(version=__version__)
         writer = None
         if placing is not None:
             from imagegen_cli.store.writer import ImageWriter
