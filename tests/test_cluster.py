@@ -254,15 +254,33 @@ def test_ctrl_c_then_the_driver_killed_then_resume_finish_with_one_set_per_line(
         assert Path(path).stat().st_mtime_ns == mtime
 
 
-def test_worker_writes_places_the_files_and_the_driver_journals_them(cluster: str, tmp_path: Path) -> None:
+def test_worker_writes_places_the_files_once_even_when_a_worker_dies(cluster: str, tmp_path: Path) -> None:
     from imagegen_cli.api import run_batch
     from imagegen_cli.store.journal import Journal
 
     out = tmp_path / "shared"
-    result = run_batch(prompt_file(tmp_path, 4), options(out, workers=1, n=2, worker_writes=True))
+    killed: list[int] = []
+
+    def kill_the_worker_after_its_first_files() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            pids = _busy_image_workers() if len(list(out.glob("*.png"))) >= 2 else []
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_worker_after_its_first_files, daemon=True)
+    killer.start()
+    sink = Recorder()
+    # One worker: its death is survived by the replacement the driver starts.
+    result = run_batch(prompt_file(tmp_path, 6), options(out, workers=1, n=2, worker_writes=True), sink=sink)
+    killer.join(5)
+    assert killed, "no worker was running to kill"
     assert result.exit_code() == 0, [(job.line, job.status(), len(job.images), job.notes) for job in result.jobs]
-    saved = records(out)
-    assert len(saved) == 8
+    assert any(name == "w2" for states in sink.states for name, _ in states)  # the replacement
+    saved = records(out)  # one file per image: what the dead worker placed was adopted, not made again
+    assert len(saved) == 12
     with Journal.open() as journal:
         for job in result.jobs:
             assert job.job_id is not None
@@ -271,7 +289,8 @@ def test_worker_writes_places_the_files_and_the_driver_journals_them(cluster: st
             for image in job.images:  # the file's own record names its job (what a resume adopts by)
                 with Image.open(image.path) as png:
                     assert json.loads(png.info["imagegen"])["job"] == job.job_id
-    assert not list(out.glob("*.part*"))  # nothing half-written left by the workers
+    # Nothing half-written but what the killed worker was writing (its pid names it; a later run sweeps it).
+    assert all(f"-{killed[0]}-" in part.name for part in out.glob("*.part*")), list(out.glob("*.part*"))
 
 
 def test_engine_ray_refuses_a_remote_model_and_stray_flags_in_one_line() -> None:
