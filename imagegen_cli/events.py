@@ -153,9 +153,10 @@ class Usage(Event):
 
 @dataclass(frozen=True)
 class Workers(Event):
-    """Where a cluster's workers stand (name, state: "loading", "line 3", "idle", "lost"), said as it changes."""
+    """Where a cluster's workers stand, said as it changes: each one's name, state ("starting", "line 3 image 1",
+    "idle", "lost") and the images it has made."""
 
-    states: tuple[tuple[str, str], ...]
+    states: tuple[tuple[str, str, int], ...]
 
 
 @dataclass(frozen=True)

@@ -247,10 +247,10 @@ class CliSink:
         else:
             self.output.note(text)
 
-    def workers(self, states: tuple[tuple[str, str], ...]) -> None:
+    def workers(self, states: tuple[tuple[str, str, int], ...]) -> None:
         """A cluster's workers changed state: shown on the one progress line, with images per second."""
-        busy = sum(1 for _, state in states if state not in ("idle", "lost"))
-        shown = ", ".join(f"{name} {state}" for name, state in states[:4])
+        busy = sum(1 for _, state, _ in states if state not in ("starting", "idle", "lost"))
+        shown = ", ".join(f"{name} {state} ({made} made)" for name, state, made in states[:4])
         more = f" +{len(states) - 4}" if len(states) > 4 else ""
         self.cluster = f"ray: {busy}/{len(states)} busy ({shown}{more})"
         if self.batch:

@@ -1,24 +1,27 @@
 """The driver's side of ``--engine ray``: pipeline calls streamed to actors, what they made emitted as events.
 
 Each job's plan is split into its pipeline calls (the unit a pipeline makes at once, with its seeds). Long-lived
-actors (:class:`~imagegen_cli.cluster.worker.ImageWorker`, one warm pipeline each) get at most ``PER_WORKER``
-calls at a time: one running and one waiting behind it, so an actor never waits for the driver and the driver never
-holds more than two calls' images per actor. A call's images come back together, PNG-encoded (or already placed
+actors (:class:`~imagegen_cli.cluster.worker.ImageWorker`, one warm pipeline each) get calls only once they have
+started (a worker the cluster has no room for yet never holds one), at most ``PER_WORKER`` at a time: one running
+and one waiting behind it, so an actor never waits for the driver and the driver never holds more than two calls'
+images per actor. An actor makes its calls one after another, in the order sent (so the first one it holds is the
+one running); its ``cancel`` runs beside them. A call's images come back together, PNG-encoded (or already placed
 with ``--worker-writes``), and are emitted as ``ImageReady`` events: the driver's writer, journal and progress
 record them as they record an in-process run's.
 
 Faults: a call whose actor died (killed, out of memory, its node gone) made nothing this driver recorded, so it is
 sent again to another actor (with ``--worker-writes``, minus the files the dead actor had already placed, found by
-their records): each image is saved once. A replacement actor is started for each one lost, up to the number asked
-for. A stop (Ctrl-C, SIGTERM) asks every actor to stop between steps, saves what the calls in flight return within
-``STOP_GRACE`` seconds, and ends the run as interrupted; the driver's own death is the journal's business
-(``--resume`` makes only what is missing).
+their records): each image is saved once. Only the call that was running counts the death against itself: one
+that ``MAX_TRIES`` actors died making fails its line. Each lost actor is replaced, until more have been lost since
+the last finished call than the run has workers plus ``MAX_TRIES`` (actors that keep dying, or never start, are
+not replaced forever). A stop (Ctrl-C) asks every actor to stop between steps, saves what the calls in flight
+return within ``STOP_GRACE`` seconds (SIGTERM: less than its own grace), and ends the run as interrupted; the
+driver's own death is the journal's business (``--resume`` makes only what is missing).
 """
 
 from __future__ import annotations
 
-import logging
-import os
+import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -26,7 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.cluster import import_ray
-from imagegen_cli.errors import ImagegenError, UsageError
+from imagegen_cli.cluster.connect import ClusterError, Sizing, connect, first_line, size_workers
+from imagegen_cli.errors import ImagegenError
 from imagegen_cli.events import CallDone, CallFailed, CallSent, ImageReady, JobFinished, JobStarted, Note, Workers
 from imagegen_cli.local.planning import LocalPlan
 
@@ -35,27 +39,27 @@ if TYPE_CHECKING:
 
     from imagegen_cli.cluster.worker import Made
     from imagegen_cli.engines import Channel, EngineJob
-    from imagegen_cli.options import ClusterOptions
+
+__all__ = ["ClusterError", "Dispatch"]
 
 PER_WORKER = 2  # calls in flight per actor: one running, the next queued behind it
 MAX_TRIES = 3  # a call that three actors died making fails its line (it is what kills them)
-STOP_GRACE = 30.0  # seconds a stop waits for the calls in flight to return what they made
+STOP_GRACE = 30.0  # seconds a Ctrl-C waits for the calls in flight to return what they made
+TERM_STOP_GRACE = 2.5  # the same after SIGTERM (the process ends 5 s after it: the actors are stopped before)
+START_WAIT = 900.0  # seconds without any started worker before the run gives up (an autoscaler adds nodes slowly)
+SLOW_START = 30.0  # seconds without any started worker before a note says what the run waits for
 WAIT = 0.25  # seconds between looks at the stop while calls run
+CONTROL = "control"  # the actor's concurrency group for identity() and cancel(), beside the calls
 
 
-class ClusterError(ImagegenError):
-    """The Ray cluster could not be reached or used."""
-
-    code = "cluster"
-
-
-@dataclass
+@dataclass(eq=False)
 class Unit:
     """One pipeline call of one job: its plan holds just that call's images."""
 
     job: EngineJob
     plan: LocalPlan
-    tries: int = 0
+    tries: int = 0  # deaths of the actor while this call was the one running
+    sent_at: float = 0.0  # wall-clock time it was first sent (files it placed are no older)
 
     @property
     def indices(self) -> list[int]:
@@ -72,20 +76,24 @@ class Unit:
         return f"line {self.job.line} {images}" if self.job.line is not None else images
 
 
-@dataclass
+@dataclass(eq=False)
 class Worker:
     """One actor as the driver sees it."""
 
     name: str
     handle: Any
-    running: list[Unit] = field(default_factory=list)
+    running: list[Unit] = field(default_factory=list)  # in the order sent: the first is the one running
+    ready: bool = False  # it answered identity(): started on a node, imagegen imported
     lost: bool = False
-    warned: bool = False  # its imagegen version differs from the driver's (said once)
+    blamed: Unit | None = None  # the call it was running when it died
+    made: int = 0  # images it returned
 
     @property
     def state(self) -> str:
         if self.lost:
             return "lost"
+        if not self.ready:
+            return "starting"
         return self.running[0].label if self.running else "idle"
 
 
@@ -97,14 +105,17 @@ class Dispatch:
         self.jobs = jobs
         self.channel = channel
         self.workers: list[Worker] = []
+        self.starting: dict[Any, Worker] = {}  # identity() call → its actor, until it answers
         self.left: dict[int, int] = {}  # work → its calls not settled yet
-        self.started: set[int] = set()
+        self.started: list[int] = []
         self.failed: set[int] = set()
-        self.shown: tuple[tuple[str, str], ...] = ()
-        self.replacements = 0  # actors started for lost ones (at most as many as asked for)
-        self.count = 0
+        self.shown: tuple[tuple[str, str, int], ...] = ()
+        self.sizing = Sizing(1, 0.0, 1.0)
+        self.lost_since_progress = 0  # actors lost since a call last came back (replacements stop past a bound)
         self.actor_class: Any = None
         self.notes: list[str] = []  # said on the first job, once it starts (a note belongs to a job)
+        self.none_ready_since: float | None = None
+        self.said_slow = False
 
     # ------------------------------------------------------------------ the run
     def run(self) -> None:
@@ -124,106 +135,98 @@ class Dispatch:
         options = units[0].plan.cluster
         assert options is not None
         ray = import_ray()
-        _errors_to_stderr()
-        owned = self._connect(ray, options)
+        joined = connect(ray, options)
         try:
-            self._start_workers(ray, options)
+            self._start_workers(ray, size_workers(ray, options, owned_local=joined.local), joined.where)
             self._loop(ray, units)
         finally:
             for worker in self.workers:
                 if not worker.lost:
-                    ray.kill(worker.handle, no_restart=True)
-            if owned:
+                    _kill(ray, worker)
+            if joined.owned:
                 ray.shutdown()
 
-    def _connect(self, ray: Any, options: ClusterOptions) -> bool:
-        """Join the cluster (or start one here); True when this run started the connection (and so ends it)."""
-        if ray.is_initialized():
-            return False  # a Python API caller's own connection
-        address = options.address
-        local = address == "local" or (address is None and not os.environ.get("RAY_ADDRESS"))
-        # Ray's own output never reaches stdout (the contract's), and its INFO lines stay out of stderr.
-        kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-        if local:
-            kwargs["include_dashboard"] = False
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats prompt, no report (often no network)
-        try:
-            ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = "a local Ray instance" if local else f"the Ray cluster at {address or os.environ['RAY_ADDRESS']}"
-            raise ClusterError(
-                f"could not start or reach {where}: {_first_line(exc)}",
-                hint="start one with: ray start --head (then --ray-address auto), or drop --ray-address",
-            ) from None
-        return True
-
-    def _start_workers(self, ray: Any, options: ClusterOptions) -> None:
+    def _start_workers(self, ray: Any, sizing: Sizing, where: str) -> None:
         from imagegen_cli.cluster.worker import ImageWorker
 
-        resources = ray.cluster_resources()
-        gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
-        per = options.gpus_per_worker if options.gpus_per_worker is not None else (1.0 if gpus else 0.0)
-        if per > gpus:
-            raise UsageError(
-                f"--gpus-per-worker {per:g}: the Ray cluster has {gpus:g} GPUs",
-                hint="use --gpus-per-worker 0 to run on CPUs, or add GPU nodes",
-            )
-        count = options.workers or (max(1, int(gpus // per)) if per else 1)
-        # Workers on CPUs share the cluster's cores (Ray gives each its share as torch's thread count).
-        cpu_each = 1.0 if per else max(1.0, float(int(cpus // count)))
-        fits = int(gpus // per) if per else int(cpus // cpu_each)
-        self.count = count
-        if fits < count:
-            self.notes.append(f"the cluster has room for {fits} of {count} workers now; the rest start as it grows")
-        self.actor_class = ray.remote(ImageWorker).options(
-            num_cpus=cpu_each, num_gpus=per, max_concurrency=PER_WORKER + 1
-        )
-        for _ in range(count):
+        self.sizing = sizing
+        # Calls run one at a time in the order sent (the default group); identity() and cancel() beside them.
+        actor = ray.remote(concurrency_groups={CONTROL: 1})(ImageWorker)
+        self.actor_class = actor.options(num_cpus=sizing.cpus, num_gpus=sizing.gpus)
+        for _ in range(sizing.count):
             self._add_worker()
-        where = "a local Ray instance" if not options.address or options.address == "local" else options.address
-        plural = "s" if count != 1 else ""
-        self.notes.append(f"ray: {count} worker{plural} on {where} ({per:g} GPU, {cpu_each:g} CPU each)")
+        plural = "s" if sizing.count != 1 else ""
+        each = f"{sizing.gpus:g} GPU, {sizing.cpus:g} CPU each"
+        self.notes += [*sizing.notes, f"ray: {sizing.count} worker{plural} on {where} ({each})"]
 
     def _add_worker(self) -> None:
-        number = len(self.workers) + 1
-        self.workers.append(Worker(f"w{number}", self.actor_class.remote()))
+        worker = Worker(f"w{len(self.workers) + 1}", self.actor_class.remote())
+        self.workers.append(worker)
+        self.starting[worker.handle.identity.options(concurrency_group=CONTROL).remote()] = worker
 
     def _loop(self, ray: Any, queue: deque[Unit]) -> None:
         pending: dict[Any, tuple[Worker, Unit]] = {}
         stop = self.channel.stop
+        why = "every Ray worker was lost"
         while (queue or pending) and not stop.requested:
             self._fill(queue, pending)
-            if not pending:
+            if not pending and not self.starting:
                 break  # no worker left to send to (each lost, no replacement)
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT)
+            if not pending and self._gave_up_waiting():
+                why = f"no Ray worker started within {START_WAIT:g} s"
+                break
+            ready, _ = ray.wait([*pending, *self.starting], num_returns=1, timeout=WAIT)
             for ref in ready:
-                worker, unit = pending.pop(ref)
-                self._settle(ray, ref, worker, unit, queue)
+                if ref in self.starting:
+                    self._started(ray, ref, self.starting.pop(ref))
+                else:
+                    worker, unit = pending.pop(ref)
+                    self._settle(ray, ref, worker, unit, queue)
             self._say_workers()
         for unit in list(queue):
             if not stop.requested:
-                self._fail(unit, ClusterError("every Ray worker was lost", hint="see the notes for why"))
-        if not stop.requested:
-            return
+                self._fail(unit, ClusterError(why, hint="see the notes for why, and: ray status"))
+        if stop.requested:
+            self._stop(ray, pending)
+
+    def _stop(self, ray: Any, pending: dict[Any, tuple[Worker, Unit]]) -> None:
+        """Every actor stops between steps; what the calls in flight made within the grace is saved."""
         for worker in self.workers:
-            if not worker.lost:
-                worker.handle.cancel.remote()
-        deadline = time.monotonic() + STOP_GRACE
+            if worker.ready and not worker.lost:
+                worker.handle.cancel.options(concurrency_group=CONTROL).remote()
+        grace = TERM_STOP_GRACE if self.channel.stop.terminated else STOP_GRACE
+        deadline = time.monotonic() + grace
         while pending and time.monotonic() < deadline:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT)
             for ref in ready:
                 worker, unit = pending.pop(ref)
                 self._settle(ray, ref, worker, unit, deque(), retry=False)
-        for work in sorted(self.started):
-            if self.left.get(work, 0) > 0:
+        for work in self.started:
+            if self.left.get(work, 0) > 0:  # a call not sent, lost, stopped part-way or still running
                 self.left[work] = 0
                 self.channel.emit(JobFinished(work, interrupted=True))
         raise KeyboardInterrupt
 
+    def _gave_up_waiting(self) -> bool:
+        """No worker has started (or every started one was lost) for ``START_WAIT`` seconds; said once at
+        ``SLOW_START`` what the run waits for."""
+        if any(worker.ready and not worker.lost for worker in self.workers):
+            self.none_ready_since = None
+            return False
+        now = time.monotonic()
+        if self.none_ready_since is None:
+            self.none_ready_since = now
+        waited = now - self.none_ready_since
+        if waited >= SLOW_START and not self.said_slow:
+            self.said_slow = True
+            need = f"{self.sizing.gpus:g} GPU and {self.sizing.cpus:g} CPU"
+            self._say(f"waiting for the cluster to start a worker ({need} each; see: ray status)")
+        return waited >= START_WAIT
+
     def _fill(self, queue: deque[Unit], pending: dict[Any, tuple[Worker, Unit]]) -> None:
-        """Give each live worker calls up to ``PER_WORKER``, the least busy first (calls spread over the actors)."""
+        """Give each started worker calls up to ``PER_WORKER``, the least busy first (calls spread over the actors)."""
         while queue:
-            live = [w for w in self.workers if not w.lost and len(w.running) < PER_WORKER]
+            live = [w for w in self.workers if w.ready and not w.lost and len(w.running) < PER_WORKER]
             if not live:
                 return
             worker = min(live, key=lambda w: len(w.running))
@@ -232,15 +235,15 @@ class Dispatch:
                 self._done(unit)
                 continue
             self._start(unit.job)
-            placing = self._placing(unit.job)
-            ref = worker.handle.make.remote(unit.job.work, unit.plan, placing)
+            unit.sent_at = unit.sent_at or time.time()
+            ref = worker.handle.make.remote(unit.job.work, unit.plan, self._placing(unit.job))
             pending[ref] = (worker, unit)
             worker.running.append(unit)
             self.channel.emit(CallSent(unit.job.work, unit.key, unit.label, None, shown=False))
 
     def _start(self, job: EngineJob) -> None:
         if job.work not in self.started:
-            self.started.add(job.work)
+            self.started.append(job.work)
             self.channel.emit(JobStarted(job.work))  # journalled now: the job id exists from here on
             for text in self.notes:
                 self.channel.emit(Note(job.work, text))
@@ -248,7 +251,9 @@ class Dispatch:
 
     def _placing(self, job: EngineJob) -> Any:
         options = getattr(job.full, "cluster", None)
-        if options is None or not options.worker_writes:
+        # Without a job id (the journal could not record the job) a lost worker's files could not be told from
+        # another job's: the driver writes that job's images itself.
+        if options is None or not options.worker_writes or not job.job_id:
             return None
         from imagegen_cli.cluster.worker import Placing
 
@@ -257,37 +262,48 @@ class Dispatch:
         return Placing(replace(job.spec, directory=job.spec.directory.resolve()), job.job_id)
 
     # ------------------------------------------------------------------ results
+    def _started(self, ray: Any, ref: Any, worker: Worker) -> None:
+        """A worker answered identity() (it can take calls), or died starting (it is replaced, within bounds)."""
+        try:
+            identity = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            self._say(f"worker {worker.name} could not start: {first_line(exc)}")
+            self._lose(ray, worker)
+            return
+        worker.ready = True
+        self._check_version(worker, str(identity.get("version", "")))
+
     def _settle(self, ray: Any, ref: Any, worker: Worker, unit: Unit, queue: deque[Unit], retry: bool = True) -> None:
+        first = worker.running[0] if worker.running else None
         if unit in worker.running:
             worker.running.remove(unit)
         try:
             made: Made = ray.get(ref)
-        except ray.exceptions.RayActorError as exc:
-            self._lose(worker, exc)
+        except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
+            # The actor (or the node holding its result) is gone: the call it was running is the suspect.
+            if not worker.lost:
+                worker.blamed = first
+                self._lose(ray, worker)
             if retry:
-                self._retry(unit, queue, f"worker {worker.name} died: {_first_line(exc)}")
+                self._retry(unit, queue, f"worker {worker.name} died: {first_line(exc)}", worker.blamed is unit)
             # Stopping: the call stays unsettled, so its job ends as interrupted (--resume makes its images).
             return
         except ray.exceptions.RayError as exc:  # the call raised something other than an ImagegenError
             from imagegen_cli.local.runner import LocalError
 
-            self._fail(unit, LocalError(f"worker {worker.name} failed on {unit.label}: {_first_line(exc)}"))
+            self._fail(unit, LocalError(f"worker {worker.name} failed on {unit.label}: {first_line(exc)}"))
             return
-        self._check_version(worker, unit, made.version)
+        self.lost_since_progress = 0
+        worker.made += len(made.images)
         self._record(unit, made)
 
-    def _check_version(self, worker: Worker, unit: Unit, version: str) -> None:
+    def _check_version(self, worker: Worker, version: str) -> None:
         from imagegen_cli import __version__
 
-        if version != __version__ and not worker.warned:
-            worker.warned = True
-            self.channel.emit(
-                Note(
-                    unit.job.work,
-                    f"worker {worker.name} runs imagegen {version or 'unknown'}, this driver {__version__}: "
-                    "install the same imagegen-cli on every node (records and pixels may differ)",
-                    now=True,
-                )
+        if version != __version__:
+            self._say(
+                f"worker {worker.name} runs imagegen {version or 'unknown'}, this driver {__version__}: "
+                "install the same imagegen-cli on every node (records and pixels may differ)"
             )
 
     def _record(self, unit: Unit, made: Made) -> None:
@@ -309,11 +325,13 @@ class Dispatch:
         self.channel.emit(CallDone(work, unit.key))
         if made.error is not None:
             self._fail(unit, made.error, done=False)
+        if made.stopped and made.error is None and len(made.images) < len(unit.indices):
+            return  # stopped part-way: left unsettled, so its job ends as interrupted
         self._done(unit)
 
-    def _retry(self, unit: Unit, queue: deque[Unit], why: str) -> None:
+    def _retry(self, unit: Unit, queue: deque[Unit], why: str, blamed: bool) -> None:
         self.channel.emit(CallDone(unit.job.work, unit.key))
-        unit.tries += 1
+        unit.tries += blamed
         if unit.job.work in self.failed:
             self._done(unit)
             return
@@ -331,30 +349,34 @@ class Dispatch:
             )
             return
         unit.plan = self.narrow(unit.plan, todo) if todo != unit.indices else unit.plan
-        self.channel.emit(Note(unit.job.work, f"{why}; {unit.label} sent to another worker", now=True))
+        self._say(f"{why}; {unit.label} sent to another worker", work=unit.job.work)
         queue.appendleft(unit)
 
     def _adopt_placed(self, unit: Unit) -> list[int]:
         """``--worker-writes``: the images of ``unit`` a dead worker placed are recorded; the rest are returned."""
         placing = self._placing(unit.job)
-        if placing is None or not placing.job_id:
+        if placing is None:
             return unit.indices
         from imagegen_cli.store.reader import find_job_images
         from imagegen_cli.store.saved_image import SavedImage
 
-        found = find_job_images(placing.spec.directory, placing.job_id, set(unit.indices))
+        # Files are no older than the call's first send (a minute's slack: another node's clock).
+        since = unit.sent_at - 60
+        found = find_job_images(placing.spec.directory, placing.job_id, set(unit.indices), since=since)
         for index, (path, meta) in sorted(found.items()):
             saved = SavedImage(str(path), index, meta.width or 0, meta.height or 0, _fmt(path), seed=meta.seed)
             self.channel.emit(ImageReady(unit.job.work, index, meta.seed, meta, placed=saved))
         return [i for i in unit.indices if i not in found]
 
-    def _lose(self, worker: Worker, exc: BaseException) -> None:
+    def _lose(self, ray: Any, worker: Worker) -> None:
+        """A worker is gone (or unreachable: killed, so it cannot come back and finish a call made elsewhere)."""
         if worker.lost:
             return
         worker.lost = True
+        _kill(ray, worker)
+        self.lost_since_progress += 1
         self._say_workers()
-        if self.replacements < self.count:
-            self.replacements += 1
+        if self.lost_since_progress <= self.sizing.count + MAX_TRIES:
             self._add_worker()
 
     def _fail(self, unit: Unit, error: ImagegenError, *, done: bool = True) -> None:
@@ -374,34 +396,27 @@ class Dispatch:
             self.channel.emit(JobFinished(work))
 
     # ------------------------------------------------------------------ saying
+    def _say(self, text: str, work: int | None = None) -> None:
+        """A note now, on the given job or the latest one started (before any job starts: on the first)."""
+        if work is None:
+            running = [w for w in self.started if self.left.get(w, 0) > 0]
+            work = running[-1] if running else (self.started[-1] if self.started else None)
+        if work is None:
+            self.notes.append(text)
+        else:
+            self.channel.emit(Note(work, text, now=True))
+
     def _say_workers(self) -> None:
-        states = tuple((w.name, w.state) for w in self.workers)
+        states = tuple((w.name, w.state, w.made) for w in self.workers)
         if states != self.shown:
             self.shown = states
             self.channel.emit(Workers(0, states))
 
 
-def _errors_to_stderr() -> None:
-    """Ray prints the cluster's error messages (a worker died...) to the driver's stdout, which is the contract's
-    (saved paths, JSON): they are sent to stderr. Ray has no option for it; without the hook, nothing is changed."""
-    try:
-        from ray._private import worker as ray_worker
-    except ImportError:
-        return
-    original = getattr(ray_worker, "print_to_stdstream", None)
-    if original is None or getattr(original, "imagegen_stderr", False):
-        return
-
-    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
-        original({**data, "is_err": True}, ignore_prefix)
-
-    to_stderr.imagegen_stderr = True  # type: ignore[attr-defined]
-    ray_worker.print_to_stdstream = to_stderr
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:200]
+def _kill(ray: Any, worker: Worker) -> None:
+    # Already gone, or its node unreachable: nothing is left to stop.
+    with contextlib.suppress(Exception):
+        ray.kill(worker.handle, no_restart=True)
 
 
 def _fmt(path: Path) -> str:

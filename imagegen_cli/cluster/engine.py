@@ -51,6 +51,12 @@ class RayBackend(LocalBackend):
         cluster = cluster_options(options.run.cluster, settings)
         if cluster.worker_writes and options.output.out == "-":
             raise UsageError("--worker-writes places files on a shared filesystem, not stdout", hint="use -o DIR")
+        if cluster.worker_writes and not options.output.metadata:
+            # A lost worker's files are found by the record in each one (which job, which image): it must be there.
+            raise UsageError(
+                "--worker-writes needs each file's record (a lost worker's files are found by it)",
+                hint="drop --no-metadata, or drop --worker-writes (the driver then writes every file)",
+            )
         require_ray()
         plan = super().plan(line, options, ref, settings)
         return replace(plan, server=None, cluster=cluster)

@@ -57,8 +57,7 @@ class Made:
     images: list[Shipped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: ImagegenError | None = None
-    stopped: bool = False
-    version: str = ""  # the worker's imagegen (the driver says so when it is not its own)
+    stopped: bool = False  # the run was stopped: the images not made are the driver's to call interrupted
 
 
 class ImageWorker:
@@ -71,16 +70,15 @@ class ImageWorker:
         self.stop = StopToken()
 
     def identity(self) -> dict[str, str]:
-        """Where this worker runs and which imagegen it is (the driver refuses a different version)."""
+        """Where this worker runs and which imagegen it is: its answer means it can take calls (the driver says
+        so when its version is not the driver's)."""
         from imagegen_cli import __version__
 
         return {"host": socket.gethostname(), "pid": str(os.getpid()), "version": __version__}
 
     def make(self, work: int, plan: LocalPlan, placing: Placing | None = None) -> Made:
         """Run one pipeline call (``plan`` holds its batch); every image shipped or placed, errors returned."""
-        from imagegen_cli import __version__
-
-        made = Made(version=__version__)
+        made = Made()
         writer = None
         if placing is not None:
             from imagegen_cli.store.writer import ImageWriter
