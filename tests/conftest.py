@@ -25,6 +25,11 @@ def pytest_configure(config: pytest.Config) -> None:
     ignored, and children inherit that), give those children back the default Ctrl-C."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # With -n, tests spread a file at a time: a module that shares one Ray instance (or one server) runs on one
+    # worker. ("loadgroup" would say it per module, but xdist 3.8 cannot rename pytest 9's node ids.) Set here
+    # rather than in addopts, where --dist would break a run without xdist (-p no:xdist).
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadfile"
 
 
 ROOT = Path(__file__).resolve().parent.parent

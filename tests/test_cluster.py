@@ -29,7 +29,6 @@ from tests.conftest import IMAGEGEN, run_cli, write_config
 ray = pytest.importorskip("ray", reason="the ray extra is part of the dev install")
 
 LINES = 20
-pytestmark = pytest.mark.xdist_group("ray")  # one Ray instance for the module (pyproject: --dist loadgroup)
 
 
 @pytest.fixture(scope="module")
@@ -115,13 +114,17 @@ def test_twenty_lines_on_two_workers_are_saved_once_with_in_process_pixels(clust
 
     lines = prompt_file(tmp_path, LINES)
     sink = Recorder()
-    result = run_batch(lines, options(tmp_path / "ray", workers=2), sink=sink)
+    # Three workers asked for, room for two (a CPU each of the instance's two): the third never starts, and the
+    # run never waits for it.
+    result = run_batch(lines, options(tmp_path / "ray", workers=3), sink=sink)
     assert result.exit_code() == 0, [(job.line, job.status(), len(job.images), job.notes) for job in result.jobs]
     assert len(result.jobs) == LINES and all(len(job.images) == 1 for job in result.jobs)
-    # Both actors made images (counted from what each returned), together all of them.
+    # Two actors made images (counted from what each returned), together all of them; the third none.
     made = sink.made()
-    assert set(made) == {"w1", "w2"} and all(made.values()) and sum(made.values()) == LINES, made
-    assert any("ray: 2 workers" in note for job in result.jobs for note in job.notes)
+    assert sorted(made.values())[0] == 0 and all(sorted(made.values())[1:]) and sum(made.values()) == LINES, made
+    assert [state for name, state, count in sink.states[-1] if count == 0] == ["starting"]
+    notes = [note for job in result.jobs for note in job.notes]
+    assert any("ray: 3 workers" in note for note in notes) and any("room for 2 of 3 workers" in note for note in notes)
 
     on_cluster = records(tmp_path / "ray")
     assert len(on_cluster) == LINES and {prompt for prompt, _ in on_cluster} == set(lines.read_text().splitlines())
@@ -222,7 +225,7 @@ def _paths_after(proc: subprocess.Popen[bytes], count: int, timeout: float = 120
 
 
 def test_ctrl_c_then_the_driver_killed_then_resume_finish_with_one_set_per_line(cluster: str, tmp_path: Path) -> None:
-    lines, out = prompt_file(tmp_path, 8), tmp_path / "out"
+    lines, out = prompt_file(tmp_path, 12), tmp_path / "out"  # enough that no run ends before its signal
     base = [str(IMAGEGEN), "generate", "--prompt-file", str(lines), "-m", "local:tiny", "-n", "2", "--seed", "7"]
     base += ["--steps", "2", "--engine", "ray", "-o", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -239,6 +242,16 @@ def test_ctrl_c_then_the_driver_killed_then_resume_finish_with_one_set_per_line(
     before = {path: Path(path).stat().st_mtime_ns for path in listed}
     assert sorted(str(p) for p in out.glob("*.png")) == sorted(before)
 
+    # SIGTERM: the run's own stop (Ray's handler is not left in its place): exit 143, what was saved listed.
+    term = subprocess.Popen([*base, "--ray-address", cluster, "--workers", "1", "--resume"], **pipes)
+    listed = _paths_after(term, 2)
+    term.send_signal(signal.SIGTERM)
+    rest, err = term.communicate(timeout=60)
+    listed += [line for line in rest.decode().splitlines() if line]
+    assert term.returncode == 143 and "Traceback" not in err.decode(), err.decode()[-2000:]
+    assert len(listed) >= 2 and all(Path(path).exists() for path in listed)
+    before |= {path: Path(path).stat().st_mtime_ns for path in listed}
+
     # The driver SIGKILLed mid-run (its actors die with it), resuming.
     second = subprocess.Popen([*base, "--ray-address", cluster, "--workers", "1", "--resume"], **pipes)
     assert _paths_after(second, 2)
@@ -253,7 +266,7 @@ def test_ctrl_c_then_the_driver_killed_then_resume_finish_with_one_set_per_line(
     assert third.returncode == 0, third.stderr.decode()[-2000:]
     assert json.loads(third.stdout)["status"] == "succeeded"  # stdout holds the JSON document and nothing else
     saved = records(out)
-    assert len(saved) == 16 and all(seed == 7 + index - 1 for (_, index), (seed, _, _) in saved.items())
+    assert len(saved) == 24 and all(seed == 7 + index - 1 for (_, index), (seed, _, _) in saved.items())
     for path, mtime in before.items():  # saved before: never made or written again
         assert Path(path).stat().st_mtime_ns == mtime
 
@@ -307,6 +320,23 @@ def test_engine_ray_refuses_a_remote_model_and_stray_flags_in_one_line() -> None
     assert bad.returncode == 2 and "invalid --ray-address" in bad.stderr
     unknown = run_cli("generate", "a fox", "-m", "local:tiny", "--engine", "spark", "--dry-run")
     assert unknown.returncode == 2 and "unknown --engine" in unknown.stderr
+    bare = run_cli("generate", "a fox", "-m", "local:tiny", "--engine", "ray", "--worker-writes", "--no-metadata")
+    assert bare.returncode == 2 and "--worker-writes needs each file's record" in bare.stderr
+
+
+def test_an_address_nobody_answers_fails_in_seconds_not_minutes(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port just freed: nothing listens on it
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = run_cli(
+        "generate", "a fox", "-m", "local:tiny", "--engine", "ray", "--ray-address", f"127.0.0.1:{port}",
+        "-o", str(tmp_path / "out"), timeout=60, process=True,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert f"could not reach the Ray cluster at 127.0.0.1:{port}" in result.stderr
+    assert "ray start --head" in result.stderr and result.stdout == "" and not list(tmp_path.glob("out/*"))
 
 
 def test_without_ray_installed_the_error_is_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:

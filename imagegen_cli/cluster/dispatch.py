@@ -49,6 +49,7 @@ TERM_STOP_GRACE = 2.5  # the same after SIGTERM (the process ends 5 s after it: 
 START_WAIT = 900.0  # seconds without any started worker before the run gives up (an autoscaler adds nodes slowly)
 SLOW_START = 30.0  # seconds without any started worker before a note says what the run waits for
 WAIT = 0.25  # seconds between looks at the stop while calls run
+BURY_WAIT = 10.0  # seconds for the other calls of a dead actor to end (Ray fails them at once)
 CONTROL = "control"  # the actor's concurrency group for identity() and cancel(), beside the calls
 
 
@@ -85,7 +86,6 @@ class Worker:
     running: list[Unit] = field(default_factory=list)  # in the order sent: the first is the one running
     ready: bool = False  # it answered identity(): started on a node, imagegen imported
     lost: bool = False
-    blamed: Unit | None = None  # the call it was running when it died
     made: int = 0  # images it returned
 
     @property
@@ -179,9 +179,8 @@ class Dispatch:
             for ref in ready:
                 if ref in self.starting:
                     self._started(ray, ref, self.starting.pop(ref))
-                else:
-                    worker, unit = pending.pop(ref)
-                    self._settle(ray, ref, worker, unit, queue)
+                elif ref in pending:  # (not settled already with the rest of a dead worker's calls)
+                    self._take(ray, ref, pending, queue)
             self._say_workers()
         for unit in list(queue):
             if not stop.requested:
@@ -199,8 +198,8 @@ class Dispatch:
         while pending and time.monotonic() < deadline:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT)
             for ref in ready:
-                worker, unit = pending.pop(ref)
-                self._settle(ray, ref, worker, unit, deque(), retry=False)
+                if ref in pending:
+                    self._take(ray, ref, pending, deque(), retry=False)
         for work in self.started:
             if self.left.get(work, 0) > 0:  # a call not sent, lost, stopped part-way or still running
                 self.left[work] = 0
@@ -273,29 +272,43 @@ class Dispatch:
         worker.ready = True
         self._check_version(worker, str(identity.get("version", "")))
 
-    def _settle(self, ray: Any, ref: Any, worker: Worker, unit: Unit, queue: deque[Unit], retry: bool = True) -> None:
-        first = worker.running[0] if worker.running else None
+    def _take(
+        self, ray: Any, ref: Any, pending: dict[Any, tuple[Worker, Unit]], queue: deque[Unit], retry: bool = True
+    ) -> None:
+        """A call came back. If its actor died, all the actor's calls are settled now, in the order sent: those it
+        finished are recorded, and the first that failed is the one it was running when it died (the suspect)."""
+        worker, unit = pending[ref]
+        outcome = _outcome(ray, ref)
+        if not isinstance(outcome, _Died) or worker.lost:
+            del pending[ref]
+            self._settle(worker, unit, outcome, queue, retry, blame=False)
+            return
+        mine = [r for u in worker.running for r, (w, v) in pending.items() if w is worker and v is u]
+        ray.wait(mine, num_returns=len(mine), timeout=BURY_WAIT)  # a dead actor's calls end at once
+        blame = True
+        for each in mine:
+            _, unit = pending.pop(each)
+            blame = self._settle(worker, unit, _outcome(ray, each, wait=False), queue, retry, blame)
+        self._lose(ray, worker)  # after the calls it finished (they do not count as progress since)
+
+    def _settle(self, worker: Worker, unit: Unit, outcome: Any, queue: deque[Unit], retry: bool, blame: bool) -> bool:
+        """Record (or retry, or fail) one call; returns whether a later call of this actor can still be blamed."""
         if unit in worker.running:
             worker.running.remove(unit)
-        try:
-            made: Made = ray.get(ref)
-        except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
-            # The actor (or the node holding its result) is gone: the call it was running is the suspect.
-            if not worker.lost:
-                worker.blamed = first
-                self._lose(ray, worker)
+        if isinstance(outcome, _Died):
             if retry:
-                self._retry(unit, queue, f"worker {worker.name} died: {first_line(exc)}", worker.blamed is unit)
+                self._retry(unit, queue, f"worker {worker.name} died: {first_line(outcome.error)}", blame)
             # Stopping: the call stays unsettled, so its job ends as interrupted (--resume makes its images).
-            return
-        except ray.exceptions.RayError as exc:  # the call raised something other than an ImagegenError
+            return False
+        if isinstance(outcome, BaseException):  # the call raised something other than an ImagegenError
             from imagegen_cli.local.runner import LocalError
 
-            self._fail(unit, LocalError(f"worker {worker.name} failed on {unit.label}: {first_line(exc)}"))
-            return
+            self._fail(unit, LocalError(f"worker {worker.name} failed on {unit.label}: {first_line(outcome)}"))
+            return blame
         self.lost_since_progress = 0
-        worker.made += len(made.images)
-        self._record(unit, made)
+        worker.made += len(outcome.images)
+        self._record(unit, outcome)
+        return blame
 
     def _check_version(self, worker: Worker, version: str) -> None:
         from imagegen_cli import __version__
@@ -411,6 +424,25 @@ class Dispatch:
         if states != self.shown:
             self.shown = states
             self.channel.emit(Workers(0, states))
+
+
+@dataclass(frozen=True)
+class _Died:
+    """A call's outcome when its actor (or the node holding its result) is gone."""
+
+    error: BaseException
+
+
+def _outcome(ray: Any, ref: Any, *, wait: bool = True) -> Any:
+    """What a call returned (a ``Made``), the exception it ended with, or ``_Died``."""
+    try:
+        return ray.get(ref) if wait else ray.get(ref, timeout=0)
+    except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
+        return _Died(exc)
+    except ray.exceptions.GetTimeoutError as exc:  # still not back from an actor known dead
+        return _Died(exc)
+    except ray.exceptions.RayError as exc:
+        return exc
 
 
 def _kill(ray: Any, worker: Worker) -> None:
