@@ -47,6 +47,9 @@ def main() -> None:
     steps = sys.argv[4] if len(sys.argv) > 4 else "4"
     work = Path(tempfile.mkdtemp(prefix="imagegen-ray-bench-"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "IMAGEGEN_SERVER": "off", "RAY_USAGE_STATS_ENABLED": "0"}
+    # As installed: compiled bytecode is reused (written by the uncounted round into a temporary prefix), even
+    # where the environment says not to write it (else every process compiles imagegen again).
+    env |= {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(work / "pycache")}
     env["XDG_DATA_HOME"] = str(work / "data")  # a journal of its own
     env.pop("RAY_ADDRESS", None)  # a local instance per run, as "without an address" means
     batch, pair = work / "batch.txt", work / "pair.txt"

@@ -86,7 +86,10 @@ def main() -> None:
     size = sys.argv[2] if len(sys.argv) > 2 else "256x256"
     work = Path(tempfile.mkdtemp(prefix="imagegen-serve-bench-"))
     env = {**os.environ, "XDG_DATA_HOME": str(work / "data"), "XDG_CONFIG_HOME": str(work / "config"),
-           "HF_HUB_OFFLINE": "1"}  # fmt: skip
+           "HF_HUB_OFFLINE": "1",
+           # As installed: compiled bytecode is reused (written by the uncounted round into a temporary prefix),
+           # even where the environment says not to write it (else every process compiles imagegen again).
+           "PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(work / "pycache")}  # fmt: skip
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
