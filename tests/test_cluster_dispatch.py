@@ -255,3 +255,26 @@ def test_a_worker_on_another_imagegen_version_is_said_once_when_it_starts() -> N
     same, _, _, units, _ = setup(2, lambda n, plan: made(plan))
     same._loop(ray, units)
     assert not any("runs imagegen" in text for text in same.notes)
+
+
+def test_a_long_run_whose_workers_are_all_lost_waits_for_the_replacements_from_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wait for a started worker counts from when none is left, not from the run's start."""
+    now = [0.0]
+    monkeypatch.setattr(dispatch_module, "time", SimpleNamespace(monotonic=lambda: now[0], time=lambda: 0.0))
+
+    def first_dies_late(number: int, plan: Any) -> Any:
+        return RayActorError("node preempted") if number == 1 and plan.line == 12 else made(plan)
+
+    dispatch, channel, ray, units, actors = setup(14, first_dies_late)
+    real_wait = ray.wait
+
+    def slow_wait(refs: list[Ref], num_returns: int, timeout: float) -> tuple[list[Ref], list[Ref]]:
+        now[0] += 100.0  # each call takes 100 s: the loss comes some 1,000 s into the run
+        return real_wait(refs, num_returns, timeout)
+
+    ray.wait = slow_wait  # type: ignore[method-assign]
+    dispatch._loop(ray, units)
+    assert not channel.of(CallFailed) and len(finished(channel)) == 14
+    assert len(actors) == 2 and actors[1].made_calls

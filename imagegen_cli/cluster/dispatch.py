@@ -270,6 +270,7 @@ class Dispatch:
             self._lose(ray, worker)
             return
         worker.ready = True
+        self.none_ready_since = None  # a later wait (every started worker lost) is counted from its own start
         self._check_version(worker, str(identity.get("version", "")))
 
     def _take(
