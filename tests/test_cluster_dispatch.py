@@ -42,6 +42,20 @@ class GetTimeoutError(RayError):
     pass
 
 
+class RayTaskError(RayError):
+    """The call's own code raised."""
+
+
+class OutOfMemoryError(RayError):
+    """Ray's memory monitor killed the worker (not a RayActorError)."""
+
+
+class ActorDiedError(RayActorError):
+    def __init__(self, message: str, *, preempted: bool = False) -> None:
+        super().__init__(message)
+        self.preempted = preempted
+
+
 @dataclass(eq=False)
 class Ref:
     """A call's result: ``value`` (or ``error``) once ``done``."""
@@ -90,7 +104,11 @@ class FakeRay:
     """``wait`` hands back the *last* finished call first (the order Ray promises nothing about)."""
 
     exceptions = SimpleNamespace(
-        RayError=RayError, RayActorError=RayActorError, ObjectLostError=ObjectLostError, GetTimeoutError=GetTimeoutError
+        RayError=RayError,
+        RayActorError=RayActorError,
+        ObjectLostError=ObjectLostError,
+        GetTimeoutError=GetTimeoutError,
+        RayTaskError=RayTaskError,
     )
 
     def __init__(self) -> None:
@@ -153,6 +171,7 @@ def setup(
         job = EngineJob(line, SimpleNamespace(cluster=None), plan, line=line)  # type: ignore[arg-type]
         units.append(Unit(job, plan))  # type: ignore[arg-type]
         dispatch.left[line] = 1
+    dispatch.first = units[0].job
     for _ in range(workers):
         dispatch._add_worker()
     return dispatch, channel, ray, units, actors
@@ -278,3 +297,108 @@ def test_a_long_run_whose_workers_are_all_lost_waits_for_the_replacements_from_t
     dispatch._loop(ray, units)
     assert not channel.of(CallFailed) and len(finished(channel)) == 14
     assert len(actors) == 2 and actors[1].made_calls
+
+
+def test_a_worker_killed_out_of_memory_is_a_lost_worker_and_its_call_is_the_suspect() -> None:
+    def line_two_fills_memory(number: int, plan: Any) -> Any:
+        return (
+            OutOfMemoryError("Task was killed due to the node running low on memory") if plan.line == 2 else made(plan)
+        )
+
+    dispatch, channel, ray, units, _ = setup(4, line_two_fills_memory)
+    dispatch._loop(ray, units)
+    (failure,) = channel.of(CallFailed)
+    assert failure.work == 2 and "out of memory?" in (failure.error.hint or "")
+    assert finished(channel) == dict.fromkeys(range(1, 5), False) and ray.killed == [1, 2, 3]
+
+
+def test_a_call_whose_own_code_raised_fails_its_line_and_keeps_the_worker() -> None:
+    def line_two_has_a_bug(number: int, plan: Any) -> Any:
+        return RayTaskError("ZeroDivisionError: division by zero") if plan.line == 2 else made(plan)
+
+    dispatch, channel, ray, units, actors = setup(3, line_two_has_a_bug)
+    dispatch._loop(ray, units)
+    (failure,) = channel.of(CallFailed)
+    assert failure.work == 2 and "ZeroDivisionError" in failure.error.message
+    assert len(actors) == 1 and not ray.killed and len(actors[0].made_calls) == 3
+
+
+def test_preempted_nodes_are_nobodys_fault() -> None:
+    def preempted_until_the_fifth(number: int, plan: Any) -> Any:
+        return ActorDiedError("node preempted", preempted=True) if number < 5 else made(plan)
+
+    dispatch, channel, ray, units, _ = setup(2, preempted_until_the_fifth)
+    first, second = units
+    dispatch._loop(ray, units)
+    assert not channel.of(CallFailed) and (first.tries, second.tries) == (0, 0)
+
+
+def test_a_stop_starts_no_replacement() -> None:
+    dispatch, channel, ray, units, actors = setup(2, lambda n, plan: RayActorError("killed"))
+    dispatch.started = [1]
+    dispatch.workers[0].ready = True
+    pending = {}
+    for unit in units:
+        pending[actors[0].make.remote(unit.job.work, unit.plan)] = (dispatch.workers[0], unit)
+        dispatch.workers[0].running.append(unit)
+    channel.stop.request(terminated=True)
+    with pytest.raises(KeyboardInterrupt):
+        dispatch._stop(ray, pending)
+    assert len(actors) == 1 and finished(channel) == {1: True}
+
+
+def test_a_note_about_the_wait_is_said_during_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch_module, "SLOW_START", 0.0)
+    monkeypatch.setattr(dispatch_module, "START_WAIT", 0.0)
+    dispatch, channel, ray, units, _ = setup(2, lambda n, plan: made(plan), starts=lambda n: False)
+    dispatch.notes.append("no node of the cluster has 1 GPUs now")
+    dispatch._loop(ray, units)
+    texts = [event.text for event in channel.of(Note)]
+    assert texts[0] == "no node of the cluster has 1 GPUs now" and texts[1].startswith("waiting for the cluster")
+    first_failure = channel.events.index(channel.of(CallFailed)[0])
+    assert all(channel.events.index(note) < first_failure for note in channel.of(Note))
+
+
+class Nodes:
+    """``ray.nodes()`` of a cluster: (GPUs, CPUs) per node."""
+
+    def __init__(self, *nodes: tuple[float, float]) -> None:
+        self.listed = [{"Alive": True, "Resources": {"GPU": g, "CPU": c}} for g, c in nodes]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.listed
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {}
+
+
+@pytest.mark.parametrize(
+    ("nodes", "per", "workers", "count", "gpus", "cpus", "note"),
+    [
+        ([(1, 8), (1, 8)], 2.0, None, 1, 2.0, 1.0, "no node of the cluster has 2 GPUs now"),
+        ([(3, 8), (3, 8)], 2.0, None, 2, 2.0, 1.0, None),
+        ([(4, 8)], 0.1, None, 40, 0.1, 1.0, "room for 8 of 40 workers"),
+        ([(8, 64)], None, None, 8, 1.0, 1.0, None),
+        ([(0, 2), (0, 2)], None, 1, 1, 0.0, 2.0, None),  # a CPU share fits on one node, not the cluster's sum
+        ([(0, 2)], None, 3, 3, 0.0, 1.0, "room for 2 of 3 workers"),
+    ],
+)
+def test_workers_are_sized_node_by_node(
+    nodes: list[tuple[float, float]], per: float | None, workers: int | None, count: int, gpus: float, cpus: float,
+    note: str | None,
+) -> None:  # fmt: skip
+    from imagegen_cli.cluster.connect import size_workers
+    from imagegen_cli.options import ClusterOptions
+
+    sizing = size_workers(Nodes(*nodes), ClusterOptions(workers=workers, gpus_per_worker=per), owned_local=False)
+    assert (sizing.count, sizing.gpus, sizing.cpus) == (count, gpus, cpus)
+    assert [n for n in sizing.notes if note and note in n] if note else not sizing.notes, sizing.notes
+
+
+def test_this_machines_own_instance_refuses_gpus_it_does_not_have() -> None:
+    from imagegen_cli.cluster.connect import size_workers
+    from imagegen_cli.errors import UsageError
+    from imagegen_cli.options import ClusterOptions
+
+    with pytest.raises(UsageError, match="this machine has 0 GPUs"):
+        size_workers(Nodes((0, 2)), ClusterOptions(gpus_per_worker=1.0), owned_local=True)

@@ -9,6 +9,7 @@ prints the cluster's error messages on stdout (which holds saved paths and JSON)
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
@@ -55,13 +56,21 @@ def connect(ray: Any, options: ClusterOptions) -> Joined:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats prompt, no report (often no network)
     main = threading.current_thread() is threading.main_thread()
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    # ray.init starts by making SIGTERM a silent sys.exit (exit 15, nothing saved or said, for the seconds a
+    # local instance takes to start, and for good if the run's handler cannot be put back): it is not let to.
+    utils: Any = getattr(getattr(ray, "_private", None), "utils", None)
+    set_sigterm = getattr(utils, "set_sigterm_handler", None)
+    if set_sigterm is not None:
+        utils.set_sigterm_handler = lambda handler: None
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError, ray.exceptions.RayError) as exc:
         raise ClusterError(f"could not start or reach {where}: {first_line(exc)}", hint=hint) from None
     finally:
+        if set_sigterm is not None:
+            utils.set_sigterm_handler = set_sigterm
         for signum, handler in handlers.items():  # the run's stop (Ctrl-C, SIGTERM) stays the run's
-            if handler is not None:
+            if handler is not None and signal.getsignal(signum) is not handler:
                 signal.signal(signum, handler)
     return Joined(True, address == "local", where)
 
@@ -91,24 +100,31 @@ class Sizing:
 
 def size_workers(ray: Any, options: ClusterOptions, *, owned_local: bool) -> Sizing:
     """Actors sized to the cluster now: one per GPU by default (per ``--gpus-per-worker``), on CPUs one per node's
-    share. An actor must fit on one node, so CPU shares are bounded by the biggest node, not the cluster's sum."""
-    resources = ray.cluster_resources()
-    gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
-    node_cpus = [float(node.get("Resources", {}).get("CPU", 0)) for node in ray.nodes() if node.get("Alive")]
-    biggest = max(node_cpus, default=cpus)
+    share. An actor must fit on one node: room is counted node by node, and CPU shares are bounded by the biggest."""
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")] or [ray.cluster_resources()]
+    node_gpus = [float(node.get("GPU", 0)) for node in nodes]
+    node_cpus = [float(node.get("CPU", 0)) for node in nodes]
+    gpus, cpus = sum(node_gpus), sum(node_cpus)
     per = options.gpus_per_worker if options.gpus_per_worker is not None else (1.0 if gpus else 0.0)
     notes: list[str] = []
-    if per > gpus:
+    if per > max(node_gpus):
         if owned_local:  # this machine's own instance: no GPU node will ever join it
             raise UsageError(
                 f"--gpus-per-worker {per:g}: this machine has {gpus:g} GPUs",
                 hint="use --gpus-per-worker 0 to run on CPUs, or --ray-address to join a GPU cluster",
             )
-        notes.append(f"the cluster has {gpus:g} GPUs now; the workers start as GPU nodes join (see: ray status)")
-    count = options.workers or (max(1, int(gpus // per)) if per else 1)
+        notes.append(f"no node of the cluster has {per:g} GPUs now; the workers start as such nodes join (ray status)")
+
+    def gpu_room(node: float) -> int:
+        return math.floor(round(node / per, 6))  # 4 GPUs / 0.1 is 40 actors, not 39
+
+    count = options.workers or (max(1, sum(gpu_room(g) for g in node_gpus)) if per else 1)
     # Workers on CPUs share the cores (Ray gives each its share as torch's thread count).
-    cpu_each = 1.0 if per else max(1.0, min(float(int(cpus // count)), float(int(biggest))))
-    fits = int(gpus // per) if per else sum(int(n // cpu_each) for n in node_cpus or [cpus])
+    cpu_each = 1.0 if per else max(1.0, min(float(int(cpus // count)), float(int(max(node_cpus)))))
+    fits = sum(
+        min(gpu_room(g), int(c // cpu_each)) if per else int(c // cpu_each)
+        for g, c in zip(node_gpus, node_cpus, strict=True)
+    )
     if 0 < fits < count:
         notes.append(f"the cluster has room for {fits} of {count} workers now; the rest start as it grows")
     return Sizing(count, per, cpu_each, notes)

@@ -21,14 +21,13 @@ driver's own death is the journal's business (``--resume`` makes only what is mi
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from imagegen_cli.cluster import import_ray
+from imagegen_cli.cluster.calls import Died, Unit, Worker, call_outcome, image_format, kill
 from imagegen_cli.cluster.connect import ClusterError, Sizing, connect, first_line, size_workers
 from imagegen_cli.errors import ImagegenError
 from imagegen_cli.events import CallDone, CallFailed, CallSent, ImageReady, JobFinished, JobStarted, Note, Workers
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
     from imagegen_cli.cluster.worker import Made
     from imagegen_cli.engines import Channel, EngineJob
 
-__all__ = ["ClusterError", "Dispatch"]
+__all__ = ["ClusterError", "Dispatch", "Unit", "Worker"]
 
 PER_WORKER = 2  # calls in flight per actor: one running, the next queued behind it
 MAX_TRIES = 3  # a call that three actors died making fails its line (it is what kills them)
@@ -49,52 +48,8 @@ TERM_STOP_GRACE = 2.5  # the same after SIGTERM (the process ends 5 s after it: 
 START_WAIT = 900.0  # seconds without any started worker before the run gives up (an autoscaler adds nodes slowly)
 SLOW_START = 30.0  # seconds without any started worker before a note says what the run waits for
 WAIT = 0.25  # seconds between looks at the stop while calls run
-BURY_WAIT = 10.0  # seconds for the other calls of a dead actor to end (Ray fails them at once)
+BURY_WAIT = 2.0  # seconds for the calls of a killed actor to end (Ray fails them at once)
 CONTROL = "control"  # the actor's concurrency group for identity() and cancel(), beside the calls
-
-
-@dataclass(eq=False)
-class Unit:
-    """One pipeline call of one job: its plan holds just that call's images."""
-
-    job: EngineJob
-    plan: LocalPlan
-    tries: int = 0  # deaths of the actor while this call was the one running
-    sent_at: float = 0.0  # wall-clock time it was first sent (files it placed are no older)
-
-    @property
-    def indices(self) -> list[int]:
-        return [b.first + k for b in self.plan.batches for k in range(len(b.seeds))]
-
-    @property
-    def key(self) -> str:
-        return f"batch{self.indices[0]}"
-
-    @property
-    def label(self) -> str:
-        first, last = self.indices[0], self.indices[-1]
-        images = f"image {first}" if first == last else f"images {first}-{last}"
-        return f"line {self.job.line} {images}" if self.job.line is not None else images
-
-
-@dataclass(eq=False)
-class Worker:
-    """One actor as the driver sees it."""
-
-    name: str
-    handle: Any
-    running: list[Unit] = field(default_factory=list)  # in the order sent: the first is the one running
-    ready: bool = False  # it answered identity(): started on a node, imagegen imported
-    lost: bool = False
-    made: int = 0  # images it returned
-
-    @property
-    def state(self) -> str:
-        if self.lost:
-            return "lost"
-        if not self.ready:
-            return "starting"
-        return self.running[0].label if self.running else "idle"
 
 
 class Dispatch:
@@ -116,6 +71,8 @@ class Dispatch:
         self.notes: list[str] = []  # said on the first job, once it starts (a note belongs to a job)
         self.none_ready_since: float | None = None
         self.said_slow = False
+        self.term_seen: float | None = None  # when this run's stop became a SIGTERM
+        self.first: EngineJob | None = None  # the job a note waits on while no job has started
 
     # ------------------------------------------------------------------ the run
     def run(self) -> None:
@@ -134,6 +91,7 @@ class Dispatch:
             return
         options = units[0].plan.cluster
         assert options is not None
+        self.first = units[0].job
         ray = import_ray()
         joined = connect(ray, options)
         try:
@@ -142,7 +100,7 @@ class Dispatch:
         finally:
             for worker in self.workers:
                 if not worker.lost:
-                    _kill(ray, worker)
+                    kill(ray, worker)
             if joined.owned:
                 ray.shutdown()
 
@@ -193,18 +151,28 @@ class Dispatch:
         for worker in self.workers:
             if worker.ready and not worker.lost:
                 worker.handle.cancel.options(concurrency_group=CONTROL).remote()
-        grace = TERM_STOP_GRACE if self.channel.stop.terminated else STOP_GRACE
-        deadline = time.monotonic() + grace
-        while pending and time.monotonic() < deadline:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT)
+        began = time.monotonic()
+        while pending and self._grace_left(began) > 0:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=min(WAIT, self._grace_left(began)))
             for ref in ready:
-                if ref in pending:
+                if ref in pending and self._grace_left(began) > 0:
                     self._take(ray, ref, pending, deque(), retry=False)
         for work in self.started:
             if self.left.get(work, 0) > 0:  # a call not sent, lost, stopped part-way or still running
                 self.left[work] = 0
                 self.channel.emit(JobFinished(work, interrupted=True))
         raise KeyboardInterrupt
+
+    def _grace_left(self, began: float) -> float:
+        """Seconds the stop still waits for calls: ``STOP_GRACE`` from the stop, or, once a SIGTERM is seen (first
+        or after a Ctrl-C), ``TERM_STOP_GRACE`` from it (the process ends 5 s after a SIGTERM)."""
+        now = time.monotonic()
+        if self.channel.stop.terminated and self.term_seen is None:
+            self.term_seen = now
+        end = began + STOP_GRACE
+        if self.term_seen is not None:
+            end = min(end, self.term_seen + TERM_STOP_GRACE)
+        return end - now
 
     def _gave_up_waiting(self) -> bool:
         """No worker has started (or every started one was lost) for ``START_WAIT`` seconds; said once at
@@ -279,26 +247,31 @@ class Dispatch:
         """A call came back. If its actor died, all the actor's calls are settled now, in the order sent: those it
         finished are recorded, and the first that failed is the one it was running when it died (the suspect)."""
         worker, unit = pending[ref]
-        outcome = _outcome(ray, ref)
-        if not isinstance(outcome, _Died) or worker.lost:
+        outcome = call_outcome(ray, ref)
+        if not isinstance(outcome, Died) or worker.lost:
             del pending[ref]
             self._settle(worker, unit, outcome, queue, retry, blame=False)
             return
+        # Killed first: an actor only cut off (its node unreachable, not dead) must not go on placing files once its
+        # calls are sent elsewhere. Its calls then end at once.
+        self._retire(ray, worker)
         mine = [r for u in worker.running for r, (w, v) in pending.items() if w is worker and v is u]
-        ray.wait(mine, num_returns=len(mine), timeout=BURY_WAIT)  # a dead actor's calls end at once
+        limit = BURY_WAIT if self.term_seen is None else max(0.0, self.term_seen + TERM_STOP_GRACE - time.monotonic())
+        ray.wait(mine, num_returns=len(mine), timeout=limit)
         blame = True
         for each in mine:
             _, unit = pending.pop(each)
-            blame = self._settle(worker, unit, _outcome(ray, each, wait=False), queue, retry, blame)
-        self._lose(ray, worker)  # after the calls it finished (they do not count as progress since)
+            blame = self._settle(worker, unit, call_outcome(ray, each, wait=False), queue, retry, blame)
+        self._replace()  # after the calls it finished (they do not count as progress since)
 
     def _settle(self, worker: Worker, unit: Unit, outcome: Any, queue: deque[Unit], retry: bool, blame: bool) -> bool:
         """Record (or retry, or fail) one call; returns whether a later call of this actor can still be blamed."""
         if unit in worker.running:
             worker.running.remove(unit)
-        if isinstance(outcome, _Died):
+        if isinstance(outcome, Died):
             if retry:
-                self._retry(unit, queue, f"worker {worker.name} died: {first_line(outcome.error)}", blame)
+                why = f"worker {worker.name} died: {first_line(outcome.error)}"
+                self._retry(unit, queue, why, blame and outcome.blame)
             # Stopping: the call stays unsettled, so its job ends as interrupted (--resume makes its images).
             return False
         if isinstance(outcome, BaseException):  # the call raised something other than an ImagegenError
@@ -378,19 +351,26 @@ class Dispatch:
         since = unit.sent_at - 60
         found = find_job_images(placing.spec.directory, placing.job_id, set(unit.indices), since=since)
         for index, (path, meta) in sorted(found.items()):
-            saved = SavedImage(str(path), index, meta.width or 0, meta.height or 0, _fmt(path), seed=meta.seed)
+            saved = SavedImage(str(path), index, meta.width or 0, meta.height or 0, image_format(path), seed=meta.seed)
             self.channel.emit(ImageReady(unit.job.work, index, meta.seed, meta, placed=saved))
         return [i for i in unit.indices if i not in found]
 
     def _lose(self, ray: Any, worker: Worker) -> None:
+        """A worker is gone: retired, and replaced within the bound."""
+        if not worker.lost:
+            self._retire(ray, worker)
+            self._replace()
+
+    def _retire(self, ray: Any, worker: Worker) -> None:
         """A worker is gone (or unreachable: killed, so it cannot come back and finish a call made elsewhere)."""
-        if worker.lost:
-            return
         worker.lost = True
-        _kill(ray, worker)
-        self.lost_since_progress += 1
+        kill(ray, worker)
         self._say_workers()
-        if self.lost_since_progress <= self.sizing.count + MAX_TRIES:
+
+    def _replace(self) -> None:
+        """One more actor for one lost, unless too many were lost since a call last came back, or the run stops."""
+        self.lost_since_progress += 1
+        if self.lost_since_progress <= self.sizing.count + MAX_TRIES and not self.channel.stop.requested:
             self._add_worker()
 
     def _fail(self, unit: Unit, error: ImagegenError, *, done: bool = True) -> None:
@@ -415,6 +395,9 @@ class Dispatch:
         if work is None:
             running = [w for w in self.started if self.left.get(w, 0) > 0]
             work = running[-1] if running else (self.started[-1] if self.started else None)
+        if work is None and self.first is not None:  # said now (a wait it explains), on the first job, started now
+            self._start(self.first)
+            work = self.first.work
         if work is None:
             self.notes.append(text)
         else:
@@ -425,33 +408,3 @@ class Dispatch:
         if states != self.shown:
             self.shown = states
             self.channel.emit(Workers(0, states))
-
-
-@dataclass(frozen=True)
-class _Died:
-    """A call's outcome when its actor (or the node holding its result) is gone."""
-
-    error: BaseException
-
-
-def _outcome(ray: Any, ref: Any, *, wait: bool = True) -> Any:
-    """What a call returned (a ``Made``), the exception it ended with, or ``_Died``."""
-    try:
-        return ray.get(ref) if wait else ray.get(ref, timeout=0)
-    except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
-        return _Died(exc)
-    except ray.exceptions.GetTimeoutError as exc:  # still not back from an actor known dead
-        return _Died(exc)
-    except ray.exceptions.RayError as exc:
-        return exc
-
-
-def _kill(ray: Any, worker: Worker) -> None:
-    # Already gone, or its node unreachable: nothing is left to stop.
-    with contextlib.suppress(Exception):
-        ray.kill(worker.handle, no_restart=True)
-
-
-def _fmt(path: Path) -> str:
-    suffix = path.suffix.lower().lstrip(".")
-    return "jpeg" if suffix == "jpg" else suffix
