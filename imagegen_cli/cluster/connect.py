@@ -69,8 +69,10 @@ def connect(ray: Any, options: ClusterOptions) -> Joined:
     finally:
         if set_sigterm is not None:
             utils.set_sigterm_handler = set_sigterm
-        for signum, handler in handlers.items():  # the run's stop (Ctrl-C, SIGTERM) stays the run's
-            if handler is not None and signal.getsignal(signum) is not handler:
+        # The run's stop (Ctrl-C, SIGTERM) stays the run's. Set again even where Python still lists it: Ray's core
+        # installs a C-level crash handler over SIGTERM (a stack dump on stderr) that Python does not see.
+        for signum, handler in handlers.items():
+            if handler is not None:
                 signal.signal(signum, handler)
     return Joined(True, address == "local", where)
 
