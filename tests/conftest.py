@@ -215,6 +215,17 @@ print(json.dumps({"heavy": heavy, "outputs": outputs}))
 """
 
 
+def rounding_apart(a: bytes, b: bytes) -> tuple[int, float]:
+    """How far two 8-bit images of one size are: the largest difference of a value, and the share that differ.
+
+    The same seed in another pipeline-call batch (or on another thread count) sums in another order: a few values
+    may land one step apart. Another seed, or another prompt, changes nearly every value by much more.
+    """
+    assert len(a) == len(b), "the images differ in size"
+    diffs = [abs(x - y) for x, y in zip(a, b, strict=True) if x != y]
+    return max(diffs, default=0), len(diffs) / max(1, len(a))
+
+
 def heavy_imports(*commands: list[str], modules: tuple[str, ...] = HEAVY_MODULES) -> tuple[list[str], list[str]]:
     """Run ``commands`` in order in a fresh interpreter (each must exit 0); return which of ``modules``
     they imported, and each command's stdout. Start-up cost is a feature: this is how a test guards it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,19 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny tensors: more threads only spin against the other test worker. Given back after the module: CPU sums
+    depend on the thread count, and later modules compare pixels with servers and workers of their own."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.getbasetemp() / "zoo"
-    torch.set_num_threads(1)  # tiny tensors: more threads only spin against the other test worker
     return lambda name: build(name, root)
 
 

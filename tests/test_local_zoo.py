@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,16 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny tensors: more threads only spin against the other test worker. Given back after the module: CPU sums
+    depend on the thread count, and later modules compare pixels with servers and workers of their own."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def zoo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Built once per test run, under the session's temporary directory."""
@@ -27,7 +38,6 @@ def zoo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def zoo(zoo_root: Path) -> Any:
-    torch.set_num_threads(1)  # tiny tensors: more threads only spin against the other test worker
     return lambda name: build(name, zoo_root)
 
 

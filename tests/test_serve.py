@@ -21,7 +21,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import IMAGEGEN, run_cli
+from tests.conftest import IMAGEGEN, rounding_apart, run_cli
 from tests.fakegateway import free_port
 
 pytest.importorskip("starlette")
@@ -115,7 +115,9 @@ def test_eight_concurrent_requests_are_answered_in_batches() -> None:
         assert 'imagegen_batch_size_bucket{le="2"} 0' in _metric(state, "imagegen_batch_size_bucket")
 
 
-def test_a_batched_image_equals_the_same_request_alone() -> None:
+def test_a_batched_image_is_the_same_request_alone_to_a_rounding_step() -> None:
+    """The same seed makes the same starting noise in any batch; the batch's kernels sum in another order, so a few
+    values may come out one step apart (as on any GPU). --max-batch 1 gives bit-identical pixels."""
     with server(max_batch=4) as state:
         body = {"model": "tiny", "prompt": "prompt 3", "seed": 3, "size": "64x64"}
         alone = httpx.post(f"{state.base}/v1/images/generations", json=body, timeout=120).json()
@@ -133,7 +135,13 @@ def test_a_batched_image_equals_the_same_request_alone() -> None:
         state.worker.hold(False)
         for thread in threads:
             thread.join(120)
-        assert _pixels(answers[3]["data"][0]["b64_json"]) == _pixels(alone["data"][0]["b64_json"])
+        assert "imagegen_batch_size_count 2" in _metric(state, "imagegen_batch_size_count")  # alone, then 3
+        largest, share = rounding_apart(
+            _pixels(answers[3]["data"][0]["b64_json"]), _pixels(alone["data"][0]["b64_json"])
+        )
+        assert largest <= 1 and share < 0.01, (largest, share)
+        other = rounding_apart(_pixels(answers[2]["data"][0]["b64_json"]), _pixels(alone["data"][0]["b64_json"]))
+        assert other[0] > 1 and other[1] > 0.5, other  # the measure tells another seed apart
 
 
 def test_a_full_queue_answers_429_with_retry_after() -> None:

@@ -203,6 +203,8 @@ def test_a_server_is_also_a_gateway_named_imagegen(tmp_path: Path) -> None:
                          "--seed", "7", "-n", "2", "--size", "64x64", "--json", "-o", str(tmp_path / "r"))  # fmt: skip
         assert remote.returncode == 0, remote.stderr
         assert "imagegen_images_total 2" in _metric(state, "imagegen_images_total")
+        # One call of n=2 (image i has seed 7+i there too), made as one batch, as in-process: the same pixels.
+        assert 'imagegen_batch_size_bucket{le="1"} 0' in _metric(state, "imagegen_batch_size_bucket")
     here = _run(tmp_path, "here", "-n", "2", "--no-server")
     assert [pixels for pixels, _ in _images(remote)] == [pixels for pixels, _ in _images(here)]
     assert [image["seed"] for image in remote.json()["images"]] == [7, 8]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 from difflib import get_close_matches
 from types import FrameType
 from typing import Annotated, Any
@@ -132,6 +133,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    # httpx imports its own command line (click, pygments, rich.syntax: ~50 ms of start-up) whenever those happen
+    # to be installed, and imagegen never runs it. A None entry makes that optional import fail at once, as it does
+    # where they are missing (httpx then defines a stub). Start-up is a feature.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     signal.signal(signal.SIGTERM, _on_sigterm)
     InterruptNotice.said = False
     try:

@@ -431,7 +431,7 @@ class LocalRun:
             kwargs.update(callback=on_step, callback_steps=1)
         if call.prior_progress:
             kwargs["prior_callback_on_step_end"] = on_prior_step_end
-        # One CPU generator per image: image i's pixels depend on seed+i alone, whatever the batch.
+        # One CPU generator per image: image i's starting noise depends on seed+i alone, whatever the batch.
         generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in batch.seeds]
         try:
             output = pipe(**kwargs, generator=generators if call.generator_list else generators[0])

@@ -1,6 +1,6 @@
 """``local:tiny``: a tiny random-weight Stable Diffusion pipeline, built offline, deterministically.
 
-It draws abstract noise in about a second on a CPU. It exists so users and CI pipelines can
+It draws abstract noise in about a tenth of a second on a CPU (64x64, once loaded). It exists so users and CI pipelines can
 smoke-test scripts with no GPU, no key and no network. It is saved once to the user cache dir and
 then loaded through ``from_pretrained`` like any downloaded model.
 """
@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-TINY_VERSION = 1
+TINY_VERSION = 2  # 2: the VAE scales by 8, as real Stable Diffusion's does (1 scaled by 2)
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
 
 
@@ -86,7 +86,7 @@ def build_tiny_pipeline(target: Path) -> None:
         )
     )
     unet = UNet2DConditionModel(
-        sample_size=32,
+        sample_size=8,  # 64x64 pixels: the default size
         in_channels=4,
         out_channels=4,
         layers_per_block=1,
@@ -100,9 +100,11 @@ def build_tiny_pipeline(target: Path) -> None:
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2,
-        block_out_channels=[32, 64],
+        # Four blocks, three downsamplings: latents are 1/8 of the image, as in every real SD model. (With
+        # two, a 64x64 image had 32x32 latents: self-attention over 1,024 tokens made an image 3x slower.)
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=[32, 64, 64, 64],
         latent_channels=4,
         norm_num_groups=32,
         sample_size=64,

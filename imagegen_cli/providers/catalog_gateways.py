@@ -257,6 +257,7 @@ _SERVED = ModelCaps(
     response_formats=("b64_json", "url"),
     default_response_format="b64_json",
     flag_fields={"seed": "seed", "steps": "steps", "guidance": "guidance", "negative_prompt": "negative_prompt"},
+    seed_counts_up=True,  # -n 2 --seed 7 is one call of n=2 (seeds 7 and 8): the server's batch, as in-process
     summary="any model the imagegen serve at the base URL has (imagegen models --live imagegen lists them)",
 )
 

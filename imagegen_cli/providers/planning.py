@@ -377,9 +377,10 @@ def build_plan(
     if request.seed is not None and not seed_field:
         notes.dropped("--seed", where)
     per_image_seed = request.seed is not None and seed_field is not None
-
-    # SVG output takes n=1 only: one call per image, as for a per-image seed.
-    counts = _chunks(request.n, caps, one_per_call=per_image_seed or body.get("output_format") == "svg")
+    # A seeded call makes one image, unless the gateway gives image i of a call the seed + i (as imagegen serve
+    # does): then image i of the run still has --seed + i, and the calls keep their n. SVG output takes n=1 only.
+    one_per_call = (per_image_seed and not caps.seed_counts_up) or body.get("output_format") == "svg"
+    counts = _chunks(request.n, caps, one_per_call=one_per_call)
     if len(counts) > 1:
         per_call = "1 image per call" if max(counts) == 1 else f"up to {max(counts)} images per call"
         notes.info(f"-n {request.n} → {len(counts)} calls to {where} ({per_call})")

@@ -80,6 +80,7 @@ class ModelCaps:
     default_response_format: str | None = None
     output_formats: tuple[str, ...] = ()  # the model's own output_format values (GPT image models)
     flag_fields: dict[str, str] = field(default_factory=dict)
+    seed_counts_up: bool = False  # image i of a seeded call has the call's seed + i (imagegen serve): calls batch
     summary: str = ""
     retired: str | None = None  # "was retired on 2026-05-12": refused unless --base-url points elsewhere
     replacement: str | None = None  # what to use instead of a retired model

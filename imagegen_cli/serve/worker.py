@@ -3,7 +3,9 @@ warm pipeline that is unloaded after ``--keep-alive`` of idleness.
 
 Requests are planned (and refused) by the same ``build_local_plan`` as ``imagegen generate -m local:...`` before
 they are queued; the worker runs them with the same ``LocalEngine``, so a seed gives the same pixels here as
-in-process: image i of a request has the request's seed + i, one CPU generator per image, whatever the batch.
+in-process: image i of a request has the request's seed + i, one CPU generator per image, whatever the batch. (A
+batch sums in another order than a call alone: a few values may round one step apart. ``--max-batch 1`` keeps
+every request alone, bit-identical.)
 """
 
 from __future__ import annotations
