@@ -410,6 +410,18 @@ def test_help_and_dry_run_import_no_heavy_modules() -> None:
     assert heavy == []
 
 
+def test_a_remote_generate_skips_httpx_own_command_line(
+    gateway: FakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # httpx imports click, pygments and rich.syntax for its own CLI when they are installed: ~50 ms of nothing.
+    for name, value in gateway_env(gateway).items():
+        monkeypatch.setenv(name, value)  # the probe's interpreter inherits them
+    heavy, (out,) = heavy_imports(
+        ["generate", "x", "-m", "openai:dall-e-2", "-o", str(tmp_path)], modules=("httpx", "click", "pygments")
+    )
+    assert heavy == ["httpx"] and out.strip().endswith(".png")
+
+
 def test_common_commands_skip_importlib_metadata() -> None:
     # importlib.metadata drags in email, zipfile and csv (a fifth of `imagegen --help`'s start-up); only
     # doctor needs it, for package versions.

@@ -28,6 +28,11 @@ from imagegen_cli.signals import StopSignal, interrupted_exit_code, stop_all
 
 DEFAULT_COMMAND = "generate"
 
+# httpx imports its own command line (click, pygments, rich.syntax: ~50 ms of start-up) whenever those happen to be
+# installed, and imagegen never runs it. A None entry makes that optional import fail at once, as it does where they
+# are missing (httpx then defines a stub). Set before any command imports httpx: start-up is a feature.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 
 class DefaultToGenerate(TyperGroup):
     """The root group: ``imagegen "a cat" [OPTIONS]`` is ``imagegen generate "a cat" [OPTIONS]`` (as in ``llm``).
@@ -133,10 +138,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    # httpx imports its own command line (click, pygments, rich.syntax: ~50 ms of start-up) whenever those happen
-    # to be installed, and imagegen never runs it. A None entry makes that optional import fail at once, as it does
-    # where they are missing (httpx then defines a stub). Start-up is a feature.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     signal.signal(signal.SIGTERM, _on_sigterm)
     InterruptNotice.said = False
     try:
