@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import signal
 import sys
+import threading
 from difflib import get_close_matches
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -138,6 +141,40 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    try:
+        _main()
+    except SystemExit as exc:
+        _leave(exc)
+
+
+def _leave(exc: SystemExit) -> NoReturn:
+    """Exit with ``exc``'s code, without Python's tear-down of every module and object once the work is done.
+
+    That tear-down keeps nothing and costs ~40 ms: a tenth of a run on a warm ``imagegen serve``. What an exit must
+    do still happens: the output streams are flushed and the atexit handlers run (logging's flush, temporary
+    folders' removal). Where anything else could still be working (another thread alive), an output that cannot be
+    flushed (a closed pipe: Python's own exit says so), or a code that is not a number, Python exits as usual.
+    """
+    code = 0 if exc.code is None else exc.code
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if not isinstance(code, int) or threading.active_count() > 1 or run_exit_handlers is None:
+        raise exc
+    try:
+        _flush()
+        run_exit_handlers()
+        _flush()
+    except (OSError, ValueError):
+        raise exc from None
+    os._exit(code)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+
+
+def _main() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     InterruptNotice.said = False
     try:

@@ -1,7 +1,7 @@
 """``local:tiny``: a tiny random-weight Stable Diffusion pipeline, built offline, deterministically.
 
-It draws abstract noise in about a tenth of a second on a CPU (64x64, once loaded). It exists so users and CI pipelines can
-smoke-test scripts with no GPU, no key and no network. It is saved once to the user cache dir and
+It draws abstract noise in about a tenth of a second on a CPU (64x64, once loaded). It exists so users and CI
+pipelines can smoke-test scripts with no GPU, no key and no network. It is saved once to the user cache dir and
 then loaded through ``from_pretrained`` like any downloaded model.
 """
 

@@ -378,9 +378,11 @@ class RemoteJob:
                 )
             )
         images = images[:count]
-        counts_up = seed is not None and (count == 1 or self.provider.caps.seed_counts_up)
+        counts_up = count == 1 or self.provider.caps.seed_counts_up
         for offset, image in enumerate(images):
-            await self._hand_over_one(image, first + offset, seed + offset if counts_up else None, task)
+            await self._hand_over_one(
+                image, first + offset, seed + offset if seed is not None and counts_up else None, task
+            )
         if len(images) < count:
             short = InvalidResponse(f"{self.provider.name}: asked for {count} image(s), got {len(images)}")
             if task is not None:
