@@ -30,6 +30,20 @@ def pytest_configure(config: pytest.Config) -> None:
     # rather than in addopts, where --dist would break a run without xdist (-p no:xdist).
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadfile"
+        config.option.loadscopereorder = False  # files in collection order (the slowest first), not by test count
+
+
+# The slowest modules (tens of seconds each, measured), run first: with -n, a worker that takes one late would
+# still be at it after the others had finished everything else.
+SLOWEST_FIRST = ("test_cluster.py", "test_matrix.py", "test_gateway_http.py", "test_local.py", "test_images_in.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a module, and of the other modules, is kept
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -91,12 +91,12 @@ def test_a_slowloris_gateway_is_abandoned_at_the_timeout(
 ) -> None:
     gateway.fault(route, "slowloris", status=200, duration=30)
     start = time.monotonic()
-    result = cli("generate", "x", "-m", model, "--timeout", "3", "--json")
+    result = cli("generate", "x", "-m", model, "--timeout", "1", "--json")
     end = time.monotonic()
     assert end - start < 30  # the slowloris was abandoned, not outlasted
     # Timed from the first request the gateway saw, so the interpreter's start-up on a loaded machine is left out.
     elapsed = end - gateway.requests[0].at
-    assert elapsed < 3 + 2, f"took {elapsed:.1f} s"
+    assert elapsed < 1 + 2, f"took {elapsed:.1f} s"
     if waited_on is None:
         assert result.returncode == 5, result.stderr
         assert result.json()["tasks"][0]["status"] == "pending"
@@ -118,21 +118,21 @@ def invoke(args: list[str], env: dict[str, str]) -> Any:
 def test_models_live_abandons_a_slowloris_gateway(gateway: FakeGateway) -> None:
     gateway.fault("models", "slowloris", status=200, duration=30)
     start = time.monotonic()
-    result = invoke(["models", "list", "--live", "--provider", "openai", "--timeout", "3"], gateway_env(gateway))
-    assert time.monotonic() - start < 3 + 2
+    result = invoke(["models", "list", "--live", "--provider", "openai", "--timeout", "1"], gateway_env(gateway))
+    assert time.monotonic() - start < 1 + 2
     assert result.exit_code == 0, result.stderr  # the built-in models, with a note saying why
-    assert "no answer from its model list within 3 s" in result.stderr
+    assert "no answer from its model list within 1 s" in result.stderr
     assert "gpt-image-2" in result.stdout
 
 
 def test_records_list_abandons_a_slowloris_gateway(gateway: FakeGateway) -> None:
     gateway.fault("records", "slowloris", status=200, duration=30)
     start = time.monotonic()
-    result = invoke(["tasks", "records", "list", "--provider", "token360", "--timeout", "3"], gateway_env(gateway))
-    assert time.monotonic() - start < 3 + 2
+    result = invoke(["tasks", "records", "list", "--provider", "token360", "--timeout", "1"], gateway_env(gateway))
+    assert time.monotonic() - start < 1 + 2
     assert result.exit_code == 1
     (line,) = error_lines(result.stderr)
-    assert "no answer within --timeout 3 s" in line and "GET /token360/v1/images" in line
+    assert "no answer within --timeout 1 s" in line and "GET /token360/v1/images" in line
 
 
 def test_a_retry_after_past_the_deadline_never_parks_the_other_calls(cli, gateway: FakeGateway) -> None:
