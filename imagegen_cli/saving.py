@@ -10,7 +10,6 @@ even when Ctrl-C or SIGTERM arrives while it is being written (the write is shie
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 import time
@@ -205,6 +204,8 @@ class JobRecorder:
 
     async def claim_waiting(self, index: int, deadline: float) -> bool:
         """Claim image ``index``, waiting while another live process is saving it; True: ours to save."""
+        import asyncio  # only the async engines (gateways) come here: a local run needs no event loop
+
         while True:
             outcome = self.claim(index)
             if outcome != Claim.BUSY:
@@ -247,6 +248,8 @@ class JobRecorder:
 
         ``passthrough`` errors (the run's deadline) are not this image's failure: they propagate, claim released.
         """
+        import asyncio
+
         stop: tuple[type[BaseException], ...] = (asyncio.CancelledError, *passthrough)
         try:
             payload = await prepare()

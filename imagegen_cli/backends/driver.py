@@ -8,7 +8,7 @@ its work on it, and a synchronous engine (a local pipeline, stuck in one long to
 
 from __future__ import annotations
 
-import asyncio
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -114,5 +114,10 @@ def run_engine(engine: Engine, jobs: list[PlannedJob], context: RunContext) -> N
     with active_stop(context.stop), SignalGuard(context.stop, say=context.sink.note):
         try:
             engine.execute(work, channel)
-        except asyncio.CancelledError:
-            raise KeyboardInterrupt from None
+        except BaseException as exc:
+            # An async engine's cancelled run is a stopped run. (No asyncio imported: none could be cancelled; a
+            # run on a warm server, or in-process, never imports it.)
+            asyncio = sys.modules.get("asyncio")
+            if asyncio is not None and isinstance(exc, asyncio.CancelledError):
+                raise KeyboardInterrupt from None
+            raise

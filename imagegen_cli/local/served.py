@@ -9,30 +9,32 @@ emitted as the same ``ImageReady`` an in-process run emits, so the driver saves,
 same way, and a seed gives the same pixels. The run's stop (Ctrl-C) closes the connections, and the server
 cancels what it has not made. A server that stops answering mid-run leaves the rest to this process.
 
-Nothing here imports torch or diffusers: a run on the server starts as fast as a remote one.
+Nothing here imports torch or diffusers, nor httpx or asyncio: a run on the server is over in a fraction of a
+second, and its client is the standard library's (``local/served_http.py``), in a few threads.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
 import os
+import queue
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from imagegen_cli.errors import ImagegenError
-from imagegen_cli.events import CallDone, CallFailed, CallSent, ImageReady, JobFinished, JobStarted, Note
+from imagegen_cli.events import CallDone, CallFailed, CallSent, Event, ImageReady, JobFinished, JobStarted, Note
 from imagegen_cli.jsontypes import loads
 from imagegen_cli.meta import ImageMeta
 
 if TYPE_CHECKING:
-    import httpx
-
     from imagegen_cli.engines import Channel, EngineJob
     from imagegen_cli.local.planning import LocalBatch, LocalPlan
+    from imagegen_cli.local.served_http import Client
     from imagegen_cli.plans import LinePlan
 
 KEY_ENV = "IMAGEGEN_SERVE_API_KEY"  # the key `imagegen serve` wants off loopback; sent only to the server
@@ -137,25 +139,15 @@ def loopback(url: str) -> bool:
     return is_loopback(urlsplit(url).hostname or "")
 
 
-def connection(url: str) -> dict[str, Any]:
-    """How an httpx client reaches ``url``: this machine directly (no proxy from the environment); and no TLS
-    set-up for plain http there, where it would never be used (loading the CA bundle costs ~25 ms per client, a
-    tenth of a warm run)."""
-    if not loopback(url):
-        return {"trust_env": True}
-    return {"trust_env": False, "verify": urlsplit(url).scheme == "https"}
-
-
 def find_server(url: str) -> Server | None:
     """The server at ``url`` when it answers ``/health`` as an imagegen server; None otherwise (quickly)."""
-    import httpx
+    from imagegen_cli.local.served_http import Client
 
     server = None
     try:
-        with httpx.Client(timeout=PROBE_SECONDS, **connection(url)) as client:
-            answer = client.get(f"{url}/health")
-        body: Any = loads(answer.content) if answer.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
+        answer = Client(url).get("/health", timeout=PROBE_SECONDS)
+        body: Any = loads(answer.content) if answer.status == 200 else None
+    except (OSError, ValueError):
         body = None
     if isinstance(body, dict) and isinstance(body.get("imagegen"), str) and body.get("accepting", True):
         try:
@@ -222,84 +214,124 @@ class ServedJobs:
 
         Raises KeyboardInterrupt when the run was stopped (every started job is finished as interrupted).
         """
+        from imagegen_cli.local.served_http import Client
+
         assert self.server is not None
         server = self.server
         left: dict[int, list[int]] = {}
+        # The key goes only to a server that wants one: a server without auth is never handed it.
+        headers = {"Authorization": f"Bearer {server.key}"} if server.key and server.auth else {}
+        client = Client(server.url, headers)
+        jobs: queue.SimpleQueue[EngineJob] = queue.SimpleQueue()
+        for job in self.jobs:
+            jobs.put(job)
+        # The threads only talk to the server; what they make is recorded here, in the run's own thread (the
+        # journal's connection belongs to it), in the order each thread said it.
+        said: queue.SimpleQueue[Event | BaseException | None] = queue.SimpleQueue()
+        stopped = threading.Event()
 
-        async def main() -> None:
-            import httpx
+        def stop() -> None:
+            stopped.set()
+            client.abort()  # every request in flight ends now; the server cancels what it has not made
 
-            loop, main_task = asyncio.get_running_loop(), asyncio.current_task()
-            assert main_task is not None
-
-            def cancel() -> None:
-                loop.call_soon_threadsafe(main_task.cancel)
-
-            unsubscribe = channel.stop.subscribe(cancel)
-            if channel.stop.requested:  # stopped while the server was being asked: a subscription never fires
-                cancel()
-            queue: asyncio.Queue[EngineJob] = asyncio.Queue()
-            for job in self.jobs:
-                queue.put_nowait(job)
-            timeout = httpx.Timeout(10.0, read=None)  # a pipeline call takes as long as it takes
-            # The key goes only to a server that wants one: a server without auth is never handed it.
-            headers = {"Authorization": f"Bearer {server.key}"} if server.key and server.auth else {}
+        def worker() -> None:
+            # A job starts when a worker takes it (as a gateway's do): a stop leaves the rest unstarted.
             try:
-                async with httpx.AsyncClient(timeout=timeout, headers=headers, **connection(server.url)) as http:
-
-                    async def worker() -> None:
-                        # A job starts when a worker takes it (as a gateway's do): a stop leaves the rest unstarted.
-                        while not queue.empty() and not server.gone:
-                            job = queue.get_nowait()
-                            await self._job(http, job, plan_of(job.plan), channel, left)
-
-                    # Enough requests in flight for the server to fill its batches.
-                    await asyncio.gather(*(worker() for _ in range(max(2, server.max_batch))))
+                while not stopped.is_set() and not server.gone:
+                    try:
+                        job = jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._job(client, job, plan_of(job.plan), said.put, left, stopped)
+            except BaseException as exc:  # noqa: BLE001 - a bug here is the run's, raised in its own thread
+                said.put(exc)
             finally:
-                unsubscribe()
+                said.put(None)
 
+        unsubscribe = channel.stop.subscribe(stop)
+        if channel.stop.requested:  # stopped while the server was being asked: a subscription never fires
+            stop()
+        # Enough requests in flight for the server to fill its batches.
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(2, server.max_batch))]
+        failure: BaseException | None = None
         try:
-            asyncio.run(main())
-        except (KeyboardInterrupt, asyncio.CancelledError):
+            for thread in threads:
+                thread.start()
+            running = len(threads)
+            while running:
+                try:
+                    item = said.get()
+                except KeyboardInterrupt:
+                    stop()  # Ctrl-C raised here rather than through the run's stop: the same end
+                    continue
+                if item is None:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    failure = failure or item
+                    stop()
+                else:
+                    channel.emit(item)
+        finally:
+            unsubscribe()
+        if failure is not None:
+            raise failure
+        if stopped.is_set():
             for work in sorted(self.open | set(left)):  # a job the server left to this process ends here too
                 channel.emit(JobFinished(work, interrupted=True))
-            raise KeyboardInterrupt from None
+            raise KeyboardInterrupt
         for job in self.jobs:
             if job.work not in self.started:  # the server stopped answering before this job's turn
                 self.notes[job.work] = f"not on the imagegen server at {server.url}: it stopped answering; made here"
         return left
 
-    async def _job(
-        self, http: httpx.AsyncClient, job: EngineJob, plan: LocalPlan, channel: Channel, left: dict[int, list[int]]
+    def _job(
+        self,
+        client: Client,
+        job: EngineJob,
+        plan: LocalPlan,
+        emit: Callable[[Event], None],
+        left: dict[int, list[int]],
+        stopped: threading.Event,
     ) -> None:
+        from imagegen_cli.local.served_http import Aborted
+
         assert self.server is not None
-        channel.emit(JobStarted(job.work))
+        emit(JobStarted(job.work))
         self.started.add(job.work)
         self.open.add(job.work)
-        channel.emit(Note(job.work, self.notes[job.work]))
+        emit(Note(job.work, self.notes[job.work]))
         todo = [batch.first + offset for batch in plan.batches for offset in range(len(batch.seeds))]
         try:
             for batch in plan.batches:
                 for first, seeds in _runs(batch):
                     if self.server.gone:
                         raise ServerGone("stopped answering")
-                    await self._call(http, job.work, plan, first, seeds, channel)
+                    self._call(client, job.work, plan, first, seeds, emit, stopped)
                     todo = [index for index in todo if not first <= index < first + len(seeds)]
+        except Aborted:
+            return  # the run was stopped: the job stays open, and the run finishes it as interrupted
         except ServerGone as exc:
             self.server.gone = True
             left[job.work] = todo
             self.open.discard(job.work)  # the in-process engine finishes the job
-            channel.emit(Note(job.work, f"the imagegen server at {self.server.url} {exc}; the rest is made here"))
+            emit(Note(job.work, f"the imagegen server at {self.server.url} {exc}; the rest is made here"))
             return
         except ImagegenError as exc:  # the server's answer, or an input file that changed since it was checked
-            channel.emit(CallFailed(job.work, exc))
+            emit(CallFailed(job.work, exc))
         self.open.discard(job.work)
-        channel.emit(JobFinished(job.work))
+        emit(JobFinished(job.work))
 
-    async def _call(
-        self, http: httpx.AsyncClient, work: int, plan: LocalPlan, first: int, seeds: tuple[int, ...], channel: Channel
+    def _call(
+        self,
+        client: Client,
+        work: int,
+        plan: LocalPlan,
+        first: int,
+        seeds: tuple[int, ...],
+        emit: Callable[[Event], None],
+        stopped: threading.Event,
     ) -> None:
-        import httpx
+        from imagegen_cli.local.served_http import Aborted
 
         assert self.server is not None
         server = self.server
@@ -327,7 +359,7 @@ class ServedJobs:
         request = plan.request
         if request.strength is not None:
             body["strength"] = request.strength
-        channel.emit(CallSent(work, key, f"{plan.source.name} {label} (server)", None))
+        emit(CallSent(work, key, f"{plan.source.name} {label} (server)", None))
         try:
             while True:
                 try:
@@ -336,25 +368,26 @@ class ServedJobs:
                         if request.mask is not None:
                             files.append(("mask", (request.mask.name, request.mask.read(), request.mask.content_type)))
                         form = {k: json.dumps(v) if k == "params" else str(v) for k, v in body.items()}
-                        answer = await http.post(f"{server.url}/v1/images/edits", data=form, files=files)
+                        answer = client.post_form("/v1/images/edits", form, files)
                     else:
-                        answer = await http.post(f"{server.url}/v1/images/generations", json=body)
-                except httpx.HTTPError as exc:
+                        answer = client.post_json("/v1/images/generations", body)
+                except OSError as exc:
                     raise ServerGone(f"stopped answering ({type(exc).__name__})") from None
-                if answer.status_code == 429:
-                    await asyncio.sleep(_retry_after(answer))
+                if answer.status == 429:
+                    if stopped.wait(answer.retry_after(RETRY_AFTER_MAX)):
+                        raise Aborted
                     continue
                 break
         finally:
-            channel.emit(CallDone(work, key))
-        if answer.status_code in (502, 503, 504):
-            raise ServerGone(f"is stopping (HTTP {answer.status_code})")
-        if answer.status_code == 401:
+            emit(CallDone(work, key))
+        if answer.status in (502, 503, 504):
+            raise ServerGone(f"is stopping (HTTP {answer.status})")
+        if answer.status == 401:
             raise ServerGone(f"refused the API key in {KEY_ENV}")
-        data = _answer(answer)
-        if answer.status_code != 200:
+        data = answer.json()
+        if answer.status != 200:
             raise ServerError(
-                f"the imagegen server answered {answer.status_code}: {_message(data)}",
+                f"the imagegen server answered {answer.status}: {answer.error_message()}",
                 hint="run it in this process with --no-server",
             )
         items = data.get("data") if isinstance(data, dict) else None
@@ -363,7 +396,7 @@ class ServedJobs:
         for offset, item in enumerate(items):
             pixels, record = _decode(item)
             meta = served_meta(plan, record)
-            channel.emit(ImageReady(work, first + offset, seeds[offset], meta, pixels=pixels))
+            emit(ImageReady(work, first + offset, seeds[offset], meta, pixels=pixels))
 
 
 def served_meta(plan: LocalPlan, record: dict[str, Any]) -> ImageMeta:
@@ -400,26 +433,6 @@ def _runs(batch: LocalBatch) -> list[tuple[int, tuple[int, ...]]]:
         else:
             runs.append((batch.first + offset, (seed,)))
     return runs
-
-
-def _retry_after(answer: httpx.Response) -> float:
-    try:
-        return min(RETRY_AFTER_MAX, max(0.05, float(answer.headers.get("retry-after", "1"))))
-    except ValueError:
-        return 1.0
-
-
-def _answer(answer: httpx.Response) -> Any:
-    try:
-        return loads(answer.content)
-    except ValueError:
-        return None
-
-
-def _message(data: Any) -> str:
-    error = data.get("error") if isinstance(data, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    return str(message)[:300] if message else "no message"
 
 
 def _decode(item: Any) -> tuple[Any, dict[str, Any]]:
