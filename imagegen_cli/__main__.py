@@ -1,6 +1,6 @@
 """Allow ``python -m imagegen_cli``."""
 
-from imagegen_cli.cli.app import main
+from imagegen_cli.cli.app import console_main
 
 if __name__ == "__main__":
-    main()
+    console_main()

@@ -425,7 +425,7 @@ def test_a_remote_generate_skips_httpx_own_command_line(
 _EXIT_PROBE = """
 import atexit, sys, tempfile, threading, time
 from pathlib import Path
-from imagegen_cli.cli.app import main
+from imagegen_cli.cli.app import console_main
 out = Path(sys.argv[1])
 kept = tempfile.TemporaryDirectory(dir=out)  # removed by its finalizer, an atexit handler
 (out / "folder").write_text(kept.name)
@@ -434,13 +434,13 @@ if sys.argv[2] == "thread":  # work still going on in another thread: Python's o
     threading.Thread(target=lambda: (time.sleep(0.3), (out / "thread").write_text("done"))).start()
 sys.stdout.write("buffered, not yet flushed")
 sys.argv = ["imagegen", *sys.argv[3:]]
-main()
+console_main()
 """
 
 
 @pytest.mark.parametrize("mode", ["alone", "thread"])
 def test_the_quick_exit_still_flushes_cleans_up_and_waits(tmp_path: Path, mode: str) -> None:
-    # main() skips Python's tear-down of modules (~40 ms); what an exit must do still happens.
+    # The imagegen command skips Python's tear-down of modules (~40 ms); what an exit must do still happens.
     for args, code in ((["--version"], 0), (["generate", "x", "--no-such-flag"], 2)):
         proc = subprocess.run([sys.executable, "-c", _EXIT_PROBE, str(tmp_path), mode, *args],
                               capture_output=True, text=True, check=False)  # fmt: skip

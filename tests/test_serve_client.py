@@ -256,3 +256,15 @@ def test_strict_reserved_params_and_a_password_in_the_address_stay_here(tmp_path
     assert direct.status_code == 400 and "not the ones imagegen sets itself" in direct.json()["error"]["message"]
     bad = run_cli("generate", "x", "-m", "local:tiny", "--dry-run", env={"IMAGEGEN_SERVER": "http://u:pw@127.0.0.1:1"})
     assert bad.returncode == 2 and "pw@" not in bad.stderr and "'http://***@127.0.0.1:1'" in bad.stderr
+
+
+def test_a_key_a_header_cannot_carry_stays_here_and_is_never_shown(tmp_path: Path, monkeypatch) -> None:
+    key = "serve-key-0123456789\r"  # e.g. $(cat key.txt) of a file saved on Windows
+    monkeypatch.setenv("IMAGEGEN_SERVE_API_KEY", key)
+    with server(api_key=key.strip()) as state:
+        result = _run(tmp_path, "a", base=state.base)
+        metrics = httpx.get(f"{state.base}/metrics", headers={"Authorization": f"Bearer {key.strip()}"}).text
+    assert "imagegen_images_total 0" in metrics
+    assert "IMAGEGEN_SERVE_API_KEY has a character an HTTP header cannot carry" in result.stderr
+    assert len(result.json()["images"]) == 1  # made in this process
+    assert "serve-key-0123456789" not in result.stderr + result.stdout

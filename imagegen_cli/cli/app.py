@@ -139,10 +139,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
 
-def main() -> None:
-    """Console-script entry point."""
+def console_main() -> None:
+    """The ``imagegen`` command: :func:`main`, then the quick exit (a caller in this process uses ``main``)."""
     try:
-        _main()
+        main()
     except SystemExit as exc:
         _leave(exc)
 
@@ -174,7 +174,8 @@ def _flush() -> None:
             stream.flush()
 
 
-def _main() -> None:
+def main() -> None:
+    """Run the CLI on ``sys.argv``; ends in SystemExit with the exit code, as Typer's commands do."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     InterruptNotice.said = False
     try:

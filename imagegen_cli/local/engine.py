@@ -91,7 +91,7 @@ class LocalBackend:
         Jobs a running ``imagegen serve`` can make as this process would go to it first (``local.served``): the
         same events come back, and what it could not finish is made here.
         """
-        from imagegen_cli.local.served import ServedJobs
+        from imagegen_cli.local.served_run import ServedJobs
 
         served = ServedJobs.choose(jobs, _local_plan)
         left = served.run(channel, _local_plan) if served.jobs else {}

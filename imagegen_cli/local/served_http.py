@@ -14,6 +14,7 @@ bundle httpx uses (certifi), or the system's where ``SSL_CERT_FILE``/``SSL_CERT_
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -110,18 +111,19 @@ class Client:
             connection.request(method, self.prefix + path, body=body, headers={**self.headers, **headers})
             response = connection.getresponse()
             content = response.read()
-            answer = Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, content)
+            # Read whole: kept even when a stop comes now (the server made it; the run saves what it has).
+            return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, content)
         except (OSError, http.client.HTTPException) as exc:
             if self._aborted:
                 raise Aborted from None
             raise exc if isinstance(exc, OSError) else OSError(f"{type(exc).__name__}: {exc}") from None
+        except ValueError:
+            # A header http.client refuses (a line break in it): its message quotes the value, a key perhaps.
+            raise OSError("the request has a header HTTP cannot carry") from None
         finally:
             with self._lock:
                 self._open.discard(connection)
             connection.close()
-        if self._aborted:
-            raise Aborted
-        return answer
 
     def abort(self) -> None:
         """End every request in flight, and refuse new ones (thread-safe; callable from a signal handler)."""
@@ -169,7 +171,9 @@ def _quoted(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
+@functools.cache
 def _tls() -> Any:
+    """One TLS context per process (reading a CA bundle takes ~20 ms)."""
     import ssl
 
     if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):

@@ -297,8 +297,9 @@ def _plan(
     seed = body.get("seed")
     if seed is None:
         seed = secrets.randbelow(2**31)
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED - n:
-        raise BadRequest("seed must be an integer from 0 to 2^63-1-n")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED - (n - 1):
+        # Image i gets seed+i: the last one, seed+n-1, must fit (the CLI's --seed bound, for the same n).
+        raise BadRequest("seed must be an integer from 0 to 2^63-n")
     model = str(body.get("model") or state.default_model).removeprefix("local:")
     from imagegen_cli.local.catalog import LOCAL_MODELS
 
