@@ -121,6 +121,19 @@ def no_secret_leaks(tmp_path: Path) -> Iterator[None]:
             assert needle not in path.read_bytes(), f"the test API key leaked into {path}"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for a module of tiny tensors (more threads only spin against the other test worker),
+    given back after it: CPU sums depend on the thread count, and later modules compare pixels with servers and
+    workers of their own."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def gateway() -> Iterator[FakeGateway]:
     with FakeGateway() as gw:
