@@ -152,12 +152,15 @@ def _leave(exc: SystemExit) -> NoReturn:
 
     That tear-down keeps nothing and costs ~40 ms: a tenth of a run on a warm ``imagegen serve``. What an exit must
     do still happens: the output streams are flushed and the atexit handlers run (logging's flush, temporary
-    folders' removal). Where anything else could still be working (another thread alive), an output that cannot be
-    flushed (a closed pipe: Python's own exit says so), or a code that is not a number, Python exits as usual.
+    folders' removal). Where anything else could still be working (a thread that is not a daemon), an output that
+    cannot be flushed (a closed pipe: Python's own exit says so), or a code that is not a number, Python exits as
+    usual.
     """
     code = 0 if exc.code is None else exc.code
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if not isinstance(code, int) or threading.active_count() > 1 or run_exit_handlers is None:
+    # Python's own exit waits for the threads that are not daemons, and for no other: those the quick one leaves.
+    working = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not isinstance(code, int) or working or run_exit_handlers is None:
         raise exc
     try:
         _flush()
