@@ -289,7 +289,9 @@ class RemoteJob:
                 )
                 continue
             self.task_ids.add(remote_id)
-            task = TaskRecord(remote_id, TaskState.PENDING, call.index, first, per_task, call.seed)
+            # A call's seed is its first image's; a task further in starts further on where seeds count up.
+            seed = call.seed + number * per_task if call.seed is not None and number else call.seed
+            task = TaskRecord(remote_id, TaskState.PENDING, call.index, first, per_task, seed)
             tasks.append(task)
             self.tasks.append(task)
             self.emit(TaskSubmitted(self.work, task))
