@@ -394,6 +394,8 @@ def slow(self, *args, **kwargs):
     return forward(self, *args, **kwargs)
 
 UNet2DConditionModel.forward = slow
+import imagegen_cli.backends.interrupts as interrupts  # the grace a SIGTERM gives the run: its length is not tested
+interrupts.TERM_GRACE = float(os.environ.get("TERM_GRACE", interrupts.TERM_GRACE))
 sys.argv = ["imagegen", *sys.argv[2:]]
 from imagegen_cli.cli.app import main
 main()
@@ -446,7 +448,7 @@ def test_one_sigterm_inside_a_long_step_stops_the_run(tmp_path: Path) -> None:
         [sys.executable, "-c", SLOW_STEP, str(started), "generate", "x", "-m", "local:tiny", "-o", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "SLOW_STEP_ROUNDS": "200"},
+        env={**os.environ, "SLOW_STEP_ROUNDS": "200", "TERM_GRACE": "1"},
     )
     try:
         deadline = time.monotonic() + 60
