@@ -13,12 +13,13 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from PIL import Image
 
+from imagegen_cli.local.tiny import TINY_VERSION
 from tests.conftest import IMAGEGEN, heavy_imports, run_cli
 from tests.fakegateway import free_port
 
@@ -119,11 +120,14 @@ def test_no_server_listening_is_an_ordinary_local_run(tmp_path: Path) -> None:
 class _Vanishing(BaseHTTPRequestHandler):
     """A server that says it is an imagegen server, then drops every generation request."""
 
+    extra: ClassVar[dict[str, Any]] = {"tiny": TINY_VERSION}
+
     def do_GET(self) -> None:
         options = {"vae_tiling": False, "variant": None, "loras": [], "quantize": None, "gguf": None,
                    "scheduler": None, "device": "cpu", "dtype": "auto"}  # fmt: skip
         health = {"status": "ok", "imagegen": "0", "models": [], "catalog": True, "accepting": True, "auth": False,
-                  "options": options, "max_batch": 4, "limits": {"prompt": 1000, "n": 10, "params": 8}}  # fmt: skip
+                  "options": options, "max_batch": 4, "limits": {"prompt": 1000, "n": 10, "params": 8},
+                  **self.extra}  # fmt: skip
         body = json.dumps(health).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -268,3 +272,20 @@ def test_a_key_a_header_cannot_carry_stays_here_and_is_never_shown(tmp_path: Pat
     assert "IMAGEGEN_SERVE_API_KEY has a character an HTTP header cannot carry" in result.stderr
     assert len(result.json()["images"]) == 1  # made in this process
     assert "serve-key-0123456789" not in result.stderr + result.stdout
+
+
+class _Older(_Vanishing):
+    """A server started before local:tiny version 2 (its /health does not say which it makes)."""
+
+    extra: ClassVar[dict[str, Any]] = {}
+
+
+def test_a_server_of_another_tiny_build_is_not_used_for_tiny(tmp_path: Path) -> None:
+    older = ThreadingHTTPServer(("127.0.0.1", 0), _Older)
+    threading.Thread(target=older.serve_forever, daemon=True).start()
+    try:
+        result = _run(tmp_path, "a", base=f"http://127.0.0.1:{older.server_address[1]}")
+    finally:
+        older.shutdown()
+    assert f"it makes local:tiny version 1, this run version {TINY_VERSION} (restart it)" in result.stderr
+    assert len(result.json()["images"]) == 1  # made in this process, with this build's pixels

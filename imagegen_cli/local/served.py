@@ -48,12 +48,14 @@ class Server:
     max_batch: int
     limits: dict[str, int]
     edits: bool = False  # answers /v1/images/edits (--image, --mask, --strength)
+    tiny: int = 1  # the build of local:tiny it makes (servers before version 2 did not say: theirs was 1)
     key: str | None = None
     gone: bool = False
 
     def refusal(self, plan: LocalPlan) -> str | None:
         """Why this server cannot make ``plan`` as this process would; None when it can."""
         from imagegen_cli.local.catalog import LOCAL_MODELS
+        from imagegen_cli.local.tiny import TINY_VERSION
 
         if self.auth and not self.key:
             return f"it wants an API key ({KEY_ENV} is not set)"
@@ -63,6 +65,8 @@ class Server:
             return "it is plain http on another host, and the API key is not sent there (use https://)"
         if (plan.request.images or plan.request.mask is not None) and not self.edits:
             return "it takes no input images (--image, --mask)"
+        if plan.source.location == "tiny" and self.tiny != TINY_VERSION:
+            return f"it makes local:tiny version {self.tiny}, this run version {TINY_VERSION} (restart it)"
         if self.model_id(plan) is None:
             known = plan.source.name in LOCAL_MODELS and not self.catalog
             return f"it does not serve local:{plan.source.name}" + (" (its catalog is off)" if known else "")
@@ -143,6 +147,7 @@ def find_server(url: str) -> Server | None:
                 int(body.get("max_batch") or 1),
                 {str(k): int(v) for k, v in (body.get("limits") or {}).items()},
                 body.get("edits") is True,
+                int(body.get("tiny") or 1),
                 os.environ.get(KEY_ENV) or None,
             )
         except (KeyError, TypeError, ValueError, AttributeError):

@@ -69,6 +69,7 @@ class ServeState:
 
         from imagegen_cli import __version__
         from imagegen_cli.local.planning import resolve_source
+        from imagegen_cli.local.tiny import TINY_VERSION
 
         return {
             "imagegen": __version__,
@@ -79,6 +80,7 @@ class ServeState:
             "max_batch": self.worker.max_batch,
             "edits": True,  # POST /v1/images/edits: --image, --mask, --strength
             "limits": {"prompt": MAX_PROMPT_CHARS, "n": MAX_N, "params": MAX_PARAMS},
+            "tiny": TINY_VERSION,  # local:tiny's build: another gives other pixels for the same seed
         }
 
 
