@@ -28,9 +28,30 @@ def pytest_configure(config: pytest.Config) -> None:
     # With -n, tests spread a file at a time: a module that shares one Ray instance (or one server) runs on one
     # worker. ("loadgroup" would say it per module, but xdist 3.8 cannot rename pytest 9's node ids.) Set here
     # rather than in addopts, where --dist would break a run without xdist (-p no:xdist).
+    _build_the_command_once()
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadfile"
         config.option.loadscopereorder = False  # files in collection order (the slowest first), not by test count
+
+
+def _build_the_command_once() -> None:
+    """Typer's test runner builds the whole command tree from its annotations on every invoke (~60 ms): several
+    hundred in-process runs spent a minute of CPU there. Built once per test process instead; the tree holds no
+    state of a run (each invoke parses into a fresh context), and the real command builds it once per process too.
+    """
+    import typer.testing
+
+    build = typer.testing._get_command
+    built: dict[tuple[int, str | None], tuple[Any, Any]] = {}
+
+    def once(app: Any) -> Any:
+        # Typer reads this one variable while building (its completion options take the shell as a value).
+        key = (id(app), os.environ.get("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"))
+        if key not in built:
+            built[key] = (app, build(app))  # the app is kept: its id stays its own
+        return built[key][1]
+
+    typer.testing._get_command = once  # type: ignore[attr-defined]
 
 
 # The slowest modules (tens of seconds each, measured), run first: with -n, a worker that takes one late would
