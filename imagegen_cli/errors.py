@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from enum import IntEnum
@@ -171,8 +172,12 @@ _QUERY_SECRET = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|sign
 
 def register_secret(value: str | None) -> None:
     """Remember a secret so that :func:`redact` removes it from any later output."""
-    if value and len(value) >= 4:
-        SECRETS.add(value)
+    if not value:
+        return
+    # Also as it may be shown: stripped of the blanks around it, and escaped as JSON writes it.
+    for form in {value, value.strip(), json.dumps(value)[1:-1]}:
+        if len(form) >= 4:
+            SECRETS.add(form)
 
 
 def redact(text: str) -> str:

@@ -59,7 +59,7 @@ class Server:
 
         if self.auth and not self.key:
             return f"it wants an API key ({KEY_ENV} is not set)"
-        if self.auth and self.key and not all("!" <= char <= "~" for char in self.key):
+        if self.auth and not self.key_usable():
             return f"{KEY_ENV} has a character an HTTP header cannot carry (a line break, a space, not ASCII)"
         if self.auth and urlsplit(self.url).scheme == "http" and not loopback(self.url):
             return "it is plain http on another host, and the API key is not sent there (use https://)"
@@ -87,6 +87,10 @@ class Server:
             if (list(value) if name == "loras" else value) != theirs:
                 return f"it runs with {flag} {_shown(theirs)}, this run asks {_shown(value)}"
         return None
+
+    def key_usable(self) -> bool:
+        """The key can go in a header: printable ASCII, no blank (a line break would end the header)."""
+        return self.key is not None and all("!" <= char <= "~" for char in self.key)
 
     def model_id(self, plan: LocalPlan) -> str | None:
         """The id the server knows the plan's model by (a served folder by its location), or None."""

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 RETRY_AFTER_MAX = 30.0
 MAX_THREADS = 32  # requests in flight at most (the server's --max-batch is at most 32)
 STOP_WAIT = 2.0  # after a stop, how long a thread may take to say it is done (an abort wakes it at once)
+WAKE = Note(-1, "")  # put by a stop: the run's thread stops waiting with no bound
 
 
 class ServerGone(Exception):
@@ -104,6 +105,7 @@ class ServedJobs:
             stopping.append(True)
             stopped.set()
             client.abort()  # every request in flight ends now; the server cancels what it has not made
+            said.put(WAKE)  # the run's thread, waiting with no bound, now waits with one (SimpleQueue: signal-safe)
 
         def worker() -> None:
             # A job starts when a worker takes it (as a gateway's do): a stop leaves the rest unstarted.
@@ -127,6 +129,7 @@ class ServedJobs:
         count = min(len(self.jobs), MAX_THREADS, max(2, server.max_batch))
         failure: BaseException | None = None
         running = 0
+        begun: set[int] = set()  # jobs whose start is recorded and whose end is not, as recorded here
         try:
             for _ in range(count):
                 threading.Thread(target=worker, daemon=True).start()
@@ -142,34 +145,48 @@ class ServedJobs:
                     continue
                 if item is None:
                     running -= 1
+                elif item is WAKE:
+                    continue
                 elif isinstance(item, BaseException):
                     failure = failure or item
                     stop()
                 else:
                     channel.emit(item)
+                    if isinstance(item, JobStarted):
+                        begun.add(item.work)
+                    elif isinstance(item, JobFinished):
+                        begun.discard(item.work)
         except BaseException:
             # Recording failed (a second Ctrl-C while an image was saved, the disk): stop the server's work, and
-            # end every job begun there as interrupted before the error goes on.
+            # end every job whose start was recorded as interrupted before the error goes on.
             stop()
-            self._interrupted(channel, left)
+            self._interrupted(channel, begun)
             raise
         finally:
             unsubscribe()
-        if failure is not None:
-            raise failure
-        if stopped.is_set():
-            self._interrupted(channel, left)
-            raise KeyboardInterrupt
+        if failure is not None or stopped.is_set():
+            self._interrupted(channel, begun)
+            left.clear()
+            raise failure or KeyboardInterrupt()
         for job in self.jobs:
             if job.work not in self.started:  # the server stopped answering before this job's turn
                 self.notes[job.work] = f"not on the imagegen server at {server.url}: it stopped answering; made here"
         return left
 
-    def _interrupted(self, channel: Channel, left: dict[int, list[int]]) -> None:
-        for work in sorted(self.open | set(left)):  # a job the server left to this process ends here too
-            self.open.discard(work)
-            channel.emit(JobFinished(work, interrupted=True))
-        left.clear()
+    def _interrupted(self, channel: Channel, begun: set[int]) -> None:
+        """End as interrupted every job whose start was recorded and whose end was not (those the server left to
+        this process too); each on its own, so that one failing to be recorded leaves the others ended."""
+        error: BaseException | None = None
+        for work in sorted(begun):
+            try:
+                channel.emit(JobFinished(work, interrupted=True))
+            except BaseException as exc:  # noqa: BLE001 - raised once every other job is ended
+                error = error or exc
+            else:
+                begun.discard(work)
+                self.open.discard(work)
+        if error is not None:
+            raise error
 
     def _job(
         self,
