@@ -225,6 +225,13 @@ def test_doctor_says_where_local_runs_go() -> None:
     closed = server_check(f"http://127.0.0.1:{free_port()}")
     assert closed["status"] == "info" and "local models run in this process" in closed["value"]
     assert server_check("off")["value"] == "off: local models run in this process"
+    with server(api_key="serve-key-0123456789") as state:
+        wants = server_check(state.base)
+    assert wants["status"] == "info"
+    assert wants["value"] == (
+        f"{state.base} answers, but it wants an API key (IMAGEGEN_SERVE_API_KEY is not set): "
+        "local runs stay in this process"
+    )
 
 
 def test_an_edit_goes_to_the_server_with_the_same_pixels_as_in_process(tmp_path: Path) -> None:

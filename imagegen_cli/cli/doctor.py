@@ -225,7 +225,7 @@ def run_checks(online: float | None) -> tuple[list[Check], str]:
 
 def _server_check(settings: Settings, online: float | None) -> Check:
     """Where local runs go: an ``imagegen serve`` that answers at the ``server`` setting, or this process."""
-    from imagegen_cli.local.served import KEY_ENV, find_server, loopback
+    from imagegen_cli.local.served import find_server, loopback
 
     url = settings.server_url
     if url is None:
@@ -235,9 +235,9 @@ def _server_check(settings: Settings, online: float | None) -> Check:
     found = find_server(url)
     if found is None:
         return Check("server", INFO, f"none at {url}: local models run in this process")
-    if found.auth and (not found.key or not found.key_usable()):
-        why = "is not set" if not found.key else "has a character an HTTP header cannot carry"
-        return Check("server", INFO, f"{url} answers but wants an API key ({KEY_ENV} {why}): local runs stay here")
+    problem = found.key_problem()
+    if problem:
+        return Check("server", INFO, f"{url} answers, but {problem}: local runs stay in this process")
     served = ", ".join(found.models) or "none loaded"
     return Check("server", OK, f"{url} answers (loaded with -m: {served}); local runs it can make go there")
 

@@ -1,17 +1,10 @@
-"""Local models on a running ``imagegen serve``: the same plan, made by a warm pipeline in another process.
+"""Local models on a running ``imagegen serve``: finding it, and judging whether it can make a plan.
 
-This module finds the server and judges whether it can make a plan; ``local/served_run.py`` sends it the jobs.
 The local engine asks :func:`find_server` once per run. When a server answers at the configured address
-(the ``server`` setting, ``IMAGEGEN_SERVER``) and can make a job exactly as this process would (the same model,
-the same local options, no input images), the job's pipeline calls go to it: one OpenAI-dialect request per
-call, with imagegen's extensions (``seed``, ``steps``, ``guidance``, ``negative_prompt``, ``params``), several
-jobs in flight so that the server can batch them. Each image comes back as a PNG carrying its record; it is
-emitted as the same ``ImageReady`` an in-process run emits, so the driver saves, journals and reports it the
-same way, and a seed gives the same pixels. The run's stop (Ctrl-C) closes the connections, and the server
-cancels what it has not made. A server that stops answering mid-run leaves the rest to this process.
-
-Nothing here imports torch or diffusers, nor httpx or asyncio: a run on the server is over in a fraction of a
-second, and its client is the standard library's (``local/served_http.py``), in a few threads.
+(the ``server`` setting, ``IMAGEGEN_SERVER``) and :meth:`Server.refusal` finds nothing against a job (the same
+model, the same local options, what the server takes), ``local/served_run.py`` sends the job there and emits what
+comes back as an in-process run would. Nothing here imports torch or diffusers, nor httpx or asyncio: a run on the
+server is over in a fraction of a second, and its client is the standard library's (``local/served_http.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from imagegen_cli.errors import register_secret
-from imagegen_cli.jsontypes import loads
 
 if TYPE_CHECKING:
     from imagegen_cli.local.planning import LocalPlan
@@ -57,10 +49,8 @@ class Server:
         from imagegen_cli.local.catalog import LOCAL_MODELS
         from imagegen_cli.local.tiny import TINY_VERSION
 
-        if self.auth and not self.key:
-            return f"it wants an API key ({KEY_ENV} is not set)"
-        if self.auth and not self.key_usable():
-            return f"{KEY_ENV} has a character an HTTP header cannot carry (a line break, a space, not ASCII)"
+        if problem := self.key_problem():
+            return problem
         if self.auth and urlsplit(self.url).scheme == "http" and not loopback(self.url):
             return "it is plain http on another host, and the API key is not sent there (use https://)"
         if (plan.request.images or plan.request.mask is not None) and not self.edits:
@@ -88,9 +78,15 @@ class Server:
                 return f"it runs with {flag} {_shown(theirs)}, this run asks {_shown(value)}"
         return None
 
-    def key_usable(self) -> bool:
-        """The key can go in a header: printable ASCII, no blank (a line break would end the header)."""
-        return self.key is not None and all("!" <= char <= "~" for char in self.key)
+    def key_problem(self) -> str | None:
+        """Why this run cannot give the server the key it wants; None when it wants none or the key can go."""
+        if not self.auth:
+            return None
+        if not self.key:
+            return f"it wants an API key ({KEY_ENV} is not set)"
+        if not all("!" <= char <= "~" for char in self.key):  # a line break would end the header early
+            return f"{KEY_ENV} has a character an HTTP header cannot carry (a line break, a space, not ASCII)"
+        return None
 
     def model_id(self, plan: LocalPlan) -> str | None:
         """The id the server knows the plan's model by (a served folder by its location), or None."""
@@ -137,7 +133,7 @@ def find_server(url: str) -> Server | None:
     register_secret(os.environ.get(KEY_ENV))  # whatever happens next, it is never printed
     try:
         answer = Client(url).get("/health", timeout=PROBE_SECONDS)
-        body: Any = loads(answer.content) if answer.status == 200 else None
+        body: Any = answer.json() if answer.status == 200 else None
     except (OSError, ValueError):
         body = None
     if isinstance(body, dict) and isinstance(body.get("imagegen"), str) and body.get("accepting", True):

@@ -111,11 +111,11 @@ class Client:
             connection.request(method, self.prefix + path, body=body, headers={**self.headers, **headers})
             response = connection.getresponse()
             content = response.read()
-            headers = {k.lower(): v for k, v in response.getheaders()}
-            if self._aborted and "content-length" not in headers and not response.chunked:
+            answered = {k.lower(): v for k, v in response.getheaders()}
+            if self._aborted and "content-length" not in answered and not response.chunked:
                 raise Aborted  # an answer that ends where its connection does: the abort may have cut it
             # Read whole: kept even when a stop comes now (the server made it; the run saves what it has).
-            return Answer(response.status, headers, content)
+            return Answer(response.status, answered, content)
         except (OSError, http.client.HTTPException) as exc:
             if self._aborted:
                 raise Aborted from None

@@ -54,7 +54,6 @@ class ServedJobs:
     jobs: list[EngineJob] = field(default_factory=list)
     notes: dict[int, str] = field(default_factory=dict)  # work → note (said once the job has started)
     started: set[int] = field(default_factory=set)  # jobs begun on the server (the rest run here from the start)
-    open: set[int] = field(default_factory=set)  # jobs started on the server and not yet finished
 
     @classmethod
     def choose(cls, jobs: list[EngineJob], plan_of: Any) -> ServedJobs:
@@ -98,9 +97,10 @@ class ServedJobs:
         # journal's connection belongs to it), in the order each thread said it.
         said: queue.SimpleQueue[Event | BaseException | None] = queue.SimpleQueue()
         stopped = threading.Event()
+        stopping: list[bool] = []  # a plain flag: Event.set takes a lock, which a signal's stop would wait on
 
         def stop() -> None:
-            if stopping:  # once: a signal arriving while the run's thread is in here must not wait on a lock
+            if stopping:  # once: a signal arriving while the run's thread is in here returns at once
                 return
             stopping.append(True)
             stopped.set()
@@ -121,7 +121,6 @@ class ServedJobs:
             finally:
                 said.put(None)
 
-        stopping: list[bool] = []
         unsubscribe = channel.stop.subscribe(stop)
         if channel.stop.requested:  # stopped while the server was being asked: a subscription never fires
             stop()
@@ -184,7 +183,6 @@ class ServedJobs:
                 error = error or exc
             else:
                 begun.discard(work)
-                self.open.discard(work)
         if error is not None:
             raise error
 
@@ -202,7 +200,6 @@ class ServedJobs:
         assert self.server is not None
         emit(JobStarted(job.work))
         self.started.add(job.work)
-        self.open.add(job.work)
         emit(Note(job.work, self.notes[job.work]))
         todo = [batch.first + offset for batch in plan.batches for offset in range(len(batch.seeds))]
         try:
@@ -216,13 +213,11 @@ class ServedJobs:
             return  # the run was stopped: the job stays open, and the run finishes it as interrupted
         except ServerGone as exc:
             self.server.gone = True
-            left[job.work] = todo
-            self.open.discard(job.work)  # the in-process engine finishes the job
+            left[job.work] = todo  # the in-process engine finishes the job
             emit(Note(job.work, f"the imagegen server at {self.server.url} {exc}; the rest is made here"))
             return
         except ImagegenError as exc:  # the server's answer, or an input file that changed since it was checked
             emit(CallFailed(job.work, exc))
-        self.open.discard(job.work)
         emit(JobFinished(job.work))
 
     def _call(

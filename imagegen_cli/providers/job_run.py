@@ -289,9 +289,9 @@ class RemoteJob:
                 )
                 continue
             self.task_ids.add(remote_id)
-            # A call's seed is its first image's; a task further in starts further on where seeds count up.
-            counts_up = number and call.seed is not None and self.provider.caps.seed_counts_up
-            seed = call.seed + number * per_task if counts_up and call.seed is not None else call.seed
+            seed = call.seed  # the call's first image's
+            if seed is not None and self.provider.caps.seed_counts_up:
+                seed += number * per_task  # a task further in starts further on
             task = TaskRecord(remote_id, TaskState.PENDING, call.index, first, per_task, seed)
             tasks.append(task)
             self.tasks.append(task)
